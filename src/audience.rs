@@ -1,0 +1,592 @@
+//! The audience CSV: header and column roles, then only the columns a campaign uses,
+//! held column by column.
+//!
+//! A million rows of every column as owned strings costs over 1.5 GB; one string buffer
+//! per kept column costs little more than the bytes themselves. A structurally broken row
+//! is remembered by line number and reason, never by content, and never stops the load.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Location, Result, did_you_mean};
+use crate::schema::{FieldType, Schema};
+
+/// Variables tact provides to every template; a CSV column of the same name is hidden.
+pub const TOOL_VARIABLES: [&str; 6] = [
+    "personalised",
+    "unsubscribe_url",
+    "postal_address",
+    "preheader",
+    "campaign",
+    "why_you_got_this",
+];
+
+/// `First Name` → `first_name`; identifiers are kept as written.
+pub fn normalise_name(raw: &str) -> String {
+    let raw = raw.trim();
+    if is_identifier(raw) {
+        return raw.to_string();
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut pending_sep = false;
+    for ch in raw.chars() {
+        if ch.is_ascii_alphanumeric() {
+            if pending_sep && !out.is_empty() {
+                out.push('_');
+            }
+            pending_sep = false;
+            out.push(ch.to_ascii_lowercase());
+        } else {
+            pending_sep = true;
+        }
+    }
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Email,
+    ConsentMarketing,
+    ConsentPersonalisation,
+    ConsentAt,
+}
+
+impl Role {
+    pub fn default_column(self) -> &'static str {
+        match self {
+            Role::Email => "email",
+            Role::ConsentMarketing => "consent_marketing",
+            Role::ConsentPersonalisation => "consent_personalisation",
+            Role::ConsentAt => "consent_at",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub path: PathBuf,
+    /// Column names as written in the file.
+    pub raw: Vec<String>,
+    /// Template-variable names, one per column.
+    pub names: Vec<String>,
+    pub email: usize,
+    pub consent_marketing: Option<usize>,
+    pub consent_personalisation: Option<usize>,
+    pub consent_at: Option<usize>,
+}
+
+impl Header {
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    pub fn role_index(&self, role: Role) -> Option<usize> {
+        match role {
+            Role::Email => Some(self.email),
+            Role::ConsentMarketing => self.consent_marketing,
+            Role::ConsentPersonalisation => self.consent_personalisation,
+            Role::ConsentAt => self.consent_at,
+        }
+    }
+
+    /// Customer fields templates can reach: every column but the ones a tool variable hides.
+    pub fn template_fields(&self) -> impl Iterator<Item = &str> {
+        self.names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !TOOL_VARIABLES.contains(n))
+    }
+
+    pub fn shadowed(&self) -> Vec<&str> {
+        self.names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| TOOL_VARIABLES.contains(n))
+            .collect()
+    }
+}
+
+fn open_reader(path: &Path) -> Result<csv::Reader<LineCounter<File>>> {
+    let file = File::open(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let counter = LineCounter {
+        inner: file,
+        offset: 0,
+        newlines: VecDeque::new(),
+        passed: 0,
+    };
+    Ok(csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(counter))
+}
+
+/// Counts lines by the bytes that pass through. The csv crate's own line numbers are one
+/// short after every CRLF header (csv 1.4), and a marketer's spreadsheet writes CRLF.
+struct LineCounter<R> {
+    inner: R,
+    offset: u64,
+    newlines: VecDeque<u64>,
+    passed: u64,
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == b'\n' {
+                self.newlines.push_back(self.offset + i as u64);
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R> LineCounter<R> {
+    /// The 1-based line of a record starting at `byte`, asked in increasing order. After a
+    /// CR the csv crate starts the next record on the LF, so a newline at `byte` counts.
+    fn line_at(&mut self, byte: u64) -> u64 {
+        while self.newlines.front().is_some_and(|&nl| nl <= byte) {
+            self.newlines.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
+fn csv_error(path: &Path, e: &csv::Error) -> Error {
+    match e.position() {
+        Some(p) => Error::input(
+            Location::at(path, p.line() as usize, 1),
+            format!("not a readable CSV file: {e}"),
+        ),
+        None => Error::input(
+            Location::file(path),
+            format!("not a readable CSV file: {e}"),
+        ),
+    }
+}
+
+pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
+    let mut reader = open_reader(path)?;
+    let raw_header = reader
+        .byte_headers()
+        .map_err(|e| csv_error(path, &e))?
+        .clone();
+    let mut raw = Vec::with_capacity(raw_header.len());
+    for (i, field) in raw_header.iter().enumerate() {
+        let field = if i == 0 {
+            field.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(field)
+        } else {
+            field
+        };
+        let name = std::str::from_utf8(field).map_err(|_| {
+            Error::input(
+                Location::at(path, 1, i + 1),
+                "the header row is not UTF-8 text: is this a CSV file? Save it as CSV UTF-8",
+            )
+        })?;
+        raw.push(name.trim().to_string());
+    }
+    if raw.iter().all(String::is_empty) {
+        return Err(Error::input(
+            Location::at(path, 1, 1),
+            "the file has no header row: the first line must name the columns",
+        ));
+    }
+    let mut names: Vec<String> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        let n = normalise_name(r);
+        if n.is_empty() {
+            return Err(Error::input(
+                Location::at(path, 1, i + 1),
+                format!("column {} has no usable name", i + 1),
+            ));
+        }
+        if let Some(j) = names.iter().position(|m| *m == n) {
+            return Err(Error::input(
+                Location::at(path, 1, i + 1),
+                format!(
+                    "columns `{}` and `{}` both become the variable `{n}`: rename one of them",
+                    raw[j], r
+                ),
+            ));
+        }
+        names.push(n);
+    }
+    let find = |role: Role, renamed: &Option<String>| -> Result<Option<usize>> {
+        match renamed {
+            Some(col) => {
+                let idx = raw
+                    .iter()
+                    .position(|r| r == col.trim())
+                    .or_else(|| names.iter().position(|n| *n == normalise_name(col)));
+                match idx {
+                    Some(i) => Ok(Some(i)),
+                    None => Err(Error::input(
+                        schema
+                            .path
+                            .as_deref()
+                            .map_or_else(|| Location::file(path), Location::file),
+                        format!(
+                            "[columns] {} = \"{col}\", but {} has no such column{}",
+                            role.default_column(),
+                            path.display(),
+                            did_you_mean(col, raw.iter().map(String::as_str))
+                        ),
+                    )),
+                }
+            }
+            None => Ok(names.iter().position(|n| n == role.default_column())),
+        }
+    };
+    let email = find(Role::Email, &schema.columns.email)?.ok_or_else(|| {
+        Error::input(
+            Location::at(path, 1, 1),
+            format!(
+                "no `email` column (columns are: {}); name it `email` or map it in the schema with [columns] email = \"…\"",
+                raw.join(", ")
+            ),
+        )
+    })?;
+    Ok(Header {
+        path: path.to_path_buf(),
+        consent_marketing: find(Role::ConsentMarketing, &schema.columns.consent_marketing)?,
+        consent_personalisation: find(
+            Role::ConsentPersonalisation,
+            &schema.columns.consent_personalisation,
+        )?,
+        consent_at: find(Role::ConsentAt, &schema.columns.consent_at)?,
+        raw,
+        names,
+        email,
+    })
+}
+
+/// One column's values for every well-formed row, in one buffer.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnData {
+    buf: String,
+    ends: Vec<u32>,
+}
+
+impl ColumnData {
+    fn push(&mut self, v: &str) -> bool {
+        self.buf.push_str(v);
+        match u32::try_from(self.buf.len()) {
+            Ok(end) => {
+                self.ends.push(end);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn get(&self, row: usize) -> &str {
+        let start = if row == 0 {
+            0
+        } else {
+            self.ends[row - 1] as usize
+        };
+        &self.buf[start..self.ends[row] as usize]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.ends.len()).map(|i| self.get(i))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub ty: FieldType,
+    pub data: ColumnData,
+}
+
+/// A row that was skipped before it could be read: its line and why, never its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    pub line: u64,
+    pub reason: String,
+}
+
+/// How many full rows are kept for the walker's self-check.
+pub const SELF_CHECK_ROWS: usize = 200;
+
+#[derive(Debug, Clone)]
+pub struct Audience {
+    pub header: Header,
+    /// Kept columns; the role columns always, then the fields the campaign uses.
+    pub columns: Vec<Column>,
+    /// File line of each well-formed row.
+    pub lines: Vec<u64>,
+    pub malformed: Vec<Malformed>,
+    /// The first well-formed rows with every column, to prove the minimised context renders
+    /// the same as the whole row (DESIGN §4 self-check). Indexed like `lines`.
+    pub full_sample: Vec<Vec<String>>,
+}
+
+impl Audience {
+    /// Reads the file keeping the role columns and `fields` (template-variable names).
+    pub fn load(header: Header, fields: &BTreeSet<String>, schema: &Schema) -> Result<Audience> {
+        let path = header.path.clone();
+        let mut keep: Vec<usize> = Vec::new();
+        for idx in [
+            Some(header.email),
+            header.consent_marketing,
+            header.consent_personalisation,
+            header.consent_at,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !keep.contains(&idx) {
+                keep.push(idx);
+            }
+        }
+        for f in fields {
+            if let Some(i) = header.index(f).filter(|i| !keep.contains(i)) {
+                keep.push(i);
+            }
+        }
+        let mut data: Vec<ColumnData> = vec![ColumnData::default(); keep.len()];
+        let mut lines = Vec::new();
+        let mut malformed = Vec::new();
+        let mut full_sample = Vec::new();
+        let mut reader = open_reader(&path)?;
+        let width = header.names.len();
+        let mut record = csv::ByteRecord::new();
+        loop {
+            match reader.read_byte_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    // An I/O error mid-file cannot be skipped past safely.
+                    if let csv::ErrorKind::Io(_) = e.kind() {
+                        return Err(csv_error(&path, &e));
+                    }
+                    let line = match e.position() {
+                        Some(p) => reader.get_mut().line_at(p.byte()),
+                        None => 0,
+                    };
+                    malformed.push(Malformed {
+                        line,
+                        reason: format!("unreadable row: {}", e),
+                    });
+                    continue;
+                }
+            }
+            let line = match record.position() {
+                Some(p) => reader.get_mut().line_at(p.byte()),
+                None => 0,
+            };
+            if record.len() != width {
+                malformed.push(Malformed {
+                    line,
+                    reason: format!("has {} fields, the header has {width}", record.len()),
+                });
+                continue;
+            }
+            if let Some(bad) = (0..width).find(|&i| std::str::from_utf8(&record[i]).is_err()) {
+                malformed.push(Malformed {
+                    line,
+                    reason: format!("field `{}` is not valid UTF-8", header.names[bad]),
+                });
+                continue;
+            }
+            for (slot, &idx) in keep.iter().enumerate() {
+                let v = std::str::from_utf8(&record[idx]).unwrap_or_default();
+                let v = if idx == header.email { v.trim() } else { v };
+                if !data[slot].push(v) {
+                    return Err(Error::input(
+                        Location::file(&path),
+                        format!(
+                            "column `{}` holds more than 4 GiB of text",
+                            header.names[idx]
+                        ),
+                    ));
+                }
+            }
+            if full_sample.len() < SELF_CHECK_ROWS {
+                full_sample.push(
+                    record
+                        .iter()
+                        .map(|f| String::from_utf8_lossy(f).into_owned())
+                        .collect(),
+                );
+            }
+            lines.push(line);
+        }
+        let columns = keep
+            .iter()
+            .zip(data)
+            .map(|(&idx, data)| {
+                let name = header.names[idx].clone();
+                let ty = schema
+                    .fields
+                    .get(&name)
+                    .and_then(|s| s.ty)
+                    .unwrap_or_else(|| crate::schema::infer_type(data.iter()));
+                Column { name, ty, data }
+            })
+            .collect();
+        Ok(Audience {
+            header,
+            columns,
+            lines,
+            malformed,
+            full_sample,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Rows in the file, the malformed ones included.
+    pub fn rows(&self) -> usize {
+        self.lines.len() + self.malformed.len()
+    }
+
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    pub fn role(&self, role: Role) -> Option<&Column> {
+        let idx = self.header.role_index(role)?;
+        self.column(&self.header.names[idx])
+    }
+
+    pub fn email(&self, row: usize) -> &str {
+        self.columns[0].data.get(row)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(content: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(content).unwrap();
+        f
+    }
+
+    fn load_all(content: &[u8]) -> Result<Audience> {
+        let f = write(content);
+        let schema = Schema::default();
+        let header = read_header(f.path(), &schema)?;
+        let fields: BTreeSet<String> = header.names.iter().cloned().collect();
+        Audience::load(header, &fields, &schema)
+    }
+
+    #[test]
+    fn names_normalise() {
+        assert_eq!(normalise_name("First Name"), "first_name");
+        assert_eq!(normalise_name("first_name"), "first_name");
+        assert_eq!(normalise_name("FirstName"), "FirstName");
+        assert_eq!(normalise_name("  E-mail Address  "), "e_mail_address");
+        assert_eq!(normalise_name("Total Spent (£)"), "total_spent");
+        assert_eq!(normalise_name("2fa"), "_2fa");
+    }
+
+    #[test]
+    fn bom_crlf_quoted_comma_and_newline() {
+        let a = load_all(b"\xEF\xBB\xBFemail,name,note\r\na@example.com,\"Smith, Jr.\",\"two\r\nlines\"\r\nb@example.com,B,x\r\n").unwrap();
+        assert_eq!(a.header.names, ["email", "name", "note"]);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.column("name").unwrap().data.get(0), "Smith, Jr.");
+        assert_eq!(a.column("note").unwrap().data.get(0), "two\r\nlines");
+        // The second record starts on line 4, after the quoted newline.
+        assert_eq!(a.lines, [2, 4]);
+    }
+
+    #[test]
+    fn line_numbers_survive_crlf_and_quoted_newlines() {
+        let a =
+            load_all(b"email,n\r\na@example.com,\"x\ny\"\r\nb@example.com,z\r\nc@example.com\r\n")
+                .unwrap();
+        assert_eq!(a.lines, [2, 4]);
+        assert_eq!(a.malformed[0].line, 5);
+    }
+
+    #[test]
+    fn ragged_and_non_utf8_rows_are_skipped_with_their_line() {
+        let a = load_all(b"email,name\na@example.com,A\nb@example.com\nc@example.com,\xff\xfe\nd@example.com,D\n").unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.rows(), 4);
+        assert_eq!(
+            a.malformed[0],
+            Malformed {
+                line: 3,
+                reason: "has 1 fields, the header has 2".into()
+            }
+        );
+        assert_eq!(a.malformed[1].line, 4);
+        assert!(a.malformed[1].reason.contains("`name` is not valid UTF-8"));
+    }
+
+    #[test]
+    fn header_errors_name_the_file_and_column() {
+        let e = load_all(b"E-mail,First Name,first_name\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":1:3:"), "{e}");
+        assert!(e.contains("both become the variable `first_name`"), "{e}");
+        let e = load_all(b"name,phone\nA,1\n").unwrap_err().to_string();
+        assert!(e.contains("no `email` column"), "{e}");
+        let e = load_all(b"\x89PNG\r\n\x1a\n\x00\x00\xff")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn only_used_columns_are_kept() {
+        let f = write(b"email,consent_marketing,first_name,secret\na@example.com,yes,Ann,s3cr3t\n");
+        let schema = Schema::default();
+        let header = read_header(f.path(), &schema).unwrap();
+        let fields = BTreeSet::from(["first_name".to_string()]);
+        let a = Audience::load(header, &fields, &schema).unwrap();
+        let kept: Vec<&str> = a.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(kept, ["email", "consent_marketing", "first_name"]);
+    }
+
+    #[test]
+    fn schema_renames_roles() {
+        let f = write(b"Email Address,opt_in\na@example.com,yes\n");
+        let mut schema = Schema::default();
+        schema.columns.email = Some("Email Address".into());
+        schema.columns.consent_marketing = Some("opt_in".into());
+        let h = read_header(f.path(), &schema).unwrap();
+        assert_eq!(h.email, 0);
+        assert_eq!(h.consent_marketing, Some(1));
+        schema.columns.consent_at = Some("opt_in_date".into());
+        let e = read_header(f.path(), &schema).unwrap_err().to_string();
+        assert!(e.contains("no such column"), "{e}");
+    }
+}

@@ -1,0 +1,418 @@
+//! The campaign file: load, validate, resolve paths against the file's folder.
+//!
+//! Validation runs in two stages (the ripgrep habit): serde reads what was written, with
+//! spans, then `Campaign::load` turns it into a checked, typed campaign whose errors point
+//! at the line and column the user typed.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset};
+use lettre::message::Mailbox;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Error, Location, Result, did_you_mean};
+use crate::schema::line_col;
+
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "audience",
+    "schema",
+    "templates",
+    "template",
+    "subject",
+    "preheader",
+    "from",
+    "reply_to",
+    "return_path",
+    "segment",
+    "unsubscribe_url",
+    "postal_address",
+    "send_at",
+    "policy",
+    "send",
+    "dkim",
+];
+const POLICY_KEYS: &[&str] = &[
+    "min_segment_size",
+    "consent_max_age_days",
+    "acknowledge",
+    "late_window_hours",
+    "min_hours_between",
+];
+const SEND_KEYS: &[&str] = &["rate_per_second", "concurrency"];
+const DKIM_KEYS: &[&str] = &["domain", "selector", "private_key"];
+const ACK_KEYS: &[&str] = &["rule", "fields", "reason"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCampaign {
+    name: Spanned<String>,
+    audience: Spanned<String>,
+    schema: Option<Spanned<String>>,
+    templates: Option<Spanned<String>>,
+    template: Spanned<String>,
+    subject: Spanned<String>,
+    preheader: Option<Spanned<String>>,
+    from: Spanned<String>,
+    reply_to: Option<Spanned<String>>,
+    return_path: Option<Spanned<String>>,
+    segment: Option<Spanned<String>>,
+    unsubscribe_url: Spanned<String>,
+    #[serde(default)]
+    postal_address: String,
+    send_at: Option<Spanned<String>>,
+    #[serde(default)]
+    policy: Policy,
+    #[serde(default)]
+    send: SendSettings,
+    dkim: Option<Dkim>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Acknowledgement {
+    pub rule: String,
+    pub fields: Vec<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    pub min_segment_size: usize,
+    pub consent_max_age_days: u32,
+    pub acknowledge: Vec<Acknowledgement>,
+    pub late_window_hours: u32,
+    pub min_hours_between: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            min_segment_size: 50,
+            consent_max_age_days: 730,
+            acknowledge: Vec::new(),
+            late_window_hours: 24,
+            min_hours_between: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendSettings {
+    pub rate_per_second: f64,
+    pub concurrency: usize,
+}
+
+impl Default for SendSettings {
+    fn default() -> Self {
+        SendSettings {
+            rate_per_second: 20.0,
+            concurrency: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dkim {
+    pub domain: String,
+    pub selector: String,
+    pub private_key: PathBuf,
+}
+
+/// A checked campaign, with every path resolved.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub path: PathBuf,
+    pub name: String,
+    pub audience: PathBuf,
+    pub schema: Option<PathBuf>,
+    pub templates: PathBuf,
+    pub template: String,
+    pub subject: String,
+    pub preheader: String,
+    pub from: Mailbox,
+    pub reply_to: Option<Mailbox>,
+    pub return_path: Option<lettre::Address>,
+    pub segment: Option<String>,
+    pub unsubscribe_url: String,
+    pub postal_address: String,
+    pub send_at: Option<DateTime<FixedOffset>>,
+    pub policy: Policy,
+    pub send: SendSettings,
+    pub dkim: Option<Dkim>,
+}
+
+impl Campaign {
+    pub fn load(path: &Path) -> Result<Campaign> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Campaign> {
+        let raw: RawCampaign =
+            toml::from_str(text).map_err(|e| campaign_toml_error(path, text, &e))?;
+        let dir = path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let at = |span: std::ops::Range<usize>, msg: String| {
+            let (line, col) = line_col(text, span.start);
+            Error::input(Location::at(path, line, col), msg)
+        };
+        let name = raw.name.get_ref();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(at(
+                raw.name.span(),
+                format!("name `{name}` may use only lowercase letters, digits and '-'"),
+            ));
+        }
+        let mailbox = |s: &Spanned<String>, key: &str| -> Result<Mailbox> {
+            s.get_ref().parse::<Mailbox>().map_err(|e| {
+                at(
+                    s.span(),
+                    format!("{key} `{}` is not an address: {e}", s.get_ref()),
+                )
+            })
+        };
+        let from = mailbox(&raw.from, "from")?;
+        let reply_to = raw
+            .reply_to
+            .as_ref()
+            .map(|r| mailbox(r, "reply_to"))
+            .transpose()?;
+        let return_path = raw
+            .return_path
+            .as_ref()
+            .map(|r| {
+                r.get_ref().parse::<lettre::Address>().map_err(|e| {
+                    at(
+                        r.span(),
+                        format!("return_path `{}` is not an address: {e}", r.get_ref()),
+                    )
+                })
+            })
+            .transpose()?;
+        let url = raw.unsubscribe_url.get_ref().trim();
+        // RFC 8058 one-click needs an HTTPS URI; a mailto or http link would be refused by
+        // the big mailbox providers.
+        if !url.starts_with("https://")
+            || url.len() <= "https://".len()
+            || url.contains(char::is_whitespace)
+        {
+            return Err(at(
+                raw.unsubscribe_url.span(),
+                format!("unsubscribe_url `{url}` must be an https:// URL"),
+            ));
+        }
+        if url.contains('#') {
+            return Err(at(
+                raw.unsubscribe_url.span(),
+                "unsubscribe_url must not contain a #fragment".into(),
+            ));
+        }
+        let send_at = raw
+            .send_at
+            .as_ref()
+            .map(|s| {
+                DateTime::parse_from_rfc3339(s.get_ref()).map_err(|e| {
+                    at(s.span(), format!("send_at `{}` must be RFC 3339 with an offset, like 2026-12-01T09:00:00+00:00 ({e})", s.get_ref()))
+                })
+            })
+            .transpose()?;
+        let template = raw.template.get_ref().trim().to_string();
+        if template.is_empty() || template.contains(['/', '\\']) || template.starts_with('.') {
+            return Err(at(
+                raw.template.span(),
+                format!("template `{template}` must be a plain name like `winter-sale`"),
+            ));
+        }
+        for (i, ack) in raw.policy.acknowledge.iter().enumerate() {
+            if ack.reason.trim().is_empty() {
+                return Err(Error::input(
+                    Location::file(path),
+                    format!(
+                        "[policy].acknowledge[{i}] ({}) needs a reason: say why this is acceptable",
+                        ack.rule
+                    ),
+                ));
+            }
+            if ack.fields.is_empty() {
+                return Err(Error::input(
+                    Location::file(path),
+                    format!(
+                        "[policy].acknowledge[{i}] ({}) must list the fields it covers",
+                        ack.rule
+                    ),
+                ));
+            }
+        }
+        if raw.send.concurrency == 0
+            || raw.send.rate_per_second.is_nan()
+            || raw.send.rate_per_second <= 0.0
+        {
+            return Err(Error::input(
+                Location::file(path),
+                "[send] concurrency and rate_per_second must be above 0",
+            ));
+        }
+        let audience = dir.join(raw.audience.get_ref());
+        let schema = match &raw.schema {
+            Some(s) => Some(dir.join(s.get_ref())),
+            None => {
+                let stem = audience
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let beside = audience.with_file_name(format!("{stem}.schema.toml"));
+                beside.is_file().then_some(beside)
+            }
+        };
+        let templates = match &raw.templates {
+            Some(t) => dir.join(t.get_ref()),
+            None => nearest_templates(&dir).ok_or_else(|| {
+                Error::input(
+                    Location::file(path),
+                    "no `templates` key and no templates/ folder in this or a parent directory",
+                )
+            })?,
+        };
+        Ok(Campaign {
+            path: path.to_path_buf(),
+            name: name.clone(),
+            audience,
+            schema,
+            templates,
+            template,
+            subject: raw.subject.into_inner(),
+            preheader: raw.preheader.map(Spanned::into_inner).unwrap_or_default(),
+            from,
+            reply_to,
+            return_path,
+            segment: raw
+                .segment
+                .map(Spanned::into_inner)
+                .filter(|s| !s.trim().is_empty()),
+            unsubscribe_url: url.to_string(),
+            postal_address: raw.postal_address.trim().to_string(),
+            send_at,
+            policy: raw.policy,
+            send: raw.send,
+            dkim: raw.dkim.map(|d| Dkim {
+                private_key: dir.join(&d.private_key),
+                ..d
+            }),
+        })
+    }
+
+    /// The domain of the From address: Message-IDs and List-Id use it, never the host name.
+    pub fn from_domain(&self) -> &str {
+        self.from.email.domain()
+    }
+}
+
+fn nearest_templates(start: &Path) -> Option<PathBuf> {
+    let start = start.canonicalize().ok()?;
+    start
+        .ancestors()
+        .map(|d| d.join("templates"))
+        .find(|t| t.is_dir())
+}
+
+/// serde's "unknown field" error plus a "did you mean" from the keys valid at that place.
+fn campaign_toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+    let mut message = e.message().trim().to_string();
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some(wrong) = rest.split('`').next()
+    {
+        let all = TOP_KEYS
+            .iter()
+            .chain(POLICY_KEYS)
+            .chain(SEND_KEYS)
+            .chain(DKIM_KEYS)
+            .chain(ACK_KEYS);
+        let hint = did_you_mean(wrong, all.copied());
+        message = format!("unknown key `{wrong}`{hint}");
+    }
+    Error::input(Location::at(path, line, col), message)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "winter-sale"
+audience = "../customers.csv"
+templates = "../templates"
+template = "winter-sale"
+subject = "Our winter picks"
+from = "Northwind <news@northwind.example>"
+unsubscribe_url = "https://northwind.example/unsubscribe"
+postal_address = "1 Quay St, Bristol BS1 1AA, UK"
+[policy]
+min_segment_size = 20
+"#;
+
+    fn parse(text: &str) -> Result<Campaign> {
+        Campaign::parse(Path::new("/c/campaigns/winter-sale.toml"), text)
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_campaign_file() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.audience, Path::new("/c/campaigns/../customers.csv"));
+        assert_eq!(c.templates, Path::new("/c/campaigns/../templates"));
+        assert_eq!(c.policy.min_segment_size, 20);
+        assert_eq!(c.policy.consent_max_age_days, 730);
+        assert_eq!(c.from_domain(), "northwind.example");
+    }
+
+    #[test]
+    fn unknown_keys_get_a_suggestion_and_a_position() {
+        let e = parse(&GOOD.replace("subject =", "subjct ="))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("winter-sale.toml:6:1"), "{e}");
+        assert!(
+            e.contains("unknown key `subjct` (did you mean `subject`?)"),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("min_segment_size", "min_segmnt_size"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `min_segment_size`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_point_at_the_value() {
+        let e = parse(&GOOD.replace("news@northwind.example", "news-at-northwind"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":7:") || e.contains(":8:"), "{e}");
+        assert!(e.contains("from"), "{e}");
+        let e = parse(&GOOD.replace("https://northwind", "http://northwind"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("https://"), "{e}");
+        let e = parse(&GOOD.replace("winter-sale\"\naud", "Winter Sale\"\naud"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lowercase"), "{e}");
+        let e = parse(&format!("{GOOD}acknowledge = [{{ rule = \"high-risk-field\", fields = [\"income\"], reason = \" \" }}]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs a reason"), "{e}");
+    }
+}

@@ -1,0 +1,629 @@
+//! The creepiness check: rules over the fields a campaign touches and what its renders
+//! contain → findings → verdict (DESIGN §4).
+//!
+//! The rules are pure functions of the prepared campaign, the plan's counts and the render
+//! stage's observations; `run` does the rendering (both cores) and then applies them.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::audience::TOOL_VARIABLES;
+use crate::campaign::Acknowledgement;
+use crate::plan::{Counts, Decision, Facts, Outcome, Plan, Prepared, Reason};
+use crate::schema::FieldClass;
+use crate::state::Keys;
+use crate::template::{Place, ToolVars};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Notice,
+    Caution,
+    Block,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Notice => "notice",
+            Level::Caution => "caution",
+            Level::Block => "block",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub level: Level,
+    pub fields: Vec<String>,
+    pub message: String,
+    pub alternative: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub acknowledged: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Finding {
+    fn new(
+        rule: &'static str,
+        level: Level,
+        fields: Vec<String>,
+        message: String,
+        alternative: &str,
+    ) -> Finding {
+        Finding {
+            rule,
+            level,
+            fields,
+            message,
+            alternative: alternative.to_string(),
+            acknowledged: false,
+            reason: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldReport {
+    pub name: String,
+    pub class: FieldClass,
+    pub level: u8,
+    pub inferred: bool,
+    pub places: Vec<Place>,
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+}
+
+/// A row the render stage excluded, by line.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowProblem {
+    pub line: u64,
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+/// What rendering every recipient showed.
+#[derive(Debug, Clone, Default)]
+pub struct RenderStats {
+    pub problems: Vec<RowProblem>,
+    pub unsubscribe_missing_text: usize,
+    pub unsubscribe_missing_html: usize,
+    pub postal_missing_text: usize,
+    /// Per field, recipients who would be shown a value observed over 90 days ago.
+    pub stale: Vec<(String, usize)>,
+}
+
+/// A difference between the minimised and the full-row render: the walker missed a field.
+#[derive(Debug, Clone, Serialize)]
+pub struct SelfCheckMiss {
+    pub line: u64,
+    pub variant: &'static str,
+    pub part: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub campaign: String,
+    pub verdict: Level,
+    pub findings: Vec<Finding>,
+    pub fields: Vec<FieldReport>,
+    pub audience: Counts,
+    pub self_check: Vec<SelfCheckMiss>,
+    #[serde(skip)]
+    pub problems: Vec<RowProblem>,
+}
+
+impl Report {
+    /// The contract's exit code for this verdict (DESIGN §5).
+    pub fn exit_code(&self) -> i32 {
+        if !self.self_check.is_empty() {
+            return 1;
+        }
+        match self.verdict {
+            Level::Block => 4,
+            Level::Caution
+                if self
+                    .findings
+                    .iter()
+                    .any(|f| f.level == Level::Caution && !f.acknowledged) =>
+            {
+                3
+            }
+            _ => 0,
+        }
+    }
+
+    /// Whether anything may be sent from this campaign.
+    pub fn sendable(&self) -> bool {
+        self.exit_code() == 0
+    }
+}
+
+/// Renders every planned recipient, moves the ones whose render fails to their reason, and
+/// returns what the rules need to know about the renders.
+pub fn render_all(p: &Prepared, keys: &Keys, plan: &mut Plan, now: DateTime<Utc>) -> RenderStats {
+    let stale_fields: Vec<(&str, usize)> = p
+        .fields
+        .iter()
+        .filter(|f| {
+            f.class.base == FieldClass::Behavioural
+                && f.places.iter().any(|pl| *pl != Place::Segment)
+        })
+        .filter_map(|f| {
+            f.observed_at
+                .as_deref()
+                .and_then(|o| p.audience.column_index(o))
+                .map(|c| (f.name.as_str(), c))
+        })
+        .collect();
+    let cutoff = now - TimeDelta::days(90);
+    struct One {
+        problem: Option<(Reason, String)>,
+        unsub_text: bool,
+        unsub_html: bool,
+        postal: bool,
+        stale: Vec<bool>,
+    }
+    let results: Vec<One> = plan
+        .decisions
+        .par_iter()
+        .map(|d: &Decision| {
+            let personalised = match d.outcome {
+                Outcome::Personalised => true,
+                Outcome::Generic => false,
+                Outcome::Excluded(_) => {
+                    return One {
+                        problem: None,
+                        unsub_text: true,
+                        unsub_html: true,
+                        postal: true,
+                        stale: Vec::new(),
+                    };
+                }
+            };
+            let row = d.row as usize;
+            match p.letter(keys, row, personalised) {
+                Err(e) => One {
+                    problem: Some((e.reason, e.detail)),
+                    unsub_text: true,
+                    unsub_html: true,
+                    postal: true,
+                    stale: Vec::new(),
+                },
+                Ok(l) => One {
+                    problem: None,
+                    unsub_text: l.rendered.text.contains(&l.unsubscribe_url),
+                    unsub_html: l
+                        .rendered
+                        .html
+                        .as_ref()
+                        .is_none_or(|h| h.contains(&html_escape_url(&l.unsubscribe_url))),
+                    postal: p.campaign.postal_address.is_empty()
+                        || l.rendered.text.contains(&p.campaign.postal_address),
+                    stale: stale_fields
+                        .iter()
+                        .map(|(_, col)| {
+                            personalised
+                                && crate::consent::parse_time(
+                                    p.audience.columns[*col].data.get(row),
+                                )
+                                .is_none_or(|t| t < cutoff)
+                        })
+                        .collect(),
+                },
+            }
+        })
+        .collect();
+    let mut stats = RenderStats {
+        stale: stale_fields
+            .iter()
+            .map(|(n, _)| (n.to_string(), 0))
+            .collect(),
+        ..Default::default()
+    };
+    for (d, r) in plan.decisions.iter_mut().zip(results) {
+        if let Some((reason, detail)) = r.problem {
+            stats.problems.push(RowProblem {
+                line: p.audience.lines[d.row as usize],
+                reason: reason.key(),
+                detail,
+            });
+            d.outcome = Outcome::Excluded(reason);
+        }
+        stats.unsubscribe_missing_text += usize::from(!r.unsub_text);
+        stats.unsubscribe_missing_html += usize::from(!r.unsub_html);
+        stats.postal_missing_text += usize::from(!r.postal);
+        for (i, s) in r.stale.iter().enumerate() {
+            stats.stale[i].1 += usize::from(*s);
+        }
+    }
+    stats
+}
+
+/// Tera escapes `/` and `&` in HTML; the URL in an autoescaped part reads that way.
+fn html_escape_url(url: &str) -> String {
+    tera::escape_html(url)
+}
+
+/// DESIGN §4 self-check: render sample rows from only the extracted fields and from the
+/// whole row; any difference means the walker missed a field.
+pub fn self_check(p: &Prepared, keys: &Keys) -> Vec<SelfCheckMiss> {
+    let header = &p.audience.header;
+    let used: BTreeSet<&str> = p.usage.fields.keys().map(String::as_str).collect();
+    let mut misses = Vec::new();
+    for (i, full) in p.audience.full_sample.iter().enumerate() {
+        let all: Vec<(&str, &str)> = header
+            .names
+            .iter()
+            .zip(full)
+            .filter(|(n, _)| !TOOL_VARIABLES.contains(&n.as_str()))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let minimal: Vec<(&str, &str)> = all
+            .iter()
+            .copied()
+            .filter(|(n, _)| used.contains(n))
+            .collect();
+        for personalised in [true, false] {
+            let (vars, _): (ToolVars, _) = p.tool_vars(keys, i, personalised);
+            let a = p.templates.render(&vars, &minimal);
+            let b = p.templates.render(&vars, &all);
+            let part = match (&a, &b) {
+                (Ok(a), Ok(b)) => {
+                    if a.subject != b.subject || a.preheader != b.preheader {
+                        Some("subject")
+                    } else if a.text != b.text {
+                        Some("text")
+                    } else if a.html != b.html {
+                        Some("html")
+                    } else {
+                        None
+                    }
+                }
+                (Err(_), Err(_)) => None,
+                (Err(e), Ok(_)) | (Ok(_), Err(e)) => Some(e.part),
+            };
+            if let Some(part) = part {
+                misses.push(SelfCheckMiss {
+                    line: p.audience.lines[i],
+                    variant: if personalised {
+                        "personalised"
+                    } else {
+                        "generic"
+                    },
+                    part,
+                });
+            }
+        }
+        if misses.len() >= 5 {
+            break;
+        }
+    }
+    misses
+}
+
+/// Plans, renders everyone, applies every rule.
+pub fn run(p: &Prepared, keys: &Keys, facts: &Facts, now: DateTime<Utc>) -> (Plan, Report) {
+    let mut plan = p.plan(keys, facts, now);
+    let stats = render_all(p, keys, &mut plan, now);
+    let counts = plan.counts();
+    let mut findings = rules(p, &counts, &stats);
+    acknowledge(&mut findings, &p.campaign.policy.acknowledge);
+    let verdict = findings.iter().map(|f| f.level).max().unwrap_or(Level::Ok);
+    let fields = p
+        .fields
+        .iter()
+        .map(|f| FieldReport {
+            name: f.name.clone(),
+            class: f.class.class(),
+            level: f.class.class().level(),
+            inferred: f.class.inferred,
+            places: f.places.iter().copied().collect(),
+            ty: f.ty.as_str(),
+        })
+        .collect();
+    let report = Report {
+        campaign: p.campaign.name.clone(),
+        verdict,
+        findings,
+        fields,
+        audience: counts,
+        self_check: self_check(p, keys),
+        problems: stats.problems,
+    };
+    (plan, report)
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a str>) -> Vec<String> {
+    it.map(str::to_string).collect()
+}
+
+fn list(fields: &[String]) -> String {
+    fields
+        .iter()
+        .map(|f| format!("`{f}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every rule of DESIGN §4, in the order of its table.
+pub fn rules(p: &Prepared, counts: &Counts, stats: &RenderStats) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let class_of = |f: &crate::plan::FieldInfo| f.class.class();
+    let places = |f: &crate::plan::FieldInfo| {
+        f.places
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+
+    let special: Vec<_> = p
+        .fields
+        .iter()
+        .filter(|f| class_of(f) == FieldClass::Special)
+        .collect();
+    if !special.is_empty() {
+        let desc = special
+            .iter()
+            .map(|f| format!("`{}` ({})", f.name, places(f)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push(Finding::new(
+            "special-category",
+            Level::Block,
+            names(special.iter().map(|f| f.name.as_str())),
+            format!("special-category data (GDPR Art. 9) is used: {desc}"),
+            "Remove it. Health, religion, ethnicity, sexuality, politics and the like need explicit Art. 9 consent, which a marketing opt-in is not; send the same offer to everyone instead.",
+        ));
+    }
+    let (mt, mh) = (
+        stats.unsubscribe_missing_text,
+        stats.unsubscribe_missing_html,
+    );
+    if mt + mh > 0 {
+        let parts = match (mt > 0, mh > 0) {
+            (true, true) => "the text and HTML parts do",
+            (true, false) => "the text part does",
+            _ => "the HTML part does",
+        };
+        out.push(Finding::new(
+            "missing-unsubscribe",
+            Level::Block,
+            Vec::new(),
+            format!("{parts} not render `{{{{ unsubscribe_url }}}}` for {} recipient(s)", mt.max(mh)),
+            "Put {{ unsubscribe_url }} in the footer of both parts, outside any {% if %}, as the sample base layout does.",
+        ));
+    }
+    if p.campaign.postal_address.is_empty() || stats.postal_missing_text > 0 {
+        let message = if p.campaign.postal_address.is_empty() {
+            "the campaign has no `postal_address` (CAN-SPAM requires a valid physical postal address)".to_string()
+        } else {
+            format!(
+                "the text part does not render `{{{{ postal_address }}}}` for {} recipient(s)",
+                stats.postal_missing_text
+            )
+        };
+        out.push(Finding::new(
+            "missing-postal-address",
+            Level::Block,
+            Vec::new(),
+            message,
+            "Set postal_address in the campaign and render {{ postal_address }} in the text footer.",
+        ));
+    }
+    if let Err(e) = p.generic_sample() {
+        out.push(Finding::new(
+            "generic-variant-fails",
+            Level::Block,
+            Vec::new(),
+            format!("the generic variant does not render ({} part): {}", e.part, e.message),
+            "Guard every customer field with {% if personalised %} … {% else %}generic copy{% endif %}.",
+        ));
+    }
+    if !p.usage.unescaped.is_empty() || p.usage.whole_context {
+        let fields: Vec<String> = p.usage.unescaped.iter().cloned().collect();
+        let message = if p.usage.whole_context {
+            "`__tera_context` prints every field of the recipient".to_string()
+        } else {
+            format!(
+                "{} reach the HTML part through `safe`, unescaped",
+                list(&fields)
+            )
+        };
+        out.push(Finding::new(
+            "unescaped-field",
+            Level::Block,
+            fields,
+            message,
+            "Drop `| safe` from customer fields (and never print __tera_context); autoescaping keeps a name like <script> harmless.",
+        ));
+    }
+    let targeted = counts.targeted();
+    let strong: Vec<_> = p
+        .fields
+        .iter()
+        .filter(|f| class_of(f).level() >= 2)
+        .collect();
+    let all_fields = names(p.fields.iter().map(|f| f.name.as_str()));
+    if targeted < 11 && !strong.is_empty() {
+        out.push(Finding::new(
+            "micro-segment",
+            Level::Block,
+            all_fields.clone(),
+            format!(
+                "only {targeted} recipient(s) are targeted using {}: one-to-one targeting (cells under 11 are suppressed in US CMS data rules)",
+                list(&names(strong.iter().map(|f| f.name.as_str())))
+            ),
+            "Widen the segment to at least 11 people, or target with declared fields (country, language, stated preferences) only.",
+        ));
+    } else if targeted < p.campaign.policy.min_segment_size {
+        out.push(Finding::new(
+            "micro-segment",
+            Level::Caution,
+            all_fields.clone(),
+            format!("only {targeted} recipient(s) are targeted, below min_segment_size = {}", p.campaign.policy.min_segment_size),
+            "Widen the segment, or acknowledge it in [policy].acknowledge if a small audience is intended.",
+        ));
+    }
+    let quasi: Vec<_> = p
+        .fields
+        .iter()
+        .filter(|f| f.class.base == FieldClass::QuasiIdentifier)
+        .collect();
+    if quasi.len() >= 2 {
+        out.push(Finding::new(
+            "quasi-identifier-combination",
+            Level::Caution,
+            names(quasi.iter().map(|f| f.name.as_str())),
+            format!(
+                "{} are used together: postcode + birth date + sex make ~87% of people unique (Sweeney 2000)",
+                list(&names(quasi.iter().map(|f| f.name.as_str())))
+            ),
+            "Use one coarse attribute: an age band instead of a birth date, a region instead of a postcode.",
+        ));
+    }
+    let high: Vec<_> = p
+        .fields
+        .iter()
+        .filter(|f| f.class.base == FieldClass::HighRisk)
+        .collect();
+    if !high.is_empty() {
+        out.push(Finding::new(
+            "high-risk-field",
+            Level::Caution,
+            names(high.iter().map(|f| f.name.as_str())),
+            format!("high-risk data (financial or location trail) is used: {}", list(&names(high.iter().map(|f| f.name.as_str())))),
+            "Use a coarse band or a region chosen by the customer, never a precise location or a financial figure.",
+        ));
+    }
+    let in_subject: Vec<_> = p
+        .fields
+        .iter()
+        .filter(|f| f.places.contains(&Place::Subject) && class_of(f).level() >= 2)
+        .collect();
+    if !in_subject.is_empty() {
+        out.push(Finding::new(
+            "sensitive-in-subject",
+            Level::Caution,
+            names(in_subject.iter().map(|f| f.name.as_str())),
+            format!(
+                "{} appear in the subject or preheader, shown on lock screens and inbox lists (counts double)",
+                list(&names(in_subject.iter().map(|f| f.name.as_str())))
+            ),
+            "Keep the subject to a first name at most; move the detail into the body, e.g. 'picked for you' instead of naming the viewed product.",
+        ));
+    }
+    let inferred: Vec<_> = p
+        .fields
+        .iter()
+        .filter(|f| f.class.inferred && f.places.iter().any(|pl| *pl != Place::Segment))
+        .collect();
+    if !inferred.is_empty() {
+        out.push(Finding::new(
+            "inferred-data",
+            Level::Caution,
+            names(inferred.iter().map(|f| f.name.as_str())),
+            format!(
+                "inferred data is shown to the customer: {} (a score or prediction they never told you)",
+                list(&names(inferred.iter().map(|f| f.name.as_str())))
+            ),
+            "Use the inference to choose content, never to print it; say 'you might like' rather than 'you are likely to'.",
+        ));
+    }
+    for (field, n) in &stats.stale {
+        if *n > 0 {
+            out.push(Finding::new(
+                "stale-behaviour",
+                Level::Notice,
+                vec![field.clone()],
+                format!("`{field}` was observed more than 90 days ago (or at no known time) for {n} recipient(s)"),
+                "Only show behaviour from the last 90 days; fall back to 'picked for you' for older data.",
+            ));
+        }
+    }
+    if p.audience.header.consent_at.is_none() {
+        out.push(Finding::new(
+            "undated-consent",
+            Level::Notice,
+            Vec::new(),
+            format!("{} has no consent-time column, so no consent can be shown to be current (GDPR Art. 7(1))", p.audience.header.path.display()),
+            "Add a consent_at column (RFC 3339 or YYYY-MM-DD) recording when each person opted in.",
+        ));
+    }
+    for f in p
+        .fields
+        .iter()
+        .filter(|f| f.class.base == FieldClass::Unclassified)
+    {
+        out.push(Finding::new(
+            "unclassified-field",
+            Level::Notice,
+            vec![f.name.clone()],
+            format!("`{}` could not be classified by name; it is treated as level 2", f.name),
+            "Classify it in the schema: [fields] NAME = { class = \"declared\" } (or transactional, behavioural, …).",
+        ));
+    }
+    let shadowed = p.audience.header.shadowed();
+    if !shadowed.is_empty() {
+        out.push(Finding::new(
+            "shadowed-column",
+            Level::Notice,
+            names(shadowed.iter().copied()),
+            format!(
+                "column(s) {} are hidden by tact's own template variables",
+                list(&names(shadowed.iter().copied()))
+            ),
+            "Rename the column in the CSV if the templates need it.",
+        ));
+    }
+    if p.campaign.dkim.is_none() {
+        out.push(Finding::new(
+            "dkim-by-relay",
+            Level::Notice,
+            Vec::new(),
+            "no [dkim] table: your relay must DKIM-sign List-Unsubscribe and List-Unsubscribe-Post for one-click unsubscribe (RFC 8058 §4)".into(),
+            "Add [dkim] with domain, selector and private_key, or confirm the relay signs those headers.",
+        ));
+    }
+    out
+}
+
+/// An acknowledgement covers a caution only when the finding's fields are all among its own.
+pub fn acknowledge(findings: &mut [Finding], acks: &[Acknowledgement]) {
+    for f in findings.iter_mut().filter(|f| f.level == Level::Caution) {
+        if let Some(a) = acks
+            .iter()
+            .find(|a| a.rule == f.rule && f.fields.iter().all(|x| a.fields.contains(x)))
+        {
+            f.acknowledged = true;
+            f.reason = Some(a.reason.clone());
+        }
+    }
+}
+
+/// Whether a rule id is one `check` can raise.
+pub const RULES: [&str; 15] = [
+    "special-category",
+    "missing-unsubscribe",
+    "missing-postal-address",
+    "generic-variant-fails",
+    "unescaped-field",
+    "micro-segment",
+    "quasi-identifier-combination",
+    "high-risk-field",
+    "sensitive-in-subject",
+    "inferred-data",
+    "stale-behaviour",
+    "undated-consent",
+    "unclassified-field",
+    "shadowed-column",
+    "dkim-by-relay",
+];

@@ -1,0 +1,59 @@
+//! `tact check CAMPAIGN [--json]`: plan, render every recipient offline, apply the rules.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use tact::plan::{Facts, Prepared};
+
+use super::Globals;
+use super::report::{Style, write_report, write_row_warnings};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The campaign file (TOML).
+    campaign: PathBuf,
+    /// Print one JSON object instead of the human report.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
+    let state = g.state_or_init()?;
+    let p = Prepared::load(&args.campaign, g.now)
+        .with_context(|| format!("cannot check {}", args.campaign.display()))?;
+    let (_, report) = tact::check::run(&p, &state.keys, &Facts::default(), g.now);
+    let mut stderr = std::io::stderr().lock();
+    write_row_warnings(&mut stderr, &p, &report, 20)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["state"] = serde_json::Value::String(state.dir.display().to_string());
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "tact check {}  (state: {})",
+            p.campaign.name,
+            state.dir.display()
+        )?;
+        write_report(&mut out, &p, &report, Style::detect())?;
+    }
+    if report.audience.targeted() == 0 {
+        writeln!(
+            stderr,
+            "tact: error: campaign {} has 0 recipients: check the segment and the consent columns",
+            p.campaign.name
+        )?;
+        return Ok(2);
+    }
+    if !report.self_check.is_empty() {
+        writeln!(
+            stderr,
+            "tact: error: the self-check found a field the report missed; refusing to under-report"
+        )?;
+    }
+    Ok(report.exit_code() as u8)
+}

@@ -1,0 +1,83 @@
+//! Command-line front end: one file per command. The doc comments are the `--help`.
+
+mod check;
+mod init;
+mod preview;
+mod report;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+
+use tact::state::{self, State};
+
+/// tact — email campaigns that know which customer fields they touch.
+#[derive(Debug, Parser)]
+#[command(name = "tact", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// State directory (keys, ledger, suppression, audit). Default: $TACT_HOME, else
+    /// $XDG_DATA_HOME/tact, else ~/.local/share/tact.
+    #[arg(long, global = true, value_name = "DIR")]
+    state: Option<PathBuf>,
+
+    /// Pretend it is this moment (RFC 3339), for consent ages, days_since and schedules.
+    #[arg(long, global = true, value_name = "RFC3339", value_parser = parse_now)]
+    now: Option<DateTime<Utc>>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the state directory and its keys.
+    Init,
+    /// Validate, classify, run the creepiness check and count who would get what.
+    Check(check::Args),
+    /// Write exactly what send would send, one .eml per recipient; sends nothing.
+    Preview(preview::Args),
+}
+
+fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("`{s}` is not RFC 3339 (like 2026-11-23T09:00:00Z): {e}"))
+}
+
+/// What every command gets from the global flags.
+pub struct Globals {
+    pub state_flag: Option<PathBuf>,
+    pub now: DateTime<Utc>,
+}
+
+impl Globals {
+    /// `check` and `preview` create the state directory when missing.
+    pub fn state_or_init(&self) -> anyhow::Result<State> {
+        let dir = state::resolve_dir(self.state_flag.as_deref())?;
+        State::open_or_init(&dir)
+            .with_context(|| format!("cannot open the state directory {}", dir.display()))
+    }
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let globals = Globals {
+        state_flag: cli.state,
+        now: cli.now.unwrap_or_else(Utc::now),
+    };
+    match cli.command {
+        Command::Init => init::run(&globals),
+        Command::Check(args) => check::run(&globals, &args),
+        Command::Preview(args) => preview::run(&globals, &args),
+    }
+}
+
+/// Exit code 2 for bad usage or input anywhere in the chain, 1 for anything else.
+pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+    let input = err.chain().any(|c| {
+        c.downcast_ref::<tact::Error>()
+            .is_some_and(tact::Error::is_input)
+    });
+    if input { 2 } else { 1 }
+}

@@ -1,0 +1,129 @@
+//! `tact preview CAMPAIGN [--out DIR] [--limit N] [--recipient EMAIL]`: exactly what send
+//! would send, as .eml files (0600), without sending anything.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use rayon::prelude::*;
+
+use tact::plan::{Facts, Outcome, Prepared};
+use tact::state::{create_private_dir, normalise_address, write_private};
+
+use super::Globals;
+use super::report::write_row_warnings;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The campaign file (TOML).
+    campaign: PathBuf,
+    /// Folder for the .eml files (created 0700). Default: preview-<campaign name>.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Write at most this many messages.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Print the message for this one address to stdout instead.
+    #[arg(long, value_name = "EMAIL", conflicts_with_all = ["out", "limit"])]
+    recipient: Option<String>,
+}
+
+pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
+    let state = g.state_or_init()?;
+    let p = Prepared::load(&args.campaign, g.now)
+        .with_context(|| format!("cannot preview {}", args.campaign.display()))?;
+    let keys = &state.keys;
+    let plan = p.plan(keys, &Facts::default(), g.now);
+    let date = std::time::SystemTime::from(g.now);
+
+    if let Some(wanted) = &args.recipient {
+        let wanted = normalise_address(wanted);
+        let Some(d) = plan
+            .decisions
+            .iter()
+            .find(|d| normalise_address(p.audience.email(d.row as usize)) == wanted)
+        else {
+            bail!(
+                "no row of {} has that address",
+                p.audience.header.path.display()
+            );
+        };
+        let row = d.row as usize;
+        let line = p.audience.lines[row];
+        let personalised = match d.outcome {
+            Outcome::Personalised => true,
+            Outcome::Generic => false,
+            Outcome::Excluded(r) => bail!("line {line} gets no message: {}", r.key()),
+        };
+        let letter = match p.letter(keys, row, personalised) {
+            Ok(l) => l,
+            Err(e) => bail!(
+                "line {line} gets no message: {}: {}",
+                e.reason.key(),
+                e.detail
+            ),
+        };
+        let msg = tact::message::build(&p.campaign, &letter, p.audience.email(row), date, "")?;
+        std::io::stdout().lock().write_all(&msg.formatted())?;
+        return Ok(0);
+    }
+
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("preview-{}", p.campaign.name)));
+    create_private_dir(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let recipients: Vec<(usize, bool)> = plan
+        .recipients()
+        .take(args.limit.unwrap_or(usize::MAX))
+        .collect();
+    // Each file is named by its CSV line, never by its address.
+    let results: Vec<Result<(), (u64, String, String)>> = recipients
+        .par_iter()
+        .map(|&(row, personalised)| {
+            let line = p.audience.lines[row];
+            let letter = p
+                .letter(keys, row, personalised)
+                .map_err(|e| (line, e.reason.key().to_string(), e.detail))?;
+            let msg = tact::message::build(&p.campaign, &letter, p.audience.email(row), date, "")
+                .map_err(|e| (line, "render_error".to_string(), e.to_string()))?;
+            let path = out.join(format!("line-{line:07}.eml"));
+            write_private(&path, &msg.formatted(), false)
+                .map_err(|e| (line, "write".to_string(), e.to_string()))
+        })
+        .collect();
+    let mut stderr = std::io::stderr().lock();
+    let skipped: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    for (line, reason, detail) in skipped.iter().take(20) {
+        writeln!(
+            stderr,
+            "warning: {}:{line}: skipped: {reason}: {detail}",
+            p.audience.header.path.display()
+        )?;
+    }
+    if let Some((_, "write", detail)) = skipped
+        .iter()
+        .find(|s| s.1 == "write")
+        .map(|s| (s.0, s.1.as_str(), &s.2))
+    {
+        bail!("cannot write the preview: {detail}");
+    }
+    let report = tact::check::Report {
+        campaign: p.campaign.name.clone(),
+        verdict: tact::check::Level::Ok,
+        findings: Vec::new(),
+        fields: Vec::new(),
+        audience: plan.counts(),
+        self_check: Vec::new(),
+        problems: Vec::new(),
+    };
+    write_row_warnings(&mut stderr, &p, &report, 20)?;
+    let written = results.len() - skipped.len();
+    println!(
+        "wrote {written} message(s) to {} ({} skipped at render); state: {}",
+        out.display(),
+        skipped.len(),
+        state.dir.display()
+    );
+    Ok(0)
+}

@@ -1,0 +1,35 @@
+//! tact: a terminal email-campaign composer that knows which customer fields a campaign
+//! touches before anything is sent.
+//!
+//! The core (this crate's library) never sees a terminal: no ratatui, crossterm or clap.
+//! The binary's `cli` and `tui` modules are front ends over the same plan.
+//!
+//! How a campaign flows through the modules:
+//!
+//! ```text
+//! campaign.rs   campaign TOML → checked Campaign (paths resolved, keys validated)
+//! schema.rs     schema TOML + name patterns → field classes and types
+//! audience.rs   CSV header → column roles; rows → only the used columns, columnar
+//! template.rs   Tera (locked down) → every field used, by place; renders both variants
+//! segment.rs    segment expression (Tera grammar) → typed evaluator over the columns
+//! consent.rs    consent words and consent-time rules
+//! plan.rs       Prepared (all of the above) × ledger facts → one Decision per row
+//! check.rs      renders every recipient, applies the creepiness rules → Report, verdict
+//! message.rs    rendered letter → RFC 5322 message (preview and send share it)
+//! state.rs      state directory, master key, HKDF-derived keys, tokens
+//! error.rs      typed errors naming file, line and column, never a customer's data
+//! ```
+
+pub mod audience;
+pub mod campaign;
+pub mod check;
+pub mod consent;
+pub mod error;
+pub mod message;
+pub mod plan;
+pub mod schema;
+pub mod segment;
+pub mod state;
+pub mod template;
+
+pub use error::{Error, Result};

@@ -1,0 +1,22 @@
+//! The `tact` binary: parses the command line, dispatches, prints the whole cause chain of
+//! an error once, and turns the outcome into the contract's exit code (DESIGN §5).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::dispatch(args) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("tact: error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(cli::exit_code_for(&err))
+        }
+    }
+}

@@ -1,0 +1,561 @@
+//! Campaign × audience × ledger → one decision per row. `check`, `preview`, `send` and the
+//! TUI all show this one plan, so a count in one is the count in all.
+//!
+//! Deciding happens in two stages: `plan` applies every rule that needs no rendering
+//! (validity, consent, suppression, segment, ledger), then `Prepared::letter` renders one
+//! recipient and may still exclude them (`render_error`, `bad_header_value`).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::audience::{self, Audience, Role};
+use crate::campaign::Campaign;
+use crate::consent;
+use crate::error::{Error, Location, Result};
+use crate::schema::{self, Classification, FieldType, Schema};
+use crate::segment::{self, Segment};
+use crate::state::{Keys, RecipientHash};
+use crate::template::{Place, RenderFailure, Rendered, Templates, ToolVars, Usage};
+
+/// Why a row gets no message (DESIGN §3). The `key`s are contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    MalformedRow,
+    InvalidEmail,
+    Duplicate,
+    NoMarketingConsent,
+    StaleConsent,
+    Suppressed,
+    NoPersonalisationConsent,
+    SegmentError,
+    NotInSegment,
+    AlreadySent,
+    FrequencyCapped,
+    RenderError,
+    BadHeaderValue,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 13] = [
+        Reason::MalformedRow,
+        Reason::InvalidEmail,
+        Reason::Duplicate,
+        Reason::NoMarketingConsent,
+        Reason::StaleConsent,
+        Reason::Suppressed,
+        Reason::NoPersonalisationConsent,
+        Reason::SegmentError,
+        Reason::NotInSegment,
+        Reason::AlreadySent,
+        Reason::FrequencyCapped,
+        Reason::RenderError,
+        Reason::BadHeaderValue,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Reason::MalformedRow => "malformed_row",
+            Reason::InvalidEmail => "invalid_email",
+            Reason::Duplicate => "duplicate",
+            Reason::NoMarketingConsent => "no_marketing_consent",
+            Reason::StaleConsent => "stale_consent",
+            Reason::Suppressed => "suppressed",
+            Reason::NoPersonalisationConsent => "no_personalisation_consent",
+            Reason::SegmentError => "segment_error",
+            Reason::NotInSegment => "not_in_segment",
+            Reason::AlreadySent => "already_sent",
+            Reason::FrequencyCapped => "frequency_capped",
+            Reason::RenderError => "render_error",
+            Reason::BadHeaderValue => "bad_header_value",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Outcome {
+    Personalised,
+    Generic,
+    Excluded(Reason),
+}
+
+/// One well-formed row's decision. `row` indexes the audience's columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub row: u32,
+    pub outcome: Outcome,
+}
+
+/// What the state directory knows, by keyed hash. Empty for a campaign never sent.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub suppressed: HashSet<RecipientHash>,
+    /// Reached by this campaign, or left uncertain by a crash.
+    pub already: HashSet<RecipientHash>,
+    /// Reached by another campaign within `min_hours_between`.
+    pub recent: HashSet<RecipientHash>,
+}
+
+impl Facts {
+    fn is_empty(&self) -> bool {
+        self.suppressed.is_empty() && self.already.is_empty() && self.recent.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FieldInfo {
+    pub name: String,
+    pub class: Classification,
+    pub places: BTreeSet<Place>,
+    pub ty: FieldType,
+    /// The column saying when a behavioural field was observed.
+    pub observed_at: Option<String>,
+}
+
+/// Everything loaded and checked for one campaign, before any row is decided.
+#[derive(Debug)]
+pub struct Prepared {
+    pub campaign: Campaign,
+    pub schema: Schema,
+    pub templates: Templates,
+    pub segment: Option<Segment>,
+    pub usage: Usage,
+    pub fields: Vec<FieldInfo>,
+    pub audience: Audience,
+    pub compiled: Option<segment::Compiled>,
+    /// Kept-column index of each customer field the templates use, for the render context.
+    render_columns: Vec<(String, usize)>,
+}
+
+impl Prepared {
+    pub fn load(campaign_path: &Path, now: DateTime<Utc>) -> Result<Prepared> {
+        let campaign = Campaign::load(campaign_path)?;
+        Self::from_campaign(campaign, now)
+    }
+
+    pub fn from_campaign(campaign: Campaign, now: DateTime<Utc>) -> Result<Prepared> {
+        let schema = match &campaign.schema {
+            Some(p) => Schema::load(p)?,
+            None => Schema::default(),
+        };
+        let header = audience::read_header(&campaign.audience, &schema)?;
+        let templates = Templates::load(
+            &campaign.templates,
+            &campaign.template,
+            &campaign.path,
+            &campaign.subject,
+            &campaign.preheader,
+        )?;
+        let mut usage = templates.usage(header.template_fields());
+        if let Some((name, hint)) = usage.unknown.iter().next() {
+            return Err(Error::input(
+                Location::file(&templates.dir),
+                format!(
+                    "the templates use `{name}`, which is neither a column of {} nor a tact variable{hint}",
+                    campaign.audience.display()
+                ),
+            ));
+        }
+        let segment = campaign
+            .segment
+            .as_deref()
+            .map(|s| Segment::parse(s, &campaign.path))
+            .transpose()?;
+        if let Some(seg) = &segment {
+            seg.check_fields(&header, &campaign.path)?;
+            for f in &seg.fields {
+                usage.add(f, Place::Segment);
+            }
+        }
+        let mut keep: BTreeSet<String> = usage.names();
+        let observed: BTreeMap<String, String> = usage
+            .fields
+            .keys()
+            .filter_map(|f| {
+                schema
+                    .fields
+                    .get(f)
+                    .and_then(|s| s.observed_at.clone())
+                    .map(|o| (f.clone(), audience::normalise_name(&o)))
+            })
+            .collect();
+        for (field, col) in &observed {
+            if header.index(col).is_none() {
+                return Err(Error::input(
+                    schema
+                        .path
+                        .as_deref()
+                        .map_or_else(|| Location::file(&campaign.audience), Location::file),
+                    format!("`{field}` has observed_at = \"{col}\", which is not a column"),
+                ));
+            }
+            keep.insert(col.clone());
+        }
+        let audience = Audience::load(header, &keep, &schema)?;
+        let fields = usage
+            .fields
+            .iter()
+            .map(|(name, places)| FieldInfo {
+                name: name.clone(),
+                class: schema::classify(name, &schema),
+                places: places.clone(),
+                ty: audience.column(name).map_or(FieldType::Text, |c| c.ty),
+                observed_at: observed.get(name).cloned(),
+            })
+            .collect();
+        let compiled = segment
+            .as_ref()
+            .map(|s| s.compile(&audience, now, &campaign.path))
+            .transpose()?;
+        let render_columns = usage
+            .fields
+            .iter()
+            .filter(|(_, places)| places.iter().any(|p| *p != Place::Segment))
+            .filter_map(|(name, _)| audience.column_index(name).map(|i| (name.clone(), i)))
+            .collect();
+        Ok(Prepared {
+            campaign,
+            schema,
+            templates,
+            segment,
+            usage,
+            fields,
+            audience,
+            compiled,
+            render_columns,
+        })
+    }
+
+    pub fn field(&self, name: &str) -> Option<&FieldInfo> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// Targeting with anything above `declared` is personalisation (DESIGN §3).
+    pub fn segment_needs_personalisation(&self) -> bool {
+        self.fields
+            .iter()
+            .any(|f| f.places.contains(&Place::Segment) && f.class.class().level() > 1)
+    }
+
+    pub fn plan(&self, keys: &Keys, facts: &Facts, now: DateTime<Utc>) -> Plan {
+        let a = &self.audience;
+        let marketing = a.role(Role::ConsentMarketing);
+        let personalisation = a.role(Role::ConsentPersonalisation);
+        let consent_at = a.role(Role::ConsentAt);
+        let needs_personalisation = self.segment_needs_personalisation();
+        let max_age = self.campaign.policy.consent_max_age_days;
+        let mut seen: HashSet<Cow<'_, str>> = HashSet::with_capacity(a.len());
+        let mut decisions = Vec::with_capacity(a.len());
+        let mut segment_errors = Vec::new();
+        let mut stale_details = Vec::new();
+        for row in 0..a.len() {
+            let email = a.email(row);
+            let decide = |outcome| Decision {
+                row: row as u32,
+                outcome,
+            };
+            let excluded = |r| decide(Outcome::Excluded(r));
+            if email.parse::<lettre::Address>().is_err() {
+                decisions.push(excluded(Reason::InvalidEmail));
+                continue;
+            }
+            let key: Cow<'_, str> = if email
+                .bytes()
+                .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+            {
+                Cow::Owned(email.to_lowercase())
+            } else {
+                Cow::Borrowed(email)
+            };
+            if !seen.insert(key) {
+                decisions.push(excluded(Reason::Duplicate));
+                continue;
+            }
+            if !marketing.is_some_and(|c| consent::is_granted(c.data.get(row))) {
+                decisions.push(excluded(Reason::NoMarketingConsent));
+                continue;
+            }
+            if let Some(at) = consent_at
+                && let Err(s) = consent::check_current(at.data.get(row), now, max_age)
+            {
+                stale_details.push((a.lines[row], s));
+                decisions.push(excluded(Reason::StaleConsent));
+                continue;
+            }
+            // Hashing costs an HMAC per row; skip it while the ledger knows nothing.
+            let hash = (!facts.is_empty()).then(|| keys.recipient_hash(email));
+            if let Some(h) = &hash
+                && facts.suppressed.contains(h)
+            {
+                decisions.push(excluded(Reason::Suppressed));
+                continue;
+            }
+            let personalised =
+                personalisation.is_some_and(|c| consent::is_granted(c.data.get(row)));
+            if needs_personalisation && !personalised {
+                decisions.push(excluded(Reason::NoPersonalisationConsent));
+                continue;
+            }
+            if let Some(seg) = &self.compiled {
+                match seg.matches(a, row) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        decisions.push(excluded(Reason::NotInSegment));
+                        continue;
+                    }
+                    Err(e) => {
+                        segment_errors.push((a.lines[row], e.to_string()));
+                        decisions.push(excluded(Reason::SegmentError));
+                        continue;
+                    }
+                }
+            }
+            if let Some(h) = &hash {
+                if facts.already.contains(h) {
+                    decisions.push(excluded(Reason::AlreadySent));
+                    continue;
+                }
+                if facts.recent.contains(h) {
+                    decisions.push(excluded(Reason::FrequencyCapped));
+                    continue;
+                }
+            }
+            decisions.push(decide(if personalised {
+                Outcome::Personalised
+            } else {
+                Outcome::Generic
+            }));
+        }
+        Plan {
+            decisions,
+            malformed: a.malformed.len(),
+            segment_errors,
+            stale_details,
+        }
+    }
+
+    /// The customer fields a personalised render gets: only those the templates use.
+    pub fn render_fields(&self, row: usize) -> Vec<(&str, &str)> {
+        self.render_columns
+            .iter()
+            .map(|(name, col)| (name.as_str(), self.audience.columns[*col].data.get(row)))
+            .collect()
+    }
+
+    pub fn tool_vars(
+        &self,
+        keys: &Keys,
+        row: usize,
+        personalised: bool,
+    ) -> (ToolVars, RecipientHash) {
+        let hash = keys.recipient_hash(self.audience.email(row));
+        let token = keys.seal_token(&self.campaign.name, &hash);
+        let consent_at = self
+            .audience
+            .role(Role::ConsentAt)
+            .and_then(|c| consent::parse_time(c.data.get(row)));
+        let vars = ToolVars {
+            personalised,
+            unsubscribe_url: unsubscribe_url(&self.campaign.unsubscribe_url, &token),
+            postal_address: self.campaign.postal_address.clone(),
+            campaign: self.campaign.name.clone(),
+            why_you_got_this: why_you_got_this(&self.campaign, consent_at, personalised),
+        };
+        (vars, hash)
+    }
+
+    /// Renders one recipient exactly as it would be sent.
+    pub fn letter(
+        &self,
+        keys: &Keys,
+        row: usize,
+        personalised: bool,
+    ) -> std::result::Result<Letter, Excluded> {
+        let (vars, hash) = self.tool_vars(keys, row, personalised);
+        let fields = if personalised {
+            self.render_fields(row)
+        } else {
+            Vec::new()
+        };
+        let rendered = self
+            .templates
+            .render(&vars, &fields)
+            .map_err(|f| Excluded {
+                reason: Reason::RenderError,
+                detail: format!("{} part: {}", f.part, f.message),
+            })?;
+        if rendered.subject.chars().any(char::is_control) {
+            return Err(Excluded {
+                reason: Reason::BadHeaderValue,
+                detail: "the subject would contain a line break or control character".into(),
+            });
+        }
+        Ok(Letter {
+            row,
+            personalised,
+            rendered,
+            unsubscribe_url: vars.unsubscribe_url,
+            hash,
+        })
+    }
+
+    /// A render with no recipient at all: the generic variant must stand on its own.
+    pub fn generic_sample(&self) -> std::result::Result<Rendered, RenderFailure> {
+        let vars = ToolVars {
+            personalised: false,
+            unsubscribe_url: unsubscribe_url(&self.campaign.unsubscribe_url, "TOKEN"),
+            postal_address: self.campaign.postal_address.clone(),
+            campaign: self.campaign.name.clone(),
+            why_you_got_this: why_you_got_this(&self.campaign, None, false),
+        };
+        self.templates.render(&vars, &[])
+    }
+}
+
+/// A row the render stage excluded, with a reason that names parts and variables only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excluded {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+/// One recipient's rendered message, before it becomes MIME.
+#[derive(Debug, Clone)]
+pub struct Letter {
+    pub row: usize,
+    pub personalised: bool,
+    pub rendered: Rendered,
+    pub unsubscribe_url: String,
+    pub hash: RecipientHash,
+}
+
+/// Appends the token with `?` or `&` as the URL needs.
+pub fn unsubscribe_url(base: &str, token: &str) -> String {
+    let sep = if base.contains('?') {
+        if base.ends_with('?') || base.ends_with('&') {
+            ""
+        } else {
+            "&"
+        }
+    } else {
+        "?"
+    };
+    format!("{base}{sep}t={token}")
+}
+
+/// "You get this because you opted in to Northwind news on 12 March 2025."
+pub fn why_you_got_this(
+    campaign: &Campaign,
+    consent_at: Option<DateTime<Utc>>,
+    personalised: bool,
+) -> String {
+    let brand = campaign
+        .from
+        .name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| campaign.from_domain().to_string());
+    let when = consent_at
+        .map(|t| format!(" on {}", t.format("%-d %B %Y")))
+        .unwrap_or_default();
+    let tailored = if personalised {
+        ", and to content tailored to you"
+    } else {
+        ""
+    };
+    format!("You get this because you opted in to {brand} news{when}{tailored}.")
+}
+
+/// The decisions for every row, plus what the report needs to explain them.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub decisions: Vec<Decision>,
+    pub malformed: usize,
+    /// (line, reason) of rows whose segment fields could not be read as their type.
+    pub segment_errors: Vec<(u64, String)>,
+    pub stale_details: Vec<(u64, consent::Staleness)>,
+}
+
+/// The contract's counts: `rows = personalised + generic + Σ excluded`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub rows: usize,
+    pub personalised: usize,
+    pub generic: usize,
+    pub excluded: BTreeMap<&'static str, usize>,
+}
+
+impl Counts {
+    pub fn excluded(&self, r: Reason) -> usize {
+        self.excluded.get(r.key()).copied().unwrap_or(0)
+    }
+
+    /// Who the campaign targets, for `micro-segment`: a resumed campaign is judged as it
+    /// was the first time.
+    pub fn targeted(&self) -> usize {
+        self.personalised + self.generic + self.excluded(Reason::AlreadySent)
+    }
+
+    pub fn recipients(&self) -> usize {
+        self.personalised + self.generic
+    }
+
+    pub fn excluded_total(&self) -> usize {
+        self.excluded.values().sum()
+    }
+}
+
+impl Plan {
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts {
+            rows: self.decisions.len() + self.malformed,
+            ..Default::default()
+        };
+        for r in Reason::ALL {
+            c.excluded.insert(r.key(), 0);
+        }
+        *c.excluded.entry(Reason::MalformedRow.key()).or_default() += self.malformed;
+        for d in &self.decisions {
+            match d.outcome {
+                Outcome::Personalised => c.personalised += 1,
+                Outcome::Generic => c.generic += 1,
+                Outcome::Excluded(r) => *c.excluded.entry(r.key()).or_default() += 1,
+            }
+        }
+        c
+    }
+
+    pub fn recipients(&self) -> impl Iterator<Item = (usize, bool)> + '_ {
+        self.decisions.iter().filter_map(|d| match d.outcome {
+            Outcome::Personalised => Some((d.row as usize, true)),
+            Outcome::Generic => Some((d.row as usize, false)),
+            Outcome::Excluded(_) => None,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_joins_the_url_correctly() {
+        assert_eq!(
+            unsubscribe_url("https://x.example/u", "T"),
+            "https://x.example/u?t=T"
+        );
+        assert_eq!(
+            unsubscribe_url("https://x.example/u?list=a", "T"),
+            "https://x.example/u?list=a&t=T"
+        );
+        assert_eq!(
+            unsubscribe_url("https://x.example/u?", "T"),
+            "https://x.example/u?t=T"
+        );
+    }
+}

@@ -1,0 +1,617 @@
+//! Field classes and types: from the schema file, else by name, else by value.
+//!
+//! The class of a field decides how invasive using it is (DESIGN §4); the type decides how
+//! a segment compares it. Both are decided once per campaign, never per row.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Location, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FieldClass {
+    Routing,
+    Declared,
+    Transactional,
+    Behavioural,
+    QuasiIdentifier,
+    HighRisk,
+    Special,
+    /// Neither the schema nor the name told us. Treated as level 2 for targeting, so an
+    /// unknown field never silently counts as harmless.
+    Unclassified,
+}
+
+impl FieldClass {
+    pub fn level(self) -> u8 {
+        match self {
+            FieldClass::Routing => 0,
+            FieldClass::Declared => 1,
+            FieldClass::Transactional | FieldClass::Unclassified => 2,
+            FieldClass::Behavioural | FieldClass::QuasiIdentifier => 3,
+            FieldClass::HighRisk => 4,
+            FieldClass::Special => 5,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldClass::Routing => "routing",
+            FieldClass::Declared => "declared",
+            FieldClass::Transactional => "transactional",
+            FieldClass::Behavioural => "behavioural",
+            FieldClass::QuasiIdentifier => "quasi-identifier",
+            FieldClass::HighRisk => "high-risk",
+            FieldClass::Special => "special",
+            FieldClass::Unclassified => "unclassified",
+        }
+    }
+}
+
+impl std::fmt::Display for FieldClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    Number,
+    Date,
+    Bool,
+    Text,
+}
+
+impl FieldType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Number => "number",
+            FieldType::Date => "date",
+            FieldType::Bool => "bool",
+            FieldType::Text => "text",
+        }
+    }
+
+    pub fn accepts(self, value: &str) -> bool {
+        let v = value.trim();
+        match self {
+            FieldType::Number => parse_number(v).is_some(),
+            FieldType::Date => crate::consent::parse_time(v).is_some(),
+            FieldType::Bool => parse_bool(v).is_some(),
+            FieldType::Text => true,
+        }
+    }
+}
+
+pub fn parse_number(v: &str) -> Option<f64> {
+    let v = v.trim();
+    // "inf" and "NaN" parse as f64 but no marketer means them as numbers.
+    if v.is_empty()
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+    {
+        return None;
+    }
+    v.parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" => Some(true),
+        "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// Of the non-empty values seen, the narrowest type they fit. A column where nearly all
+/// values are numbers (at least 90% of ten or more) is still a number column; the odd
+/// `N/A` then makes its row a `segment_error` instead of turning the column into text.
+pub fn infer_type<'a>(values: impl Iterator<Item = &'a str>) -> FieldType {
+    let mut total = 0usize;
+    let mut fits = [0usize; 3];
+    let kinds = [FieldType::Number, FieldType::Date, FieldType::Bool];
+    for v in values {
+        if v.trim().is_empty() {
+            continue;
+        }
+        total += 1;
+        for (i, k) in kinds.iter().enumerate() {
+            if k.accepts(v) {
+                fits[i] += 1;
+            }
+        }
+    }
+    if total == 0 {
+        return FieldType::Text;
+    }
+    for (i, k) in kinds.iter().enumerate() {
+        if fits[i] == total || (total >= 10 && fits[i] * 10 >= total * 9) {
+            return *k;
+        }
+    }
+    FieldType::Text
+}
+
+/// What the schema file says about one field.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    pub class: Option<FieldClass>,
+    #[serde(rename = "type")]
+    pub ty: Option<FieldType>,
+    pub inferred: Option<bool>,
+    pub observed_at: Option<String>,
+}
+
+/// Renamed column roles (DESIGN §2).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnRoles {
+    pub email: Option<String>,
+    pub consent_marketing: Option<String>,
+    pub consent_personalisation: Option<String>,
+    pub consent_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchemaFile {
+    #[serde(default)]
+    columns: ColumnRoles,
+    #[serde(default)]
+    fields: BTreeMap<String, FieldSpec>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Schema {
+    pub path: Option<PathBuf>,
+    pub columns: ColumnRoles,
+    /// Keyed by normalised field name.
+    pub fields: BTreeMap<String, FieldSpec>,
+}
+
+impl Schema {
+    pub fn load(path: &Path) -> Result<Schema> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: SchemaFile = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
+        let fields = file
+            .fields
+            .into_iter()
+            .map(|(k, v)| (crate::audience::normalise_name(&k), v))
+            .collect();
+        Ok(Schema {
+            path: Some(path.to_path_buf()),
+            columns: file.columns,
+            fields,
+        })
+    }
+}
+
+/// A TOML error as file:line:col plus the parser's own words.
+pub(crate) fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+    Error::input(
+        Location::at(path, line, col),
+        e.message().trim().to_string(),
+    )
+}
+
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// How a field came to have its class, for the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassSource {
+    Schema,
+    Name,
+    Tool,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    /// The class before the `inferred` raise.
+    pub base: FieldClass,
+    pub inferred: bool,
+    pub source: ClassSource,
+}
+
+impl Classification {
+    /// The class after raising inferred fields one level (at most to high-risk; an
+    /// inference of a special trait stays special).
+    pub fn class(&self) -> FieldClass {
+        if !self.inferred {
+            return self.base;
+        }
+        match self.base {
+            FieldClass::Routing => FieldClass::Declared,
+            FieldClass::Declared => FieldClass::Transactional,
+            FieldClass::Transactional | FieldClass::Unclassified => FieldClass::Behavioural,
+            FieldClass::Behavioural | FieldClass::QuasiIdentifier | FieldClass::HighRisk => {
+                FieldClass::HighRisk
+            }
+            FieldClass::Special => FieldClass::Special,
+        }
+    }
+}
+
+pub fn classify(name: &str, schema: &Schema) -> Classification {
+    let by_name = classify_by_name(name);
+    if let Some(spec) = schema.fields.get(name) {
+        if let Some(class) = spec.class {
+            let inferred = spec
+                .inferred
+                .unwrap_or(by_name.as_ref().is_some_and(|c| c.inferred));
+            // A schema may not talk a special trait down: `predicted_pregnancy` declared as
+            // behavioural is still an inference about pregnancy.
+            let base = match &by_name {
+                Some(n) if n.base == FieldClass::Special => FieldClass::Special,
+                _ => class,
+            };
+            return Classification {
+                base,
+                inferred,
+                source: ClassSource::Schema,
+            };
+        }
+        if let Some(inferred) = spec.inferred {
+            let base = by_name
+                .as_ref()
+                .map_or(FieldClass::Unclassified, |c| c.base);
+            let source = if by_name.is_some() {
+                ClassSource::Name
+            } else {
+                ClassSource::None
+            };
+            return Classification {
+                base,
+                inferred,
+                source,
+            };
+        }
+    }
+    by_name.unwrap_or(Classification {
+        base: FieldClass::Unclassified,
+        inferred: false,
+        source: ClassSource::None,
+    })
+}
+
+const SPECIAL: &[&str] = &[
+    "health",
+    "medical",
+    "medication",
+    "diagnosis",
+    "diagnoses",
+    "condition",
+    "conditions",
+    "disability",
+    "disabled",
+    "illness",
+    "disease",
+    "pregnan*",
+    "religion",
+    "religious",
+    "faith",
+    "ethnic*",
+    "race",
+    "racial",
+    "sexual*",
+    "orientation",
+    "lgbt*",
+    "politic*",
+    "union",
+    "genetic*",
+    "biometric*",
+    "dna",
+    "trans",
+    "hiv",
+    "mental",
+    "therapy",
+    "criminal",
+    "conviction*",
+];
+const HIGH_RISK: &[&str] = &[
+    "lat",
+    "lon",
+    "lng",
+    "latitude",
+    "longitude",
+    "geo",
+    "geolocation",
+    "gps",
+    "coordinates",
+    "address",
+    "street",
+    "ip",
+    "location",
+    "income",
+    "salary",
+    "wage",
+    "wages",
+    "credit",
+    "debt",
+    "debts",
+    "balance",
+    "loan",
+    "loans",
+    "mortgage",
+    "bankrupt*",
+    "net_worth",
+    "wealth",
+    "arrears",
+];
+const QUASI: &[&str] = &[
+    "dob",
+    "birth",
+    "birthday",
+    "birthdate",
+    "birthdays",
+    "age",
+    "zip",
+    "zipcode",
+    "postcode",
+    "postal",
+    "sex",
+    "gender",
+    "employer",
+    "occupation",
+    "job",
+    "marital",
+    "nationality",
+];
+const BEHAVIOURAL: &[&str] = &[
+    "viewed",
+    "browsed",
+    "clicked",
+    "opened",
+    "cart",
+    "carts",
+    "opens",
+    "clicks",
+    "views",
+    "visits",
+    "visited",
+    "searched",
+    "search",
+    "wishlist",
+    "basket",
+    "session",
+    "sessions",
+    "abandoned",
+    "watched",
+    "page",
+    "pages",
+];
+const TRANSACTIONAL: &[&str] = &[
+    "order",
+    "orders",
+    "purchase",
+    "purchases",
+    "purchased",
+    "spent",
+    "spend",
+    "revenue",
+    "bought",
+    "ltv",
+    "lifetime",
+    "refund",
+    "refunds",
+    "returns",
+    "invoice",
+    "aov",
+];
+const DECLARED: &[&str] = &[
+    "first",
+    "last",
+    "name",
+    "firstname",
+    "lastname",
+    "surname",
+    "given",
+    "family",
+    "nickname",
+    "title",
+    "salutation",
+    "language",
+    "locale",
+    "favourite*",
+    "favorite*",
+    "preference*",
+    "preferred",
+    "loyalty",
+    "tier",
+    "interests",
+    "interest",
+    "newsletter",
+];
+const ROUTING: &[&str] = &[
+    "email",
+    "mail",
+    "id",
+    "customer_id",
+    "country",
+    "timezone",
+    "tz",
+    "region",
+    "currency",
+];
+const INFERRED: &[&str] = &[
+    "predicted",
+    "likely",
+    "score",
+    "propensity",
+    "probability",
+    "predicted*",
+    "affinity",
+];
+
+fn matches_any(token: &str, patterns: &[&str]) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => token.starts_with(prefix),
+        None => token == *p,
+    })
+}
+
+/// The built-in table of name patterns (DESIGN §4), most sensitive first, so a
+/// `health_score` is special and an `email_opens` behavioural.
+pub fn classify_by_name(name: &str) -> Option<Classification> {
+    let tokens: Vec<&str> = name.split('_').filter(|t| !t.is_empty()).collect();
+    let has = |patterns: &[&str]| {
+        tokens.iter().any(|t| matches_any(t, patterns)) || matches_any(name, patterns)
+    };
+    let inferred = has(INFERRED);
+    let is_email = tokens.iter().any(|t| *t == "email" || *t == "mail");
+    let base = if has(SPECIAL) {
+        FieldClass::Special
+    } else if has(HIGH_RISK) && !(is_email && tokens.contains(&"address")) {
+        FieldClass::HighRisk
+    } else if has(QUASI) {
+        FieldClass::QuasiIdentifier
+    } else if has(BEHAVIOURAL) {
+        FieldClass::Behavioural
+    } else if has(TRANSACTIONAL) {
+        FieldClass::Transactional
+    } else if has(DECLARED) {
+        FieldClass::Declared
+    } else if has(ROUTING) {
+        FieldClass::Routing
+    } else if inferred {
+        // A score of something we cannot name is still derived from what they did.
+        FieldClass::Behavioural
+    } else {
+        return None;
+    };
+    Some(Classification {
+        base,
+        inferred,
+        source: ClassSource::Name,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_classify_most_sensitive_first() {
+        use FieldClass::*;
+        let cases = [
+            ("email", Routing),
+            ("customer_id", Routing),
+            ("email_address", Routing),
+            ("first_name", Declared),
+            ("language", Declared),
+            ("favourite_category", Declared),
+            ("loyalty_tier", Declared),
+            ("last_order_category", Transactional),
+            ("order_count", Transactional),
+            ("total_spent", Transactional),
+            ("last_viewed_product", Behavioural),
+            ("cart_items", Behavioural),
+            ("email_opens", Behavioural),
+            ("birth_date", QuasiIdentifier),
+            ("dob", QuasiIdentifier),
+            ("age", QuasiIdentifier),
+            ("postcode", QuasiIdentifier),
+            ("zip", QuasiIdentifier),
+            ("gender", QuasiIdentifier),
+            ("employer", QuasiIdentifier),
+            ("home_address", HighRisk),
+            ("lat", HighRisk),
+            ("income_band", HighRisk),
+            ("credit_limit", HighRisk),
+            ("health_condition", Special),
+            ("diagnosis", Special),
+            ("religion", Special),
+            ("ethnicity", Special),
+            ("sexual_orientation", Special),
+            ("political_party", Special),
+            ("trade_union", Special),
+            ("pregnancy_due", Special),
+            ("predicted_pregnancy", Special),
+        ];
+        for (name, want) in cases {
+            assert_eq!(classify_by_name(name).map(|c| c.base), Some(want), "{name}");
+        }
+        assert_eq!(
+            classify_by_name("package"),
+            None,
+            "age inside a word is not age"
+        );
+        assert_eq!(classify_by_name("shoe_size"), None);
+    }
+
+    #[test]
+    fn inferred_raises_one_level_at_most_to_high_risk() {
+        let churn = classify_by_name("churn_score").unwrap();
+        assert!(churn.inferred);
+        assert_eq!(churn.class(), FieldClass::HighRisk);
+        let likely = classify_by_name("likely_buyer").unwrap();
+        assert_eq!(likely.class(), FieldClass::HighRisk);
+        let preg = classify_by_name("predicted_pregnancy").unwrap();
+        assert_eq!(preg.class(), FieldClass::Special);
+        let c = Classification {
+            base: FieldClass::Declared,
+            inferred: true,
+            source: ClassSource::Schema,
+        };
+        assert_eq!(c.class(), FieldClass::Transactional);
+    }
+
+    #[test]
+    fn schema_wins_but_cannot_hide_a_special_trait() {
+        let mut schema = Schema::default();
+        schema.fields.insert(
+            "postcode".into(),
+            FieldSpec {
+                class: Some(FieldClass::Routing),
+                ..Default::default()
+            },
+        );
+        schema.fields.insert(
+            "predicted_pregnancy".into(),
+            FieldSpec {
+                class: Some(FieldClass::Behavioural),
+                ..Default::default()
+            },
+        );
+        assert_eq!(classify("postcode", &schema).class(), FieldClass::Routing);
+        assert_eq!(
+            classify("predicted_pregnancy", &schema).class(),
+            FieldClass::Special
+        );
+        assert_eq!(
+            classify("shoe_size", &schema).class(),
+            FieldClass::Unclassified
+        );
+    }
+
+    #[test]
+    fn types_by_value() {
+        assert_eq!(infer_type(["1", "2.5", ""].into_iter()), FieldType::Number);
+        assert_eq!(
+            infer_type(["2026-01-01", "2025-03-12T10:00:00Z"].into_iter()),
+            FieldType::Date
+        );
+        assert_eq!(infer_type(["true", "no"].into_iter()), FieldType::Bool);
+        assert_eq!(infer_type(["GB", "IE"].into_iter()), FieldType::Text);
+        let mostly: Vec<&str> = std::iter::repeat_n("12", 19).chain(["N/A"]).collect();
+        assert_eq!(infer_type(mostly.into_iter()), FieldType::Number);
+        assert_eq!(infer_type(["inf", "NaN"].into_iter()), FieldType::Text);
+    }
+}

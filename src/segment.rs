@@ -1,0 +1,685 @@
+//! Segment expressions: parsed with Tera's own expression grammar (one language for the
+//! marketer), evaluated by a typed evaluator over the audience's columns.
+//!
+//! Tera only orders numbers and a per-row Tera render is too slow for live counts, so the
+//! parsed expression is compiled once against the column types, then run per row.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use tera::ast::{Expr, ExprVal, LogicOperator, Node};
+
+use crate::audience::{Audience, Header};
+use crate::error::{Error, Location, Result, did_you_mean};
+use crate::schema::{FieldType, parse_bool, parse_number};
+use crate::template::ident_roots;
+
+const WRAP_OPEN: &str = "{% if ";
+
+/// A parsed, not yet compiled, segment.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub source: String,
+    expr: Expr,
+    pub fields: BTreeSet<String>,
+}
+
+impl Segment {
+    /// `campaign` is only used to name the file in errors.
+    pub fn parse(source: &str, campaign: &Path) -> Result<Segment> {
+        let wrapped = format!("{WRAP_OPEN}{source} %}}{{% endif %}}");
+        let tpl = tera::Template::new("segment", None, &wrapped).map_err(|e| {
+            let text = error_text(&e);
+            let pos = text.lines().find_map(|l| {
+                let (line, col) = l
+                    .trim_start()
+                    .strip_prefix("--> ")?
+                    .trim()
+                    .split_once(':')?;
+                Some((line.parse::<usize>().ok()?, col.parse::<usize>().ok()?))
+            });
+            let expected = text
+                .lines()
+                .find_map(|l| l.trim_start().strip_prefix("= "))
+                .unwrap_or("cannot parse");
+            let at = match pos {
+                Some((1, col)) => {
+                    format!(" at column {}", col.saturating_sub(WRAP_OPEN.len()).max(1))
+                }
+                Some((line, col)) => format!(" at line {line}, column {col}"),
+                None => String::new(),
+            };
+            Error::input(
+                Location::file(campaign),
+                format!("segment `{source}` is not a valid expression{at}: {expected}"),
+            )
+        })?;
+        let expr = match tpl.ast.first() {
+            Some(Node::If(if_node, _)) if tpl.ast.len() == 1 => {
+                if_node.conditions.first().map(|c| c.1.clone())
+            }
+            _ => None,
+        }
+        .ok_or_else(|| {
+            Error::input(
+                Location::file(campaign),
+                format!("segment `{source}` must be a single expression"),
+            )
+        })?;
+        let mut fields = BTreeSet::new();
+        collect_idents(&expr, &mut fields);
+        Ok(Segment {
+            source: source.to_string(),
+            expr,
+            fields,
+        })
+    }
+
+    /// Every field must be a column; say which one was meant.
+    pub fn check_fields(&self, header: &Header, campaign: &Path) -> Result<()> {
+        for f in &self.fields {
+            if header.index(f).is_none() {
+                return Err(Error::input(
+                    Location::file(campaign),
+                    format!(
+                        "segment uses `{f}`, which is not a column of {}{}",
+                        header.path.display(),
+                        did_you_mean(f, header.names.iter().map(String::as_str))
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn compile(
+        &self,
+        audience: &Audience,
+        now: DateTime<Utc>,
+        campaign: &Path,
+    ) -> Result<Compiled> {
+        let c = Compiler {
+            audience,
+            campaign,
+            source: &self.source,
+        };
+        Ok(Compiled {
+            root: c.expr(&self.expr)?,
+            now,
+        })
+    }
+}
+
+fn error_text(e: &tera::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(s) = cur {
+        text.push('\n');
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}
+
+fn collect_idents(expr: &Expr, out: &mut BTreeSet<String>) {
+    for f in &expr.filters {
+        for a in f.args.values() {
+            collect_idents(a, out);
+        }
+    }
+    match &expr.val {
+        ExprVal::Ident(i) => out.extend(ident_roots(i)),
+        ExprVal::Test(t) => {
+            out.extend(ident_roots(&t.ident));
+            for a in &t.args {
+                collect_idents(a, out);
+            }
+        }
+        ExprVal::Logic(l) => {
+            collect_idents(&l.lhs, out);
+            collect_idents(&l.rhs, out);
+        }
+        ExprVal::Math(m) => {
+            collect_idents(&m.lhs, out);
+            collect_idents(&m.rhs, out);
+        }
+        ExprVal::In(i) => {
+            collect_idents(&i.lhs, out);
+            collect_idents(&i.rhs, out);
+        }
+        ExprVal::Array(items) => items.iter().for_each(|i| collect_idents(i, out)),
+        ExprVal::FunctionCall(f) => f.args.values().for_each(|a| collect_idents(a, out)),
+        ExprVal::MacroCall(m) => m.args.values().for_each(|a| collect_idents(a, out)),
+        ExprVal::StringConcat(c) => {
+            for v in &c.values {
+                if let ExprVal::Ident(i) = v {
+                    out.extend(ident_roots(i));
+                }
+            }
+        }
+        ExprVal::String(_) | ExprVal::Int(_) | ExprVal::Float(_) | ExprVal::Bool(_) => {}
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filter {
+    Lower,
+    Upper,
+    Trim,
+    DaysSince,
+    Length,
+}
+
+#[derive(Debug, Clone)]
+enum Operand {
+    Field {
+        col: usize,
+        ty: FieldType,
+        name: String,
+        filters: Vec<Filter>,
+    },
+    Lit(Lit),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Lit {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TestKind {
+    StartingWith,
+    EndingWith,
+    Containing,
+}
+
+#[derive(Debug, Clone)]
+enum Node2 {
+    And(Box<Node2>, Box<Node2>),
+    Or(Box<Node2>, Box<Node2>),
+    Not(Box<Node2>),
+    Cmp(Operand, Cmp, Operand),
+    Truthy(Operand),
+    In {
+        needle: Operand,
+        hay: Vec<Operand>,
+        substring: bool,
+        negated: bool,
+    },
+    Test {
+        operand: Operand,
+        kind: TestKind,
+        arg: String,
+        negated: bool,
+    },
+    Const(bool),
+}
+
+/// A compiled segment, ready to run over rows.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    root: Node2,
+    now: DateTime<Utc>,
+}
+
+/// Why a row could not be evaluated: its line is known to the caller, its value is not
+/// repeated here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub field: String,
+    pub expected: FieldType,
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` is not a {}", self.field, self.expected.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Val<'a> {
+    Null,
+    Num(f64, &'a str),
+    Date(i64, &'a str),
+    Bool(bool),
+    Text(std::borrow::Cow<'a, str>),
+}
+
+impl Val<'_> {
+    fn raw(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Val::Null => "".into(),
+            Val::Num(_, r) | Val::Date(_, r) => (*r).into(),
+            Val::Bool(b) => b.to_string().into(),
+            Val::Text(t) => t.as_ref().into(),
+        }
+    }
+}
+
+struct Compiler<'a> {
+    audience: &'a Audience,
+    campaign: &'a Path,
+    source: &'a str,
+}
+
+impl Compiler<'_> {
+    fn err(&self, msg: String) -> Error {
+        Error::input(
+            Location::file(self.campaign),
+            format!("segment `{}`: {msg}", self.source),
+        )
+    }
+
+    fn expr(&self, e: &Expr) -> Result<Node2> {
+        let node = match &e.val {
+            ExprVal::Logic(l) => {
+                let (lhs, rhs) = (&l.lhs, &l.rhs);
+                match l.operator {
+                    LogicOperator::And => {
+                        Node2::And(Box::new(self.expr(lhs)?), Box::new(self.expr(rhs)?))
+                    }
+                    LogicOperator::Or => {
+                        Node2::Or(Box::new(self.expr(lhs)?), Box::new(self.expr(rhs)?))
+                    }
+                    op => {
+                        let cmp = match op {
+                            LogicOperator::Eq => Cmp::Eq,
+                            LogicOperator::NotEq => Cmp::Ne,
+                            LogicOperator::Lt => Cmp::Lt,
+                            LogicOperator::Lte => Cmp::Le,
+                            LogicOperator::Gt => Cmp::Gt,
+                            _ => Cmp::Ge,
+                        };
+                        let (a, b) = (self.operand(lhs)?, self.operand(rhs)?);
+                        self.check_cmp(&a, cmp, &b)?;
+                        Node2::Cmp(a, cmp, b)
+                    }
+                }
+            }
+            ExprVal::In(i) => {
+                let needle = self.operand(&i.lhs)?;
+                match &i.rhs.val {
+                    ExprVal::Array(items) => {
+                        let hay = items
+                            .iter()
+                            .map(|x| self.operand(x))
+                            .collect::<Result<Vec<_>>>()?;
+                        Node2::In {
+                            needle,
+                            hay,
+                            substring: false,
+                            negated: i.negated,
+                        }
+                    }
+                    _ => Node2::In {
+                        needle,
+                        hay: vec![self.operand(&i.rhs)?],
+                        substring: true,
+                        negated: i.negated,
+                    },
+                }
+            }
+            ExprVal::Test(t) => {
+                let kind = match t.name.as_str() {
+                    "starting_with" => TestKind::StartingWith,
+                    "ending_with" => TestKind::EndingWith,
+                    "containing" => TestKind::Containing,
+                    "defined" | "undefined" => {
+                        self.field_col(&t.ident)?;
+                        // Every column exists for every row; an empty value is a null, not
+                        // an undefined variable.
+                        return Ok(wrap_not(
+                            Node2::Const(t.name == "defined"),
+                            t.negated ^ e.negated,
+                        ));
+                    }
+                    other => {
+                        return Err(self.err(format!(
+                            "the test `{other}` is not supported in segments (use starting_with, ending_with or containing)"
+                        )));
+                    }
+                };
+                let arg = match t.args.first().map(|a| &a.val) {
+                    Some(ExprVal::String(s)) => s.clone(),
+                    _ => {
+                        return Err(
+                            self.err(format!("`is {}` needs one quoted text argument", t.name))
+                        );
+                    }
+                };
+                let operand = self.field_operand(&t.ident, &[])?;
+                Node2::Test {
+                    operand,
+                    kind,
+                    arg,
+                    negated: t.negated,
+                }
+            }
+            ExprVal::Ident(_) => Node2::Truthy(self.operand(e)?),
+            ExprVal::Bool(b) => Node2::Const(*b),
+            ExprVal::Math(_) => {
+                return Err(self.err("arithmetic is not supported in segments".into()));
+            }
+            _ => {
+                return Err(self.err(
+                    "this is not a condition; compare a field, like country == \"GB\"".into(),
+                ));
+            }
+        };
+        Ok(wrap_not(
+            node,
+            e.negated && !matches!(e.val, ExprVal::Ident(_)),
+        ))
+    }
+
+    fn field_col(&self, ident: &str) -> Result<usize> {
+        let root = ident_roots(ident).into_iter().next().unwrap_or_default();
+        if root != ident {
+            return Err(self.err(format!(
+                "`{ident}`: fields have no parts; use the column name alone"
+            )));
+        }
+        self.audience.column_index(&root).ok_or_else(|| {
+            self.err(format!(
+                "`{root}` is not a column{}",
+                did_you_mean(&root, self.audience.header.names.iter().map(String::as_str))
+            ))
+        })
+    }
+
+    fn field_operand(&self, ident: &str, filters: &[tera::ast::FunctionCall]) -> Result<Operand> {
+        let col = self.field_col(ident)?;
+        let column = &self.audience.columns[col];
+        let mut fs = Vec::new();
+        for f in filters {
+            fs.push(match f.name.as_str() {
+                "lower" => Filter::Lower,
+                "upper" => Filter::Upper,
+                "trim" => Filter::Trim,
+                "length" => Filter::Length,
+                "days_since" => {
+                    if column.ty != FieldType::Date {
+                        return Err(self.err(format!(
+                            "`{}` is a {} column; days_since needs a date column (declare type = \"date\" in the schema)",
+                            column.name,
+                            column.ty.as_str()
+                        )));
+                    }
+                    Filter::DaysSince
+                }
+                other => {
+                    return Err(self.err(format!(
+                        "the filter `{other}` is not supported in segments (use lower, upper, trim, length or days_since)"
+                    )));
+                }
+            });
+        }
+        Ok(Operand::Field {
+            col,
+            ty: column.ty,
+            name: column.name.clone(),
+            filters: fs,
+        })
+    }
+
+    fn operand(&self, e: &Expr) -> Result<Operand> {
+        let op = match &e.val {
+            ExprVal::Ident(i) => {
+                let op = self.field_operand(i, &e.filters)?;
+                if e.negated {
+                    return Err(self.err(format!(
+                        "`not {i}` cannot be compared; put `not` before the comparison"
+                    )));
+                }
+                return Ok(op);
+            }
+            ExprVal::String(s) => Operand::Lit(Lit::Str(s.clone())),
+            ExprVal::Int(n) => Operand::Lit(Lit::Num(*n as f64)),
+            ExprVal::Float(n) => Operand::Lit(Lit::Num(*n)),
+            ExprVal::Bool(b) => Operand::Lit(Lit::Bool(*b)),
+            _ => {
+                return Err(self.err("compare a field with a value, like total_spent > 100".into()));
+            }
+        };
+        if !e.filters.is_empty() {
+            return Err(self.err("filters apply to fields, not to values".into()));
+        }
+        Ok(op)
+    }
+
+    /// A literal that can never match its column's type is the marketer's mistake, caught
+    /// once here rather than as a million row errors.
+    fn check_cmp(&self, a: &Operand, cmp: Cmp, b: &Operand) -> Result<()> {
+        let (field, lit) = match (a, b) {
+            (Operand::Field { .. }, Operand::Lit(l)) => (a, l),
+            (Operand::Lit(l), Operand::Field { .. }) => (b, l),
+            _ => return Ok(()),
+        };
+        let Operand::Field {
+            ty, name, filters, ..
+        } = field
+        else {
+            return Ok(());
+        };
+        let ty = effective_type(*ty, filters);
+        let ordering = !matches!(cmp, Cmp::Eq | Cmp::Ne);
+        let fits = match (ty, lit) {
+            (FieldType::Number, Lit::Num(_)) => true,
+            (FieldType::Number, Lit::Str(s)) => !ordering || parse_number(s).is_some(),
+            (FieldType::Date, Lit::Str(s)) => !ordering || crate::consent::parse_time(s).is_some(),
+            (FieldType::Bool, Lit::Bool(_)) | (FieldType::Bool, Lit::Str(_)) => !ordering,
+            (FieldType::Text, Lit::Str(_)) => true,
+            (FieldType::Text, Lit::Num(_)) => true,
+            _ => false,
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(self.err(format!(
+                "`{name}` is a {} column and cannot be compared that way with {lit:?}",
+                ty.as_str()
+            )))
+        }
+    }
+}
+
+fn effective_type(ty: FieldType, filters: &[Filter]) -> FieldType {
+    filters.last().map_or(ty, |f| match f {
+        Filter::DaysSince | Filter::Length => FieldType::Number,
+        Filter::Lower | Filter::Upper | Filter::Trim => FieldType::Text,
+    })
+}
+
+fn wrap_not(n: Node2, negated: bool) -> Node2 {
+    if negated { Node2::Not(Box::new(n)) } else { n }
+}
+
+impl Compiled {
+    pub fn matches(&self, audience: &Audience, row: usize) -> std::result::Result<bool, RowError> {
+        self.eval(&self.root, audience, row)
+    }
+
+    fn eval(&self, n: &Node2, a: &Audience, row: usize) -> std::result::Result<bool, RowError> {
+        Ok(match n {
+            Node2::Const(b) => *b,
+            Node2::And(x, y) => self.eval(x, a, row)? && self.eval(y, a, row)?,
+            Node2::Or(x, y) => self.eval(x, a, row)? || self.eval(y, a, row)?,
+            Node2::Not(x) => !self.eval(x, a, row)?,
+            Node2::Truthy(op) => match self.value(op, a, row)? {
+                Val::Null => false,
+                Val::Bool(b) => b,
+                Val::Num(n, _) => n != 0.0,
+                Val::Date(..) => true,
+                Val::Text(t) => !t.is_empty(),
+            },
+            Node2::Cmp(x, cmp, y) => {
+                let (l, r) = (self.value(x, a, row)?, self.value(y, a, row)?);
+                compare(&l, *cmp, &r)
+            }
+            Node2::In {
+                needle,
+                hay,
+                substring,
+                negated,
+            } => {
+                let v = self.value(needle, a, row)?;
+                if v == Val::Null {
+                    return Ok(false);
+                }
+                let mut found = false;
+                for h in hay {
+                    let h = self.value(h, a, row)?;
+                    if h == Val::Null {
+                        continue;
+                    }
+                    if if *substring {
+                        h.raw().contains(v.raw().as_ref())
+                    } else {
+                        compare(&v, Cmp::Eq, &h)
+                    } {
+                        found = true;
+                        break;
+                    }
+                }
+                found != *negated
+            }
+            Node2::Test {
+                operand,
+                kind,
+                arg,
+                negated,
+            } => {
+                let v = self.value(operand, a, row)?;
+                if v == Val::Null {
+                    return Ok(false);
+                }
+                let raw = v.raw();
+                let hit = match kind {
+                    TestKind::StartingWith => raw.starts_with(arg.as_str()),
+                    TestKind::EndingWith => raw.ends_with(arg.as_str()),
+                    TestKind::Containing => raw.contains(arg.as_str()),
+                };
+                hit != *negated
+            }
+        })
+    }
+
+    fn value<'a>(
+        &self,
+        op: &'a Operand,
+        a: &'a Audience,
+        row: usize,
+    ) -> std::result::Result<Val<'a>, RowError> {
+        let Operand::Field {
+            col,
+            ty,
+            name,
+            filters,
+        } = op
+        else {
+            let Operand::Lit(l) = op else { unreachable!() };
+            return Ok(match l {
+                Lit::Str(s) => Val::Text(s.as_str().into()),
+                Lit::Num(n) => Val::Num(*n, ""),
+                Lit::Bool(b) => Val::Bool(*b),
+            });
+        };
+        let raw = a.columns[*col].data.get(row);
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Ok(Val::Null);
+        }
+        let bad = || RowError {
+            field: name.clone(),
+            expected: *ty,
+        };
+        let mut v = match ty {
+            FieldType::Number => Val::Num(parse_number(trimmed).ok_or_else(bad)?, trimmed),
+            FieldType::Date => Val::Date(
+                crate::consent::parse_time(trimmed)
+                    .ok_or_else(bad)?
+                    .timestamp(),
+                trimmed,
+            ),
+            FieldType::Bool => Val::Bool(parse_bool(trimmed).ok_or_else(bad)?),
+            FieldType::Text => Val::Text(raw.into()),
+        };
+        for f in filters {
+            v = match (f, v) {
+                (Filter::DaysSince, Val::Date(t, _)) => {
+                    Val::Num(((self.now.timestamp() - t) as f64 / 86_400.0).floor(), "")
+                }
+                (Filter::Length, v) => Val::Num(v.raw().chars().count() as f64, ""),
+                (Filter::Lower, v) => Val::Text(v.raw().to_lowercase().into()),
+                (Filter::Upper, v) => Val::Text(v.raw().to_uppercase().into()),
+                (Filter::Trim, v) => Val::Text(v.raw().trim().to_string().into()),
+                (_, v) => v,
+            };
+        }
+        Ok(v)
+    }
+}
+
+fn compare(l: &Val<'_>, cmp: Cmp, r: &Val<'_>) -> bool {
+    use std::cmp::Ordering;
+    let ord: Option<Ordering> = match (l, r) {
+        (Val::Null, _) | (_, Val::Null) => return false,
+        (Val::Num(a, _), Val::Num(b, _)) => a.partial_cmp(b),
+        (Val::Date(a, _), Val::Date(b, _)) => Some(a.cmp(b)),
+        (Val::Bool(a), Val::Bool(b)) => Some(a.cmp(b)),
+        (Val::Num(a, raw), Val::Text(t)) | (Val::Text(t), Val::Num(a, raw)) => {
+            let flipped = matches!(l, Val::Text(_));
+            let o = if matches!(cmp, Cmp::Eq | Cmp::Ne) {
+                let same = raw == t || parse_number(t) == Some(*a);
+                Some(if same {
+                    Ordering::Equal
+                } else {
+                    Ordering::Less
+                })
+            } else {
+                parse_number(t).and_then(|b| a.partial_cmp(&b))
+            };
+            if flipped { o.map(Ordering::reverse) } else { o }
+        }
+        (Val::Date(a, _), Val::Text(t)) | (Val::Text(t), Val::Date(a, _)) => {
+            let flipped = matches!(l, Val::Text(_));
+            let o = crate::consent::parse_time(t).map(|b| a.cmp(&b.timestamp()));
+            if flipped { o.map(Ordering::reverse) } else { o }
+        }
+        (Val::Bool(a), Val::Text(t)) | (Val::Text(t), Val::Bool(a)) => parse_bool(t).map(|b| {
+            if *a == b {
+                Ordering::Equal
+            } else {
+                Ordering::Less
+            }
+        }),
+        (Val::Text(a), Val::Text(b)) => Some(a.as_ref().cmp(b.as_ref())),
+        (a, b) => Some(if a.raw() == b.raw() {
+            Ordering::Equal
+        } else {
+            Ordering::Less
+        }),
+    };
+    match (cmp, ord) {
+        (_, None) => false,
+        (Cmp::Eq, Some(o)) => o == Ordering::Equal,
+        (Cmp::Ne, Some(o)) => o != Ordering::Equal,
+        (Cmp::Lt, Some(o)) => o == Ordering::Less,
+        (Cmp::Le, Some(o)) => o != Ordering::Greater,
+        (Cmp::Gt, Some(o)) => o == Ordering::Greater,
+        (Cmp::Ge, Some(o)) => o != Ordering::Less,
+    }
+}

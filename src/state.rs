@@ -1,0 +1,318 @@
+//! The state directory and its keys.
+//!
+//! One master key, made once by `tact init`; every other key is derived from it with HKDF
+//! so that a ledger hash can never be turned into an unsubscribe token or back. State files
+//! are 0600 in a 0700 directory. The ledger, suppression list and audit log live here too.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::error::{Error, Result};
+
+pub const MASTER_KEY: &str = "master.key";
+
+/// Where state lives: `--state`, else `$TACT_HOME`, else `$XDG_DATA_HOME/tact`, else
+/// `~/.local/share/tact`.
+pub fn resolve_dir(flag: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p.to_path_buf());
+    }
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(p) = env("TACT_HOME") {
+        return Ok(p);
+    }
+    if let Some(p) = env("XDG_DATA_HOME") {
+        return Ok(p.join("tact"));
+    }
+    match env("HOME") {
+        Some(h) => Ok(h.join(".local/share/tact")),
+        None => Err(Error::Other(
+            "no --state, TACT_HOME, XDG_DATA_HOME or HOME: cannot place the state directory".into(),
+        )),
+    }
+}
+
+/// Keys derived from the master key.
+#[derive(Clone)]
+pub struct Keys {
+    ledger: [u8; 32],
+    token_aead: [u8; 32],
+    token_nonce: [u8; 32],
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(..)")
+    }
+}
+
+/// A keyed hash of a normalised address: what the ledger and suppression list store.
+pub type RecipientHash = [u8; 32];
+
+pub fn normalise_address(addr: &str) -> String {
+    addr.trim().to_lowercase()
+}
+
+impl Keys {
+    pub fn from_master(master: &[u8; 32]) -> Keys {
+        let hk = hkdf::Hkdf::<Sha256>::new(Some(b"tact state keys"), master);
+        let derive = |info: &[u8]| {
+            let mut out = [0u8; 32];
+            // 32 bytes is far below HKDF-SHA256's 8160-byte limit, so this cannot fail.
+            let _ = hk.expand(info, &mut out);
+            out
+        };
+        Keys {
+            ledger: derive(b"tact/v1/ledger-hash"),
+            token_aead: derive(b"tact/v1/token-aead"),
+            token_nonce: derive(b"tact/v1/token-nonce"),
+        }
+    }
+
+    pub fn recipient_hash(&self, address: &str) -> RecipientHash {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.ledger).unwrap_or_else(|_| unreachable!());
+        mac.update(normalise_address(address).as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// An unsubscribe token: the AEAD seal of (campaign, recipient hash). The nonce is
+    /// derived from the plaintext (SIV style) so `preview` and `send` produce the same URL,
+    /// while different campaigns still give unlinkable tokens.
+    pub fn seal_token(&self, campaign: &str, hash: &RecipientHash) -> String {
+        let mut plain = Vec::with_capacity(33 + campaign.len());
+        plain.push(1u8);
+        plain.extend_from_slice(hash);
+        plain.extend_from_slice(campaign.as_bytes());
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.token_nonce)
+            .unwrap_or_else(|_| unreachable!());
+        mac.update(&plain);
+        let tag = mac.finalize().into_bytes();
+        let nonce = XNonce::from_slice(&tag[..24]);
+        let cipher = XChaCha20Poly1305::new((&self.token_aead).into());
+        let sealed = cipher.encrypt(nonce, plain.as_slice()).unwrap_or_default();
+        let mut out = Vec::with_capacity(24 + sealed.len());
+        out.extend_from_slice(nonce);
+        out.extend_from_slice(&sealed);
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// Opens a token; `None` for anything forged, truncated or from another key.
+    pub fn open_token(&self, token: &str) -> Option<(String, RecipientHash)> {
+        let raw = URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
+        if raw.len() < 24 + 33 + 16 {
+            return None;
+        }
+        let (nonce, sealed) = raw.split_at(24);
+        let cipher = XChaCha20Poly1305::new((&self.token_aead).into());
+        let plain = cipher.decrypt(XNonce::from_slice(nonce), sealed).ok()?;
+        if plain.first() != Some(&1) {
+            return None;
+        }
+        let hash: RecipientHash = plain[1..33].try_into().ok()?;
+        let campaign = String::from_utf8(plain[33..].to_vec()).ok()?;
+        Some((campaign, hash))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub dir: PathBuf,
+    pub keys: Keys,
+    /// True when this call made the directory and its key.
+    pub created: bool,
+}
+
+impl State {
+    /// Opens the state directory, creating it and its master key when missing (`init`,
+    /// `check`, `preview`).
+    pub fn open_or_init(dir: &Path) -> Result<State> {
+        let created = !dir.join(MASTER_KEY).exists();
+        if created {
+            create_private_dir(dir)?;
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| Error::State {
+                path: dir.to_path_buf(),
+                message: format!("no randomness: {e}"),
+            })?;
+            write_private(&dir.join(MASTER_KEY), hex(&key).as_bytes(), true)?;
+        }
+        let mut state = Self::open_existing(dir)?;
+        state.created = created;
+        Ok(state)
+    }
+
+    /// Opens existing state and refuses to start over: a cron job with the wrong HOME must
+    /// not send with an empty suppression list (`send`, `run-due`).
+    pub fn open_existing(dir: &Path) -> Result<State> {
+        let key_path = dir.join(MASTER_KEY);
+        if !key_path.exists() {
+            return Err(Error::State {
+                path: dir.to_path_buf(),
+                message: "no state here: run `tact init` or point TACT_HOME at your existing state"
+                    .into(),
+            });
+        }
+        let meta = fs::metadata(&key_path).map_err(|source| Error::Read {
+            path: key_path.clone(),
+            source,
+        })?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(Error::State {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "{} is readable by others: run `chmod 600 {}`",
+                    MASTER_KEY,
+                    key_path.display()
+                ),
+            });
+        }
+        let text = fs::read_to_string(&key_path).map_err(|source| Error::Read {
+            path: key_path.clone(),
+            source,
+        })?;
+        let key = unhex(text.trim()).ok_or_else(|| Error::State {
+            path: dir.to_path_buf(),
+            message: format!("{MASTER_KEY} is not a 64-digit hex key"),
+        })?;
+        Ok(State {
+            dir: dir.to_path_buf(),
+            keys: Keys::from_master(&key),
+            created: false,
+        })
+    }
+}
+
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|source| Error::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| Error::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes a file readable by its owner only, from the moment it exists.
+pub fn write_private(path: &Path, bytes: &[u8], exclusive: bool) -> Result<()> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).mode(0o600);
+    if exclusive {
+        opts.create_new(true);
+    } else {
+        opts.create(true).truncate(true);
+    }
+    let mut f = opts.open(path).map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // An existing file keeps its old mode through open(); make sure.
+    f.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(|source| Error::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    f.write_all(bytes).map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+pub fn short_hash(h: &RecipientHash) -> String {
+    hex(&h[..6])
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_makes_private_files_and_stable_keys() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let s = State::open_or_init(&dir).unwrap();
+        assert!(s.created);
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            fs::metadata(dir.join(MASTER_KEY))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        let again = State::open_existing(&dir).unwrap();
+        assert_eq!(
+            s.keys.recipient_hash("A@Example.com "),
+            again.keys.recipient_hash("a@example.com")
+        );
+        assert!(
+            State::open_existing(&tmp.path().join("nothing"))
+                .unwrap_err()
+                .to_string()
+                .contains("tact init")
+        );
+        fs::set_permissions(dir.join(MASTER_KEY), fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(
+            State::open_existing(&dir)
+                .unwrap_err()
+                .to_string()
+                .contains("chmod 600")
+        );
+    }
+
+    #[test]
+    fn tokens_open_only_with_the_key_and_differ_per_campaign() {
+        let keys = Keys::from_master(&[7u8; 32]);
+        let other = Keys::from_master(&[8u8; 32]);
+        let h = keys.recipient_hash("ann@example.com");
+        let t1 = keys.seal_token("winter-sale", &h);
+        assert_eq!(
+            t1,
+            keys.seal_token("winter-sale", &h),
+            "preview and send must agree"
+        );
+        let t2 = keys.seal_token("spring-sale", &h);
+        assert_ne!(t1[..40], t2[..40]);
+        assert_eq!(keys.open_token(&t1), Some(("winter-sale".to_string(), h)));
+        assert_eq!(other.open_token(&t1), None);
+        assert!(!t1.contains("ann"));
+        let mut forged = t1.clone().into_bytes();
+        forged[30] = if forged[30] == b'A' { b'B' } else { b'A' };
+        assert_eq!(keys.open_token(std::str::from_utf8(&forged).unwrap()), None);
+        assert_eq!(keys.open_token("short"), None);
+    }
+}
