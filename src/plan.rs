@@ -543,6 +543,122 @@ impl Plan {
 mod tests {
     use super::*;
 
+    use crate::state::Keys;
+
+    const CSV: &str =
+        "email,consent_marketing,consent_personalisation,consent_at,first_name,total_spent,country
+not-an-address,no,no,,Ann,50,GB
+a@x.example,yes,yes,2026-11-01,Ann,50,GB
+ A@X.example ,yes,yes,2026-11-01,Ann,50,GB
+b@x.example,no,yes,2020-01-01,Bo,50,GB
+c@x.example,yes,yes,2020-01-01,Cy,50,GB
+d@x.example,yes,yes,2026-11-01,Di,5,GB
+e@x.example,yes,maybe,2026-11-01,Ed,5,GB
+f@x.example,yes,yes,2026-11-01,Fi,lots,GB
+g@x.example,yes,yes,2026-11-01,Gu,5,GB
+h@x.example,yes,yes,2026-11-01,Hu,50,GB
+i@x.example,yes,yes,2026-11-01,Io,50,GB
+j@x.example,yes,yes,2026-11-01,\"J\r\nBcc: z@x.example\",50,GB
+k@x.example,yes
+l@x.example,y,,2026-11-01,Lu,50,DE
+";
+
+    fn prepared(segment: &str) -> (tempfile::TempDir, Prepared) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("people.csv"), CSV).unwrap();
+        std::fs::create_dir(d.join("templates")).unwrap();
+        std::fs::write(
+            d.join("templates/t.txt.tera"),
+            "{% if personalised %}Hi {{ first_name }}{% endif %} {{ unsubscribe_url }} {{ postal_address }}",
+        )
+        .unwrap();
+        let campaign = format!(
+            r#"name = "t"
+audience = "people.csv"
+template = "t"
+subject = "{{% if personalised %}}{{{{ first_name }}}}, {{% endif %}}hello"
+from = "Shop <news@shop.example>"
+unsubscribe_url = "https://shop.example/u"
+postal_address = "1 Road, Town"
+segment = '{segment}'
+"#
+        );
+        std::fs::write(d.join("t.toml"), campaign).unwrap();
+        let p = Prepared::load(&d.join("t.toml"), now()).unwrap();
+        (dir, p)
+    }
+
+    fn now() -> DateTime<Utc> {
+        consent::parse_time("2026-11-23T12:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn reasons_apply_in_the_contract_order() {
+        let (_d, p) = prepared("total_spent > 10");
+        let keys = Keys::from_master(&[1; 32]);
+        let h = |e: &str| keys.recipient_hash(e);
+        let facts = Facts {
+            suppressed: HashSet::from([h("c@x.example"), h("d@x.example")]),
+            already: HashSet::from([h("g@x.example"), h("h@x.example")]),
+            recent: HashSet::from([h("h@x.example"), h("i@x.example")]),
+        };
+        let mut plan = p.plan(&keys, &facts, now());
+        let stats = crate::check::render_all(&p, &keys, &mut plan, now());
+        let got: Vec<(u64, Outcome)> = plan
+            .decisions
+            .iter()
+            .map(|d| (p.audience.lines[d.row as usize], d.outcome))
+            .collect();
+        use Outcome::*;
+        use Reason::*;
+        let want = vec![
+            (2, Excluded(InvalidEmail)),
+            (3, Personalised),
+            (4, Excluded(Duplicate)),
+            (5, Excluded(NoMarketingConsent)),
+            (6, Excluded(StaleConsent)),
+            (7, Excluded(Suppressed)),
+            (8, Excluded(NoPersonalisationConsent)),
+            (9, Excluded(SegmentError)),
+            (10, Excluded(NotInSegment)),
+            (11, Excluded(AlreadySent)),
+            (12, Excluded(FrequencyCapped)),
+            (13, Excluded(BadHeaderValue)),
+            // Line 13's quoted CR/LF makes the ragged row line 15 and this one line 16.
+            (16, Excluded(NoPersonalisationConsent)),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(stats.problems.len(), 1);
+        let c = plan.counts();
+        assert_eq!(c.rows, 14);
+        assert_eq!(c.excluded(MalformedRow), 1);
+        assert_eq!(p.audience.malformed[0].line, 15);
+        assert_eq!(c.rows, c.personalised + c.generic + c.excluded_total());
+        assert_eq!(c.targeted(), 2, "already_sent counts as targeted");
+    }
+
+    #[test]
+    fn routing_segments_reach_everyone_with_marketing_consent() {
+        let (_d, p) = prepared(r#"country == "DE""#);
+        let keys = Keys::from_master(&[1; 32]);
+        let plan = p.plan(&keys, &Facts::default(), now());
+        let recipients: Vec<_> = plan
+            .recipients()
+            .map(|(row, pers)| (p.audience.email(row).to_string(), pers))
+            .collect();
+        assert_eq!(recipients, [("l@x.example".to_string(), false)]);
+        let letter = p
+            .letter(&keys, plan.recipients().next().unwrap().0, false)
+            .unwrap();
+        assert_eq!(letter.rendered.subject, "hello");
+        assert!(
+            !letter.rendered.text.contains("Lu"),
+            "generic variant has no fields"
+        );
+        assert!(letter.rendered.text.contains("https://shop.example/u?t="));
+    }
+
     #[test]
     fn token_joins_the_url_correctly() {
         assert_eq!(

@@ -368,7 +368,7 @@ impl Compiler<'_> {
                     negated: t.negated,
                 }
             }
-            ExprVal::Ident(_) => Node2::Truthy(self.operand(e)?),
+            ExprVal::Ident(i) => Node2::Truthy(self.field_operand(i, &e.filters)?),
             ExprVal::Bool(b) => Node2::Const(*b),
             ExprVal::Math(_) => {
                 return Err(self.err("arithmetic is not supported in segments".into()));
@@ -379,10 +379,7 @@ impl Compiler<'_> {
                 ));
             }
         };
-        Ok(wrap_not(
-            node,
-            e.negated && !matches!(e.val, ExprVal::Ident(_)),
-        ))
+        Ok(wrap_not(node, e.negated))
     }
 
     fn field_col(&self, ident: &str) -> Result<usize> {
@@ -508,26 +505,52 @@ fn wrap_not(n: Node2, negated: bool) -> Node2 {
 }
 
 impl Compiled {
+    /// Whether the row is in the segment. Logic is three-valued, as in SQL: a comparison
+    /// with an empty value is unknown, `not unknown` is still unknown, and unknown is not a
+    /// match, so `not vip` never selects someone whose VIP status we do not know.
     pub fn matches(&self, audience: &Audience, row: usize) -> std::result::Result<bool, RowError> {
-        self.eval(&self.root, audience, row)
+        Ok(self.eval(&self.root, audience, row)? == Some(true))
     }
 
-    fn eval(&self, n: &Node2, a: &Audience, row: usize) -> std::result::Result<bool, RowError> {
+    fn eval(
+        &self,
+        n: &Node2,
+        a: &Audience,
+        row: usize,
+    ) -> std::result::Result<Option<bool>, RowError> {
         Ok(match n {
-            Node2::Const(b) => *b,
-            Node2::And(x, y) => self.eval(x, a, row)? && self.eval(y, a, row)?,
-            Node2::Or(x, y) => self.eval(x, a, row)? || self.eval(y, a, row)?,
-            Node2::Not(x) => !self.eval(x, a, row)?,
+            Node2::Const(b) => Some(*b),
+            Node2::And(x, y) => match self.eval(x, a, row)? {
+                Some(false) => Some(false),
+                l => match (l, self.eval(y, a, row)?) {
+                    (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
+                },
+            },
+            Node2::Or(x, y) => match self.eval(x, a, row)? {
+                Some(true) => Some(true),
+                l => match (l, self.eval(y, a, row)?) {
+                    (_, Some(true)) => Some(true),
+                    (Some(false), Some(false)) => Some(false),
+                    _ => None,
+                },
+            },
+            Node2::Not(x) => self.eval(x, a, row)?.map(|b| !b),
             Node2::Truthy(op) => match self.value(op, a, row)? {
-                Val::Null => false,
-                Val::Bool(b) => b,
-                Val::Num(n, _) => n != 0.0,
-                Val::Date(..) => true,
-                Val::Text(t) => !t.is_empty(),
+                Val::Null => None,
+                Val::Bool(b) => Some(b),
+                Val::Num(n, _) => Some(n != 0.0),
+                Val::Date(..) => Some(true),
+                Val::Text(t) => Some(!t.is_empty()),
             },
             Node2::Cmp(x, cmp, y) => {
                 let (l, r) = (self.value(x, a, row)?, self.value(y, a, row)?);
-                compare(&l, *cmp, &r)
+                if l == Val::Null || r == Val::Null {
+                    None
+                } else {
+                    Some(compare(&l, *cmp, &r))
+                }
             }
             Node2::In {
                 needle,
@@ -537,7 +560,7 @@ impl Compiled {
             } => {
                 let v = self.value(needle, a, row)?;
                 if v == Val::Null {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 let mut found = false;
                 for h in hay {
@@ -545,16 +568,17 @@ impl Compiled {
                     if h == Val::Null {
                         continue;
                     }
-                    if if *substring {
+                    let hit = if *substring {
                         h.raw().contains(v.raw().as_ref())
                     } else {
                         compare(&v, Cmp::Eq, &h)
-                    } {
+                    };
+                    if hit {
                         found = true;
                         break;
                     }
                 }
-                found != *negated
+                Some(found != *negated)
             }
             Node2::Test {
                 operand,
@@ -564,7 +588,7 @@ impl Compiled {
             } => {
                 let v = self.value(operand, a, row)?;
                 if v == Val::Null {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 let raw = v.raw();
                 let hit = match kind {
@@ -572,7 +596,7 @@ impl Compiled {
                     TestKind::EndingWith => raw.ends_with(arg.as_str()),
                     TestKind::Containing => raw.contains(arg.as_str()),
                 };
-                hit != *negated
+                Some(hit != *negated)
             }
         })
     }
@@ -681,5 +705,127 @@ fn compare(l: &Val<'_>, cmp: Cmp, r: &Val<'_>) -> bool {
         (Cmp::Le, Some(o)) => o != Ordering::Greater,
         (Cmp::Gt, Some(o)) => o == Ordering::Greater,
         (Cmp::Ge, Some(o)) => o != Ordering::Less,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::schema::Schema;
+    use std::io::Write;
+
+    const CSV: &str = "email,country,total_spent,last_order_at,postcode,vip,note
+a@x.example,GB,150,2026-10-01,BS1 4DJ,true,hello
+b@x.example,DE,99.5,2025-01-01,01234,false,
+c@x.example,gb,,2026-11-20,BS8 1AA,,Hi
+d@x.example,FR,N/A,not a date,75001,yes,x
+e@x.example,GB,20,2026-11-01,01234,no,x
+f@x.example,GB,30,2026-11-01,x,no,x
+g@x.example,GB,40,2026-11-01,x,no,x
+h@x.example,GB,50,2026-11-01,x,no,x
+i@x.example,GB,60,2026-11-01,x,no,x
+j@x.example,GB,70,2026-11-01,x,no,x
+k@x.example,GB,80,2026-11-01,x,no,x
+";
+
+    fn audience() -> (tempfile::NamedTempFile, Audience) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(CSV.as_bytes()).unwrap();
+        let mut schema = Schema::default();
+        schema.fields.insert(
+            "postcode".into(),
+            crate::schema::FieldSpec {
+                ty: Some(FieldType::Text),
+                ..Default::default()
+            },
+        );
+        let header = crate::audience::read_header(f.path(), &schema).unwrap();
+        let all = header.names.iter().cloned().collect();
+        let a = Audience::load(header, &all, &schema).unwrap();
+        (f, a)
+    }
+
+    fn now() -> DateTime<Utc> {
+        crate::consent::parse_time("2026-11-23T12:00:00Z").unwrap()
+    }
+
+    /// Row letters that match, or the first compile error.
+    fn run(seg: &str) -> Result<String> {
+        let (_f, a) = audience();
+        let s = Segment::parse(seg, Path::new("c.toml"))?;
+        let c = s.compile(&a, now(), Path::new("c.toml"))?;
+        Ok((0..a.len())
+            .map(|r| match c.matches(&a, r) {
+                Ok(true) => a.email(r).chars().next().unwrap_or('?').to_string(),
+                Ok(false) => String::new(),
+                Err(_) => "!".into(),
+            })
+            .collect())
+    }
+
+    #[test]
+    fn typed_comparisons() {
+        let cases = [
+            (r#"country == "GB""#, "aefghijk"),
+            (r#"country == "GB" and total_spent > 100"#, "a"),
+            // A null never compares, either way.
+            ("total_spent < 100", "b!efghijk"),
+            ("total_spent != 150", "b!efghijk"),
+            (r#"last_order_at > "2026-01-01""#, "ac!efghijk"),
+            ("last_order_at | days_since < 30", "c!efghijk"),
+            (r#"country | lower == "gb""#, "acefghijk"),
+            (r#"postcode is starting_with("BS")"#, "ac"),
+            (r#"postcode == "01234""#, "be"),
+            (r#"country not in ["DE", "FR"]"#, "acefghijk"),
+            (r#"country in ["DE", "FR"]"#, "bd"),
+            // Unknown is not a match, negated or not.
+            ("not vip", "befghijk"),
+            ("not total_spent > 100", "b!efghijk"),
+            ("vip", "ad"),
+            (r#"(country == "DE" or country == "FR") and not vip"#, "b"),
+            (r#""ell" in note"#, "a"),
+        ];
+        for (seg, want) in cases {
+            assert_eq!(run(seg).unwrap(), want, "{seg}");
+        }
+    }
+
+    #[test]
+    fn mistakes_are_caught_before_any_row() {
+        let e = run("country == ").unwrap_err().to_string();
+        assert!(e.contains("not a valid expression at column"), "{e}");
+        let e = run(r#"contry == "GB""#).unwrap_err().to_string();
+        assert!(e.contains("did you mean `country`"), "{e}");
+        let e = run(r#"total_spent > "lots""#).unwrap_err().to_string();
+        assert!(e.contains("number column"), "{e}");
+        let e = run("country | days_since > 3").unwrap_err().to_string();
+        assert!(e.contains("days_since needs a date"), "{e}");
+        let e = run("total_spent + 1 > 3").unwrap_err().to_string();
+        assert!(
+            e.contains("not supported") || e.contains("compare a field"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn parse_error_column_points_into_the_segment() {
+        let e = Segment::parse(r#"country == "GB" andd x"#, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at column 17"), "{e}");
+    }
+
+    #[test]
+    fn fields_are_listed() {
+        let s = Segment::parse(
+            r#"country == "GB" and last_order_at | days_since < 90"#,
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            s.fields.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["country", "last_order_at"]
+        );
     }
 }

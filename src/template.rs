@@ -633,3 +633,222 @@ pub fn ident_roots(ident: &str) -> Vec<String> {
     }
     roots
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const FIELDS: [&str; 8] = [
+        "first_name",
+        "last_name",
+        "postcode",
+        "cart_items",
+        "total_spent",
+        "birth_date",
+        "diagnosis",
+        "nickname",
+    ];
+
+    fn load(files: &[(&str, &str)], subject: &str) -> Result<Templates> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in files {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        let t = Templates::load(dir.path(), "t", Path::new("c.toml"), subject, "");
+        // Keep the folder alive only as long as loading needs it; Tera holds the sources.
+        drop(dir);
+        t
+    }
+
+    fn used(files: &[(&str, &str)], subject: &str) -> Usage {
+        load(files, subject).unwrap().usage(FIELDS)
+    }
+
+    fn fields(u: &Usage) -> Vec<&str> {
+        u.fields.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn variables_ifs_and_places() {
+        let u = used(
+            &[(
+                "t.txt.tera",
+                "{% if personalised %}Hi {{ first_name }}{% elif postcode %}x{% else %}{% endif %}",
+            )],
+            "{{ last_name }}",
+        );
+        assert_eq!(fields(&u), ["first_name", "last_name", "postcode"]);
+        assert_eq!(u.fields["last_name"], BTreeSet::from([Place::Subject]));
+        assert_eq!(u.fields["first_name"], BTreeSet::from([Place::Body]));
+    }
+
+    #[test]
+    fn filters_tests_functions_math_concat_arrays_and_in() {
+        let body = r#"{{ nickname | default(value=first_name) }}
+{% if postcode is starting_with(last_name) %}a{% endif %}
+{{ total_spent * 2 }}{{ "x" ~ birth_date }}
+{% for x in [diagnosis] %}{{ x }}{% endfor %}
+{% if "y" in cart_items %}b{% endif %}{{ range(end=3) | length }}"#;
+        let u = used(&[("t.txt.tera", body)], "");
+        assert_eq!(
+            fields(&u),
+            [
+                "birth_date",
+                "cart_items",
+                "diagnosis",
+                "first_name",
+                "last_name",
+                "nickname",
+                "postcode",
+                "total_spent"
+            ]
+        );
+    }
+
+    #[test]
+    fn loops_alias_their_container_and_sets_are_locals() {
+        let body = "{% set greeting = first_name | upper %}{{ greeting }}{% for item in cart_items %}{{ item.name }}{{ loop.index }}{% endfor %}";
+        let u = used(&[("t.txt.tera", body)], "");
+        assert_eq!(fields(&u), ["cart_items", "first_name"]);
+        assert!(u.unknown.is_empty(), "{:?}", u.unknown);
+    }
+
+    #[test]
+    fn subscripts_are_normalised() {
+        let u = used(
+            &[(
+                "t.txt.tera",
+                r#"{% set c = 1 %}{{ cart_items["last_name"] }}{{ cart_items[postcode] }}"#,
+            )],
+            "",
+        );
+        assert_eq!(fields(&u), ["cart_items", "postcode"]);
+    }
+
+    #[test]
+    fn inheritance_uses_the_winning_block_and_super() {
+        let base = "{% block greet %}{{ last_name }}{% endblock %}{% block foot %}{{ postcode }}{% endblock %}{{ birth_date }}";
+        // `greet` is overridden without super(): last_name is never rendered.
+        let child = r#"{% extends "base.txt.tera" %}{% block greet %}{{ first_name }}{% endblock %}{% block foot %}{{ super() }}{{ nickname }}{% endblock %}"#;
+        let u = used(&[("base.txt.tera", base), ("t.txt.tera", child)], "");
+        assert_eq!(
+            fields(&u),
+            ["birth_date", "first_name", "nickname", "postcode"]
+        );
+    }
+
+    #[test]
+    fn includes_and_imported_macros() {
+        // Tera macros cannot read the context, so `diagnosis` there is over-reported: safe.
+        let macros = r#"{% macro show(v, w=1) %}{{ v }}{{ w }}{{ diagnosis }}{% endmacro %}"#;
+        let part = "{{ postcode }}";
+        let t = r#"{% import "m.txt.tera" as m %}{% include "part.txt.tera" %}{{ m::show(v=first_name, w=total_spent) }}"#;
+        let u = used(
+            &[
+                ("m.txt.tera", macros),
+                ("part.txt.tera", part),
+                ("t.txt.tera", t),
+            ],
+            "",
+        );
+        assert_eq!(
+            fields(&u),
+            ["diagnosis", "first_name", "postcode", "total_spent"]
+        );
+        assert!(u.unknown.is_empty(), "{:?}", u.unknown);
+    }
+
+    #[test]
+    fn filter_sections_and_safe_in_html() {
+        let html = "{% filter upper %}{{ last_name }}{% endfilter %}{{ first_name | safe }}{% filter safe %}{{ postcode }}{% endfilter %}";
+        let u = used(
+            &[
+                ("t.txt.tera", "{{ nickname | safe }}"),
+                ("t.html.tera", html),
+            ],
+            "",
+        );
+        assert_eq!(
+            fields(&u),
+            ["first_name", "last_name", "nickname", "postcode"]
+        );
+        // `safe` only matters where autoescaping would have applied.
+        assert_eq!(
+            u.unescaped.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["first_name", "postcode"]
+        );
+    }
+
+    #[test]
+    fn tera_context_uses_everything() {
+        let u = used(&[("t.txt.tera", "{{ __tera_context }}")], "");
+        assert!(u.whole_context);
+        assert_eq!(u.fields.len(), FIELDS.len());
+    }
+
+    #[test]
+    fn unknown_variables_are_reported_with_a_hint() {
+        let u = used(&[("t.txt.tera", "{{ frist_name }}")], "");
+        assert_eq!(
+            u.unknown.get("frist_name").map(String::as_str),
+            Some(" (did you mean `first_name`?)")
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_file_line_and_column() {
+        let e = load(&[("t.txt.tera", "line one\nHello {{ first_name }\n")], "")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.txt.tera:2:"), "{e}");
+        assert!(e.contains("template syntax error"), "{e}");
+        let e = load(&[("t.txt.tera", "x")], "{{ oops")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("subject is not a valid template"), "{e}");
+    }
+
+    #[test]
+    fn get_env_is_locked_out() {
+        let t = load(&[("t.txt.tera", r#"{{ get_env(name="HOME") }}"#)], "").unwrap();
+        let vars = ToolVars {
+            personalised: false,
+            unsubscribe_url: "u".into(),
+            postal_address: "p".into(),
+            campaign: "c".into(),
+            why_you_got_this: "w".into(),
+        };
+        let e = t.render(&vars, &[]).unwrap_err();
+        assert!(e.message.contains("get_env is disabled"), "{}", e.message);
+    }
+
+    #[test]
+    fn html_parts_are_autoescaped() {
+        let t = load(
+            &[
+                ("t.txt.tera", "{{ first_name }}"),
+                ("t.html.tera", "<p>{{ first_name }}</p>"),
+            ],
+            "",
+        )
+        .unwrap();
+        let vars = ToolVars {
+            personalised: true,
+            unsubscribe_url: "u".into(),
+            postal_address: "p".into(),
+            campaign: "c".into(),
+            why_you_got_this: "w".into(),
+        };
+        let r = t
+            .render(&vars, &[("first_name", "<b>Eve</b> & co")])
+            .unwrap();
+        assert_eq!(r.text, "<b>Eve</b> & co");
+        assert_eq!(
+            r.html.unwrap(),
+            "<p>&lt;b&gt;Eve&lt;&#x2F;b&gt; &amp; co</p>"
+        );
+    }
+}
