@@ -160,6 +160,16 @@ impl Prepared {
                 ),
             ));
         }
+        if let Some(file) = usage.get_env.iter().next() {
+            let at = match file.strip_prefix("__tact/") {
+                Some(part) => Location::file(campaign.path.with_extension(format!("toml ({part})"))),
+                None => Location::file(templates.dir.join(file)),
+            };
+            return Err(Error::input(
+                at,
+                "calls get_env, which tact disables: environment variables hold secrets such as TACT_SMTP_PASSWORD",
+            ));
+        }
         let segment = campaign
             .segment
             .as_deref()
@@ -386,7 +396,7 @@ impl Prepared {
             .render(&vars, &fields)
             .map_err(|f| Excluded {
                 reason: Reason::RenderError,
-                detail: format!("{} part: {}", f.part, f.message),
+                detail: format!("{} part: {}", f.part, scrub(&f.message, &fields)),
             })?;
         if rendered.subject.chars().any(char::is_control) {
             return Err(Excluded {
@@ -414,6 +424,23 @@ impl Prepared {
         };
         self.templates.render(&vars, &[])
     }
+}
+
+/// Tera quotes the offending value in some errors (a filter given a bad date, say); name
+/// the field instead, so a customer's data never reaches a log.
+pub fn scrub(message: &str, fields: &[(&str, &str)]) -> String {
+    let mut out = message.to_string();
+    let mut values: Vec<&(&str, &str)> = fields.iter().filter(|(_, v)| !v.trim().is_empty()).collect();
+    // Longest first, so a value containing another is replaced whole.
+    values.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+    for (name, value) in values {
+        out = out.replace(value, &format!("<{name}>"));
+        let trimmed = value.trim();
+        if trimmed != *value {
+            out = out.replace(trimmed, &format!("<{name}>"));
+        }
+    }
+    out
 }
 
 /// A row the render stage excluded, with a reason that names parts and variables only.
@@ -657,6 +684,15 @@ segment = '{segment}'
             "generic variant has no fields"
         );
         assert!(letter.rendered.text.contains("https://shop.example/u?t="));
+    }
+
+    #[test]
+    fn render_errors_never_quote_customer_values() {
+        let msg = "Filter `date` received an incorrect type: Error parsing ` 1990-13-45` as date";
+        assert_eq!(
+            scrub(msg, &[("birth_date", " 1990-13-45"), ("first_name", "")]),
+            "Filter `date` received an incorrect type: Error parsing `<birth_date>` as date"
+        );
     }
 
     #[test]

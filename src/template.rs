@@ -57,6 +57,8 @@ pub struct Usage {
     pub whole_context: bool,
     /// Names that are neither a column, a tact variable nor a template-local.
     pub unknown: BTreeMap<String, String>,
+    /// Templates that call `get_env`: refused before anything renders.
+    pub get_env: BTreeSet<String>,
 }
 
 impl Usage {
@@ -510,7 +512,12 @@ impl<'t> Walker<'t> {
                     self.walk_expr(a, s, false);
                 }
             }
-            ExprVal::FunctionCall(f) => self.walk_args(&f.args, s),
+            ExprVal::FunctionCall(f) => {
+                if f.name == "get_env" {
+                    self.usage.get_env.insert(s.file.to_string());
+                }
+                self.walk_args(&f.args, s);
+            }
             ExprVal::Array(items) => {
                 for i in items {
                     self.walk_expr(i, s, safe);
@@ -823,6 +830,15 @@ mod tests {
         };
         let e = t.render(&vars, &[]).unwrap_err();
         assert!(e.message.contains("get_env is disabled"), "{}", e.message);
+    }
+
+    #[test]
+    fn get_env_calls_are_found_wherever_they_hide() {
+        let u = used(
+            &[("inc.txt.tera", r#"{{ get_env(name="TACT_SMTP_PASSWORD") }}"#), ("t.txt.tera", r#"{% include "inc.txt.tera" %}"#)],
+            "",
+        );
+        assert_eq!(u.get_env.iter().map(String::as_str).collect::<Vec<_>>(), ["inc.txt.tera"]);
     }
 
     #[test]
