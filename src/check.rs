@@ -627,3 +627,364 @@ pub const RULES: [&str; 15] = [
     "shadowed-column",
     "dkim-by-relay",
 ];
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+
+    fn now() -> DateTime<Utc> {
+        crate::consent::parse_time("2026-11-23T12:00:00Z").unwrap()
+    }
+
+    /// A campaign over `rows` consenting people; `de` of them live in DE.
+    struct Fx {
+        rows: usize,
+        de: usize,
+        txt: String,
+        html: Option<String>,
+        subject: String,
+        extra: String,
+        header_extra: &'static str,
+        viewed_at: &'static str,
+    }
+
+    impl Default for Fx {
+        fn default() -> Self {
+            Fx {
+                rows: 60,
+                de: 0,
+                txt: "{% if personalised %}Hi {{ first_name }}{% endif %} {{ unsubscribe_url }} {{ postal_address }}".into(),
+                html: None,
+                subject: "Hello".into(),
+                extra: String::new(),
+                header_extra: "",
+                viewed_at: "2026-11-01",
+            }
+        }
+    }
+
+    impl Fx {
+        fn report(&self) -> Report {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let mut csv = format!(
+                "email,consent_marketing,consent_personalisation,consent_at,first_name,postcode,birth_date,gender,total_spent,income,churn_score,diagnosis,last_viewed_product,last_viewed_at,shoe_size,country{}\n",
+                self.header_extra
+            );
+            for i in 0..self.rows {
+                let country = if i < self.de { "DE" } else { "GB" };
+                let extra = if self.header_extra.is_empty() {
+                    ""
+                } else {
+                    ",x"
+                };
+                writeln!(
+                    csv,
+                    "p{i}@x.example,yes,yes,2026-01-01,Name{i},BS{i} 1AA,1990-01-0{},f,{i}.5,30000,0.{i},,Kettle,{},4{},{country}{extra}",
+                    i % 9 + 1,
+                    self.viewed_at,
+                    i % 10
+                )
+                .unwrap();
+            }
+            std::fs::write(d.join("people.csv"), csv).unwrap();
+            std::fs::write(
+                d.join("people.schema.toml"),
+                "[fields]\nlast_viewed_product = { class = \"behavioural\", observed_at = \"last_viewed_at\" }\nchurn_score = { class = \"behavioural\", inferred = true }\n",
+            )
+            .unwrap();
+            std::fs::create_dir(d.join("templates")).unwrap();
+            std::fs::write(d.join("templates/t.txt.tera"), &self.txt).unwrap();
+            if let Some(h) = &self.html {
+                std::fs::write(d.join("templates/t.html.tera"), h).unwrap();
+            }
+            let campaign = format!(
+                "name = \"t\"\naudience = \"people.csv\"\ntemplate = \"t\"\nsubject = '{}'\nfrom = \"Shop <news@shop.example>\"\nunsubscribe_url = \"https://shop.example/u\"\npostal_address = \"1 Road, Town\"\n{}\n",
+                self.subject, self.extra
+            );
+            std::fs::write(d.join("t.toml"), campaign).unwrap();
+            let p = Prepared::load(&d.join("t.toml"), now()).unwrap();
+            let keys = Keys::from_master(&[3; 32]);
+            run(&p, &keys, &Facts::default(), now()).1
+        }
+    }
+
+    fn rules_of(r: &Report) -> Vec<(&'static str, Level)> {
+        r.findings
+            .iter()
+            .filter(|f| f.rule != "dkim-by-relay")
+            .map(|f| (f.rule, f.level))
+            .collect()
+    }
+
+    fn body(fields: &str) -> String {
+        format!(
+            "{{% if personalised %}}{fields}{{% endif %}} {{{{ unsubscribe_url }}}} {{{{ postal_address }}}}"
+        )
+    }
+
+    #[test]
+    fn a_clean_campaign_is_ok_apart_from_the_relay_notice() {
+        let r = Fx::default().report();
+        assert_eq!(rules_of(&r), []);
+        assert_eq!(r.verdict, Level::Notice);
+        assert_eq!(r.exit_code(), 0);
+        assert!(r.self_check.is_empty());
+    }
+
+    #[test]
+    fn special_category_blocks_only_when_used() {
+        let r = Fx {
+            txt: body("{{ diagnosis }}"),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), [("special-category", Level::Block)]);
+        assert_eq!(r.exit_code(), 4);
+        // The column is in the file but unused: nothing to say.
+        assert!(
+            !rules_of(&Fx::default().report())
+                .iter()
+                .any(|f| f.0 == "special-category")
+        );
+    }
+
+    #[test]
+    fn unsubscribe_and_postal_address_must_render() {
+        let r = Fx {
+            txt: "{{ postal_address }}".into(),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), [("missing-unsubscribe", Level::Block)]);
+        let html = Some("<p>{{ postal_address }}</p>".to_string());
+        let r = Fx {
+            html,
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), [("missing-unsubscribe", Level::Block)]);
+        assert!(
+            r.findings[0].message.contains("HTML part"),
+            "{}",
+            r.findings[0].message
+        );
+        let html = Some(r#"<a href="{{ unsubscribe_url }}">unsubscribe</a>"#.to_string());
+        assert_eq!(
+            rules_of(
+                &Fx {
+                    html,
+                    ..Default::default()
+                }
+                .report()
+            ),
+            []
+        );
+        let r = Fx {
+            txt: "{{ unsubscribe_url }}".into(),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), [("missing-postal-address", Level::Block)]);
+    }
+
+    #[test]
+    fn the_generic_variant_must_render() {
+        let r = Fx {
+            txt: "Hi {{ first_name }} {{ unsubscribe_url }} {{ postal_address }}".into(),
+            ..Default::default()
+        }
+        .report();
+        assert!(
+            rules_of(&r).contains(&("generic-variant-fails", Level::Block)),
+            "{:?}",
+            rules_of(&r)
+        );
+        assert_eq!(r.audience.generic, 0);
+    }
+
+    #[test]
+    fn safe_customer_fields_in_html_block() {
+        let html = |x: &str| Some(format!("{x} <a href=\"{{{{ unsubscribe_url }}}}\">u</a>"));
+        let r = Fx {
+            html: html("{% if personalised %}{{ first_name | safe }}{% endif %}"),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), [("unescaped-field", Level::Block)]);
+        // `safe` on a tact variable, or in the text part, is harmless.
+        let r = Fx {
+            html: html("{{ postal_address | safe }}"),
+            txt: body("{{ first_name | safe }}"),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), []);
+    }
+
+    #[test]
+    fn micro_segments() {
+        // 10 people targeted with a transactional field: one-to-one targeting.
+        let r = Fx {
+            de: 10,
+            extra: "segment = 'country == \"DE\"'".into(),
+            txt: body("{{ total_spent }}"),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), [("micro-segment", Level::Block)]);
+        // The same 10 with declared fields only: a caution below min_segment_size.
+        let r = Fx {
+            de: 10,
+            extra: "segment = 'country == \"DE\"'".into(),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), [("micro-segment", Level::Caution)]);
+        assert_eq!(r.exit_code(), 3);
+        // 11 is not a micro-segment for the block rule.
+        let r = Fx {
+            de: 11,
+            extra: "segment = 'country == \"DE\"'\n[policy]\nmin_segment_size = 11".into(),
+            txt: body("{{ total_spent }}"),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), []);
+    }
+
+    #[test]
+    fn quasi_identifiers_only_in_combination() {
+        let r = Fx {
+            txt: body("{{ postcode }}"),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), []);
+        let r = Fx {
+            txt: body("{{ postcode }} {{ birth_date }}"),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(
+            rules_of(&r),
+            [("quasi-identifier-combination", Level::Caution)]
+        );
+        assert_eq!(r.findings[0].fields, ["birth_date", "postcode"]);
+    }
+
+    #[test]
+    fn high_risk_inferred_and_subject() {
+        let r = Fx {
+            txt: body("{{ income }}"),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), [("high-risk-field", Level::Caution)]);
+        let r = Fx {
+            txt: body("{{ churn_score }}"),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), [("inferred-data", Level::Caution)]);
+        // Used only to choose people, an inference is not shown to them.
+        let r = Fx {
+            extra: "segment = 'churn_score > 0.1'".into(),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), []);
+        let r = Fx {
+            subject: "{% if personalised %}{{ total_spent }}{% endif %} off".into(),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), [("sensitive-in-subject", Level::Caution)]);
+        let r = Fx {
+            subject: "{% if personalised %}{{ first_name }}, {% endif %}hello".into(),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), []);
+    }
+
+    #[test]
+    fn stale_behaviour_by_observed_at() {
+        let r = Fx {
+            txt: body("{{ last_viewed_product }}"),
+            viewed_at: "2026-06-01",
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), [("stale-behaviour", Level::Notice)]);
+        assert!(
+            r.findings[0].message.contains("for 60 recipient"),
+            "{}",
+            r.findings[0].message
+        );
+        let r = Fx {
+            txt: body("{{ last_viewed_product }}"),
+            viewed_at: "2026-11-01",
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), []);
+    }
+
+    #[test]
+    fn unclassified_and_shadowed_columns() {
+        let r = Fx {
+            txt: body("{{ shoe_size }}"),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), [("unclassified-field", Level::Notice)]);
+        let r = Fx {
+            header_extra: ",campaign",
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(rules_of(&r), [("shadowed-column", Level::Notice)]);
+    }
+
+    #[test]
+    fn acknowledgements_cover_only_their_fields_and_never_a_block() {
+        let ack = |fields: &str| {
+            format!(
+                "[policy]\nacknowledge = [{{ rule = \"quasi-identifier-combination\", fields = [{fields}], reason = \"store finder\" }}]"
+            )
+        };
+        let two = body("{{ postcode }} {{ birth_date }}");
+        let r = Fx {
+            txt: two.clone(),
+            extra: ack("\"postcode\", \"birth_date\""),
+            ..Default::default()
+        }
+        .report();
+        assert!(r.findings[0].acknowledged);
+        assert_eq!(r.findings[0].reason.as_deref(), Some("store finder"));
+        assert_eq!(r.verdict, Level::Caution);
+        assert_eq!(r.exit_code(), 0);
+        // An acknowledgement of postcode + birth_date does not cover a later gender.
+        let three = body("{{ postcode }} {{ birth_date }} {{ gender }}");
+        let r = Fx {
+            txt: three,
+            extra: ack("\"postcode\", \"birth_date\""),
+            ..Default::default()
+        }
+        .report();
+        assert!(!r.findings[0].acknowledged);
+        assert_eq!(r.exit_code(), 3);
+        let block = "[policy]\nacknowledge = [{ rule = \"special-category\", fields = [\"diagnosis\"], reason = \"x\" }]";
+        let r = Fx {
+            txt: body("{{ diagnosis }}"),
+            extra: block.into(),
+            ..Default::default()
+        }
+        .report();
+        assert_eq!(r.exit_code(), 4);
+        assert!(!r.findings[0].acknowledged);
+    }
+}

@@ -162,7 +162,9 @@ impl Prepared {
         }
         if let Some(file) = usage.get_env.iter().next() {
             let at = match file.strip_prefix("__tact/") {
-                Some(part) => Location::file(campaign.path.with_extension(format!("toml ({part})"))),
+                Some(part) => {
+                    Location::file(campaign.path.with_extension(format!("toml ({part})")))
+                }
                 None => Location::file(templates.dir.join(file)),
             };
             return Err(Error::input(
@@ -430,7 +432,10 @@ impl Prepared {
 /// the field instead, so a customer's data never reaches a log.
 pub fn scrub(message: &str, fields: &[(&str, &str)]) -> String {
     let mut out = message.to_string();
-    let mut values: Vec<&(&str, &str)> = fields.iter().filter(|(_, v)| !v.trim().is_empty()).collect();
+    let mut values: Vec<&(&str, &str)> = fields
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .collect();
     // Longest first, so a value containing another is replaced whole.
     values.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
     for (name, value) in values {

@@ -835,10 +835,19 @@ mod tests {
     #[test]
     fn get_env_calls_are_found_wherever_they_hide() {
         let u = used(
-            &[("inc.txt.tera", r#"{{ get_env(name="TACT_SMTP_PASSWORD") }}"#), ("t.txt.tera", r#"{% include "inc.txt.tera" %}"#)],
+            &[
+                (
+                    "inc.txt.tera",
+                    r#"{{ get_env(name="TACT_SMTP_PASSWORD") }}"#,
+                ),
+                ("t.txt.tera", r#"{% include "inc.txt.tera" %}"#),
+            ],
             "",
         );
-        assert_eq!(u.get_env.iter().map(String::as_str).collect::<Vec<_>>(), ["inc.txt.tera"]);
+        assert_eq!(
+            u.get_env.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["inc.txt.tera"]
+        );
     }
 
     #[test]
