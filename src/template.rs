@@ -876,4 +876,81 @@ mod tests {
             "<p>&lt;b&gt;Eve&lt;&#x2F;b&gt; &amp; co</p>"
         );
     }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        const F: [&str; 6] = [
+            "first_name",
+            "last_name",
+            "postcode",
+            "cart_items",
+            "total_spent",
+            "nickname",
+        ];
+
+        /// One construct that reads field `f` in a way that always matters to the output
+        /// (values are distinct and truthy, and nothing hides behind an `else`).
+        fn construct(kind: u8, f: &str, i: usize) -> String {
+            match kind % 10 {
+                0 => format!("{{{{ {f} }}}}"),
+                1 => format!("{{{{ {f} | upper | replace(from=\"V\", to=\"w\") }}}}"),
+                2 => format!("{{% if {f} %}}yes{i}{{% endif %}}"),
+                3 => format!("{{% if not {f} %}}{{% else %}}no{i}{{% endif %}}"),
+                4 => format!("{{% set x{i} = {f} ~ \"!\" %}}{{{{ x{i} }}}}"),
+                5 => format!("{{{{ m::show(v={f}) }}}}"),
+                6 => format!("{{% if {f} is starting_with(\"v_\") %}}s{i}{{% endif %}}"),
+                7 => format!("{{% if \"_\" in {f} %}}in{i}{{% endif %}}"),
+                8 => format!("{{% for c in [{f}, \"z\"] %}}{{{{ c }}}}{{% endfor %}}"),
+                _ => format!("{{% include \"part_{f}.txt.tera\" %}}"),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            #[test]
+            fn extracted_fields_are_exactly_the_fields_the_render_needs(
+                picks in proptest::collection::vec((0u8..10, 0usize..F.len()), 0..8),
+                in_subject in proptest::bool::ANY,
+            ) {
+                let mut body = String::from("{% import \"m.txt.tera\" as m %}");
+                for (i, (kind, f)) in picks.iter().enumerate() {
+                    body.push_str(&construct(*kind, F[*f], i));
+                    body.push('\n');
+                }
+                let mut files: Vec<(String, String)> = vec![
+                    ("m.txt.tera".into(), "{% macro show(v) %}[{{ v }}]{% endmacro %}".into()),
+                    ("t.txt.tera".into(), if in_subject { "static".into() } else { body.clone() }),
+                ];
+                for f in F {
+                    files.push((format!("part_{f}.txt.tera"), format!("<{{{{ {f} }}}}>")));
+                }
+                let subject = if in_subject { body.replace("{% import \"m.txt.tera\" as m %}", "") } else { String::new() };
+                // Macros are not imported into the subject, so drop macro calls there.
+                let subject = if in_subject { subject.lines().filter(|l| !l.contains("m::")).collect::<Vec<_>>().join("") } else { subject };
+                let borrowed: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+                let t = load(&borrowed, &subject).unwrap();
+                let extracted: BTreeSet<String> = t.usage(F).fields.keys().cloned().collect();
+                let vars = ToolVars {
+                    personalised: true,
+                    unsubscribe_url: "u".into(),
+                    postal_address: "p".into(),
+                    campaign: "c".into(),
+                    why_you_got_this: "w".into(),
+                };
+                let values: Vec<(String, String)> = F.iter().map(|f| (f.to_string(), format!("v_{f}"))).collect();
+                let ctx = |skip: Option<&str>| -> Vec<(&str, &str)> {
+                    values.iter().filter(|(k, _)| Some(k.as_str()) != skip).map(|(k, v)| (k.as_str(), v.as_str())).collect()
+                };
+                let full = t.render(&vars, &ctx(None));
+                let needed: BTreeSet<String> = F
+                    .iter()
+                    .filter(|f| t.render(&vars, &ctx(Some(f))) != full)
+                    .map(|f| f.to_string())
+                    .collect();
+                prop_assert_eq!(extracted, needed, "body: {}", body);
+            }
+        }
+    }
 }
