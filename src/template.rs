@@ -908,7 +908,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(64))]
+            #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
             #[test]
             fn extracted_fields_are_exactly_the_fields_the_render_needs(
                 picks in proptest::collection::vec((0u8..10, 0usize..F.len()), 0..8),
