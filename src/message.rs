@@ -47,7 +47,7 @@ pub fn build(
 ) -> Result<Message> {
     let to: lettre::Address = to
         .parse()
-        .map_err(|e| Error::Other(format!("row {}: invalid address: {e}", letter.row)))?;
+        .map_err(|e| Error::Other(format!("invalid recipient address: {e}")))?;
     let r = &letter.rendered;
     let mut b = Message::builder()
         .from(campaign.from.clone())

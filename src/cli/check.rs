@@ -25,7 +25,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         .with_context(|| format!("cannot check {}", args.campaign.display()))?;
     let (_, report) = tact::check::run(&p, &state.keys, &Facts::default(), g.now);
     let mut stderr = std::io::stderr().lock();
-    write_row_warnings(&mut stderr, &p, &report, 20)?;
+    write_row_warnings(&mut stderr, &p, &report.problems, 20)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut v = serde_json::to_value(&report)?;

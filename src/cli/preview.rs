@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use rayon::prelude::*;
 
+use tact::check::RowProblem;
 use tact::plan::{Facts, Outcome, Prepared};
 use tact::state::{create_private_dir, normalise_address, write_private};
 
@@ -78,47 +79,31 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         .take(args.limit.unwrap_or(usize::MAX))
         .collect();
     // Each file is named by its CSV line, never by its address.
-    let results: Vec<Result<(), (u64, String, String)>> = recipients
+    let results: Vec<Result<(), RowProblem>> = recipients
         .par_iter()
         .map(|&(row, personalised)| {
             let line = p.audience.lines[row];
+            let problem = |reason: &'static str, detail: String| RowProblem {
+                line,
+                reason,
+                detail,
+            };
             let letter = p
                 .letter(keys, row, personalised)
-                .map_err(|e| (line, e.reason.key().to_string(), e.detail))?;
+                .map_err(|e| problem(e.reason.key(), e.detail))?;
             let msg = tact::message::build(&p.campaign, &letter, p.audience.email(row), date, "")
-                .map_err(|e| (line, "render_error".to_string(), e.to_string()))?;
+                .map_err(|e| problem("render_error", e.to_string()))?;
             let path = out.join(format!("line-{line:07}.eml"));
             write_private(&path, &msg.formatted(), false)
-                .map_err(|e| (line, "write".to_string(), e.to_string()))
+                .map_err(|e| problem("write", format!("{e}: {}", path.display())))
         })
         .collect();
-    let mut stderr = std::io::stderr().lock();
-    let skipped: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    for (line, reason, detail) in skipped.iter().take(20) {
-        writeln!(
-            stderr,
-            "warning: {}:{line}: skipped: {reason}: {detail}",
-            p.audience.header.path.display()
-        )?;
+    let skipped: Vec<RowProblem> = results.into_iter().filter_map(Result::err).collect();
+    if let Some(w) = skipped.iter().find(|s| s.reason == "write") {
+        bail!("cannot write the preview: {}", w.detail);
     }
-    if let Some((_, "write", detail)) = skipped
-        .iter()
-        .find(|s| s.1 == "write")
-        .map(|s| (s.0, s.1.as_str(), &s.2))
-    {
-        bail!("cannot write the preview: {detail}");
-    }
-    let report = tact::check::Report {
-        campaign: p.campaign.name.clone(),
-        verdict: tact::check::Level::Ok,
-        findings: Vec::new(),
-        fields: Vec::new(),
-        audience: plan.counts(),
-        self_check: Vec::new(),
-        problems: Vec::new(),
-    };
-    write_row_warnings(&mut stderr, &p, &report, 20)?;
-    let written = results.len() - skipped.len();
+    write_row_warnings(&mut std::io::stderr().lock(), &p, &skipped, 20)?;
+    let written = recipients.len() - skipped.len();
     println!(
         "wrote {written} message(s) to {} ({} skipped at render); state: {}",
         out.display(),

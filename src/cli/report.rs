@@ -3,7 +3,7 @@
 
 use std::io::{self, IsTerminal, Write};
 
-use tact::check::{Level, Report};
+use tact::check::{Level, Report, RowProblem};
 use tact::plan::{Prepared, Reason};
 
 /// ANSI colour only on a terminal, and never with NO_COLOR set.
@@ -141,7 +141,7 @@ pub fn write_report(w: &mut dyn Write, p: &Prepared, r: &Report, style: Style) -
 pub fn write_row_warnings(
     w: &mut dyn Write,
     p: &Prepared,
-    r: &Report,
+    problems: &[RowProblem],
     limit: usize,
 ) -> io::Result<()> {
     let file = p.audience.header.path.display();
@@ -156,7 +156,7 @@ pub fn write_row_warnings(
             )
         })
         .chain(
-            r.problems
+            problems
                 .iter()
                 .map(|x| (x.line, format!("{}: {}", x.reason, x.detail))),
         )
