@@ -18,6 +18,8 @@ use sha2::Sha256;
 
 use crate::error::{Error, Result};
 
+pub mod ledger;
+
 pub const MASTER_KEY: &str = "master.key";
 
 /// Where state lives: `--state`, else `$TACT_HOME`, else `$XDG_DATA_HOME/tact`, else
