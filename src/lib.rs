@@ -16,7 +16,9 @@
 //! plan.rs       Prepared (all of the above) × ledger facts → one Decision per row
 //! check.rs      renders every recipient, applies the creepiness rules → Report, verdict
 //! message.rs    rendered letter → RFC 5322 message (preview and send share it)
-//! state.rs      state directory, master key, HKDF-derived keys, tokens
+//! send.rs       SMTP with TCP_NODELAY, pool, rate limit, retries, ledger updates, DKIM
+//! state/        state directory, master key, HKDF-derived keys, tokens;
+//!   ledger.rs   SQLite ledger and suppression list, keyed hashes only
 //! error.rs      typed errors naming file, line and column, never a customer's data
 //! ```
 
@@ -29,6 +31,7 @@ pub mod message;
 pub mod plan;
 pub mod schema;
 pub mod segment;
+pub mod send;
 pub mod state;
 pub mod template;
 

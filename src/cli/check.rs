@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use tact::plan::{Facts, Prepared};
+use tact::plan::Prepared;
+use tact::state::ledger::Ledger;
 
 use super::Globals;
 use super::report::{Style, write_report, write_row_warnings};
@@ -23,7 +24,9 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let state = g.state_or_init()?;
     let p = Prepared::load(&args.campaign, g.now)
         .with_context(|| format!("cannot check {}", args.campaign.display()))?;
-    let (_, report) = tact::check::run(&p, &state.keys, &Facts::default(), g.now);
+    let ledger = Ledger::open(&state.dir, false)?;
+    let facts = ledger.facts(&p.campaign.name, p.campaign.policy.min_hours_between, g.now)?;
+    let (_, report) = tact::check::run(&p, &state.keys, &facts, g.now);
     let mut stderr = std::io::stderr().lock();
     write_row_warnings(&mut stderr, &p, &report.problems, 20)?;
     let mut out = std::io::stdout().lock();

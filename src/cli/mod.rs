@@ -4,6 +4,8 @@ mod check;
 mod init;
 mod preview;
 mod report;
+mod send;
+mod suppress;
 
 use std::path::PathBuf;
 
@@ -38,6 +40,11 @@ enum Command {
     Check(check::Args),
     /// Write exactly what send would send, one .eml per recipient; sends nothing.
     Preview(preview::Args),
+    /// Send the campaign over SMTP: at most once per recipient, never to the suppressed.
+    Send(send::Args),
+    /// Manage the suppression list.
+    #[command(subcommand)]
+    Suppress(suppress::Command),
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -70,6 +77,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Init => init::run(&globals),
         Command::Check(args) => check::run(&globals, &args),
         Command::Preview(args) => preview::run(&globals, &args),
+        Command::Send(args) => send::run(&globals, &args),
+        Command::Suppress(cmd) => suppress::run(&globals, &cmd),
     }
 }
 

@@ -8,7 +8,8 @@ use anyhow::{Context as _, bail};
 use rayon::prelude::*;
 
 use tact::check::RowProblem;
-use tact::plan::{Facts, Outcome, Prepared};
+use tact::plan::{Outcome, Prepared};
+use tact::state::ledger::Ledger;
 use tact::state::{create_private_dir, normalise_address, write_private};
 
 use super::Globals;
@@ -34,7 +35,12 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let p = Prepared::load(&args.campaign, g.now)
         .with_context(|| format!("cannot preview {}", args.campaign.display()))?;
     let keys = &state.keys;
-    let plan = p.plan(keys, &Facts::default(), g.now);
+    let facts = Ledger::open(&state.dir, false)?.facts(
+        &p.campaign.name,
+        p.campaign.policy.min_hours_between,
+        g.now,
+    )?;
+    let plan = p.plan(keys, &facts, g.now);
     let date = std::time::SystemTime::from(g.now);
 
     if let Some(wanted) = &args.recipient {
@@ -74,6 +80,9 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("preview-{}", p.campaign.name)));
     create_private_dir(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    // A message left from an earlier preview may be for someone who has since withdrawn
+    // consent: the folder must hold exactly what send would send now.
+    remove_old_messages(&out)?;
     let recipients: Vec<(usize, bool)> = plan
         .recipients()
         .take(args.limit.unwrap_or(usize::MAX))
@@ -111,4 +120,15 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         state.dir.display()
     );
     Ok(0)
+}
+
+fn remove_old_messages(dir: &std::path::Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with("line-") && name.ends_with(".eml") {
+            std::fs::remove_file(&path).with_context(|| format!("cannot remove the old {}", path.display()))?;
+        }
+    }
+    Ok(())
 }

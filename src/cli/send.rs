@@ -1,0 +1,356 @@
+//! `tact send CAMPAIGN [--smtp URL] [--dry-run] [--test ADDR...] [--retry-uncertain]`:
+//! the check gate, then every recipient at most once over real SMTP.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rayon::prelude::*;
+
+use tact::plan::Prepared;
+use tact::send::{Job, Run, SendOptions, SmtpTarget, Summary, Tally};
+use tact::state::ledger::Ledger;
+use tact::state::{self, State};
+
+use super::Globals;
+use super::report::{Style, write_report, write_row_warnings};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The campaign file (TOML).
+    campaign: PathBuf,
+    /// smtp://[user@]host:port (STARTTLS) or smtps://[user@]host:port; the password comes
+    /// from TACT_SMTP_PASSWORD only.
+    #[arg(
+        long,
+        env = "TACT_SMTP_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    smtp: Option<String>,
+    /// Render every message and count, but send nothing and record nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Send the personalised and generic renderings of the first recipients to these
+    /// addresses, subject prefixed [TEST]; not recorded in the ledger.
+    #[arg(long, value_name = "ADDR", num_args = 1..)]
+    test: Vec<String>,
+    /// Resend recipients a crashed run left uncertain (only after checking with the relay).
+    #[arg(long)]
+    retry_uncertain: bool,
+    /// synchronous=FULL for the ledger: survives a power cut, at a tenth of the speed.
+    #[arg(long)]
+    durable: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
+    let dir = state::resolve_dir(g.state_flag.as_deref())?;
+    if !dir.join(state::MASTER_KEY).exists() {
+        eprintln!(
+            "tact: error: no state at {}: run `tact init` or point TACT_HOME at your existing state",
+            dir.display()
+        );
+        return Ok(2);
+    }
+    let state = State::open_existing(&dir)?;
+    let target = match (&args.smtp, args.dry_run) {
+        (Some(url), _) => Some(SmtpTarget::parse(
+            url,
+            std::env::var("TACT_SMTP_PASSWORD").ok(),
+        )?),
+        (None, true) => None,
+        (None, false) => {
+            eprintln!(
+                "tact: error: no SMTP server: pass --smtp URL or set TACT_SMTP_URL (tact never guesses)"
+            );
+            return Ok(2);
+        }
+    };
+    let mut ledger = Ledger::open(&state.dir, args.durable)?;
+    let p = Prepared::load(&args.campaign, g.now)
+        .with_context(|| format!("cannot send {}", args.campaign.display()))?;
+    let name = p.campaign.name.clone();
+    if !args.dry_run && args.test.is_empty() {
+        if let Some(t) = ledger.completed_at(&name)? {
+            println!(
+                "campaign {name} completed on {}: nothing to send (state: {})",
+                t.format("%Y-%m-%d %H:%M UTC"),
+                state.dir.display()
+            );
+            return Ok(0);
+        }
+        if args.retry_uncertain {
+            let n = ledger.release_uncertain(&name)?;
+            eprintln!("released {n} uncertain recipient(s) for resending");
+        }
+    }
+    let facts = ledger.facts(&name, p.campaign.policy.min_hours_between, g.now)?;
+    let (plan, report) = tact::check::run(&p, &state.keys, &facts, g.now);
+    {
+        // Scoped: the progress thread writes to stderr later, and a held lock would block it.
+        let mut stderr = std::io::stderr().lock();
+        write_row_warnings(&mut stderr, &p, &report.problems, 20)?;
+        if report.audience.targeted() == 0 {
+            writeln!(
+                stderr,
+                "tact: error: campaign {name} has 0 recipients: check the segment and the consent columns"
+            )?;
+            return Ok(2);
+        }
+        let code = report.exit_code();
+        if code != 0 {
+            write_report(&mut stderr, &p, &report, Style::detect())?;
+            writeln!(
+                stderr,
+                "tact: nothing sent: the check verdict is {}",
+                report.verdict.as_str()
+            )?;
+            return Ok(code as u8);
+        }
+    }
+    let recipients: Vec<(usize, bool)> = plan.recipients().collect();
+
+    if !args.test.is_empty() {
+        let target = target.context("--test needs --smtp")?;
+        let mut messages = Vec::new();
+        for pick in [true, false] {
+            let Some(&(row, personalised)) = recipients.iter().find(|r| r.1 == pick) else {
+                continue;
+            };
+            let letter = p
+                .letter(&state.keys, row, personalised)
+                .map_err(|e| anyhow::anyhow!(e.detail))?;
+            for addr in &args.test {
+                let to: lettre::Address = addr
+                    .parse()
+                    .with_context(|| format!("--test {addr} is not an address"))?;
+                let msg = tact::message::build(
+                    &p.campaign,
+                    &letter,
+                    addr,
+                    std::time::SystemTime::now(),
+                    "[TEST] ",
+                )?;
+                messages.push((to, msg));
+            }
+        }
+        let results = tact::send::send_tests(&target, &p.campaign, messages)?;
+        println!(
+            "test messages: {} ({} not recorded in the ledger)",
+            results.join(", "),
+            results.len()
+        );
+        return Ok(0);
+    }
+
+    if args.dry_run {
+        let started = Instant::now();
+        let built: usize = recipients
+            .par_iter()
+            .filter(|&&(row, personalised)| {
+                p.letter(&state.keys, row, personalised)
+                    .ok()
+                    .and_then(|l| {
+                        tact::message::build(
+                            &p.campaign,
+                            &l,
+                            p.audience.email(row),
+                            std::time::SystemTime::now(),
+                            "",
+                        )
+                        .ok()
+                    })
+                    .and_then(|m| tact::send::sign(&p.campaign, m).ok())
+                    .is_some()
+            })
+            .count();
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "dry run: {built} message(s) built ({} personalised, {} generic) in {secs:.2}s; nothing sent, nothing recorded",
+            report.audience.personalised, report.audience.generic
+        );
+        return Ok(0);
+    }
+
+    let target = target.context("no SMTP URL")?;
+    let jobs: Vec<Job> = recipients
+        .iter()
+        .map(|&(row, personalised)| {
+            Job::new(
+                row,
+                personalised,
+                state.keys.recipient_hash(p.audience.email(row)),
+            )
+        })
+        .collect();
+    let enqueue: Vec<_> = jobs.iter().map(|j| (j.hash, j.personalised)).collect();
+    ledger.enqueue(&name, &enqueue, g.now)?;
+    let tally = Tally::default();
+    let stop = AtomicBool::new(false);
+    let finished = AtomicBool::new(false);
+    let opts = SendOptions::for_campaign(&p.campaign);
+    let summary = std::thread::scope(|scope| {
+        scope.spawn(|| watch_ctrl_c(&stop, &finished));
+        let progress = scope.spawn(|| show_progress(&tally, &finished));
+        let run = Run {
+            prepared: &p,
+            keys: &state.keys,
+            tally: &tally,
+            stop: &stop,
+            now: g.now,
+        };
+        let result = tact::send::send_all(run, ledger, jobs, &target, opts);
+        finished.store(true, Ordering::SeqCst);
+        let _ = progress.join();
+        result
+    })?;
+    let ledger = Ledger::open(&state.dir, false)?;
+    let totals = ledger.counts(&name)?;
+    if args.json {
+        let v = serde_json::json!({
+            "campaign": name,
+            "state": state.dir.display().to_string(),
+            "summary": summary,
+            "skipped": report.audience.excluded,
+            "ledger": totals,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_summary(&summary, &report, &totals);
+    }
+    Ok(exit_code(&summary))
+}
+
+fn exit_code(s: &Summary) -> u8 {
+    if s.interrupted {
+        130
+    } else if s.paused.is_some() {
+        1
+    } else if s.failed > 0 || s.uncertain > 0 || s.deferred > 0 {
+        5
+    } else {
+        0
+    }
+}
+
+fn print_summary(
+    s: &Summary,
+    report: &tact::check::Report,
+    totals: &tact::state::ledger::StatusCounts,
+) {
+    println!(
+        "sent {} in {:.1}s ({:.0}/s)",
+        s.sent, s.elapsed_seconds, s.rate_per_second
+    );
+    if s.failed > 0 {
+        let codes: Vec<String> = s
+            .failed_by_code
+            .iter()
+            .map(|(c, n)| format!("{n}×{c}"))
+            .collect();
+        println!("failed permanently: {} ({})", s.failed, codes.join(", "));
+    }
+    if s.uncertain > 0 {
+        println!(
+            "uncertain: {} (the connection broke after the message was handed over; not resent)",
+            s.uncertain
+        );
+    }
+    if s.deferred > 0 {
+        println!(
+            "deferred: {} (temporary failures; a later run retries them)",
+            s.deferred
+        );
+    }
+    if s.suppressed_during_send > 0 {
+        println!("suppressed while sending: {}", s.suppressed_during_send);
+    }
+    for reason in tact::plan::Reason::ALL {
+        let n = report.audience.excluded(reason);
+        if n > 0 {
+            println!("skipped {}: {n}", reason.key());
+        }
+    }
+    println!(
+        "ledger for this campaign: {} sent, {} failed, {} uncertain, {} pending",
+        totals.sent, totals.failed, totals.sending, totals.pending
+    );
+    if let Some(why) = &s.paused {
+        println!("stopped: {why}");
+    }
+    if s.interrupted {
+        println!(
+            "interrupted: in-flight messages were finished and recorded; run again to continue"
+        );
+    }
+}
+
+/// Ctrl-C stops new messages; in-flight ones finish and are recorded.
+fn watch_ctrl_c(stop: &AtomicBool, finished: &AtomicBool) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    rt.block_on(async {
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => {
+                    if r.is_ok() {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    return;
+                }
+                () = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if finished.load(Ordering::SeqCst) {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// A bar on a terminal, a line every five seconds otherwise (cron logs).
+fn show_progress(t: &Tally, finished: &AtomicBool) {
+    let total = t.total.load(Ordering::Relaxed) as u64;
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} {per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        while !finished.load(Ordering::SeqCst) {
+            bar.set_position(t.done() as u64);
+            bar.set_message(format!(
+                "failed {} uncertain {}",
+                t.failed.load(Ordering::Relaxed),
+                t.uncertain.load(Ordering::Relaxed)
+            ));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bar.set_position(t.done() as u64);
+        bar.finish_and_clear();
+    } else {
+        let mut last = Instant::now();
+        while !finished.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+            if last.elapsed() >= Duration::from_secs(5) {
+                eprintln!(
+                    "progress: {}/{total} done, {} sent",
+                    t.done(),
+                    t.sent.load(Ordering::Relaxed)
+                );
+                last = Instant::now();
+            }
+        }
+    }
+}
