@@ -265,9 +265,9 @@ impl Campaign {
                 "[send] concurrency and rate_per_second must be above 0",
             ));
         }
-        let audience = dir.join(raw.audience.get_ref());
+        let audience = clean(dir.join(raw.audience.get_ref()));
         let schema = match &raw.schema {
-            Some(s) => Some(dir.join(s.get_ref())),
+            Some(s) => Some(clean(dir.join(s.get_ref()))),
             None => {
                 let stem = audience
                     .file_stem()
@@ -278,7 +278,7 @@ impl Campaign {
             }
         };
         let templates = match &raw.templates {
-            Some(t) => dir.join(t.get_ref()),
+            Some(t) => clean(dir.join(t.get_ref())),
             None => nearest_templates(&dir).ok_or_else(|| {
                 Error::input(
                     Location::file(path),
@@ -308,7 +308,7 @@ impl Campaign {
             policy: raw.policy,
             send: raw.send,
             dkim: raw.dkim.map(|d| Dkim {
-                private_key: dir.join(&d.private_key),
+                private_key: clean(dir.join(&d.private_key)),
                 ..d
             }),
         })
@@ -317,6 +317,29 @@ impl Campaign {
     /// The domain of the From address: Message-IDs and List-Id use it, never the host name.
     pub fn from_domain(&self) -> &str {
         self.from.email.domain()
+    }
+}
+
+/// `campaigns/../customers.csv` → `customers.csv`, without touching the file system, so
+/// messages name files the way the user would.
+fn clean(path: PathBuf) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
     }
 }
 
@@ -372,8 +395,8 @@ min_segment_size = 20
     #[test]
     fn paths_are_relative_to_the_campaign_file() {
         let c = parse(GOOD).unwrap();
-        assert_eq!(c.audience, Path::new("/c/campaigns/../customers.csv"));
-        assert_eq!(c.templates, Path::new("/c/campaigns/../templates"));
+        assert_eq!(c.audience, Path::new("/c/customers.csv"));
+        assert_eq!(c.templates, Path::new("/c/templates"));
         assert_eq!(c.policy.min_segment_size, 20);
         assert_eq!(c.policy.consent_max_age_days, 730);
         assert_eq!(c.from_domain(), "northwind.example");
