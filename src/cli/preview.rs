@@ -125,9 +125,13 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
 fn remove_old_messages(dir: &std::path::Path) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let path = entry?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.starts_with("line-") && name.ends_with(".eml") {
-            std::fs::remove_file(&path).with_context(|| format!("cannot remove the old {}", path.display()))?;
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove the old {}", path.display()))?;
         }
     }
     Ok(())
