@@ -400,7 +400,7 @@ impl Prepared {
                 reason: Reason::RenderError,
                 detail: format!("{} part: {}", f.part, scrub(&f.message, &fields)),
             })?;
-        if rendered.subject.chars().any(char::is_control) {
+        if rendered.subject.chars().any(unsafe_in_header) {
             return Err(Excluded {
                 reason: Reason::BadHeaderValue,
                 detail: "the subject would contain a line break or control character".into(),
@@ -463,6 +463,14 @@ pub struct Letter {
     pub rendered: Rendered,
     pub unsubscribe_url: String,
     pub hash: RecipientHash,
+}
+
+/// Control characters break headers; Unicode line separators and bidi overrides do not,
+/// but they let data reorder or split what a subject line shows (a classic spoofing trick),
+/// so they too make a recipient `bad_header_value` rather than being silently removed.
+pub fn unsafe_in_header(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Appends the token with `?` or `&` as the URL needs.
@@ -698,6 +706,19 @@ segment = '{segment}'
             scrub(msg, &[("birth_date", " 1990-13-45"), ("first_name", "")]),
             "Filter `date` received an incorrect type: Error parsing `<birth_date>` as date"
         );
+    }
+
+    #[test]
+    fn header_safety() {
+        for c in [
+            '\r', '\n', '\u{0}', '\u{85}', '\u{2028}', '\u{202E}', '\u{2067}',
+        ] {
+            assert!(unsafe_in_header(c), "{c:?}");
+        }
+        // Emoji sequences use the zero-width joiner; accents and CJK are fine.
+        for c in ['\u{200D}', 'é', '李', '❄'] {
+            assert!(!unsafe_in_header(c), "{c:?}");
+        }
     }
 
     #[test]

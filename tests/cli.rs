@@ -1439,3 +1439,20 @@ fn preview_into_an_old_folder_leaves_no_stale_messages() {
     );
     assert_eq!(second.len(), 219);
 }
+
+#[test]
+fn preview_writes_nothing_for_a_blocked_campaign() {
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("eml");
+    let r = run_expect(
+        tact(state.path())
+            .arg("preview")
+            .arg(sample_campaign("wellness-check"))
+            .arg("--out")
+            .arg(&dir),
+        4,
+    );
+    assert!(r.stderr.contains("special-category"), "{}", r.stderr);
+    assert!(!dir.exists() || fs::read_dir(&dir).unwrap().next().is_none());
+}

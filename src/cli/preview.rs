@@ -41,6 +41,20 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         g.now,
     )?;
     let plan = p.plan(keys, &facts, g.now);
+    // Files on disk are data too: a campaign blocked for what it shows (special-category
+    // data, unescaped fields, one-to-one targeting) is not written out for anyone.
+    let blocks: Vec<_> =
+        tact::check::rules(&p, &plan.counts(), &tact::check::RenderStats::default())
+            .into_iter()
+            .filter(|f| f.level == tact::check::Level::Block)
+            .collect();
+    if !blocks.is_empty() {
+        for f in &blocks {
+            eprintln!("tact: block: {}: {}", f.rule, f.message);
+        }
+        eprintln!("tact: nothing written: fix the campaign first (`tact check` explains)");
+        return Ok(4);
+    }
     let date = std::time::SystemTime::from(g.now);
 
     if let Some(wanted) = &args.recipient {
