@@ -1,5 +1,6 @@
 //! Command-line front end: one file per command. The doc comments are the `--help`.
 
+mod audit;
 mod check;
 mod init;
 mod preview;
@@ -42,6 +43,8 @@ enum Command {
     Preview(preview::Args),
     /// Send the campaign over SMTP: at most once per recipient, never to the suppressed.
     Send(send::Args),
+    /// Every recorded send, and whether the audit chain is intact.
+    Audit(audit::Args),
     /// Manage the suppression list.
     #[command(subcommand)]
     Suppress(suppress::Command),
@@ -79,6 +82,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Preview(args) => preview::run(&globals, &args),
         Command::Send(args) => send::run(&globals, &args),
         Command::Suppress(cmd) => suppress::run(&globals, &cmd),
+        Command::Audit(args) => audit::run(&globals, &args),
     }
 }
 

@@ -190,6 +190,13 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         .collect();
     let enqueue: Vec<_> = jobs.iter().map(|j| (j.hash, j.personalised)).collect();
     ledger.enqueue(&name, &enqueue, g.now)?;
+    ledger.audit_append(
+        &state.keys,
+        &name,
+        "send-started",
+        &started_event(&report, jobs.len()),
+        g.now,
+    )?;
     let tally = Tally::default();
     let stop = AtomicBool::new(false);
     let finished = AtomicBool::new(false);
@@ -209,8 +216,16 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         let _ = progress.join();
         result
     })?;
-    let ledger = Ledger::open(&state.dir, false)?;
+    let mut ledger = Ledger::open(&state.dir, false)?;
     let totals = ledger.counts(&name)?;
+    let finished_event = serde_json::json!({ "summary": summary, "ledger": totals });
+    ledger.audit_append(
+        &state.keys,
+        &name,
+        "send-finished",
+        &finished_event,
+        chrono::Utc::now().max(g.now),
+    )?;
     if args.json {
         let v = serde_json::json!({
             "campaign": name,
@@ -224,6 +239,29 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         print_summary(&summary, &report, &totals);
     }
     Ok(exit_code(&summary))
+}
+
+/// What the audit log keeps of a run's start: the verdict it ran on, the acknowledgements
+/// that allowed it, the fields it used with their classes, and who would get what.
+fn started_event(report: &tact::check::Report, recipients: usize) -> serde_json::Value {
+    let acks: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.acknowledged)
+        .map(|f| serde_json::json!({ "rule": f.rule, "fields": f.fields, "reason": f.reason }))
+        .collect();
+    let fields: Vec<_> = report
+        .fields
+        .iter()
+        .map(|f| serde_json::json!({ "name": f.name, "class": f.class, "places": f.places }))
+        .collect();
+    serde_json::json!({
+        "verdict": report.verdict,
+        "acknowledged": acks,
+        "fields": fields,
+        "recipients": recipients,
+        "audience": report.audience,
+    })
 }
 
 fn exit_code(s: &Summary) -> u8 {

@@ -37,6 +37,16 @@ CREATE TABLE IF NOT EXISTS campaigns (
     started_at    INTEGER NOT NULL,
     completed_at  INTEGER
 );
+CREATE TABLE IF NOT EXISTS audit (
+    seq           INTEGER PRIMARY KEY,
+    at            INTEGER NOT NULL,
+    campaign      TEXT    NOT NULL,
+    kind          TEXT    NOT NULL,
+    operator      TEXT    NOT NULL,
+    body          TEXT    NOT NULL,
+    prev          BLOB    NOT NULL,
+    mac           BLOB    NOT NULL
+);
 CREATE TABLE IF NOT EXISTS suppression (
     recipient     BLOB    PRIMARY KEY,
     reason        TEXT    NOT NULL,
@@ -79,8 +89,8 @@ pub struct StatusCounts {
 }
 
 pub struct Ledger {
-    conn: Connection,
-    path: PathBuf,
+    pub(super) conn: Connection,
+    pub(super) path: PathBuf,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -129,7 +139,7 @@ impl Ledger {
         Ok(Ledger { conn, path })
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    pub(super) fn err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
         db_err(&self.path)
     }
 

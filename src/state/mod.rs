@@ -18,6 +18,7 @@ use sha2::Sha256;
 
 use crate::error::{Error, Result};
 
+pub mod audit;
 pub mod ledger;
 
 pub const MASTER_KEY: &str = "master.key";
@@ -53,6 +54,7 @@ pub struct Keys {
     ledger: [u8; 32],
     token_aead: [u8; 32],
     token_nonce: [u8; 32],
+    audit: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -81,6 +83,7 @@ impl Keys {
             ledger: derive(b"tact/v1/ledger-hash"),
             token_aead: derive(b"tact/v1/token-aead"),
             token_nonce: derive(b"tact/v1/token-nonce"),
+            audit: derive(b"tact/v1/audit-chain"),
         }
     }
 
@@ -88,6 +91,14 @@ impl Keys {
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(&self.ledger).unwrap_or_else(|_| unreachable!());
         mac.update(normalise_address(address).as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The MAC that chains audit events: without the key, an edited log cannot be re-sealed.
+    pub fn audit_mac(&self, data: &[u8]) -> [u8; 32] {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.audit).unwrap_or_else(|_| unreachable!());
+        mac.update(data);
         mac.finalize().into_bytes().into()
     }
 
