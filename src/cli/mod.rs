@@ -4,6 +4,7 @@ mod audit;
 mod check;
 mod init;
 mod preview;
+mod purge;
 mod report;
 mod send;
 mod suppress;
@@ -45,6 +46,8 @@ enum Command {
     Send(send::Args),
     /// Every recorded send, and whether the audit chain is intact.
     Audit(audit::Args),
+    /// Delete per-recipient detail older than a number of days (storage limitation).
+    Purge(purge::Args),
     /// Manage the suppression list.
     #[command(subcommand)]
     Suppress(suppress::Command),
@@ -83,6 +86,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Send(args) => send::run(&globals, &args),
         Command::Suppress(cmd) => suppress::run(&globals, &cmd),
         Command::Audit(args) => audit::run(&globals, &args),
+        Command::Purge(args) => purge::run(&globals, &args),
     }
 }
 

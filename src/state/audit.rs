@@ -80,7 +80,14 @@ impl Ledger {
             .ok();
         let (seq, prev) = match last {
             Some((s, mac)) => (s + 1, mac),
-            None => (1, vec![0u8; 32]),
+            // Everything was purged: continue from the checkpoint the purge left.
+            None => tx
+                .query_row(
+                    "SELECT next_seq, prev FROM audit_checkpoint WHERE id = 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap_or((1, vec![0u8; 32])),
         };
         let at = now.timestamp();
         let mac = seal(keys, &prev, seq, at, [campaign, kind, &operator, &body]);
@@ -123,8 +130,18 @@ impl Ledger {
                 "SELECT seq, at, campaign, kind, operator, body, prev, mac FROM audit ORDER BY seq",
             )
             .map_err(self.err())?;
+        // After a purge the chain starts at the sealed checkpoint instead of at event 1.
+        let (mut expected_prev, start) = match self.audit_checkpoint(keys)? {
+            None => (vec![0u8; 32], 1),
+            Some(Ok(c)) => (c.prev, c.next_seq),
+            Some(Err(())) => {
+                return Ok(Err(Broken {
+                    seq: 0,
+                    why: "checkpoint was edited after a purge",
+                }));
+            }
+        };
         let mut rows = q.query([]).map_err(self.err())?;
-        let mut expected_prev = vec![0u8; 32];
         let mut expected_seq: Option<i64> = None;
         let mut n = 0;
         while let Some(r) = rows.next().map_err(self.err())? {
@@ -146,9 +163,9 @@ impl Ledger {
                         why: "event is missing (deleted)",
                     }));
                 }
-            } else if seq != 1 {
+            } else if seq != start {
                 return Ok(Err(Broken {
-                    seq: 1,
+                    seq: start,
                     why: "event is missing (deleted)",
                 }));
             }
@@ -216,5 +233,64 @@ mod tests {
                 why: "event is missing (deleted)"
             })
         );
+    }
+
+    #[test]
+    fn a_purge_leaves_a_chain_that_still_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::from_master(&[5; 32]);
+        let mut l = Ledger::open(dir.path(), false).unwrap();
+        let old = crate::consent::parse_time("2025-01-01T00:00:00Z").unwrap();
+        let now = crate::consent::parse_time("2026-11-23T12:00:00Z").unwrap();
+        for _ in 0..3 {
+            l.audit_append(&keys, "old", "send-started", &serde_json::json!({}), old)
+                .unwrap();
+        }
+        l.audit_append(&keys, "new", "send-started", &serde_json::json!({}), now)
+            .unwrap();
+        // An incomplete old campaign keeps its rows: they are what stops a resend.
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        l.enqueue("old", &[(a, true)], old).unwrap();
+        l.enqueue("open", &[(b, true)], old).unwrap();
+        l.mark_complete("old", old).unwrap();
+        let p = l.purge(&keys, 365, now).unwrap();
+        assert_eq!(
+            p,
+            crate::state::retention::Purged {
+                deliveries: 1,
+                audit_events: 3,
+                kept_incomplete: 1
+            }
+        );
+        assert_eq!(
+            l.audit_verify(&keys).unwrap(),
+            Ok(2),
+            "the kept event and the purge event"
+        );
+        assert!(
+            l.completed_at("old").unwrap().is_some(),
+            "a purged campaign still never sends again"
+        );
+        l.conn
+            .execute("UPDATE audit_checkpoint SET next_seq = 3", [])
+            .unwrap();
+        assert!(l.audit_verify(&keys).unwrap().is_err());
+    }
+
+    #[test]
+    fn events_after_a_purge_of_everything_continue_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::from_master(&[5; 32]);
+        let mut l = Ledger::open(dir.path(), false).unwrap();
+        let old = crate::consent::parse_time("2025-01-01T00:00:00Z").unwrap();
+        let now = crate::consent::parse_time("2026-11-23T12:00:00Z").unwrap();
+        l.audit_append(&keys, "old", "send-started", &serde_json::json!({}), old)
+            .unwrap();
+        l.purge(&keys, 1, old + chrono::TimeDelta::days(30))
+            .unwrap();
+        l.purge(&keys, 1, now).unwrap();
+        l.audit_append(&keys, "new", "send-started", &serde_json::json!({}), now)
+            .unwrap();
+        assert_eq!(l.audit_verify(&keys).unwrap(), Ok(2));
     }
 }

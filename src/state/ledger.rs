@@ -126,6 +126,8 @@ impl Ledger {
             conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
                 .map_err(&e)?;
             conn.execute_batch(SCHEMA).map_err(&e)?;
+            conn.execute_batch(super::retention::CHECKPOINT_SCHEMA)
+                .map_err(&e)?;
             conn
         };
         // WAL and SHM files appear with the process umask; keep them private too.

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 
 pub mod audit;
 pub mod ledger;
+pub mod retention;
 
 pub const MASTER_KEY: &str = "master.key";
 
