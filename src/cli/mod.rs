@@ -6,6 +6,7 @@ mod init;
 mod preview;
 mod purge;
 mod report;
+mod run_due;
 mod send;
 mod suppress;
 
@@ -44,6 +45,8 @@ enum Command {
     Preview(preview::Args),
     /// Send the campaign over SMTP: at most once per recipient, never to the suppressed.
     Send(send::Args),
+    /// Send every campaign in DIR whose send_at has come (for cron and systemd timers).
+    RunDue(run_due::Args),
     /// Every recorded send, and whether the audit chain is intact.
     Audit(audit::Args),
     /// Delete per-recipient detail older than a number of days (storage limitation).
@@ -87,6 +90,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Suppress(cmd) => suppress::run(&globals, &cmd),
         Command::Audit(args) => audit::run(&globals, &args),
         Command::Purge(args) => purge::run(&globals, &args),
+        Command::RunDue(args) => run_due::run(&globals, &args),
     }
 }
 

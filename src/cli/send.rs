@@ -392,3 +392,21 @@ fn show_progress(t: &Tally, finished: &AtomicBool) {
         }
     }
 }
+
+/// `run-due`'s way in: a plain send of one scheduled campaign.
+pub fn send_scheduled(
+    g: &Globals,
+    campaign: &std::path::Path,
+    smtp: Option<&str>,
+) -> anyhow::Result<u8> {
+    let args = Args {
+        campaign: campaign.to_path_buf(),
+        smtp: smtp.map(str::to_string),
+        dry_run: false,
+        test: Vec::new(),
+        retry_uncertain: false,
+        durable: false,
+        json: false,
+    };
+    run(g, &args)
+}

@@ -1,0 +1,154 @@
+//! `tact run-due DIR [--smtp URL]`: for cron and systemd timers. Sends every campaign in DIR
+//! whose `send_at` has come; holds future ones; never fires one later than
+//! `[policy].late_window_hours` (a restored server must not send last week's promotion),
+//! and reports such a missed campaign once, not on every tick.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use chrono::TimeDelta;
+
+use tact::campaign::Campaign;
+use tact::state::ledger::Ledger;
+use tact::state::{self, State};
+
+use super::Globals;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Folder of campaign files (*.toml).
+    dir: PathBuf,
+    /// As for `tact send`; also TACT_SMTP_URL.
+    #[arg(
+        long,
+        env = "TACT_SMTP_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    smtp: Option<String>,
+}
+
+/// What became of one campaign file on this tick.
+#[derive(Debug)]
+enum Fate {
+    Sent(u8),
+    Waiting(String),
+    Unscheduled,
+    Complete,
+    Missed { first_time: bool, send_at: String },
+    Invalid(String),
+}
+
+pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
+    let dir = state::resolve_dir(g.state_flag.as_deref())?;
+    if !dir.join(state::MASTER_KEY).exists() {
+        eprintln!(
+            "tact: error: no state at {}: run `tact init` or point TACT_HOME at your existing state",
+            dir.display()
+        );
+        return Ok(2);
+    }
+    let state = State::open_existing(&dir)?;
+    // Overlapping ticks queue here; the second then finds the work done.
+    let lock_path = state.dir.join("run-due.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.dir)
+        .with_context(|| format!("cannot read {}", args.dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    let mut worst = 0u8;
+    for file in &files {
+        let fate = tick(g, &state, file, args.smtp.as_deref());
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (line, code) = match &fate {
+            Fate::Sent(code) => (format!("sent (exit {code})"), *code),
+            Fate::Waiting(at) => (format!("waiting until {at}"), 0),
+            Fate::Unscheduled => ("no send_at: not scheduled".into(), 0),
+            Fate::Complete => ("complete".into(), 0),
+            Fate::Missed {
+                first_time: true,
+                send_at,
+            } => (
+                format!("MISSED: send_at {send_at} is past the late window; not sent"),
+                1,
+            ),
+            Fate::Missed {
+                first_time: false, ..
+            } => ("missed earlier (already reported)".into(), 0),
+            Fate::Invalid(why) => (format!("FAILED: {why}"), 1),
+        };
+        println!("{name}: {line}");
+        worst = worst.max(code);
+    }
+    drop(lock);
+    Ok(worst)
+}
+
+fn tick(g: &Globals, state: &State, file: &Path, smtp: Option<&str>) -> Fate {
+    let campaign = match Campaign::load(file) {
+        Ok(c) => c,
+        Err(e) => return Fate::Invalid(e.to_string()),
+    };
+    let Some(send_at) = campaign.send_at else {
+        return Fate::Unscheduled;
+    };
+    let mut ledger = match Ledger::open(&state.dir, false) {
+        Ok(l) => l,
+        Err(e) => return Fate::Invalid(e.to_string()),
+    };
+    match ledger.completed_at(&campaign.name) {
+        Ok(Some(_)) => return Fate::Complete,
+        Ok(None) => {}
+        Err(e) => return Fate::Invalid(e.to_string()),
+    }
+    let send_at_utc = send_at.with_timezone(&chrono::Utc);
+    if send_at_utc > g.now {
+        return Fate::Waiting(send_at.to_rfc3339());
+    }
+    let late = g.now - send_at_utc > TimeDelta::hours(i64::from(campaign.policy.late_window_hours));
+    // A campaign that started in time may finish late: only a campaign that never started
+    // is held back as missed.
+    let started = ledger
+        .counts(&campaign.name)
+        .map(|c| c.sent + c.failed + c.sending + c.pending > 0)
+        .unwrap_or(false);
+    if late && !started {
+        let stamp = send_at.to_rfc3339();
+        let already = ledger
+            .audit_events(Some(&campaign.name))
+            .map(|evs| {
+                evs.iter()
+                    .any(|e| e.kind == "missed" && e.body["send_at"] == stamp.as_str())
+            })
+            .unwrap_or(false);
+        if !already {
+            let body = serde_json::json!({ "send_at": stamp, "late_window_hours": campaign.policy.late_window_hours });
+            if let Err(e) = ledger.audit_append(&state.keys, &campaign.name, "missed", &body, g.now)
+            {
+                return Fate::Invalid(e.to_string());
+            }
+        }
+        return Fate::Missed {
+            first_time: !already,
+            send_at: stamp,
+        };
+    }
+    drop(ledger);
+    match super::send::send_scheduled(g, file, smtp) {
+        Ok(code) => Fate::Sent(code),
+        Err(e) => Fate::Invalid(format!("{e:#}")),
+    }
+}
