@@ -16,9 +16,11 @@
 //! plan.rs       Prepared (all of the above) × ledger facts → one Decision per row
 //! check.rs      renders every recipient, applies the creepiness rules → Report, verdict
 //! message.rs    rendered letter → RFC 5322 message (preview and send share it)
+//! person.rs     one person's rows in an audience CSV: found (export), cut out (forget)
 //! send.rs       SMTP with TCP_NODELAY, pool, rate limit, retries, ledger updates, DKIM
 //! state/        state directory, master key, HKDF-derived keys, tokens;
 //!   ledger.rs   SQLite ledger and suppression list, keyed hashes only
+//!   erase.rs    one recipient's ledger rows (forget, export); unsubscribe and bulk suppression
 //! error.rs      typed errors naming file, line and column, never a customer's data
 //! ```
 
@@ -28,6 +30,7 @@ pub mod check;
 pub mod consent;
 pub mod error;
 pub mod message;
+pub mod person;
 pub mod plan;
 pub mod schema;
 pub mod segment;

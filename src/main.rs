@@ -2,6 +2,7 @@
 //! an error once, and turns the outcome into the contract's exit code (DESIGN §5).
 
 mod cli;
+mod tui;
 
 use std::process::ExitCode;
 

@@ -3,7 +3,9 @@
 //! against the sample data (or a writable copy of it), always with `--state <tempdir>` and
 //! `--now 2026-11-23T12:00:00Z` so nothing depends on the machine or the clock.
 
+mod ops;
 mod report;
+mod tui;
 mod util;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

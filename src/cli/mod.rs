@@ -2,6 +2,8 @@
 
 mod audit;
 mod check;
+mod export;
+mod forget;
 mod init;
 mod preview;
 mod purge;
@@ -9,6 +11,7 @@ mod report;
 mod run_due;
 mod send;
 mod suppress;
+mod unsubscribe_server;
 
 use std::path::PathBuf;
 
@@ -31,8 +34,13 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "RFC3339", value_parser = parse_now)]
     now: Option<DateTime<Utc>>,
 
+    /// Open this campaign file in the composer (TUI). With no command and no campaign, the
+    /// composer lists ./campaigns (else sample-data/campaigns) to pick from.
+    #[arg(value_name = "CAMPAIGN")]
+    campaign: Option<PathBuf>,
+
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +62,12 @@ enum Command {
     /// Manage the suppression list.
     #[command(subcommand)]
     Suppress(suppress::Command),
+    /// One-click unsubscribe endpoint (RFC 8058): a POST with a valid token suppresses.
+    UnsubscribeServer(unsubscribe_server::Args),
+    /// Erase a person (GDPR Art. 17): suppress, drop ledger rows, rewrite the CSV without them.
+    Forget(forget::Args),
+    /// Everything held about a person (GDPR Art. 15), as JSON.
+    Export(export::Args),
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -82,12 +96,18 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         state_flag: cli.state,
         now: cli.now.unwrap_or_else(Utc::now),
     };
-    match cli.command {
+    let Some(command) = cli.command else {
+        return crate::tui::run(&globals, cli.campaign);
+    };
+    match command {
         Command::Init => init::run(&globals),
         Command::Check(args) => check::run(&globals, &args),
         Command::Preview(args) => preview::run(&globals, &args),
         Command::Send(args) => send::run(&globals, &args),
         Command::Suppress(cmd) => suppress::run(&globals, &cmd),
+        Command::UnsubscribeServer(args) => unsubscribe_server::run(&globals, &args),
+        Command::Forget(args) => forget::run(&globals, &args),
+        Command::Export(args) => export::run(&globals, &args),
         Command::Audit(args) => audit::run(&globals, &args),
         Command::Purge(args) => purge::run(&globals, &args),
         Command::RunDue(args) => run_due::run(&globals, &args),

@@ -19,6 +19,7 @@ use sha2::Sha256;
 use crate::error::{Error, Result};
 
 pub mod audit;
+pub mod erase;
 pub mod ledger;
 pub mod retention;
 

@@ -1,0 +1,958 @@
+//! The composer's state and its one `update` function. Nothing here touches the terminal or
+//! spawns threads: work that takes time is asked for as an `Effect`, which the loop in
+//! `mod.rs` performs and answers with another `Action`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use tact::campaign::{Acknowledgement, Campaign};
+use tact::check::{Level, Report};
+use tact::plan::{Facts, Outcome, Plan, Prepared, Reason};
+use tact::send::{Summary, Tally};
+use tact::state::Keys;
+
+/// How long the segment must stay unchanged before it is recounted.
+pub const DEBOUNCE: Duration = Duration::from_millis(150);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Overview,
+    Audience,
+    Segment,
+    Check,
+    Preview,
+    Send,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 6] = [
+        Tab::Overview,
+        Tab::Audience,
+        Tab::Segment,
+        Tab::Check,
+        Tab::Preview,
+        Tab::Send,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Overview => "Overview",
+            Tab::Audience => "Audience",
+            Tab::Segment => "Segment",
+            Tab::Check => "Check",
+            Tab::Preview => "Preview",
+            Tab::Send => "Send",
+        }
+    }
+
+    fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+
+    fn step(self, by: isize) -> Tab {
+        let n = Tab::ALL.len() as isize;
+        Tab::ALL[(self.index() as isize + by).rem_euclid(n) as usize]
+    }
+}
+
+/// What the loop passes in: keys, things the workers finished, and the clock.
+#[derive(Debug)]
+pub enum Action {
+    Quit,
+    /// q / Esc: close what is open, else leave the campaign, else quit.
+    Back,
+    NextTab,
+    PrevTab,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Left,
+    Right,
+    /// Enter outside a text field: open the picked campaign, start editing the segment.
+    Select,
+    ToggleHelp,
+    ToggleReveal,
+    ToggleVariant,
+    StartEdit,
+    Input(char),
+    Backspace,
+    CursorLeft,
+    CursorRight,
+    Home,
+    End,
+    ClearInput,
+    /// Enter in a text field.
+    Submit,
+    /// Esc in a text field.
+    Cancel,
+    DryRun,
+    RealSend,
+    /// Esc while sending: in-flight messages finish, nothing new starts.
+    Stop,
+    Save,
+    Acknowledge,
+    Editor,
+    Reload,
+    Resize,
+    Tick(Instant),
+    Loaded(Box<Result<(Loaded, Facts), String>>),
+    Recounted {
+        generation: u64,
+        result: Box<Result<Loaded, String>>,
+    },
+    DryRunDone(Result<DryRunSummary, String>),
+    SendDone(Result<Summary, String>),
+    Saved {
+        /// The segment was written, so the file now matches the screen.
+        segment: bool,
+        result: Result<String, String>,
+    },
+}
+
+/// Work the loop performs off the UI thread (or, for the editor, with the terminal
+/// suspended). Each answers with an `Action`.
+#[derive(Debug)]
+pub enum Effect {
+    Load(PathBuf),
+    Recount {
+        generation: u64,
+        campaign: Box<Campaign>,
+    },
+    DryRun,
+    Send {
+        url: String,
+    },
+    /// Write the segment back into the campaign file (None: remove the key).
+    Save {
+        path: PathBuf,
+        segment: Option<String>,
+    },
+    /// Append an acknowledgement to the file's `[policy].acknowledge`.
+    Acknowledge {
+        path: PathBuf,
+        ack: Acknowledgement,
+    },
+    Editor(PathBuf),
+}
+
+/// What the loader and the recount hand back: one plan, as `check` computes it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub prepared: Arc<Prepared>,
+    pub plan: Plan,
+    pub report: Report,
+    /// Every excluded row by line, malformed rows included, in file order.
+    pub excluded: Vec<ExcludedRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExcludedRow {
+    pub line: u64,
+    pub reason: &'static str,
+    /// None for a malformed row: it has no trustworthy address.
+    pub email: Option<String>,
+}
+
+impl Loaded {
+    pub fn new(prepared: Prepared, plan: Plan, report: Report) -> Loaded {
+        let mut excluded: Vec<ExcludedRow> = plan
+            .decisions
+            .iter()
+            .filter_map(|d| match d.outcome {
+                Outcome::Excluded(r) => Some(ExcludedRow {
+                    line: prepared.audience.lines[d.row as usize],
+                    reason: r.key(),
+                    email: Some(prepared.audience.email(d.row as usize).to_string()),
+                }),
+                _ => None,
+            })
+            .chain(prepared.audience.malformed.iter().map(|m| ExcludedRow {
+                line: m.line,
+                reason: Reason::MalformedRow.key(),
+                email: None,
+            }))
+            .collect();
+        excluded.sort_by_key(|r| r.line);
+        Loaded {
+            prepared: Arc::new(prepared),
+            plan,
+            report,
+            excluded,
+        }
+    }
+
+    pub fn recipients(&self) -> Vec<(usize, bool)> {
+        self.plan.recipients().collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DryRunSummary {
+    pub built: usize,
+    pub personalised: usize,
+    pub generic: usize,
+    pub failed: usize,
+    pub seconds: f64,
+}
+
+/// A one-line text field with a cursor (in characters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextInput {
+    pub text: String,
+    pub cursor: usize,
+}
+
+impl TextInput {
+    pub fn new(text: &str) -> TextInput {
+        TextInput {
+            text: text.to_string(),
+            cursor: text.chars().count(),
+        }
+    }
+
+    fn byte(&self, at: usize) -> usize {
+        self.text
+            .char_indices()
+            .nth(at)
+            .map_or(self.text.len(), |(i, _)| i)
+    }
+
+    fn insert(&mut self, c: char) {
+        let at = self.byte(self.cursor);
+        self.text.insert(at, c);
+        self.cursor += 1;
+    }
+
+    fn backspace(&mut self) -> bool {
+        if self.cursor == 0 {
+            return false;
+        }
+        self.cursor -= 1;
+        let at = self.byte(self.cursor);
+        self.text.remove(at);
+        true
+    }
+
+    fn left(&mut self) {
+        self.cursor = self.cursor.saturating_sub(1);
+    }
+
+    fn right(&mut self) {
+        self.cursor = (self.cursor + 1).min(self.text.chars().count());
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptKind {
+    SmtpUrl,
+    ConfirmCount(usize),
+    AckReason(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub kind: PromptKind,
+    pub input: TextInput,
+    pub error: Option<String>,
+}
+
+/// A live or finished real send.
+#[derive(Debug)]
+pub struct Sending {
+    pub tally: Arc<Tally>,
+    pub stop: Arc<AtomicBool>,
+    pub started: Instant,
+    pub result: Option<Result<Summary, String>>,
+}
+
+/// What the loader needs besides the file: keys, where the ledger lives, and "now".
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub keys: Keys,
+    /// None in tests: no ledger, so no suppression or already-sent facts.
+    pub state_dir: Option<PathBuf>,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+/// One rendered recipient for the Preview tab, computed when the selection changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewDoc {
+    pub email: String,
+    pub line: u64,
+    pub personalised: bool,
+    /// Whether the recipient's plan says personalised (the variant shown may be toggled).
+    pub planned_personalised: bool,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+    pub why: Vec<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct App {
+    pub ctx: Ctx,
+    pub colour: bool,
+    pub quit: bool,
+    /// Asked to quit with unsaved changes once already.
+    pub quit_armed: bool,
+    /// Campaign files to pick from, when started without one.
+    pub picker: Option<Vec<PathBuf>>,
+    pub picker_index: usize,
+    pub path: Option<PathBuf>,
+    pub loading: bool,
+    pub loaded: Option<Loaded>,
+    pub load_error: Option<String>,
+    pub facts: Arc<Facts>,
+    pub tab: Tab,
+    pub help: bool,
+    pub status: Option<String>,
+    // Audience
+    pub reveal: bool,
+    pub excluded_index: usize,
+    // Segment
+    pub segment: TextInput,
+    pub editing: bool,
+    pub segment_error: Option<String>,
+    pub recount_due: Option<Instant>,
+    pub generation: u64,
+    pub recounting: bool,
+    /// The segment differs from the file.
+    pub dirty: bool,
+    // Check
+    pub finding_index: usize,
+    // Preview
+    pub preview_index: usize,
+    pub preview_generic: bool,
+    pub preview_scroll: u16,
+    pub preview: Option<PreviewDoc>,
+    // Send
+    pub smtp_url: Option<String>,
+    pub prompt: Option<Prompt>,
+    pub dry_running: bool,
+    pub dry_run: Option<Result<DryRunSummary, String>>,
+    pub sending: Option<Sending>,
+    pub effects: Vec<Effect>,
+}
+
+impl App {
+    fn new(ctx: Ctx) -> App {
+        App {
+            ctx,
+            colour: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            quit: false,
+            quit_armed: false,
+            picker: None,
+            picker_index: 0,
+            path: None,
+            loading: false,
+            loaded: None,
+            load_error: None,
+            facts: Arc::new(Facts::default()),
+            tab: Tab::Overview,
+            help: false,
+            status: None,
+            reveal: false,
+            excluded_index: 0,
+            segment: TextInput::default(),
+            editing: false,
+            segment_error: None,
+            recount_due: None,
+            generation: 0,
+            recounting: false,
+            dirty: false,
+            finding_index: 0,
+            preview_index: 0,
+            preview_generic: false,
+            preview_scroll: 0,
+            preview: None,
+            smtp_url: std::env::var("TACT_SMTP_URL")
+                .ok()
+                .filter(|s| !s.trim().is_empty()),
+            prompt: None,
+            dry_running: false,
+            dry_run: None,
+            sending: None,
+            effects: Vec::new(),
+        }
+    }
+
+    /// Opens one campaign: the load starts as soon as the loop runs.
+    pub fn opening(path: PathBuf, ctx: Ctx) -> App {
+        let mut app = App::new(ctx);
+        app.open(path);
+        app
+    }
+
+    pub fn picking(campaigns: Vec<PathBuf>, ctx: Ctx) -> App {
+        let mut app = App::new(ctx);
+        app.picker = Some(campaigns);
+        app
+    }
+
+    fn open(&mut self, path: PathBuf) {
+        self.loading = true;
+        self.loaded = None;
+        self.load_error = None;
+        self.dirty = false;
+        self.tab = Tab::Overview;
+        self.effects.push(Effect::Load(path.clone()));
+        self.path = Some(path);
+    }
+
+    /// The picker shows when it exists and no campaign is open.
+    pub fn in_picker(&self) -> bool {
+        self.picker.is_some() && self.path.is_none()
+    }
+
+    pub fn is_sending(&self) -> bool {
+        self.sending.as_ref().is_some_and(|s| s.result.is_none())
+    }
+
+    pub fn recipients_count(&self) -> usize {
+        self.loaded
+            .as_ref()
+            .map_or(0, |l| l.report.audience.recipients())
+    }
+
+    fn set_status(&mut self, s: impl Into<String>) {
+        self.status = Some(s.into());
+    }
+
+    fn campaign_path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Rebuilds the preview of the selected recipient.
+    pub fn refresh_preview(&mut self) {
+        self.preview = self.loaded.as_ref().and_then(|l| {
+            let recipients = l.recipients();
+            if recipients.is_empty() {
+                return None;
+            }
+            let i = self.preview_index.min(recipients.len() - 1);
+            let (row, planned) = recipients[i];
+            Some(render_preview(
+                &l.prepared,
+                &self.ctx.keys,
+                self.ctx.now,
+                row,
+                planned,
+                planned && !self.preview_generic,
+            ))
+        });
+    }
+
+    fn schedule_recount(&mut self) {
+        self.dirty = true;
+        self.recount_due = Some(Instant::now() + DEBOUNCE);
+    }
+
+    fn start_recount(&mut self) -> Option<Action> {
+        let l = self.loaded.as_ref()?;
+        let mut campaign = l.prepared.campaign.clone();
+        let s = self.segment.text.trim();
+        campaign.segment = (!s.is_empty()).then(|| s.to_string());
+        self.generation += 1;
+        self.recounting = true;
+        self.recount_due = None;
+        self.effects.push(Effect::Recount {
+            generation: self.generation,
+            campaign: Box::new(campaign),
+        });
+        None
+    }
+
+    fn install(&mut self, loaded: Loaded) {
+        self.excluded_index = self
+            .excluded_index
+            .min(loaded.excluded.len().saturating_sub(1));
+        self.finding_index = self
+            .finding_index
+            .min(loaded.report.findings.len().saturating_sub(1));
+        self.loaded = Some(loaded);
+        self.refresh_preview();
+    }
+}
+
+/// Renders one recipient exactly as `send` would build it: the headers a marketer cares
+/// about, the text part, and why this person gets the message.
+pub fn render_preview(
+    p: &Prepared,
+    keys: &Keys,
+    now: chrono::DateTime<chrono::Utc>,
+    row: usize,
+    planned: bool,
+    personalised: bool,
+) -> PreviewDoc {
+    let email = p.audience.email(row).to_string();
+    let line = p.audience.lines[row];
+    let (vars, _) = p.tool_vars(keys, row, personalised);
+    let mut why = vec![vars.why_you_got_this.clone()];
+    why.push(if planned {
+        "consent: marketing, and personalisation (gets the personalised variant)".to_string()
+    } else {
+        "consent: marketing only (gets the generic variant)".to_string()
+    });
+    match &p.segment {
+        Some(seg) => {
+            let values: Vec<String> = seg
+                .fields
+                .iter()
+                .map(|f| {
+                    let v = p.audience.column(f).map_or("", |c| c.data.get(row));
+                    format!("{f} = {v}")
+                })
+                .collect();
+            why.push(format!("segment: {}  ({})", seg.source, values.join(", ")));
+        }
+        None => why.push("segment: none (everyone with consent)".to_string()),
+    }
+    let mut doc = PreviewDoc {
+        email: email.clone(),
+        line,
+        personalised,
+        planned_personalised: planned,
+        headers: Vec::new(),
+        text: String::new(),
+        why,
+        error: None,
+    };
+    let letter = match p.letter(keys, row, personalised) {
+        Ok(l) => l,
+        Err(e) => {
+            doc.error = Some(format!("{}: {}", e.reason.key(), e.detail));
+            return doc;
+        }
+    };
+    let date = SystemTime::from(now);
+    match tact::message::build(&p.campaign, &letter, &email, date, "") {
+        Ok(msg) => {
+            for name in [
+                "From",
+                "To",
+                "Reply-To",
+                "Subject",
+                "List-Id",
+                "List-Unsubscribe",
+                "List-Unsubscribe-Post",
+            ] {
+                if let Some(v) = msg.headers().get_raw(name) {
+                    doc.headers.push((name.to_string(), v.to_string()));
+                }
+            }
+        }
+        Err(e) => doc.error = Some(e.to_string()),
+    }
+    doc.text = letter.rendered.text;
+    doc
+}
+
+/// Masks an address for the screen: `n****@example.com`.
+pub fn mask(email: &str) -> String {
+    let email = email.trim();
+    match email.rsplit_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}****@{domain}")
+        }
+        None => {
+            let first: String = email.chars().take(1).collect();
+            format!("{first}****")
+        }
+    }
+}
+
+/// The one place the composer's state changes. Returns a follow-up action, if any.
+pub fn update(app: &mut App, action: Action) -> Option<Action> {
+    match action {
+        Action::Quit => {
+            if app.is_sending() {
+                if let Some(s) = &app.sending {
+                    s.stop.store(true, Ordering::SeqCst);
+                }
+                app.set_status("stopping: in-flight messages finish first; quit when it ends");
+            } else {
+                app.quit = true;
+            }
+        }
+        Action::Back => {
+            if app.help {
+                app.help = false;
+            } else if app.prompt.is_some() {
+                app.prompt = None;
+            } else if app.is_sending() {
+                return Some(Action::Stop);
+            } else if app.editing {
+                app.editing = false;
+            } else if app.picker.is_some() && app.path.is_some() {
+                app.path = None;
+                app.loaded = None;
+                app.loading = false;
+                app.load_error = None;
+                app.status = None;
+            } else if app.dirty && !app.quit_armed {
+                app.quit_armed = true;
+                app.set_status(
+                    "the segment is not saved: s saves it, q again quits without saving",
+                );
+            } else {
+                return Some(Action::Quit);
+            }
+        }
+        Action::NextTab | Action::PrevTab => {
+            if app.in_picker() || app.prompt.is_some() {
+                return None;
+            }
+            let by = if matches!(action, Action::NextTab) {
+                1
+            } else {
+                -1
+            };
+            app.tab = app.tab.step(by);
+            app.editing = app.tab == Tab::Segment;
+            app.help = false;
+        }
+        Action::Up | Action::Down | Action::PageUp | Action::PageDown => {
+            let delta: isize = match action {
+                Action::Up => -1,
+                Action::Down => 1,
+                Action::PageUp => -10,
+                _ => 10,
+            };
+            let step = |v: usize, len: usize| -> usize {
+                (v as isize + delta).clamp(0, len.saturating_sub(1) as isize) as usize
+            };
+            if app.in_picker() {
+                let len = app.picker.as_ref().map_or(0, Vec::len);
+                app.picker_index = step(app.picker_index, len);
+                return None;
+            }
+            let Some(l) = &app.loaded else { return None };
+            match app.tab {
+                Tab::Audience => app.excluded_index = step(app.excluded_index, l.excluded.len()),
+                Tab::Check => {
+                    app.finding_index = step(app.finding_index, l.report.findings.len());
+                }
+                Tab::Preview => {
+                    app.preview_scroll = (app.preview_scroll as isize + delta).max(0) as u16;
+                }
+                _ => {}
+            }
+        }
+        Action::Left | Action::Right => {
+            if app.tab != Tab::Preview || app.in_picker() {
+                return None;
+            }
+            let len = app.loaded.as_ref().map_or(0, |l| l.recipients().len());
+            if len == 0 {
+                return None;
+            }
+            app.preview_index = if matches!(action, Action::Right) {
+                (app.preview_index + 1) % len
+            } else {
+                (app.preview_index + len - 1) % len
+            };
+            app.preview_scroll = 0;
+            app.refresh_preview();
+        }
+        Action::Select => {
+            if app.in_picker() {
+                let picked = app
+                    .picker
+                    .as_ref()
+                    .and_then(|p| p.get(app.picker_index))
+                    .cloned();
+                if let Some(path) = picked {
+                    app.open(path);
+                }
+            } else if app.tab == Tab::Segment {
+                app.editing = true;
+            } else if app.tab == Tab::Send {
+                return Some(Action::DryRun);
+            }
+        }
+        Action::ToggleHelp => app.help = !app.help,
+        Action::ToggleReveal => app.reveal = !app.reveal,
+        Action::ToggleVariant => {
+            app.preview_generic = !app.preview_generic;
+            app.refresh_preview();
+        }
+        Action::StartEdit => {
+            if app.loaded.is_some() {
+                app.tab = Tab::Segment;
+                app.editing = true;
+            }
+        }
+        Action::Input(c) => {
+            if let Some(p) = &mut app.prompt {
+                p.input.insert(c);
+            } else if app.editing {
+                app.segment.insert(c);
+                app.schedule_recount();
+            }
+        }
+        Action::Backspace => {
+            if let Some(p) = &mut app.prompt {
+                p.input.backspace();
+            } else if app.editing && app.segment.backspace() {
+                app.schedule_recount();
+            }
+        }
+        Action::CursorLeft | Action::CursorRight | Action::Home | Action::End => {
+            let input = match &mut app.prompt {
+                Some(p) => &mut p.input,
+                None if app.editing => &mut app.segment,
+                None => return None,
+            };
+            match action {
+                Action::CursorLeft => input.left(),
+                Action::CursorRight => input.right(),
+                Action::Home => input.cursor = 0,
+                _ => input.cursor = input.text.chars().count(),
+            }
+        }
+        Action::ClearInput => {
+            if let Some(p) = &mut app.prompt {
+                p.input = TextInput::default();
+            } else if app.editing {
+                app.segment = TextInput::default();
+                app.schedule_recount();
+            }
+        }
+        Action::Submit => {
+            if app.prompt.is_some() {
+                return submit_prompt(app);
+            }
+            if app.editing {
+                app.editing = false;
+                if app.recount_due.is_some() {
+                    return app.start_recount();
+                }
+            }
+        }
+        Action::Cancel => {
+            if app.prompt.is_some() {
+                app.prompt = None;
+            } else {
+                app.editing = false;
+            }
+        }
+        Action::DryRun => {
+            if app.loaded.is_none() || app.dry_running || app.is_sending() {
+                return None;
+            }
+            app.tab = Tab::Send;
+            app.dry_running = true;
+            app.dry_run = None;
+            app.effects.push(Effect::DryRun);
+        }
+        Action::RealSend => {
+            let Some(l) = &app.loaded else { return None };
+            if app.is_sending() {
+                return None;
+            }
+            app.tab = Tab::Send;
+            if !l.report.sendable() {
+                app.set_status(format!(
+                    "nothing can be sent: the verdict is {} (see Check)",
+                    l.report.verdict.as_str()
+                ));
+                return None;
+            }
+            if app.dirty {
+                app.set_status("save the campaign first (s), so the file says what was sent");
+                return None;
+            }
+            if l.report.audience.recipients() == 0 {
+                app.set_status("no recipients to send to");
+                return None;
+            }
+            let kind = if app.smtp_url.is_some() {
+                PromptKind::ConfirmCount(l.report.audience.recipients())
+            } else {
+                PromptKind::SmtpUrl
+            };
+            app.prompt = Some(Prompt {
+                kind,
+                input: TextInput::default(),
+                error: None,
+            });
+        }
+        Action::Stop => {
+            if let Some(s) = &app.sending
+                && s.result.is_none()
+            {
+                s.stop.store(true, Ordering::SeqCst);
+                app.set_status("stopping: in-flight messages finish and are recorded");
+            }
+        }
+        Action::Save => {
+            let path = app.campaign_path().map(Path::to_path_buf)?;
+            if app.loaded.is_none() || app.is_sending() {
+                return None;
+            }
+            if app.segment_error.is_some() {
+                app.set_status("the segment has an error: fix it before saving");
+                return None;
+            }
+            let s = app.segment.text.trim();
+            app.effects.push(Effect::Save {
+                path,
+                segment: (!s.is_empty()).then(|| s.to_string()),
+            });
+        }
+        Action::Acknowledge => {
+            let Some(l) = &app.loaded else { return None };
+            app.tab = Tab::Check;
+            match l.report.findings.get(app.finding_index) {
+                Some(f) if f.level == Level::Caution && !f.acknowledged => {
+                    app.prompt = Some(Prompt {
+                        kind: PromptKind::AckReason(app.finding_index),
+                        input: TextInput::default(),
+                        error: None,
+                    });
+                }
+                Some(f) if f.acknowledged => app.set_status("already acknowledged"),
+                Some(f) if f.level == Level::Block => {
+                    app.set_status("a block cannot be acknowledged: change the campaign");
+                }
+                _ => app.set_status("only a caution can be acknowledged"),
+            }
+        }
+        Action::Editor => {
+            if let Some(path) = app.campaign_path().map(Path::to_path_buf)
+                && !app.is_sending()
+            {
+                app.effects.push(Effect::Editor(path));
+            }
+        }
+        Action::Reload => {
+            if let Some(path) = app.path.clone() {
+                app.open(path);
+            }
+        }
+        Action::Resize => {}
+        Action::Tick(now) => {
+            if let Some(due) = app.recount_due
+                && now >= due
+                && !app.recounting
+            {
+                return app.start_recount();
+            }
+        }
+        Action::Loaded(result) => {
+            app.loading = false;
+            match *result {
+                Ok((l, facts)) => {
+                    app.facts = Arc::new(facts);
+                    app.segment =
+                        TextInput::new(l.prepared.campaign.segment.as_deref().unwrap_or(""));
+                    app.segment_error = None;
+                    app.dirty = false;
+                    app.preview_index = 0;
+                    app.install(l);
+                    app.load_error = None;
+                }
+                Err(e) => app.load_error = Some(e),
+            }
+        }
+        Action::Recounted { generation, result } => {
+            if generation != app.generation {
+                return None;
+            }
+            app.recounting = false;
+            match *result {
+                Ok(l) => {
+                    app.segment_error = None;
+                    app.preview_index = 0;
+                    app.install(l);
+                }
+                Err(e) => app.segment_error = Some(e),
+            }
+        }
+        Action::DryRunDone(r) => {
+            app.dry_running = false;
+            app.dry_run = Some(r);
+        }
+        Action::SendDone(r) => {
+            if let Some(s) = &mut app.sending {
+                s.result = Some(r);
+            }
+        }
+        Action::Saved { segment, result } => match result {
+            Ok(msg) => {
+                if segment {
+                    app.dirty = false;
+                }
+                app.set_status(msg);
+            }
+            Err(e) => app.set_status(format!("not saved: {e}")),
+        },
+    }
+    None
+}
+
+fn submit_prompt(app: &mut App) -> Option<Action> {
+    let prompt = app.prompt.as_mut()?;
+    let typed = prompt.input.text.trim().to_string();
+    match prompt.kind {
+        PromptKind::SmtpUrl => match tact::send::SmtpTarget::parse(&typed, None) {
+            Ok(_) => {
+                app.smtp_url = Some(typed);
+                let n = app.recipients_count();
+                app.prompt = Some(Prompt {
+                    kind: PromptKind::ConfirmCount(n),
+                    input: TextInput::default(),
+                    error: None,
+                });
+            }
+            Err(e) => prompt.error = Some(e.to_string()),
+        },
+        PromptKind::ConfirmCount(n) => {
+            if typed == n.to_string() {
+                let url = app.smtp_url.clone()?;
+                app.prompt = None;
+                app.sending = Some(Sending {
+                    tally: Arc::new(Tally::default()),
+                    stop: Arc::new(AtomicBool::new(false)),
+                    started: Instant::now(),
+                    result: None,
+                });
+                app.effects.push(Effect::Send { url });
+            } else {
+                prompt.error = Some(format!("type {n} (the number of recipients) to send"));
+            }
+        }
+        PromptKind::AckReason(i) => {
+            if typed.len() < 3 {
+                prompt.error = Some("say why (a ticket, a DPO decision, …)".into());
+                return None;
+            }
+            let l = app.loaded.as_ref()?;
+            let f = l.report.findings.get(i)?;
+            let ack = Acknowledgement {
+                rule: f.rule.to_string(),
+                fields: f.fields.clone(),
+                reason: typed,
+            };
+            let path = app.path.clone()?;
+            app.prompt = None;
+            let mut campaign = l.prepared.campaign.clone();
+            campaign.policy.acknowledge.push(ack.clone());
+            // The file gets only the acknowledgement; an unsaved segment stays unsaved.
+            app.effects.push(Effect::Acknowledge { path, ack });
+            let s = app.segment.text.trim();
+            campaign.segment = (!s.is_empty()).then(|| s.to_string());
+            app.generation += 1;
+            app.recounting = true;
+            app.effects.push(Effect::Recount {
+                generation: app.generation,
+                campaign: Box::new(campaign),
+            });
+        }
+    }
+    None
+}

@@ -1,0 +1,200 @@
+//! The composer (`tact` or `tact CAMPAIGN`): a terminal front end over the same plan as
+//! `check`, `preview` and `send`; it adds no rules of its own.
+//!
+//! Elm-shaped: a key becomes an `Action` through the one key table (`keys.rs`),
+//! `update(&mut App, Action)` changes state (`app.rs`), and drawing only reads it
+//! (`view.rs`). Long work is asked for as an `Effect`; the loop here runs it on a thread
+//! (`work.rs`), which answers with an `Action` over a channel, so input never waits.
+
+mod app;
+mod keys;
+mod view;
+mod work;
+
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+use ratatui::crossterm::event::{self, Event};
+
+use crate::cli::Globals;
+
+pub use app::{Action, App, Ctx, Effect, update};
+
+/// Why the loop returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    Quit,
+    /// Open this file in $EDITOR with the terminal restored, then come back.
+    Editor(PathBuf),
+}
+
+pub fn run(g: &Globals, campaign: Option<PathBuf>) -> anyhow::Result<u8> {
+    if let Some(path) = &campaign
+        && !path.is_file()
+    {
+        eprintln!("tact: error: no campaign file at {}", path.display());
+        return Ok(2);
+    }
+    // Before the terminal changes mode, so a bad state directory prints as usual.
+    let state = g.state_or_init()?;
+    let ctx = Ctx {
+        keys: state.keys.clone(),
+        state_dir: Some(state.dir.clone()),
+        now: g.now,
+    };
+    let mut app = match campaign {
+        Some(path) => App::opening(path, ctx),
+        None => App::picking(work::find_campaigns(&std::env::current_dir()?), ctx),
+    };
+    let (tx, rx) = mpsc::channel();
+    loop {
+        // ratatui::init installs a panic hook that restores the terminal first.
+        let mut terminal = ratatui::init();
+        let exit = run_loop(&mut terminal, &mut app, &tx, &rx, crossterm_event);
+        ratatui::restore();
+        match exit? {
+            Exit::Quit => return Ok(0),
+            Exit::Editor(path) => {
+                edit(&path)?;
+                dispatch(&mut app, Action::Reload);
+            }
+        }
+    }
+}
+
+fn crossterm_event(_: &App, timeout: Duration) -> io::Result<Option<Event>> {
+    if event::poll(timeout)? {
+        event::read().map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn edit(path: &std::path::Path) -> anyhow::Result<()> {
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".to_string());
+    // $EDITOR may carry arguments (`code --wait`).
+    let mut parts = editor.split_whitespace();
+    let program = parts.next().unwrap_or("vi");
+    std::process::Command::new(program)
+        .args(parts)
+        .arg(path)
+        .status()
+        .with_context(|| format!("cannot start the editor `{editor}`"))?;
+    Ok(())
+}
+
+/// Runs one action and everything it leads to.
+pub fn dispatch(app: &mut App, action: Action) {
+    let mut next = Some(action);
+    while let Some(a) = next {
+        next = update(app, a);
+    }
+}
+
+/// Draw, wait briefly for a key, take what the workers finished, run new effects. Generic
+/// over the backend and the event source (which may look at the state) so tests can drive
+/// it on a `TestBackend` with scripted keys.
+pub fn run_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    tx: &Sender<Action>,
+    rx: &Receiver<Action>,
+    mut next_event: impl FnMut(&App, Duration) -> io::Result<Option<Event>>,
+) -> anyhow::Result<Exit>
+where
+    B::Error: Send + Sync + 'static,
+{
+    loop {
+        terminal.draw(|f| f.render_widget(&*app, f.area()))?;
+        if let Some(ev) = next_event(app, Duration::from_millis(50))?
+            && let Some(a) = keys::action_for_event(app, &ev)
+        {
+            dispatch(app, a);
+        }
+        while let Ok(a) = rx.try_recv() {
+            dispatch(app, a);
+        }
+        dispatch(app, Action::Tick(Instant::now()));
+        for effect in std::mem::take(&mut app.effects) {
+            if let Effect::Editor(path) = effect {
+                return Ok(Exit::Editor(path));
+            }
+            perform(app, effect, tx);
+        }
+        if app.quit {
+            return Ok(Exit::Quit);
+        }
+    }
+}
+
+/// Starts an effect's work on its own thread; the answer comes back through `tx`.
+pub fn perform(app: &App, effect: Effect, tx: &Sender<Action>) {
+    let tx = tx.clone();
+    let ctx = app.ctx.clone();
+    match effect {
+        Effect::Load(path) => {
+            std::thread::spawn(move || {
+                let r = work::load(&path, &ctx);
+                let _ = tx.send(Action::Loaded(Box::new(r)));
+            });
+        }
+        Effect::Recount {
+            generation,
+            campaign,
+        } => {
+            let facts = Arc::clone(&app.facts);
+            std::thread::spawn(move || {
+                let result = Box::new(work::recount(*campaign, &ctx, &facts));
+                let _ = tx.send(Action::Recounted { generation, result });
+            });
+        }
+        Effect::DryRun => {
+            let Some(l) = &app.loaded else { return };
+            let p = Arc::clone(&l.prepared);
+            let recipients = l.recipients();
+            std::thread::spawn(move || {
+                let s = work::dry_run(&p, &ctx.keys, &recipients, ctx.now);
+                let _ = tx.send(Action::DryRunDone(Ok(s)));
+            });
+        }
+        Effect::Send { url } => {
+            let (Some(l), Some(s)) = (&app.loaded, &app.sending) else {
+                return;
+            };
+            let campaign = l.prepared.campaign.clone();
+            let tally = Arc::clone(&s.tally);
+            let stop = Arc::clone(&s.stop);
+            std::thread::spawn(move || {
+                let r = work::send(campaign, &ctx, &url, &tally, &stop);
+                let _ = tx.send(Action::SendDone(r));
+            });
+        }
+        Effect::Save { path, segment } => {
+            let result = work::save_segment(&path, segment.as_deref());
+            let _ = tx.send(Action::Saved {
+                segment: true,
+                result,
+            });
+        }
+        Effect::Acknowledge { path, ack } => {
+            let result = work::save_acknowledgement(&path, &ack);
+            let _ = tx.send(Action::Saved {
+                segment: false,
+                result,
+            });
+        }
+        // The loop handles it: the terminal must be given back first.
+        Effect::Editor(_) => {}
+    }
+}

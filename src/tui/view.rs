@@ -1,0 +1,912 @@
+//! Drawing: reads the `App`, never changes it.
+
+use std::sync::atomic::Ordering;
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{
+    Block, Borders, Cell, Clear, Gauge, List, ListItem, ListState, Paragraph, Row, StatefulWidget,
+    Table, Tabs, Widget, Wrap,
+};
+
+use tact::check::Level;
+use tact::plan::{Counts, Reason};
+
+use super::app::{App, Loaded, PromptKind, Tab, mask};
+use super::keys::{KEYS, Scope, active_scopes};
+
+/// Colour only when NO_COLOR is unset; bold and reverse still mark things without it.
+#[derive(Clone, Copy)]
+struct Theme {
+    colour: bool,
+}
+
+impl Theme {
+    fn fg(self, c: Color) -> Style {
+        if self.colour {
+            Style::new().fg(c)
+        } else {
+            Style::new()
+        }
+    }
+
+    fn bold(self) -> Style {
+        Style::new().add_modifier(Modifier::BOLD)
+    }
+
+    fn dim(self) -> Style {
+        if self.colour {
+            Style::new().fg(Color::DarkGray)
+        } else {
+            Style::new()
+        }
+    }
+
+    fn level(self, l: Level) -> Style {
+        let c = match l {
+            Level::Ok => Color::Green,
+            Level::Notice => Color::Cyan,
+            Level::Caution => Color::Yellow,
+            Level::Block => Color::Red,
+        };
+        self.fg(c).add_modifier(Modifier::BOLD)
+    }
+
+    fn selected(self) -> Style {
+        Style::new().add_modifier(Modifier::REVERSED)
+    }
+}
+
+fn level_text(l: Level) -> String {
+    l.as_str().to_uppercase()
+}
+
+/// What the verdict means for sending, in a few words.
+fn verdict_note(l: &Loaded) -> &'static str {
+    let r = &l.report;
+    if !r.self_check.is_empty() {
+        return "the self-check found a missed field: fix before sending";
+    }
+    match r.verdict {
+        Level::Block => "nothing can be sent",
+        Level::Caution if r.sendable() => "acknowledged: may be sent",
+        Level::Caution => "acknowledge or fix before sending",
+        _ => "may be sent",
+    }
+}
+
+/// Greedy word wrap; words longer than the width are cut.
+fn wrap(s: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    let mut lines = Vec::new();
+    for para in s.split('\n') {
+        let mut line = String::new();
+        for word in para.split(' ') {
+            let wlen = word.chars().count();
+            let llen = line.chars().count();
+            if llen > 0 && llen + 1 + wlen > width {
+                lines.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+            while line.chars().count() > width {
+                let head: String = line.chars().take(width).collect();
+                let tail: String = line.chars().skip(width).collect();
+                lines.push(head);
+                line = tail;
+            }
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+impl Widget for &App {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let t = Theme {
+            colour: self.colour,
+        };
+        let [top, body, status] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(3),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        if self.in_picker() {
+            Line::from(Span::styled(" tact: pick a campaign", t.bold())).render(top, buf);
+            picker(self, t, body, buf);
+        } else {
+            tabs(self, t, top, buf);
+            let name = self
+                .loaded
+                .as_ref()
+                .map(|l| l.prepared.campaign.name.clone())
+                .or_else(|| self.path.as_ref().map(|p| p.display().to_string()))
+                .unwrap_or_default();
+            let title = format!(
+                " {}{} · {} ",
+                name,
+                if self.dirty { " (unsaved)" } else { "" },
+                self.tab.title()
+            );
+            let block = Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.dim())
+                .title(Span::styled(title, t.bold()));
+            let inner = block.inner(body);
+            block.render(body, buf);
+            match (&self.loaded, &self.load_error) {
+                (_, Some(e)) => {
+                    Paragraph::new(vec![
+                        Line::styled("cannot open this campaign:", t.level(Level::Block)),
+                        Line::raw(""),
+                        Line::raw(e.clone()),
+                        Line::raw(""),
+                        Line::raw("e opens the file in $EDITOR; q quits"),
+                    ])
+                    .wrap(Wrap { trim: false })
+                    .render(inner, buf);
+                }
+                (None, None) => {
+                    Line::raw("loading the campaign and checking every recipient…")
+                        .render(inner, buf);
+                }
+                (Some(l), None) => match self.tab {
+                    Tab::Overview => overview(self, l, t, inner, buf),
+                    Tab::Audience => audience(self, l, t, inner, buf),
+                    Tab::Segment => segment(self, l, t, inner, buf),
+                    Tab::Check => check(self, l, t, inner, buf),
+                    Tab::Preview => preview(self, t, inner, buf),
+                    Tab::Send => send(self, l, t, inner, buf),
+                },
+            }
+        }
+        status_line(self, t, status, buf);
+        if self.prompt.is_some() {
+            prompt(self, t, area, buf);
+        }
+        if self.help {
+            help(self, t, area, buf);
+        }
+    }
+}
+
+fn tabs(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
+    let titles: Vec<&str> = Tab::ALL.iter().map(|x| x.title()).collect();
+    let selected = Tab::ALL.iter().position(|x| *x == app.tab).unwrap_or(0);
+    Tabs::new(titles)
+        .select(selected)
+        .highlight_style(t.selected().add_modifier(Modifier::BOLD))
+        .divider("│")
+        .render(area, buf);
+}
+
+fn status_line(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
+    let mut spans = Vec::new();
+    if app.loading {
+        spans.push(Span::styled("loading… ", t.fg(Color::Yellow)));
+    }
+    if app.recounting || app.recount_due.is_some() {
+        spans.push(Span::styled("recounting… ", t.fg(Color::Yellow)));
+    }
+    match &app.status {
+        Some(s) => spans.push(Span::styled(s.clone(), t.bold())),
+        None => {
+            let hint = if app.in_picker() {
+                "Enter open · ↑/↓ choose · ? help · q quit"
+            } else if app.editing && app.prompt.is_none() {
+                "typing the segment: Enter apply · Esc stop typing · Ctrl-U clear · Tab next screen"
+            } else {
+                match app.tab {
+                    Tab::Audience => "↑/↓ rows · r reveal · Tab next · ? help · q quit",
+                    Tab::Segment => "Enter edit · s save · Tab next · ? help · q quit",
+                    Tab::Check => "↑/↓ finding · a acknowledge · Tab next · ? help · q quit",
+                    Tab::Preview => "←/→ recipient · g variant · r reveal · ? help · q quit",
+                    Tab::Send => "d dry run · S send · Tab next · ? help · q quit",
+                    Tab::Overview => "Tab next screen · / segment · ? help · q quit",
+                }
+            };
+            spans.push(Span::styled(hint, t.dim()));
+        }
+    }
+    Line::from(spans).render(area, buf);
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+fn picker(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
+    let files = app.picker.as_deref().unwrap_or_default();
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" campaigns (./campaigns, else sample-data/campaigns) ");
+    if files.is_empty() {
+        Paragraph::new("no campaign files (*.toml) in ./campaigns or sample-data/campaigns")
+            .block(block)
+            .render(area, buf);
+        return;
+    }
+    let items: Vec<ListItem> = files
+        .iter()
+        .map(|f| ListItem::new(f.display().to_string()))
+        .collect();
+    let mut state = ListState::default().with_selected(Some(app.picker_index));
+    StatefulWidget::render(
+        List::new(items)
+            .block(block)
+            .highlight_style(t.selected())
+            .highlight_symbol("> "),
+        area,
+        buf,
+        &mut state,
+    );
+}
+
+fn kv<'a>(t: Theme, key: &'a str, value: Vec<Span<'a>>) -> Line<'a> {
+    let mut spans = vec![Span::styled(format!("{key:<12}"), t.bold())];
+    spans.extend(value);
+    Line::from(spans)
+}
+
+fn overview(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
+    let p = &l.prepared;
+    let c = &l.report.audience;
+    let path = app
+        .path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut lines = vec![
+        kv(
+            t,
+            "Campaign",
+            vec![
+                Span::styled(p.campaign.name.clone(), t.bold()),
+                Span::styled(format!("  {path}"), t.dim()),
+            ],
+        ),
+        kv(
+            t,
+            "Audience",
+            vec![Span::raw(format!(
+                "{} · {} rows",
+                p.campaign.audience.display(),
+                c.rows
+            ))],
+        ),
+        kv(
+            t,
+            "Segment",
+            vec![Span::raw(
+                p.campaign
+                    .segment
+                    .clone()
+                    .unwrap_or_else(|| "(none: everyone with consent)".into()),
+            )],
+        ),
+        kv(t, "Subject", vec![Span::raw(p.campaign.subject.clone())]),
+        Line::raw(""),
+        kv(
+            t,
+            "Recipients",
+            vec![
+                Span::styled(c.recipients().to_string(), t.bold()),
+                Span::raw(format!(
+                    "  ({} personalised, {} generic)",
+                    c.personalised, c.generic
+                )),
+            ],
+        ),
+        kv(
+            t,
+            "Excluded",
+            vec![Span::raw(format!("{}  (see Audience)", c.excluded_total()))],
+        ),
+        kv(
+            t,
+            "Verdict",
+            vec![
+                Span::styled(level_text(l.report.verdict), t.level(l.report.verdict)),
+                Span::raw(format!(": {}", verdict_note(l))),
+            ],
+        ),
+        Line::raw(""),
+    ];
+    let width = area.width.saturating_sub(12) as usize;
+    if l.report.findings.is_empty() {
+        lines.push(kv(t, "Findings", vec![Span::raw("none")]));
+    }
+    for (i, f) in l.report.findings.iter().enumerate() {
+        let head = format!(
+            "{} {}",
+            f.rule,
+            if f.acknowledged { "(acknowledged)" } else { "" }
+        );
+        lines.push(kv(
+            t,
+            if i == 0 { "Findings" } else { "" },
+            vec![
+                Span::styled(format!("{:<8}", level_text(f.level)), t.level(f.level)),
+                Span::raw(head.trim_end().to_string()),
+            ],
+        ));
+        for w in wrap(&f.message, width.saturating_sub(8)) {
+            lines.push(Line::raw(format!("{:20}{w}", "")));
+        }
+    }
+    lines.push(Line::raw(""));
+    if let Some(dir) = &app.ctx.state_dir {
+        lines.push(kv(
+            t,
+            "State",
+            vec![Span::styled(dir.display().to_string(), t.dim())],
+        ));
+    }
+    Paragraph::new(lines).render(area, buf);
+}
+
+/// The consent funnel of DESIGN §3, as stages with their counts.
+pub fn funnel(c: &Counts) -> Vec<(&'static str, usize)> {
+    let valid = c.rows
+        - c.excluded(Reason::MalformedRow)
+        - c.excluded(Reason::InvalidEmail)
+        - c.excluded(Reason::Duplicate);
+    let marketing = valid - c.excluded(Reason::NoMarketingConsent);
+    let current = marketing - c.excluded(Reason::StaleConsent);
+    let unsuppressed = current - c.excluded(Reason::Suppressed);
+    let in_segment = unsuppressed
+        - c.excluded(Reason::NoPersonalisationConsent)
+        - c.excluded(Reason::SegmentError)
+        - c.excluded(Reason::NotInSegment);
+    vec![
+        ("rows", c.rows),
+        ("valid", valid),
+        ("marketing consent", marketing),
+        ("current consent", current),
+        ("not suppressed", unsuppressed),
+        ("in segment", in_segment),
+        ("personalised", c.personalised),
+        ("generic", c.generic),
+    ]
+}
+
+fn funnel_lines(c: &Counts, t: Theme, width: u16) -> Vec<Line<'static>> {
+    let bar_width = (width as usize).saturating_sub(18 + 8).max(4);
+    let max = c.rows.max(1);
+    funnel(c)
+        .into_iter()
+        .map(|(label, n)| {
+            let len = (n * bar_width).div_ceil(max);
+            let colour = match label {
+                "personalised" => Color::Magenta,
+                "generic" => Color::Blue,
+                _ => Color::Green,
+            };
+            Line::from(vec![
+                Span::raw(format!("{label:<18}")),
+                Span::styled("█".repeat(len), t.fg(colour)),
+                Span::raw(format!(" {n}")),
+            ])
+        })
+        .collect()
+}
+
+fn audience(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
+    let c = &l.report.audience;
+    let [top, bottom] = Layout::vertical([Constraint::Length(10), Constraint::Min(3)]).areas(area);
+    let [left, right] =
+        Layout::horizontal([Constraint::Min(40), Constraint::Length(34)]).areas(top);
+    let mut lines = vec![Line::styled(
+        format!("consent funnel ({} rows)", c.rows),
+        t.bold(),
+    )];
+    lines.extend(funnel_lines(c, t, left.width));
+    Paragraph::new(lines).render(left, buf);
+    let mut reasons = vec![Line::styled(
+        format!("excluded: {}", c.excluded_total()),
+        t.bold(),
+    )];
+    for r in Reason::ALL {
+        let n = c.excluded(r);
+        if n > 0 {
+            let w = (right.width as usize).saturating_sub(7);
+            reasons.push(Line::raw(format!("{:<w$.w$}{n:>7}", r.key())));
+        }
+    }
+    Paragraph::new(reasons).render(right, buf);
+
+    let title = format!(
+        " excluded rows by line ({}; r {}) ",
+        l.excluded.len(),
+        if app.reveal {
+            "masks addresses"
+        } else {
+            "reveals addresses"
+        }
+    );
+    let items: Vec<ListItem> = l
+        .excluded
+        .iter()
+        .map(|r| {
+            let email = match &r.email {
+                None => "(malformed row)".to_string(),
+                Some(e) if app.reveal => e.trim().to_string(),
+                Some(e) => mask(e),
+            };
+            ListItem::new(format!("line {:>7}  {:<27} {email}", r.line, r.reason))
+        })
+        .collect();
+    let mut state = ListState::default().with_selected(Some(app.excluded_index));
+    StatefulWidget::render(
+        List::new(items)
+            .block(Block::default().borders(Borders::TOP).title(title))
+            .highlight_style(t.selected())
+            .highlight_symbol("> "),
+        bottom,
+        buf,
+        &mut state,
+    );
+}
+
+/// The column a segment error names ("at column N"), if any.
+pub fn error_column(e: &str) -> Option<usize> {
+    let at = e.find("at column ")? + "at column ".len();
+    e[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+fn segment(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
+    let c = &l.report.audience;
+    let mut lines = vec![Line::styled(
+        "segment (Tera expression: country == \"GB\" and total_spent > 100)",
+        t.bold(),
+    )];
+    let mut input = vec![Span::styled("> ", t.bold())];
+    let text: Vec<char> = app.segment.text.chars().collect();
+    if app.editing {
+        let before: String = text[..app.segment.cursor.min(text.len())].iter().collect();
+        let at: String = text
+            .get(app.segment.cursor)
+            .map_or(" ".to_string(), char::to_string);
+        let after: String = text.iter().skip(app.segment.cursor + 1).collect();
+        input.push(Span::raw(before));
+        input.push(Span::styled(at, t.selected()));
+        input.push(Span::raw(after));
+    } else {
+        input.push(Span::raw(app.segment.text.clone()));
+    }
+    lines.push(Line::from(input));
+    match &app.segment_error {
+        Some(e) => {
+            let caret = error_column(e)
+                .map(|col| format!("{}^", " ".repeat(col + 1)))
+                .unwrap_or_default();
+            lines.push(Line::styled(caret, t.level(Level::Block)));
+            for w in wrap(e, area.width.saturating_sub(2) as usize) {
+                lines.push(Line::styled(w, t.fg(Color::Red)));
+            }
+            lines.push(Line::styled(
+                "(the counts below are for the last segment that worked)",
+                t.dim(),
+            ));
+        }
+        None => lines.push(Line::raw("")),
+    }
+    let working = if app.recounting || app.recount_due.is_some() {
+        "  recounting…"
+    } else {
+        ""
+    };
+    lines.push(Line::from(vec![
+        Span::styled("recipients ", t.bold()),
+        Span::styled(c.recipients().to_string(), t.bold()),
+        Span::raw(format!(
+            " ({} personalised, {} generic)  verdict ",
+            c.personalised, c.generic
+        )),
+        Span::styled(level_text(l.report.verdict), t.level(l.report.verdict)),
+        Span::styled(working, t.fg(Color::Yellow)),
+    ]));
+    let seg_fields: Vec<String> = l
+        .report
+        .fields
+        .iter()
+        .filter(|f| f.places.contains(&tact::template::Place::Segment))
+        .map(|f| format!("{} ({})", f.name, f.class.as_str()))
+        .collect();
+    lines.push(Line::raw(format!(
+        "fields in the segment: {}",
+        if seg_fields.is_empty() {
+            "none".to_string()
+        } else {
+            seg_fields.join(", ")
+        }
+    )));
+    lines.push(Line::raw(""));
+    lines.extend(funnel_lines(c, t, area.width.min(90)));
+    Paragraph::new(lines).render(area, buf);
+}
+
+fn check(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
+    let r = &l.report;
+    let fields_height = (r.fields.len() as u16 + 2).min(area.height / 2);
+    let [head, gauge, fields, findings] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(2),
+        Constraint::Length(fields_height),
+        Constraint::Min(3),
+    ])
+    .areas(area);
+    let ratio = match r.verdict {
+        Level::Ok => 0.0,
+        Level::Notice => 1.0 / 3.0,
+        Level::Caution => 2.0 / 3.0,
+        Level::Block => 1.0,
+    };
+    Line::from(vec![
+        Span::styled("verdict ", t.bold()),
+        Span::styled(level_text(r.verdict), t.level(r.verdict)),
+        Span::raw(format!(": {}", verdict_note(l))),
+    ])
+    .render(head, buf);
+    let [bar, scale] =
+        Layout::horizontal([Constraint::Length(32), Constraint::Min(10)]).areas(gauge);
+    Gauge::default()
+        .ratio(ratio)
+        .label(level_text(r.verdict))
+        .gauge_style(t.level(r.verdict))
+        .render(Rect { height: 1, ..bar }, buf);
+    Line::styled("  ok < notice < caution < block", t.dim()).render(scale, buf);
+
+    let rows: Vec<Row> = r
+        .fields
+        .iter()
+        .map(|f| {
+            let places: Vec<&str> = f.places.iter().map(|p| p.as_str()).collect();
+            Row::new(vec![
+                Cell::from(f.name.clone()),
+                Cell::from(format!(
+                    "{}{}",
+                    f.class.as_str(),
+                    if f.inferred { " (inferred)" } else { "" }
+                )),
+                Cell::from(places.join(", ")),
+            ])
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(24),
+            Constraint::Length(30),
+            Constraint::Min(10),
+        ],
+    )
+    .header(Row::new(vec!["field", "class", "places"]).style(t.bold()));
+    Widget::render(table, fields, buf);
+
+    let width = findings.width.saturating_sub(12) as usize;
+    let items: Vec<ListItem> = r
+        .findings
+        .iter()
+        .map(|f| {
+            let mut lines = vec![Line::from(vec![
+                Span::styled(format!("{:<8}", level_text(f.level)), t.level(f.level)),
+                Span::styled(f.rule, t.bold()),
+                Span::raw(if f.acknowledged {
+                    format!("  acknowledged: {}", f.reason.clone().unwrap_or_default())
+                } else {
+                    String::new()
+                }),
+            ])];
+            for w in wrap(&f.message, width) {
+                lines.push(Line::raw(format!("        {w}")));
+            }
+            for (i, w) in wrap(&f.alternative, width).into_iter().enumerate() {
+                let lead = if i == 0 { "instead " } else { "        " };
+                lines.push(Line::from(vec![
+                    Span::styled(lead, t.fg(Color::Green)),
+                    Span::raw(w),
+                ]));
+            }
+            ListItem::new(Text::from(lines))
+        })
+        .collect();
+    let title = if r.findings.is_empty() {
+        " findings: none ".to_string()
+    } else {
+        format!(
+            " findings ({}; a acknowledges a caution) ",
+            r.findings.len()
+        )
+    };
+    let mut state = ListState::default().with_selected(Some(app.finding_index));
+    StatefulWidget::render(
+        List::new(items)
+            .block(Block::default().borders(Borders::TOP).title(title))
+            .highlight_symbol("> ")
+            .highlight_style(Style::new().add_modifier(Modifier::BOLD)),
+        findings,
+        buf,
+        &mut state,
+    );
+}
+
+fn preview(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
+    let total = app.loaded.as_ref().map_or(0, |l| l.recipients().len());
+    let Some(doc) = &app.preview else {
+        Line::raw("no recipients: nothing to preview").render(area, buf);
+        return;
+    };
+    let [head, body, why] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(5),
+    ])
+    .areas(area);
+    let index = app.preview_index.min(total.saturating_sub(1)) + 1;
+    let variant = if doc.personalised {
+        "personalised"
+    } else if doc.planned_personalised {
+        "generic (toggled with g)"
+    } else {
+        "generic"
+    };
+    Line::from(vec![
+        Span::styled(format!("recipient {index} of {total}"), t.bold()),
+        Span::raw(format!(" · line {} · ", doc.line)),
+        Span::styled(
+            variant,
+            t.fg(if doc.personalised {
+                Color::Magenta
+            } else {
+                Color::Blue
+            }),
+        ),
+    ])
+    .render(head, buf);
+    let mut lines: Vec<Line> = Vec::new();
+    if let Some(e) = &doc.error {
+        lines.push(Line::styled(
+            format!("not sendable: {e}"),
+            t.level(Level::Block),
+        ));
+    }
+    for (name, value) in &doc.headers {
+        let value = if name == "To" && !app.reveal {
+            mask(value)
+        } else {
+            value.clone()
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{name}: "), t.bold()),
+            Span::raw(value),
+        ]));
+    }
+    lines.push(Line::raw(""));
+    for l in doc.text.lines() {
+        lines.push(Line::raw(l.to_string()));
+    }
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .scroll((app.preview_scroll, 0))
+        .block(Block::default().borders(Borders::TOP).border_style(t.dim()))
+        .render(body, buf);
+    Paragraph::new(
+        doc.why
+            .iter()
+            .map(|w| Line::raw(w.clone()))
+            .collect::<Vec<_>>(),
+    )
+    .wrap(Wrap { trim: false })
+    .block(
+        Block::default()
+            .borders(Borders::TOP)
+            .title(" why this person gets it "),
+    )
+    .render(why, buf);
+}
+
+fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
+    let c = &l.report.audience;
+    let smtp = match &app.smtp_url {
+        Some(u) => tact::send::redact_url(u),
+        None => "not set (TACT_SMTP_URL); S asks for it".to_string(),
+    };
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled("recipients ", t.bold()),
+            Span::styled(c.recipients().to_string(), t.bold()),
+            Span::raw(format!(
+                " ({} personalised, {} generic) · verdict ",
+                c.personalised, c.generic
+            )),
+            Span::styled(level_text(l.report.verdict), t.level(l.report.verdict)),
+            Span::raw(format!(": {}", verdict_note(l))),
+        ]),
+        kv(t, "SMTP", vec![Span::raw(smtp)]),
+        Line::raw(""),
+        kv(
+            t,
+            "d / Enter",
+            vec![Span::raw(
+                "dry run: build every message as send would; nothing sent, nothing recorded",
+            )],
+        ),
+        kv(
+            t,
+            "S",
+            vec![Span::raw(
+                "send for real: type the recipient count to confirm; Esc stops",
+            )],
+        ),
+        Line::raw(""),
+    ];
+    if app.dry_running {
+        lines.push(Line::styled(
+            "dry run: building every message…",
+            t.fg(Color::Yellow),
+        ));
+    }
+    match &app.dry_run {
+        Some(Ok(d)) => lines.push(Line::from(vec![
+            Span::styled("dry run: ", t.bold()),
+            Span::raw(format!(
+                "{} message(s) built ({} personalised, {} generic), {} failed, in {:.2}s; nothing sent, nothing recorded",
+                d.built, d.personalised, d.generic, d.failed, d.seconds
+            )),
+        ])),
+        Some(Err(e)) => lines.push(Line::styled(format!("dry run failed: {e}"), t.fg(Color::Red))),
+        None => {}
+    }
+    let used = lines.len() as u16;
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .render(area, buf);
+    let Some(s) = &app.sending else { return };
+    let rest = Rect {
+        y: area.y + used + 1,
+        height: area.height.saturating_sub(used + 1),
+        ..area
+    };
+    if rest.height < 3 {
+        return;
+    }
+    let [gauge, counts, summary] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(1),
+    ])
+    .areas(rest);
+    let total = s.tally.total.load(Ordering::Relaxed);
+    let done = s.tally.done();
+    let ratio = if total == 0 {
+        0.0
+    } else {
+        (done as f64 / total as f64).min(1.0)
+    };
+    Gauge::default()
+        .ratio(ratio)
+        .label(format!("{done}/{total}"))
+        .gauge_style(t.fg(Color::Green))
+        .render(gauge, buf);
+    let secs = s.started.elapsed().as_secs_f64().max(0.001);
+    let sent = s.tally.sent.load(Ordering::Relaxed);
+    Line::raw(format!(
+        "sent {sent} · failed {} · uncertain {} · deferred {} · {:.0}/s",
+        s.tally.failed.load(Ordering::Relaxed),
+        s.tally.uncertain.load(Ordering::Relaxed),
+        s.tally.deferred.load(Ordering::Relaxed),
+        sent as f64 / secs
+    ))
+    .render(counts, buf);
+    let text = match &s.result {
+        None if s.stop.load(Ordering::Relaxed) => {
+            "stopping: in-flight messages finish and are recorded…".to_string()
+        }
+        None => "sending… Esc stops after in-flight messages".to_string(),
+        Some(Ok(sum)) => {
+            let mut out = format!(
+                "done: sent {} in {:.1}s, failed {}, uncertain {}, deferred {}",
+                sum.sent, sum.elapsed_seconds, sum.failed, sum.uncertain, sum.deferred
+            );
+            if sum.interrupted {
+                out.push_str(" · stopped: run again to continue");
+            }
+            if let Some(p) = &sum.paused {
+                out.push_str(&format!(" · paused: {p}"));
+            }
+            out
+        }
+        Some(Err(e)) => format!("not sent: {e}"),
+    };
+    Paragraph::new(text)
+        .wrap(Wrap { trim: false })
+        .render(summary, buf);
+}
+
+fn prompt(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
+    let Some(p) = &app.prompt else { return };
+    let (title, explain) = match p.kind {
+        PromptKind::SmtpUrl => (
+            " SMTP server ".to_string(),
+            "smtp://[user@]host:port or smtps://…; the password comes from TACT_SMTP_PASSWORD"
+                .to_string(),
+        ),
+        PromptKind::ConfirmCount(n) => (
+            " confirm the send ".to_string(),
+            format!("this sends {n} real emails. Type {n} and Enter to send; Esc cancels"),
+        ),
+        PromptKind::AckReason(_) => (
+            " acknowledge the caution ".to_string(),
+            "why is this acceptable? (saved in [policy].acknowledge with the fields it covers)"
+                .to_string(),
+        ),
+    };
+    let r = centered(area, 76, 8);
+    Clear.render(r, buf);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(title, t.bold()));
+    let inner = block.inner(r);
+    block.render(r, buf);
+    let mut lines: Vec<Line> = wrap(&explain, inner.width as usize)
+        .into_iter()
+        .map(Line::raw)
+        .collect();
+    lines.push(Line::from(vec![
+        Span::styled("> ", t.bold()),
+        Span::raw(p.input.text.clone()),
+        Span::styled(" ", t.selected()),
+    ]));
+    if let Some(e) = &p.error {
+        lines.push(Line::styled(e.clone(), t.fg(Color::Red)));
+    }
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .render(inner, buf);
+}
+
+fn help(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
+    let mut scopes = active_scopes(app);
+    if app.tab == Tab::Segment && !scopes.contains(&Scope::Text) {
+        scopes.insert(0, Scope::Text);
+    }
+    let mut lines = Vec::new();
+    for scope in scopes {
+        let listed: Vec<_> = KEYS
+            .iter()
+            .filter(|k| k.scope == scope && !k.label.is_empty())
+            .collect();
+        if listed.is_empty() {
+            continue;
+        }
+        lines.push(Line::styled(scope.title(), t.bold()));
+        for k in listed {
+            lines.push(Line::raw(format!("  {:<14} {}", k.label, k.help)));
+        }
+    }
+    lines.push(Line::styled("any key closes this", t.dim()));
+    let h = lines.len() as u16 + 2;
+    let r = centered(area, 72, h);
+    Clear.render(r, buf);
+    Paragraph::new(lines)
+        .block(Block::default().borders(Borders::ALL).title(" keys "))
+        .render(r, buf);
+}

@@ -1,0 +1,233 @@
+//! Work that runs off the UI thread: loading, recounting, dry runs, sending, saving. Each
+//! function is plain and blocking; `mod.rs` runs it on a thread and sends its answer back
+//! as an `Action`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use tact::campaign::{Acknowledgement, Campaign};
+use tact::plan::{Facts, Prepared};
+use tact::send::{Job, Run, SendOptions, SmtpTarget, Summary, Tally};
+use tact::state::ledger::Ledger;
+use tact::state::{Keys, State};
+
+use super::app::{Ctx, DryRunSummary, Loaded};
+
+/// The whole error chain on one line, as the status line shows it.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// What the ledger knows about this campaign; nothing without a state directory.
+pub fn facts(ctx: &Ctx, campaign: &Campaign) -> Result<Facts, String> {
+    let Some(dir) = &ctx.state_dir else {
+        return Ok(Facts::default());
+    };
+    let ledger = Ledger::open(dir, false).map_err(|e| chain(&e))?;
+    ledger
+        .facts(&campaign.name, campaign.policy.min_hours_between, ctx.now)
+        .map_err(|e| chain(&e))
+}
+
+/// Loads a campaign file and runs the check on it, as `tact check` does.
+pub fn load(path: &Path, ctx: &Ctx) -> Result<(Loaded, Facts), String> {
+    let campaign = Campaign::load(path).map_err(|e| chain(&e))?;
+    let facts = facts(ctx, &campaign)?;
+    let loaded = recount(campaign, ctx, &facts)?;
+    Ok((loaded, facts))
+}
+
+/// The same plan for a campaign changed in memory (a new segment, an acknowledgement).
+pub fn recount(campaign: Campaign, ctx: &Ctx, facts: &Facts) -> Result<Loaded, String> {
+    let p = Prepared::from_campaign(campaign, ctx.now).map_err(|e| match e {
+        // The segment's message already says what and where; the file name is noise here.
+        tact::Error::Input { message, .. } => message,
+        e => chain(&e),
+    })?;
+    let (plan, report) = tact::check::run(&p, &ctx.keys, facts, ctx.now);
+    Ok(Loaded::new(p, plan, report))
+}
+
+/// Builds every message `send` would send and counts them; sends and records nothing.
+pub fn dry_run(
+    p: &Prepared,
+    keys: &Keys,
+    recipients: &[(usize, bool)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> DryRunSummary {
+    let started = Instant::now();
+    let date = std::time::SystemTime::from(now);
+    let built: Vec<bool> = recipients
+        .par_iter()
+        .map(|&(row, personalised)| {
+            p.letter(keys, row, personalised)
+                .ok()
+                .and_then(|l| {
+                    tact::message::build(&p.campaign, &l, p.audience.email(row), date, "").ok()
+                })
+                .and_then(|m| tact::send::sign(&p.campaign, m).ok())
+                .is_some()
+        })
+        .collect();
+    let ok = |want: bool| {
+        recipients
+            .iter()
+            .zip(&built)
+            .filter(|((_, pers), b)| **b && *pers == want)
+            .count()
+    };
+    DryRunSummary {
+        built: built.iter().filter(|b| **b).count(),
+        personalised: ok(true),
+        generic: ok(false),
+        failed: built.iter().filter(|b| !**b).count(),
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// A real send, with the same gates as `tact send`: existing state, the campaign not yet
+/// complete, a fresh plan from the ledger, and a sendable verdict.
+pub fn send(
+    campaign: Campaign,
+    ctx: &Ctx,
+    url: &str,
+    tally: &Tally,
+    stop: &AtomicBool,
+) -> Result<Summary, String> {
+    let dir = ctx
+        .state_dir
+        .as_deref()
+        .ok_or("no state directory: sending needs the ledger")?;
+    let state = State::open_existing(dir).map_err(|e| chain(&e))?;
+    let target =
+        SmtpTarget::parse(url, std::env::var("TACT_SMTP_PASSWORD").ok()).map_err(|e| chain(&e))?;
+    let ledger = Ledger::open(&state.dir, false).map_err(|e| chain(&e))?;
+    let name = campaign.name.clone();
+    if let Some(t) = ledger.completed_at(&name).map_err(|e| chain(&e))? {
+        return Err(format!(
+            "campaign {name} completed on {}: nothing to send",
+            t.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    let facts = ledger
+        .facts(&name, campaign.policy.min_hours_between, ctx.now)
+        .map_err(|e| chain(&e))?;
+    let p = Prepared::from_campaign(campaign, ctx.now).map_err(|e| chain(&e))?;
+    let (plan, report) = tact::check::run(&p, &state.keys, &facts, ctx.now);
+    if !report.sendable() {
+        return Err(format!(
+            "nothing sent: the check verdict is {}",
+            report.verdict.as_str()
+        ));
+    }
+    let jobs: Vec<Job> = plan
+        .recipients()
+        .map(|(row, personalised)| {
+            Job::new(
+                row,
+                personalised,
+                state.keys.recipient_hash(p.audience.email(row)),
+            )
+        })
+        .collect();
+    let enqueue: Vec<_> = jobs.iter().map(|j| (j.hash, j.personalised)).collect();
+    let mut ledger = ledger;
+    ledger
+        .enqueue(&name, &enqueue, ctx.now)
+        .map_err(|e| chain(&e))?;
+    let opts = SendOptions::for_campaign(&p.campaign);
+    let run = Run {
+        prepared: &p,
+        keys: &state.keys,
+        tally,
+        stop,
+        now: ctx.now,
+    };
+    tact::send::send_all(run, ledger, jobs, &target, opts).map_err(|e| chain(&e))
+}
+
+fn read(path: &Path) -> Result<toml_edit::DocumentMut, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.parse::<toml_edit::DocumentMut>()
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write(path: &Path, doc: &toml_edit::DocumentMut) -> Result<(), String> {
+    // Write beside and rename, so a crash never leaves half a campaign file.
+    let tmp: PathBuf = path.with_extension("toml.tact-tmp");
+    std::fs::write(&tmp, doc.to_string()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Sets (or removes) `segment`, keeping every comment and the layout of the file.
+pub fn save_segment(path: &Path, segment: Option<&str>) -> Result<String, String> {
+    let mut doc = read(path)?;
+    match segment {
+        Some(s) => {
+            let mut v = toml_edit::Value::from(s);
+            if let Some(old) = doc.get("segment").and_then(toml_edit::Item::as_value) {
+                *v.decor_mut() = old.decor().clone();
+            }
+            doc["segment"] = toml_edit::Item::Value(v);
+        }
+        None => {
+            doc.remove("segment");
+        }
+    }
+    write(path, &doc)?;
+    Ok(format!("saved the segment to {}", path.display()))
+}
+
+/// Appends `{ rule, fields, reason }` to `[policy].acknowledge`, keeping the file's layout.
+pub fn save_acknowledgement(path: &Path, ack: &Acknowledgement) -> Result<String, String> {
+    let mut doc = read(path)?;
+    let policy = doc
+        .entry("policy")
+        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
+    let policy = policy
+        .as_table_like_mut()
+        .ok_or("`policy` in the campaign file is not a table")?;
+    let list = policy
+        .entry("acknowledge")
+        .or_insert(toml_edit::value(toml_edit::Array::new()));
+    let list = list
+        .as_array_mut()
+        .ok_or("`policy.acknowledge` is not an inline array")?;
+    let mut t = toml_edit::InlineTable::new();
+    t.insert("rule", ack.rule.as_str().into());
+    let fields: toml_edit::Array = ack.fields.iter().map(String::as_str).collect();
+    t.insert("fields", fields.into());
+    t.insert("reason", ack.reason.as_str().into());
+    list.push(t);
+    write(path, &doc)?;
+    Ok(format!("acknowledged {} in {}", ack.rule, path.display()))
+}
+
+/// Campaign files to pick from: `./campaigns`, else `sample-data/campaigns`.
+pub fn find_campaigns(root: &Path) -> Vec<PathBuf> {
+    for dir in ["campaigns", "sample-data/campaigns"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| PathBuf::from(dir).join(e.file_name()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        if !found.is_empty() {
+            found.sort();
+            return found;
+        }
+    }
+    Vec::new()
+}

@@ -1,0 +1,747 @@
+//! Operations of the privacy officer and the operator (issue 6): `suppress import` of a
+//! messy file, `suppress token`, the one-click `unsubscribe-server` over loopback with a
+//! real HTTP client, `forget` (Art. 17) and `export` (Art. 15). Always `--state <tempdir>`
+//! and `--now 2026-11-23T12:00:00Z`.
+
+use std::fs;
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use tact::state::ledger::{Ledger, Reply, Status};
+
+use crate::util::*;
+
+/// `suppress check EMAIL`: the exit code and what it printed.
+fn suppression(state: &Path, email: &str) -> (i32, String) {
+    let r = run(tact(state).args(["suppress", "check", email]));
+    (r.code, r.stdout)
+}
+
+fn excluded_suppressed(state: &Path, campaign: &Path) -> u64 {
+    let (_, v) = check_json(tact(state).arg("check").arg(campaign).arg("--json"));
+    v["audience"]["excluded"]["suppressed"].as_u64().unwrap()
+}
+
+/// `preview --recipient EMAIL` must refuse, naming `suppressed`.
+fn assert_skipped_as_suppressed(state: &Path, campaign: &Path, email: &str) {
+    let r = run(tact(state)
+        .arg("preview")
+        .arg(campaign)
+        .arg("--recipient")
+        .arg(email));
+    assert_ne!(r.code, 0, "{email} would still be sent to");
+    assert!(r.stdout.is_empty(), "a message was printed: {}", r.stdout);
+    assert!(
+        r.stderr.contains("suppressed"),
+        "{email}: no `suppressed` in {}",
+        r.stderr
+    );
+}
+
+fn token_of(state: &Path, email: &str) -> String {
+    crate::one_recipient(state, &sample_campaign("winter-sale"), email).token()
+}
+
+/// A copy of `token` with one character changed in the middle of the sealed part.
+fn forged(token: &str) -> String {
+    let mut b = token.as_bytes().to_vec();
+    let i = b.len() / 2;
+    b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(b).unwrap()
+}
+
+/// Two personalised winter-sale recipients with plain, unique addresses.
+fn two_recipients() -> (String, String) {
+    let r = expected_recipients(&customers(&sample_csv()), true);
+    (r[0].email(), r[1].email())
+}
+
+// ---------------------------------------------------------------------------------------
+// suppress import / suppress token
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn suppress_import_of_a_messy_csv_counts_and_names_bad_lines_by_number_only() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("unsubscribes.csv");
+    // BOM, CRLF, a quoted comma, a blank line, padding and capitals, a duplicate in other
+    // case, three invalid entries, a header that is not spelt `email`.
+    fs::write(
+        &file,
+        "\u{feff}Name,E-Mail Address,note\r\n\
+         Ann,ann.import@example.com,\"likes, commas\"\r\n\
+         \r\n\
+         Bob,  BOB.Import@Example.COM  ,\r\n\
+         Ann again,ANN.IMPORT@example.com,dup\r\n\
+         Eve,eve-at-example.invalid,\r\n\
+         Mallory,mallory@,\r\n\
+         Shorty\r\n\
+         Ngozi, NGOZI.OKAFOR@example.com,from the sample\r\n",
+    )
+    .unwrap();
+    let r = run_expect(
+        tact(state.path()).args(["suppress", "import"]).arg(&file),
+        0,
+    );
+    assert!(
+        r.stdout
+            .contains("3 new, 0 already on the list, 1 duplicate line(s), 3 invalid"),
+        "{}",
+        r.stdout
+    );
+    for line in [6, 7, 8] {
+        assert!(
+            r.stderr
+                .contains(&format!("unsubscribes.csv:{line}: not an email address")),
+            "no warning for line {line} in\n{}",
+            r.stderr
+        );
+    }
+    assert_eq!(r.stderr.matches("not an email address").count(), 3);
+    for value in [
+        "eve-at-example",
+        "mallory@",
+        "Shorty",
+        "ann.import",
+        "bob.import",
+    ] {
+        assert!(
+            !r.all_output()
+                .to_lowercase()
+                .contains(&value.to_lowercase()),
+            "`{value}` was echoed:\n{}",
+            r.all_output()
+        );
+    }
+    let (code, out) = suppression(state.path(), "  Ann.Import@EXAMPLE.com ");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("import"), "{out}");
+    assert_eq!(suppression(state.path(), "bob.import@example.com").0, 0);
+    assert_eq!(suppression(state.path(), "eve@example.com").0, 6);
+    // The sample's Ngozi is now skipped by the plan.
+    assert_skipped_as_suppressed(
+        state.path(),
+        &sample_campaign("winter-sale"),
+        "ngozi.okafor@example.com",
+    );
+
+    // Again: nothing new. A plain list, one address a line, with one new address.
+    let r = run_expect(
+        tact(state.path()).args(["suppress", "import"]).arg(&file),
+        0,
+    );
+    assert!(
+        r.stdout.contains("0 new, 3 already on the list"),
+        "{}",
+        r.stdout
+    );
+    let list = dir.path().join("list.txt");
+    fs::write(
+        &list,
+        "\n  carol.import@example.com\nANN.import@example.com\n\n",
+    )
+    .unwrap();
+    let r = run_expect(
+        tact(state.path()).args(["suppress", "import"]).arg(&list),
+        0,
+    );
+    assert!(
+        r.stdout
+            .contains("1 new, 1 already on the list, 0 duplicate line(s), 0 invalid"),
+        "{}",
+        r.stdout
+    );
+    // A CSV without an email column is bad input, and changes nothing.
+    let bad = dir.path().join("bad.csv");
+    fs::write(&bad, "name,phone\nDan,0123\n").unwrap();
+    let r = run_expect(tact(state.path()).args(["suppress", "import"]).arg(&bad), 2);
+    assert!(r.stderr.contains("no email column"), "{}", r.stderr);
+}
+
+#[test]
+fn suppress_token_takes_a_real_token_and_a_forged_one_changes_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let (a, b) = two_recipients();
+    let (ta, tb) = (token_of(state.path(), &a), token_of(state.path(), &b));
+    let campaign = sample_campaign("winter-sale");
+    let before = excluded_suppressed(state.path(), &campaign);
+
+    let bad = forged(&tb);
+    let r = run_expect(tact(state.path()).args(["suppress", "token", &ta, &bad]), 2);
+    assert!(r.stderr.contains("argument 2"), "{}", r.stderr);
+    assert!(!r.all_output().contains(&bad) && !r.all_output().contains(&ta));
+    assert_eq!(
+        suppression(state.path(), &a).0,
+        6,
+        "a forged token in the same call must leave the good one undone too"
+    );
+
+    let r = run_expect(tact(state.path()).args(["suppress", "token", &ta]), 0);
+    assert!(
+        r.stdout.contains("unsubscribed 1 recipient(s)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("winter-sale"), "{}", r.stdout);
+    assert!(!r.all_output().contains(&a));
+    let (code, out) = suppression(state.path(), &a);
+    assert_eq!(code, 0);
+    assert!(out.contains("unsubscribe"), "{out}");
+    assert_skipped_as_suppressed(state.path(), &campaign, &a);
+    assert_eq!(excluded_suppressed(state.path(), &campaign), before + 1);
+
+    // The whole URL from the header works too; a repeat is harmless.
+    let url = format!("https://northwind.example/unsubscribe?t={tb}");
+    run_expect(tact(state.path()).args(["suppress", "token", &url, &ta]), 0);
+    assert_eq!(suppression(state.path(), &b).0, 0);
+    assert_eq!(excluded_suppressed(state.path(), &campaign), before + 2);
+
+    // Without state there is no key to open tokens with: refuse rather than start over.
+    let empty = tempfile::tempdir().unwrap();
+    let r = run_expect(
+        tact(&empty.path().join("nothing")).args(["suppress", "token", &ta]),
+        2,
+    );
+    assert!(r.stderr.contains("tact init"), "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// unsubscribe-server
+// ---------------------------------------------------------------------------------------
+
+/// The server as a child process; killed if a test fails before it stops it.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(state: &Path) -> Server {
+        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_tact"))
+            .env_remove("TACT_HOME")
+            .arg("--state")
+            .arg(state)
+            .arg("--now")
+            .arg(NOW)
+            .args(["unsubscribe-server", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://127.0.0.1:"))
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                let mut err = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("the server did not say where it listens: {line:?}\n{err}")
+            })
+            .to_string();
+        Server { child, base }
+    }
+
+    /// Ctrl-C, then the exit code and everything it logged.
+    fn interrupt(mut self) -> (Option<i32>, String) {
+        let pid = self.child.id().to_string();
+        assert!(
+            StdCommand::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "Ctrl-C did not stop the server");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut log = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        (status.code(), log)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Reply1 {
+    status: u16,
+    body: String,
+    headers: Vec<String>,
+    took: Duration,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+fn reply(started: Instant, r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply1 {
+    let mut r = r.unwrap();
+    let took = started.elapsed();
+    let headers = r
+        .headers()
+        .keys()
+        .map(|k| k.as_str().to_ascii_lowercase())
+        .collect();
+    Reply1 {
+        status: r.status().as_u16(),
+        body: r.body_mut().read_to_string().unwrap(),
+        headers,
+        took,
+    }
+}
+
+fn get(url: &str) -> Reply1 {
+    let t = Instant::now();
+    reply(t, agent().get(url).call())
+}
+
+fn post(url: &str, content_type: &str, body: &str) -> Reply1 {
+    let t = Instant::now();
+    reply(
+        t,
+        agent()
+            .post(url)
+            .header("Content-Type", content_type)
+            .send(body),
+    )
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+const ONE_CLICK: &str = "List-Unsubscribe=One-Click";
+
+#[test]
+fn unsubscribe_server_one_click_post_suppresses_get_does_not_forged_is_400() {
+    let state = tempfile::tempdir().unwrap();
+    let (a, b) = two_recipients();
+    let (ta, tb) = (token_of(state.path(), &a), token_of(state.path(), &b));
+    let campaign = sample_campaign("winter-sale");
+    let before = excluded_suppressed(state.path(), &campaign);
+    let server = Server::start(state.path());
+    let url_a = format!("{}/unsubscribe?t={ta}", server.base);
+    let mut replies = Vec::new();
+
+    // GET: a page with a button that POSTs; nobody is unsubscribed by following a link.
+    let page = get(&url_a);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("method=\"post\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("name=\"List-Unsubscribe\" value=\"One-Click\"")
+    );
+    assert!(!page.body.contains(&a));
+    assert_eq!(suppression(state.path(), &a).0, 6, "a GET unsubscribed");
+    replies.push(page);
+
+    // Bad requests: 400 and nothing changes.
+    for (url, body) in [
+        (
+            format!("{}/unsubscribe?t={}", server.base, forged(&ta)),
+            ONE_CLICK,
+        ),
+        (format!("{}/unsubscribe", server.base), ONE_CLICK),
+        (format!("{}/unsubscribe?t=", server.base), ONE_CLICK),
+        (url_a.clone(), ""),
+        (url_a.clone(), "List-Unsubscribe=Later"),
+    ] {
+        let r = post(&url, FORM, body);
+        assert_eq!(r.status, 400, "{url} {body:?}: {}", r.body);
+        replies.push(r);
+    }
+    assert_eq!(
+        suppression(state.path(), &a).0,
+        6,
+        "a bad request unsubscribed"
+    );
+
+    // The one-click POST (RFC 8058), urlencoded; again is harmless.
+    for _ in 0..2 {
+        let r = post(&url_a, FORM, ONE_CLICK);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.contains("unsubscribed"), "{}", r.body);
+        replies.push(r);
+    }
+    let (code, out) = suppression(state.path(), &a);
+    assert_eq!(code, 0);
+    assert!(out.contains("unsubscribe"), "{out}");
+
+    // Multipart, with the token after another parameter (`&t=`).
+    let boundary = "tact-test-boundary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--{boundary}--\r\n"
+    );
+    let r = post(
+        &format!("{}/u?list=news&t={tb}", server.base),
+        &format!("multipart/form-data; boundary={boundary}"),
+        &body,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    replies.push(r);
+    assert_eq!(suppression(state.path(), &b).0, 0);
+
+    for r in &replies {
+        assert!(
+            r.took < Duration::from_secs(1),
+            "an answer took {:?}",
+            r.took
+        );
+        for h in ["set-cookie", "location", "refresh"] {
+            assert!(!r.headers.contains(&h.to_string()), "{h} header sent");
+        }
+        assert!(!r.body.contains(&a) && !r.body.contains(&b));
+    }
+
+    // The plan now skips both as suppressed.
+    assert_skipped_as_suppressed(state.path(), &campaign, &a);
+    assert_eq!(excluded_suppressed(state.path(), &campaign), before + 2);
+
+    let (code, log) = server.interrupt();
+    assert_eq!(code, Some(130), "Ctrl-C: {log}");
+    assert!(
+        log.contains("unsubscribed one recipient of campaign winter-sale"),
+        "{log}"
+    );
+    for secret in [&a, &b, &ta, &tb] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "the log names an address or token:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn unsubscribe_server_refuses_to_start_without_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_expect(
+        tact(&dir.path().join("missing")).args(["unsubscribe-server", "--listen", "127.0.0.1:0"]),
+        2,
+    );
+    assert!(r.stderr.contains("tact init"), "{}", r.stderr);
+    assert!(!dir.path().join("missing").exists());
+}
+
+// ---------------------------------------------------------------------------------------
+// forget / export
+// ---------------------------------------------------------------------------------------
+
+/// Puts sent and pending ledger rows for these addresses in place, as a send would, plus
+/// the `send-started` audit event with the campaign's fields from `check --json`.
+fn seed_ledger(state: &Path, campaign: &Path, sent: &[&str], pending: &[&str]) -> Value {
+    let (_, v) = check_json(tact(state).arg("check").arg(campaign).arg("--json"));
+    let keys = crate::master_keys(state);
+    let mut ledger = Ledger::open(state, false).unwrap();
+    let now = chrono::DateTime::parse_from_rfc3339(NOW).unwrap().to_utc();
+    let name = "winter-sale";
+    ledger
+        .audit_append(
+            &keys,
+            name,
+            "send-started",
+            &json!({ "verdict": v["verdict"], "fields": v["fields"], "acknowledged": [] }),
+            now - chrono::TimeDelta::hours(1),
+        )
+        .unwrap();
+    let all: Vec<_> = sent
+        .iter()
+        .chain(pending)
+        .map(|e| (keys.recipient_hash(e), true))
+        .collect();
+    ledger.enqueue(name, &all, now).unwrap();
+    for e in sent {
+        let h = keys.recipient_hash(e);
+        assert!(ledger.claim(name, &h, now).unwrap());
+        ledger
+            .finish(
+                name,
+                &h,
+                Status::Sent,
+                &Reply::default(),
+                Some("<m@x>"),
+                now,
+            )
+            .unwrap();
+    }
+    ledger.enqueue("spring-news", &all[..1], now).unwrap();
+    v["fields"].clone()
+}
+
+fn contains_ci(bytes: &[u8], needle: &str) -> bool {
+    String::from_utf8_lossy(bytes)
+        .to_lowercase()
+        .contains(&needle.to_lowercase())
+}
+
+fn listing(dir: &Path) -> Vec<PathBuf> {
+    let mut v = files_under(dir);
+    v.sort();
+    v
+}
+
+#[test]
+fn forget_erases_rows_ledger_and_every_trace_and_a_readded_row_stays_suppressed() {
+    let tree = Tree::new();
+    let csv = tree.path("sample-data/customers.csv");
+    let folder = tree.path("sample-data");
+    let campaign = tree.campaign("winter-sale");
+    let all = customers(&csv);
+    // A plain personalised recipient that nothing but the CSV mentions (the generator
+    // script beside it spells out a few special rows).
+    let script = fs::read_to_string(folder.join("generate_customers.py")).unwrap_or_default();
+    let person = expected_recipients(&all, true)
+        .into_iter()
+        .find(|c| !script.to_lowercase().contains(&c.email()))
+        .unwrap();
+    let email = person.email();
+    let other = expected_recipients(&all, false)[0].email();
+    // Give them a second row in the middle of the file, in capitals and padded.
+    let original = fs::read(&csv).unwrap();
+    let lines: Vec<&[u8]> = original.split_inclusive(|&b| b == b'\n').collect();
+    let own = String::from_utf8(lines[person.line as usize - 1].to_vec()).unwrap();
+    assert!(!own.contains('"'), "pick a one-line row");
+    let raw_email = person.get("email");
+    let twin = own.replacen(raw_email, &format!("  {}  ", raw_email.to_uppercase()), 1);
+    let mut with_twin: Vec<u8> = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        with_twin.extend_from_slice(l);
+        if i == 99 {
+            with_twin.extend_from_slice(twin.as_bytes());
+        }
+    }
+    fs::write(&csv, &with_twin).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&csv, fs::Permissions::from_mode(0o640)).unwrap();
+
+    // No state yet: refuse (exit 2) and leave the CSV alone.
+    run_expect(
+        tree.tact()
+            .arg("forget")
+            .arg(&email)
+            .arg("--audience")
+            .arg(&csv),
+        2,
+    );
+    assert_eq!(fs::read(&csv).unwrap(), with_twin);
+
+    run_expect(tree.tact().arg("init"), 0);
+    seed_ledger(&tree.state(), &campaign, &[&email, &other], &[]);
+    let files_before = listing(&folder);
+
+    let r = run_expect(
+        tree.tact()
+            .arg("forget")
+            .arg(format!(" {}", email.to_uppercase()))
+            .arg("--audience")
+            .arg(&csv),
+        0,
+    );
+    assert!(r.stdout.contains("2 row(s) removed"), "{}", r.stdout);
+    // winter-sale (sent) and spring-news (pending): every campaign's rows.
+    assert!(
+        r.stdout.contains("2 delivery row(s) deleted"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !contains_ci(r.all_output().as_bytes(), &email),
+        "{}",
+        r.all_output()
+    );
+
+    // The file: exactly the original bytes without that person's row.
+    let mut expected = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if i != person.line as usize - 1 {
+            expected.extend_from_slice(l);
+        }
+    }
+    assert_eq!(fs::read(&csv).unwrap(), expected, "other bytes changed");
+    assert_eq!(customers(&csv).len(), all.len() - 1);
+    assert_eq!(mode(&csv), 0o640, "permissions not kept");
+    assert_eq!(
+        listing(&folder),
+        files_before,
+        "a temporary or backup file was left"
+    );
+
+    // The address is in no file of the state directory or of the CSV's folder.
+    for f in files_under(&tree.state())
+        .into_iter()
+        .chain(files_under(&folder))
+    {
+        assert!(
+            !contains_ci(&fs::read(&f).unwrap(), &email),
+            "{} still holds the address",
+            f.display()
+        );
+    }
+
+    // The ledger: their rows are gone, other people's stay.
+    let keys = crate::master_keys(&tree.state());
+    let ledger = Ledger::open(&tree.state(), false).unwrap();
+    assert!(
+        ledger
+            .deliveries_of(&keys.recipient_hash(&email))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(ledger.counts("winter-sale").unwrap().sent, 1);
+    drop(ledger);
+    let (code, out) = suppression(&tree.state(), &email);
+    assert_eq!(code, 0);
+    assert!(out.contains("erasure"), "{out}");
+
+    // The audit log records the erasure by counts only, and still verifies.
+    let (_, events) = check_json(tree.tact().args(["audit", "--json"]));
+    let forget = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "forget")
+        .expect("no forget event");
+    assert_eq!(
+        forget["body"],
+        json!({ "rows_removed": 2, "ledger_rows": 2 })
+    );
+    run_expect(tree.tact().args(["audit", "--verify"]), 0);
+
+    // A later import of the same person is never mailed.
+    let mut readded = fs::read(&csv).unwrap();
+    readded.extend_from_slice(own.as_bytes());
+    fs::write(&csv, readded).unwrap();
+    assert_skipped_as_suppressed(&tree.state(), &campaign, &email);
+    assert_eq!(excluded_suppressed(&tree.state(), &campaign), 1);
+}
+
+#[test]
+fn export_lists_rows_consent_campaigns_and_suppression() {
+    let state = tempfile::tempdir().unwrap();
+    let csv = sample_csv();
+    let email = "priya.raghunathan@example.org";
+    let rows: Vec<Customer> = customers(&csv)
+        .into_iter()
+        .filter(|c| c.email() == email)
+        .collect();
+    assert_eq!(rows.len(), 2, "the sample has two rows of this address");
+    let export = |who: &str| {
+        let (_, v) = check_json(
+            tact(state.path())
+                .arg("export")
+                .arg(who)
+                .arg("--audience")
+                .arg(&csv),
+        );
+        v
+    };
+
+    // No state: nothing to read it from, and none is made.
+    let r = run_expect(
+        tact(&state.path().join("none"))
+            .arg("export")
+            .arg(email)
+            .arg("--audience")
+            .arg(&csv),
+        2,
+    );
+    assert!(r.stderr.contains("tact init"), "{}", r.stderr);
+
+    run_expect(tact(state.path()).arg("init"), 0);
+    let fields = seed_ledger(state.path(), &sample_campaign("winter-sale"), &[email], &[]);
+    let v = export(" Priya.Raghunathan@EXAMPLE.org");
+    assert_eq!(v["email"], email);
+    let got = v["audience"]["rows"].as_array().unwrap();
+    assert_eq!(got.len(), 2);
+    for (row, c) in got.iter().zip(&rows) {
+        assert_eq!(row["line"], c.line);
+        let want: serde_json::Map<String, Value> = c
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect();
+        assert_eq!(row["fields"], Value::Object(want));
+        let consent = &row["consent"];
+        assert_eq!(consent["marketing"]["value"], c.get("consent_marketing"));
+        assert_eq!(consent["marketing"]["granted"], true);
+        assert_eq!(
+            consent["personalisation"]["value"],
+            c.get("consent_personalisation")
+        );
+        assert_eq!(consent["personalisation"]["granted"], true);
+        assert_eq!(consent["given_at"]["value"], c.get("consent_at"));
+        assert_eq!(consent["given_at"]["time"], "2025-09-21T22:15:00Z");
+    }
+    assert_eq!(v["audience"]["rows"][0]["line"], 8);
+    let campaigns = v["campaigns"].as_array().unwrap();
+    let winter = campaigns
+        .iter()
+        .find(|c| c["campaign"] == "winter-sale")
+        .unwrap();
+    assert_eq!(winter["status"], "sent");
+    assert_eq!(winter["variant"], "personalised");
+    assert_eq!(winter["date"], NOW);
+    assert_eq!(winter["fields"], fields);
+    assert!(
+        winter["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "first_name" && f["class"] == "declared"),
+        "{}",
+        winter["fields"]
+    );
+    let spring = campaigns
+        .iter()
+        .find(|c| c["campaign"] == "spring-news")
+        .unwrap();
+    assert_eq!(spring["status"], "pending");
+    assert_eq!(spring["fields"], Value::Null, "no audit event for it");
+    assert_eq!(
+        v["suppression"],
+        json!({ "suppressed": false, "reason": null, "since": null })
+    );
+
+    run_expect(tact(state.path()).args(["suppress", "add", email]), 0);
+    let v = export(email);
+    assert_eq!(
+        v["suppression"],
+        json!({ "suppressed": true, "reason": "manual", "since": NOW })
+    );
+
+    // Someone tact knows nothing about: an empty but well-formed answer.
+    let v = export("nobody@example.com");
+    assert_eq!(v["audience"]["rows"], json!([]));
+    assert_eq!(v["campaigns"], json!([]));
+    assert_eq!(v["suppression"]["suppressed"], false);
+}
