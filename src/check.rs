@@ -987,4 +987,23 @@ mod tests {
         assert_eq!(r.exit_code(), 4);
         assert!(!r.findings[0].acknowledged);
     }
+
+    #[test]
+    fn a_dkim_table_silences_the_relay_notice() {
+        let r = Fx::default().report();
+        assert!(r.findings.iter().any(|f| f.rule == "dkim-by-relay"));
+        let extra =
+            "[dkim]\ndomain = \"shop.example\"\nselector = \"s1\"\nprivate_key = \"dkim.pem\""
+                .to_string();
+        let r = Fx {
+            extra,
+            ..Default::default()
+        }
+        .report();
+        assert!(
+            !r.findings.iter().any(|f| f.rule == "dkim-by-relay"),
+            "{:?}",
+            rules_of(&r)
+        );
+    }
 }

@@ -172,6 +172,14 @@ impl Prepared {
                 "calls get_env, which tact disables: environment variables hold secrets such as TACT_SMTP_PASSWORD",
             ));
         }
+        if let Some(name) = usage.missing_includes.iter().next() {
+            return Err(Error::input(
+                Location::file(&templates.dir),
+                format!(
+                    "a template includes `{name}`, which is not a template in this folder (only files inside it can be included)"
+                ),
+            ));
+        }
         let segment = campaign
             .segment
             .as_deref()

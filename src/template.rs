@@ -59,6 +59,9 @@ pub struct Usage {
     pub unknown: BTreeMap<String, String>,
     /// Templates that call `get_env`: refused before anything renders.
     pub get_env: BTreeSet<String>,
+    /// Included names that are not templates of the folder (a path that climbs out of it,
+    /// a symlink, a typo): refused before anything renders.
+    pub missing_includes: BTreeSet<String>,
 }
 
 impl Usage {
@@ -428,7 +431,11 @@ impl<'t> Walker<'t> {
                     self.walk_nodes(body, s);
                 }
             }
-            Node::Include(_, names, _) => {
+            Node::Include(_, names, ignore_missing) => {
+                let tera: &'t Tera = self.tera;
+                if !ignore_missing && !names.iter().any(|n| tera.get_template(n).is_ok()) {
+                    self.usage.missing_includes.extend(names.iter().cloned());
+                }
                 for name in names {
                     self.walk_template(name, s.place, s.html);
                 }
@@ -816,6 +823,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("subject is not a valid template"), "{e}");
+    }
+
+    #[test]
+    fn nothing_outside_the_templates_folder_can_be_included() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.txt.tera"), "TOP SECRET").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // A symlink to a file outside, and a path that climbs out: neither is reachable.
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.txt.tera"),
+            dir.path().join("link.txt.tera"),
+        )
+        .unwrap();
+        for body in [
+            r#"{% include "link.txt.tera" %}"#,
+            r#"{% include "../secret.txt.tera" %}"#,
+        ] {
+            std::fs::write(dir.path().join("t.txt.tera"), body).unwrap();
+            let t = Templates::load(dir.path(), "t", Path::new("c.toml"), "", "").unwrap();
+            assert_eq!(t.usage(FIELDS).missing_includes.len(), 1, "{body}");
+        }
     }
 
     #[test]
