@@ -40,7 +40,12 @@ const POLICY_KEYS: &[&str] = &[
     "late_window_hours",
     "min_hours_between",
 ];
-const SEND_KEYS: &[&str] = &["rate_per_second", "concurrency"];
+const SEND_KEYS: &[&str] = &[
+    "rate_per_second",
+    "concurrency",
+    "max_attempts",
+    "retry_delay_seconds",
+];
 const DKIM_KEYS: &[&str] = &["domain", "selector", "private_key"];
 const ACK_KEYS: &[&str] = &["rule", "fields", "reason"];
 
@@ -104,6 +109,10 @@ impl Default for Policy {
 pub struct SendSettings {
     pub rate_per_second: f64,
     pub concurrency: usize,
+    /// Tries per recipient within one run before a 4xx leaves them pending for a later run.
+    pub max_attempts: u32,
+    /// The first retry delay after a 4xx; it doubles with each further try.
+    pub retry_delay_seconds: f64,
 }
 
 impl Default for SendSettings {
@@ -111,6 +120,8 @@ impl Default for SendSettings {
         SendSettings {
             rate_per_second: 20.0,
             concurrency: 4,
+            max_attempts: 5,
+            retry_delay_seconds: 2.0,
         }
     }
 }
@@ -263,6 +274,16 @@ impl Campaign {
             return Err(Error::input(
                 Location::file(path),
                 "[send] concurrency and rate_per_second must be above 0",
+            ));
+        }
+        if raw.send.max_attempts == 0
+            || !raw.send.retry_delay_seconds.is_finite()
+            || raw.send.retry_delay_seconds <= 0.0
+            || raw.send.retry_delay_seconds > 86_400.0
+        {
+            return Err(Error::input(
+                Location::file(path),
+                "[send] max_attempts must be above 0, and retry_delay_seconds above 0 and at most 86400",
             ));
         }
         let audience = clean(dir.join(raw.audience.get_ref()));

@@ -265,15 +265,19 @@ async fn transact(
         };
         if let Err(e) = r {
             if e.is_response() || e.status().is_some() {
-                let _ = conn.command(Rset).await;
                 let reply = reply_of(&e);
+                // 421: the server is closing the connection (RFC 5321 §3.8).
+                let open = reply.code != Some(421);
+                if open {
+                    let _ = conn.command(Rset).await;
+                }
                 return (
                     if e.is_permanent() {
                         Attempt::Failed(reply)
                     } else {
                         Attempt::Retry(reply)
                     },
-                    true,
+                    open,
                 );
             }
             return (Attempt::Retry(reply_of(&e)), false);
@@ -283,13 +287,14 @@ async fn transact(
         Ok(resp) => (Attempt::Sent(reply_of_response(&resp)), true),
         Err(e) if e.status().is_some() => {
             let reply = reply_of(&e);
+            let open = reply.code != Some(421);
             (
                 if e.is_permanent() {
                     Attempt::Failed(reply)
                 } else {
                     Attempt::Retry(reply)
                 },
-                true,
+                open,
             )
         }
         Err(_) => (Attempt::Uncertain, false),
@@ -313,8 +318,8 @@ impl SendOptions {
         SendOptions {
             concurrency: c.send.concurrency,
             rate_per_second: c.send.rate_per_second,
-            max_attempts: 5,
-            backoff: Duration::from_secs(2),
+            max_attempts: c.send.max_attempts,
+            backoff: Duration::from_secs_f64(c.send.retry_delay_seconds),
             pause_after: 50,
         }
     }
@@ -428,12 +433,19 @@ struct Shared<'a> {
     hello: ClientId,
     from: Address,
     now: DateTime<Utc>,
+    started: Instant,
     consecutive_failures: AtomicUsize,
     paused: Mutex<Option<String>>,
     failed_by_code: Mutex<BTreeMap<String, usize>>,
 }
 
 impl Shared<'_> {
+    /// The run's "now" moving forward with the wall clock: `--now` stays the reference, so
+    /// a pinned clock keeps ledger times consistent with the plan's.
+    fn clock(&self) -> DateTime<Utc> {
+        self.now + chrono::TimeDelta::from_std(self.started.elapsed()).unwrap_or_default()
+    }
+
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -477,10 +489,13 @@ pub struct Run<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// Sends to every job's recipient, recording each step in the ledger.
+/// Sends to every job's recipient, recording each step in the ledger. `jobs` is the whole
+/// plan: the campaign's pending rows outside it (people who left the plan since they were
+/// queued: suppressed, consent withdrawn, gone from the CSV) are dropped first, so that the
+/// campaign can complete without them.
 pub fn send_all(
     run: Run<'_>,
-    ledger: Ledger,
+    mut ledger: Ledger,
     jobs: Vec<Job>,
     target: &SmtpTarget,
     opts: SendOptions,
@@ -506,6 +521,8 @@ pub fn send_all(
         .unwrap_or_else(|| p.campaign.from.email.clone());
     let concurrency = opts.concurrency.max(1).min(jobs.len().max(1));
     let resolved = runtime.block_on(resolve(target))?;
+    let keep: std::collections::HashSet<RecipientHash> = jobs.iter().map(|j| j.hash).collect();
+    ledger.drop_pending_except(&p.campaign.name, &keep)?;
     let shared = Shared {
         p,
         keys,
@@ -521,6 +538,7 @@ pub fn send_all(
         resolved,
         from,
         now,
+        started,
         consecutive_failures: AtomicUsize::new(0),
         paused: Mutex::new(None),
         failed_by_code: Mutex::new(BTreeMap::new()),
@@ -619,12 +637,16 @@ async fn run_job(s: &Shared<'_>, conn: &mut Option<AsyncSmtpConnection>, job: Jo
         tokio::time::sleep_until(t.into()).await;
     }
     s.rate.wait().await;
-    let now = Utc::now().max(s.now);
+    let now = s.clock();
     // An unsubscribe that landed a moment ago stops this message.
     let claimed = {
         let l = s.ledger();
         match l.is_suppressed(&job.hash) {
             Ok(true) => {
+                // Never sent, and never to be: the campaign can complete without them.
+                if let Err(e) = l.drop_pending(campaign, &job.hash) {
+                    s.pause(format!("ledger: {e}"));
+                }
                 s.tally.suppressed.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -645,20 +667,15 @@ async fn run_job(s: &Shared<'_>, conn: &mut Option<AsyncSmtpConnection>, job: Jo
         }
     }
     let release = |reply: &Reply| {
-        let _ = s.ledger().finish(
-            campaign,
-            &job.hash,
-            Status::Pending,
-            reply,
-            None,
-            Utc::now().max(s.now),
-        );
+        let _ = s
+            .ledger()
+            .finish(campaign, &job.hash, Status::Pending, reply, None, s.clock());
     };
     let built =
         s.p.letter(s.keys, job.row, job.personalised)
             .map_err(|e| e.detail)
             .and_then(|letter| {
-                let date = SystemTime::from(Utc::now().max(s.now));
+                let date = SystemTime::from(s.clock());
                 crate::message::build(
                     &s.p.campaign,
                     &letter,
@@ -709,7 +726,7 @@ async fn run_job(s: &Shared<'_>, conn: &mut Option<AsyncSmtpConnection>, job: Jo
     if !keep && let Some(mut dead) = conn.take() {
         dead.abort().await;
     }
-    let now = Utc::now().max(s.now);
+    let now = s.clock();
     let record = |status: Status, reply: &Reply, id: Option<&str>| {
         if let Err(e) = s
             .ledger()
@@ -791,7 +808,13 @@ pub fn sign(
         d.domain.clone(),
         key,
         headers,
-        lettre::message::dkim::DkimCanonicalization::default(),
+        // relaxed/relaxed: with lettre 0.11's `simple` header canonicalization the
+        // DKIM-Signature header is hashed folded differently from how it is sent, and no
+        // verifier accepts the signature; relaxed also survives relays that refold headers.
+        lettre::message::dkim::DkimCanonicalization {
+            header: lettre::message::dkim::DkimCanonicalizationType::Relaxed,
+            body: lettre::message::dkim::DkimCanonicalizationType::Relaxed,
+        },
     );
     msg.sign(&config);
     Ok(msg)

@@ -5,6 +5,8 @@
 
 mod ops;
 mod report;
+mod schedule;
+mod send;
 mod tui;
 mod util;
 

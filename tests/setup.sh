@@ -1,20 +1,38 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine: smtp-sink (from postfix, a real
-# SMTP server for send tests) and tmux (to drive the TUI as a person would). Safe to rerun.
+# SMTP server for send tests), tmux (to drive the TUI as a person would), and Python's
+# dkimpy + PyNaCl (an independent DKIM verifier for the signing test). Safe to rerun.
 set -euo pipefail
 
 need=()
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
-[ ${#need[@]} -eq 0 ] && exit 0
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 
-if [ "$(id -u)" -ne 0 ]; then
-    echo "tests need: ${need[*]}. Install them with:" >&2
-    echo "  sudo apt-get install -y --no-install-recommends ${need[*]}" >&2
-    exit 1
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "tests need: ${need[*]}. Install them with:" >&2
+        echo "  sudo apt-get install -y --no-install-recommends ${need[*]}" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    # Install postfix for its smtp-sink tool only: no mail system is configured or started.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-export DEBIAN_FRONTEND=noninteractive
-# Install postfix for its smtp-sink tool only: no mail system is configured or started.
-echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+
+# dkimpy verifies the DKIM signatures tact makes; PyNaCl lets it check Ed25519 ones.
+if ! python3 -c 'import dkim, nacl' >/dev/null 2>&1; then
+    if ! python3 -m pip install --quiet dkimpy pynacl; then
+        # A distribution Python refuses pip (PEP 668): take Debian's packages instead.
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "tests need Python's dkimpy and PyNaCl. Install them with:" >&2
+            echo "  sudo apt-get install -y --no-install-recommends python3-dkim python3-nacl" >&2
+            exit 1
+        fi
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            python3-dkim python3-nacl >/dev/null
+    fi
+fi

@@ -1,6 +1,7 @@
 //! `tact send CAMPAIGN [--smtp URL] [--dry-run] [--test ADDR...] [--retry-uncertain]`:
 //! the check gate, then every recipient at most once over real SMTP.
 
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +13,7 @@ use rayon::prelude::*;
 use tact::plan::Prepared;
 use tact::send::{Job, Run, SendOptions, SmtpTarget, Summary, Tally};
 use tact::state::ledger::Ledger;
-use tact::state::{self, State};
+use tact::state::{self, RecipientHash, State};
 
 use super::Globals;
 use super::report::{Style, write_report, write_row_warnings};
@@ -75,19 +76,44 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let p = Prepared::load(&args.campaign, g.now)
         .with_context(|| format!("cannot send {}", args.campaign.display()))?;
     let name = p.campaign.name.clone();
+    // When set, this run sends to these recipients only.
+    let mut only: Option<HashSet<RecipientHash>> = None;
     if !args.dry_run && args.test.is_empty() {
-        if let Some(t) = ledger.completed_at(&name)? {
-            println!(
-                "campaign {name} completed on {}: nothing to send (state: {})",
-                t.format("%Y-%m-%d %H:%M UTC"),
-                state.dir.display()
-            );
-            return Ok(0);
-        }
+        let completed = ledger.completed_at(&name)?;
         if args.retry_uncertain {
+            let uncertain = ledger.uncertain(&name)?;
             let n = ledger.release_uncertain(&name)?;
             eprintln!("released {n} uncertain recipient(s) for resending");
+            // A complete campaign resends them and nobody else (not rows the CSV gained).
+            if completed.is_some() && n > 0 {
+                only = Some(uncertain);
+            }
         }
+        if let (None, Some(t)) = (&only, completed) {
+            if args.json {
+                let v = serde_json::json!({
+                    "campaign": name,
+                    "state": state.dir.display().to_string(),
+                    "completed_at": t.to_rfc3339(),
+                    "summary": Summary::default(),
+                    "ledger": ledger.counts(&name)?,
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "campaign {name} completed on {}: nothing to send (state: {})",
+                    t.format("%Y-%m-%d %H:%M UTC"),
+                    state.dir.display()
+                );
+            }
+            return Ok(0);
+        }
+    }
+    // An unusable DKIM key (unreadable, readable by others, not a key) stops every mode
+    // before a message is built, rather than pausing the run on its first message or
+    // making a dry run count nothing.
+    if let Some(d) = &p.campaign.dkim {
+        tact::send::load_dkim_key(&d.private_key)?;
     }
     let facts = ledger.facts(&name, p.campaign.policy.min_hours_between, g.now)?;
     let (plan, report) = tact::check::run(&p, &state.keys, &facts, g.now);
@@ -113,7 +139,13 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             return Ok(code as u8);
         }
     }
-    let recipients: Vec<(usize, bool)> = plan.recipients().collect();
+    let recipients: Vec<(usize, bool)> = plan
+        .recipients()
+        .filter(|&(row, _)| {
+            only.as_ref()
+                .is_none_or(|o| o.contains(&state.keys.recipient_hash(p.audience.email(row))))
+        })
+        .collect();
 
     if !args.test.is_empty() {
         let target = target.context("--test needs --smtp")?;
@@ -201,6 +233,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let stop = AtomicBool::new(false);
     let finished = AtomicBool::new(false);
     let opts = SendOptions::for_campaign(&p.campaign);
+    let run_started = Instant::now();
     let summary = std::thread::scope(|scope| {
         scope.spawn(|| watch_ctrl_c(&stop, &finished));
         let progress = scope.spawn(|| show_progress(&tally, &finished));
@@ -224,7 +257,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         &name,
         "send-finished",
         &finished_event,
-        chrono::Utc::now().max(g.now),
+        g.now + chrono::TimeDelta::from_std(run_started.elapsed()).unwrap_or_default(),
     )?;
     if args.json {
         let v = serde_json::json!({
@@ -357,9 +390,10 @@ fn watch_ctrl_c(stop: &AtomicBool, finished: &AtomicBool) {
 
 /// A bar on a terminal, a line every five seconds otherwise (cron logs).
 fn show_progress(t: &Tally, finished: &AtomicBool) {
-    let total = t.total.load(Ordering::Relaxed) as u64;
+    // The sender sets the total once it starts: read it each time, not before.
+    let total = || t.total.load(Ordering::Relaxed) as u64;
     if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(total);
+        let bar = indicatif::ProgressBar::new(total());
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{bar:40} {pos}/{len} {per_sec} eta {eta} {msg}",
@@ -367,6 +401,7 @@ fn show_progress(t: &Tally, finished: &AtomicBool) {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         while !finished.load(Ordering::SeqCst) {
+            bar.set_length(total());
             bar.set_position(t.done() as u64);
             bar.set_message(format!(
                 "failed {} uncertain {}",
@@ -383,8 +418,9 @@ fn show_progress(t: &Tally, finished: &AtomicBool) {
             std::thread::sleep(Duration::from_millis(100));
             if last.elapsed() >= Duration::from_secs(5) {
                 eprintln!(
-                    "progress: {}/{total} done, {} sent",
+                    "progress: {}/{} done, {} sent",
                     t.done(),
+                    total(),
                     t.sent.load(Ordering::Relaxed)
                 );
                 last = Instant::now();

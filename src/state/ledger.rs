@@ -341,6 +341,72 @@ impl Ledger {
             .map_err(self.err())
     }
 
+    /// The recipients a broken connection left `sending` (uncertain).
+    pub fn uncertain(&self, campaign: &str) -> Result<HashSet<RecipientHash>> {
+        let e = self.err();
+        let mut q = self
+            .conn
+            .prepare("SELECT recipient FROM deliveries WHERE campaign = ?1 AND status = 'sending'")
+            .map_err(&e)?;
+        collect_hashes(
+            q.query_map([campaign], |r| r.get::<_, Vec<u8>>(0))
+                .map_err(&e)?,
+        )
+    }
+
+    /// Drops this campaign's `pending` rows, except those of `keep`: people who left the
+    /// plan since they were queued (suppressed, consent withdrawn, gone from the CSV). A
+    /// pending row was never handed to a server, so this loses no delivery, and the campaign
+    /// can complete without them. Returns how many were dropped.
+    pub fn drop_pending_except(
+        &mut self,
+        campaign: &str,
+        keep: &HashSet<RecipientHash>,
+    ) -> Result<usize> {
+        let path = self.path.clone();
+        let e = db_err(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        let stale: Vec<Vec<u8>> = {
+            let mut q = tx
+                .prepare(
+                    "SELECT recipient FROM deliveries WHERE campaign = ?1 AND status = 'pending'",
+                )
+                .map_err(&e)?;
+            let rows = q
+                .query_map([campaign], |r| r.get::<_, Vec<u8>>(0))
+                .map_err(&e)?;
+            let mut stale = Vec::new();
+            for r in rows {
+                let h = r.map_err(&e)?;
+                if !<RecipientHash>::try_from(h.as_slice()).is_ok_and(|h| keep.contains(&h)) {
+                    stale.push(h);
+                }
+            }
+            stale
+        };
+        for h in &stale {
+            tx.execute(
+                "DELETE FROM deliveries WHERE campaign = ?1 AND recipient = ?2 AND status = 'pending'",
+                params![campaign, h],
+            )
+            .map_err(&e)?;
+        }
+        tx.commit().map_err(&e)?;
+        Ok(stale.len())
+    }
+
+    /// Drops one recipient's `pending` row (suppressed while the run was going).
+    pub fn drop_pending(&self, campaign: &str, hash: &RecipientHash) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM deliveries WHERE campaign = ?1 AND recipient = ?2 AND status = 'pending'",
+                params![campaign, &hash[..]],
+            )
+            .map_err(self.err())?;
+        Ok(n == 1)
+    }
+
     pub fn counts(&self, campaign: &str) -> Result<StatusCounts> {
         let mut q = self
             .conn
@@ -434,8 +500,36 @@ mod tests {
             HashSet::from([a, b]),
             "sent and uncertain both count"
         );
+        assert_eq!(l.uncertain("c").unwrap(), HashSet::from([b]));
         assert_eq!(l.release_uncertain("c").unwrap(), 1);
         assert_eq!(l.facts("c", 0, now()).unwrap().already, HashSet::from([a]));
+        assert!(l.uncertain("c").unwrap().is_empty());
+    }
+
+    #[test]
+    fn pending_rows_of_people_who_left_the_plan_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(dir.path(), false).unwrap();
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        l.enqueue("x", &[(a, true), (b, true), (c, false)], now())
+            .unwrap();
+        l.enqueue("other", &[(b, true)], now()).unwrap();
+        assert!(l.claim("x", &a, now()).unwrap());
+        // a is sending (never dropped), b left the plan, c stays.
+        assert_eq!(l.drop_pending_except("x", &HashSet::from([c])).unwrap(), 1);
+        assert_eq!(
+            l.counts("x").unwrap(),
+            StatusCounts {
+                pending: 1,
+                sending: 1,
+                sent: 0,
+                failed: 0
+            }
+        );
+        assert_eq!(l.counts("other").unwrap().pending, 1, "another campaign");
+        assert!(l.drop_pending("x", &c).unwrap());
+        assert!(!l.drop_pending("x", &a).unwrap(), "only pending rows go");
+        assert_eq!(l.counts("x").unwrap().pending, 0);
     }
 
     #[test]
