@@ -12,6 +12,9 @@ pub struct Args {
     /// Print the events as JSON.
     #[arg(long)]
     json: bool,
+    /// Print the events as CSV (safe to open in a spreadsheet).
+    #[arg(long, conflicts_with = "json")]
+    csv: bool,
     /// Check that no event was edited or deleted; exit 1 naming the first broken one.
     #[arg(long)]
     verify: bool,
@@ -38,6 +41,10 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let events = ledger.audit_events(args.campaign.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&events)?);
+        return Ok(0);
+    }
+    if args.csv {
+        write_csv(std::io::stdout().lock(), &events)?;
         return Ok(0);
     }
     if events.is_empty() {
@@ -97,4 +104,60 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// A spreadsheet runs a cell that starts with `=`, `+`, `-`, `@`, tab or CR as a formula
+/// (CSV injection); such a cell is written with a leading `'` so it stays text.
+fn defuse(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
+}
+
+fn write_csv(out: impl std::io::Write, events: &[tact::state::audit::Event]) -> anyhow::Result<()> {
+    let mut w = csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::Always)
+        .from_writer(out);
+    w.write_record(["seq", "at", "campaign", "kind", "operator", "detail"])?;
+    for e in events {
+        let row = [
+            e.seq.to_string(),
+            e.at.to_rfc3339(),
+            e.campaign.clone(),
+            e.kind.clone(),
+            e.operator.clone(),
+            e.body.to_string(),
+        ];
+        w.write_record(row.iter().map(|c| defuse(c)))?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_defused() {
+        for bad in ["=HYPERLINK(\"x\")", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(defuse(bad).starts_with('\''), "{bad:?}");
+        }
+        assert_eq!(defuse("winter-sale"), "winter-sale");
+        let ev = tact::state::audit::Event {
+            seq: 1,
+            at: chrono::Utc::now(),
+            campaign: "c".into(),
+            kind: "send-started".into(),
+            operator: "=cmd|' /C calc'!A0".into(),
+            body: serde_json::json!({}),
+        };
+        let mut buf = Vec::new();
+        write_csv(&mut buf, &[ev]).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        assert!(text.contains("\"'=cmd|' /C calc'!A0\""), "{text}");
+    }
 }
