@@ -85,6 +85,7 @@ send_once() {
     b=$(now_ns)
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["sent"])' "$TMP/$name.json" | tr '\n' ' '
     secs "$a" "$b"
+    echo
 }
 
 say "generate $SMALL_ROWS rows"

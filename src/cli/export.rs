@@ -80,7 +80,7 @@ fn fields_used(events: &[Event], d: &Delivery) -> Value {
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let schema = super::forget::audience_schema(&args.audience, args.schema.as_deref())?;
     let found = tact::person::find(&args.audience, &schema, &args.email)?;
-    let Some(state) = super::suppress::existing_state(g)? else {
+    let Some(state) = g.existing_state()? else {
         return Ok(2);
     };
     let ledger = Ledger::open(&state.dir, false)?;

@@ -49,7 +49,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let schema = audience_schema(&args.audience, args.schema.as_deref())?;
     // Read and plan the cut before anything changes: an unreadable file changes nothing.
     let found = tact::person::find(&args.audience, &schema, &args.email)?;
-    let Some(state) = super::suppress::existing_state(g)? else {
+    let Some(state) = g.existing_state()? else {
         return Ok(2);
     };
     let mut ledger = Ledger::open(&state.dir, false)?;

@@ -83,6 +83,23 @@ pub struct Globals {
 }
 
 impl Globals {
+    /// `send`, `run-due` and the privacy officer's commands refuse to start over on an
+    /// empty state: a cron job with the wrong HOME must not run without its suppression
+    /// list. `None` after saying so (exit 2).
+    pub fn existing_state(&self) -> anyhow::Result<Option<State>> {
+        let dir = state::resolve_dir(self.state_flag.as_deref())?;
+        if !dir.join(state::MASTER_KEY).exists() {
+            eprintln!(
+                "tact: error: no state at {}: run `tact init` or point TACT_HOME at your existing state",
+                dir.display()
+            );
+            return Ok(None);
+        }
+        let s = State::open_existing(&dir)
+            .with_context(|| format!("cannot open the state directory {}", dir.display()))?;
+        Ok(Some(s))
+    }
+
     /// `check` and `preview` create the state directory when missing.
     pub fn state_or_init(&self) -> anyhow::Result<State> {
         let dir = state::resolve_dir(self.state_flag.as_deref())?;

@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use chrono::TimeDelta;
 
 use tact::campaign::Campaign;
+use tact::state::State;
 use tact::state::ledger::Ledger;
-use tact::state::{self, State};
 
 use super::Globals;
 
@@ -40,15 +40,9 @@ enum Fate {
 }
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
-    let dir = state::resolve_dir(g.state_flag.as_deref())?;
-    if !dir.join(state::MASTER_KEY).exists() {
-        eprintln!(
-            "tact: error: no state at {}: run `tact init` or point TACT_HOME at your existing state",
-            dir.display()
-        );
+    let Some(state) = g.existing_state()? else {
         return Ok(2);
-    }
-    let state = State::open_existing(&dir)?;
+    };
     // Overlapping ticks queue here; the second then finds the work done.
     let lock_path = state.dir.join("run-due.lock");
     let lock = std::fs::OpenOptions::new()

@@ -12,8 +12,8 @@ use rayon::prelude::*;
 
 use tact::plan::Prepared;
 use tact::send::{Job, Run, SendOptions, SmtpTarget, Summary, Tally};
+use tact::state::RecipientHash;
 use tact::state::ledger::Ledger;
-use tact::state::{self, RecipientHash, State};
 
 use super::Globals;
 use super::report::{Style, write_report, write_row_warnings};
@@ -50,15 +50,9 @@ pub struct Args {
 }
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
-    let dir = state::resolve_dir(g.state_flag.as_deref())?;
-    if !dir.join(state::MASTER_KEY).exists() {
-        eprintln!(
-            "tact: error: no state at {}: run `tact init` or point TACT_HOME at your existing state",
-            dir.display()
-        );
+    let Some(state) = g.existing_state()? else {
         return Ok(2);
-    }
-    let state = State::open_existing(&dir)?;
+    };
     let target = match (&args.smtp, args.dry_run) {
         (Some(url), _) => Some(SmtpTarget::parse(
             url,

@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::Subcommand;
 
 use tact::state::erase::{REASON_IMPORT, REASON_UNSUBSCRIBE};
@@ -43,25 +42,9 @@ pub enum Command {
     },
 }
 
-/// Opens existing state, or says why not and gives `None` (exit 2): a command that needs
-/// the keys of sent mail must not start over with new ones (DESIGN §5).
-pub(super) fn existing_state(g: &Globals) -> anyhow::Result<Option<State>> {
-    let dir = state::resolve_dir(g.state_flag.as_deref())?;
-    if !dir.join(state::MASTER_KEY).exists() {
-        eprintln!(
-            "tact: error: no state at {}: run `tact init` or point TACT_HOME at your existing state",
-            dir.display()
-        );
-        return Ok(None);
-    }
-    Ok(Some(State::open_existing(&dir).with_context(|| {
-        format!("cannot open the state directory {}", dir.display())
-    })?))
-}
-
 pub fn run(g: &Globals, cmd: &Command) -> anyhow::Result<u8> {
     if let Command::Token { tokens } = cmd {
-        let Some(state) = existing_state(g)? else {
+        let Some(state) = g.existing_state()? else {
             return Ok(2);
         };
         return token(g, &state, tokens);

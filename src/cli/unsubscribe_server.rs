@@ -370,7 +370,7 @@ fn watch_signals(
 }
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
-    let Some(state) = super::suppress::existing_state(g)? else {
+    let Some(state) = g.existing_state()? else {
         return Ok(2);
     };
     let ledger = Arc::new(Mutex::new(Ledger::open(&state.dir, false)?));
