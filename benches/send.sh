@@ -120,7 +120,7 @@ say "2c. mailmerge ($MAILMERGE_SPEC), same messages, same sink"
 python3 -m venv "$TMP/venv"
 "$TMP/venv/bin/pip" install --quiet --disable-pip-version-check "$MAILMERGE_SPEC"
 python3 "$BENCHES/mailmerge/make_database.py" "$TMP/eml" "$TMP/small/customers.csv" "$TMP/mm.csv"
-printf '[smtp_server]\nhost = 127.0.0.1\nport = %s\nsecurity = None\n' "$PORT" >"$TMP/mm.conf"
+printf '[smtp_server]\nhost = 127.0.0.1\nport = %s\nsecurity = Never\n' "$PORT" >"$TMP/mm.conf"
 a=$(now_ns)
 "$TMP/venv/bin/mailmerge" --template "$BENCHES/mailmerge/winter-sale-text.txt" --database "$TMP/mm.csv" \
     --config "$TMP/mm.conf" --no-dry-run --no-limit --output-format raw >/dev/null

@@ -642,29 +642,22 @@ async fn run_job(s: &Shared<'_>, conn: &mut Option<AsyncSmtpConnection>, job: Jo
     }
     s.rate.wait().await;
     let now = s.clock();
-    // An unsubscribe that landed a moment ago stops this message.
-    let claimed = {
-        let l = s.ledger();
-        match l.is_suppressed(&job.hash) {
-            Ok(true) => {
+    // An unsubscribe that landed a moment ago stops this message: the claim re-reads the
+    // suppression list in the same statement.
+    let claimed = s.ledger().claim(campaign, &job.hash, now);
+    match claimed {
+        Ok(true) => {}
+        Ok(false) => {
+            let l = s.ledger();
+            if l.is_suppressed(&job.hash).unwrap_or(false) {
                 // Never sent, and never to be: the campaign can complete without them.
                 if let Err(e) = l.drop_pending(campaign, &job.hash) {
                     s.pause(format!("ledger: {e}"));
                 }
                 s.tally.suppressed.fetch_add(1, Ordering::Relaxed);
-                return;
             }
-            Ok(false) => {}
-            Err(e) => {
-                s.pause(format!("ledger: {e}"));
-                return;
-            }
+            return;
         }
-        l.claim(campaign, &job.hash, now)
-    };
-    match claimed {
-        Ok(true) => {}
-        Ok(false) => return,
         Err(e) => {
             s.pause(format!("ledger: {e}"));
             return;

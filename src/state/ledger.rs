@@ -31,7 +31,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at    INTEGER NOT NULL,
     PRIMARY KEY (campaign, recipient)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deliveries_recent ON deliveries (status, updated_at);
 CREATE TABLE IF NOT EXISTS campaigns (
     name          TEXT    PRIMARY KEY,
     started_at    INTEGER NOT NULL,
@@ -126,6 +125,10 @@ impl Ledger {
             conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
                 .map_err(&e)?;
             conn.execute_batch(SCHEMA).map_err(&e)?;
+            // Every index page is one more write per commit, two commits a message; the
+            // frequency-cap query runs once per run and can scan.
+            conn.execute_batch("DROP INDEX IF EXISTS deliveries_recent")
+                .map_err(&e)?;
             conn.execute_batch(super::retention::CHECKPOINT_SCHEMA)
                 .map_err(&e)?;
             conn
@@ -278,14 +281,17 @@ impl Ledger {
         tx.commit().map_err(&e)
     }
 
-    /// Claims one pending recipient for sending. `false` when another run claimed it or it
-    /// is not pending: the caller must then not send.
+    /// Claims one pending recipient for sending, in the same statement that re-reads the
+    /// suppression list (one transaction, so an unsubscribe committed before it is always
+    /// seen). `false` when the recipient is suppressed, claimed by another run or not
+    /// pending: the caller must then not send.
     pub fn claim(&self, campaign: &str, hash: &RecipientHash, now: DateTime<Utc>) -> Result<bool> {
         let n = self
             .conn
             .prepare_cached(
                 "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ?3
-                 WHERE campaign = ?1 AND recipient = ?2 AND status = 'pending'",
+                 WHERE campaign = ?1 AND recipient = ?2 AND status = 'pending'
+                 AND NOT EXISTS (SELECT 1 FROM suppression WHERE recipient = ?2)",
             )
             .and_then(|mut q| q.execute(params![campaign, &hash[..], now.timestamp()]))
             .map_err(self.err())?;
