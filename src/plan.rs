@@ -192,17 +192,7 @@ impl Prepared {
             }
         }
         let mut keep: BTreeSet<String> = usage.names();
-        let observed: BTreeMap<String, String> = usage
-            .fields
-            .keys()
-            .filter_map(|f| {
-                schema
-                    .fields
-                    .get(f)
-                    .and_then(|s| s.observed_at.clone())
-                    .map(|o| (f.clone(), audience::normalise_name(&o)))
-            })
-            .collect();
+        let observed = observed_columns(&usage, &schema);
         for (field, col) in &observed {
             if header.index(col).is_none() {
                 return Err(Error::input(
@@ -216,17 +206,7 @@ impl Prepared {
             keep.insert(col.clone());
         }
         let audience = Audience::load(header, &keep, &schema)?;
-        let fields = usage
-            .fields
-            .iter()
-            .map(|(name, places)| FieldInfo {
-                name: name.clone(),
-                class: schema::classify(name, &schema),
-                places: places.clone(),
-                ty: audience.column(name).map_or(FieldType::Text, |c| c.ty),
-                observed_at: observed.get(name).cloned(),
-            })
-            .collect();
+        let fields = field_infos(&usage, &schema, &audience, &observed);
         let compiled = segment
             .as_ref()
             .map(|s| s.compile(&audience, now, &campaign.path))
@@ -247,6 +227,53 @@ impl Prepared {
             audience,
             compiled,
             render_columns,
+        })
+    }
+
+    /// The same campaign with another segment, for the composer's live recount: the new
+    /// segment is compiled against the audience already in memory, so a 1M-row file is
+    /// not read again on every keystroke. Only a segment that needs a column this
+    /// campaign never loaded (or its `observed_at` column) reads the file again.
+    pub fn with_segment(&self, segment: Option<&str>, now: DateTime<Utc>) -> Result<Prepared> {
+        let mut campaign = self.campaign.clone();
+        campaign.segment = segment.map(str::to_string);
+        let parsed = segment
+            .map(|s| Segment::parse(s, &campaign.path))
+            .transpose()?;
+        let mut usage = self.usage.clone();
+        for places in usage.fields.values_mut() {
+            places.remove(&Place::Segment);
+        }
+        usage.fields.retain(|_, places| !places.is_empty());
+        if let Some(seg) = &parsed {
+            seg.check_fields(&self.audience.header, &campaign.path)?;
+            for f in &seg.fields {
+                usage.add(f, Place::Segment);
+            }
+        }
+        let observed = observed_columns(&usage, &self.schema);
+        let missing = usage
+            .fields
+            .keys()
+            .chain(observed.values())
+            .any(|c| self.audience.column(c).is_none());
+        if missing {
+            return Prepared::from_campaign(campaign, now);
+        }
+        let compiled = parsed
+            .as_ref()
+            .map(|s| s.compile(&self.audience, now, &campaign.path))
+            .transpose()?;
+        Ok(Prepared {
+            fields: field_infos(&usage, &self.schema, &self.audience, &observed),
+            campaign,
+            schema: self.schema.clone(),
+            templates: self.templates.clone(),
+            segment: parsed,
+            usage,
+            audience: self.audience.clone(),
+            compiled,
+            render_columns: self.render_columns.clone(),
         })
     }
 
@@ -434,6 +461,40 @@ impl Prepared {
         };
         self.templates.render(&vars, &[])
     }
+}
+
+/// The `observed_at` column of each used field that has one (normalised).
+fn observed_columns(usage: &Usage, schema: &Schema) -> BTreeMap<String, String> {
+    usage
+        .fields
+        .keys()
+        .filter_map(|f| {
+            schema
+                .fields
+                .get(f)
+                .and_then(|s| s.observed_at.clone())
+                .map(|o| (f.clone(), audience::normalise_name(&o)))
+        })
+        .collect()
+}
+
+fn field_infos(
+    usage: &Usage,
+    schema: &Schema,
+    audience: &Audience,
+    observed: &BTreeMap<String, String>,
+) -> Vec<FieldInfo> {
+    usage
+        .fields
+        .iter()
+        .map(|(name, places)| FieldInfo {
+            name: name.clone(),
+            class: schema::classify(name, schema),
+            places: places.clone(),
+            ty: audience.column(name).map_or(FieldType::Text, |c| c.ty),
+            observed_at: observed.get(name).cloned(),
+        })
+        .collect()
 }
 
 /// Tera quotes the offending value in some errors (a filter given a bad date, say); name
@@ -705,6 +766,62 @@ segment = '{segment}'
             "generic variant has no fields"
         );
         assert!(letter.rendered.text.contains("https://shop.example/u?t="));
+    }
+
+    fn outcomes(p: &Prepared) -> Vec<(u64, Outcome)> {
+        let keys = Keys::from_master(&[1; 32]);
+        p.plan(&keys, &Facts::default(), now())
+            .decisions
+            .iter()
+            .map(|d| (p.audience.lines[d.row as usize], d.outcome))
+            .collect()
+    }
+
+    #[test]
+    fn with_segment_replans_on_the_loaded_audience() {
+        let (dir, base) = prepared(r#"country == "DE" and total_spent > 0"#);
+        let (_d, want) = prepared("total_spent > 10");
+        // Without the file: a segment over loaded columns must not need it.
+        std::fs::remove_file(dir.path().join("people.csv")).unwrap();
+        let p = base.with_segment(Some("total_spent > 10"), now()).unwrap();
+        assert_eq!(outcomes(&p), outcomes(&want));
+        assert_eq!(p.campaign.segment.as_deref(), Some("total_spent > 10"));
+        let places = |p: &Prepared, f: &str| p.field(f).map(|f| f.places.clone());
+        assert_eq!(
+            places(&p, "country"),
+            None,
+            "the old segment's field is gone"
+        );
+        assert_eq!(
+            places(&p, "total_spent"),
+            Some(BTreeSet::from([Place::Segment]))
+        );
+        assert!(p.segment_needs_personalisation());
+        // No segment: everyone with consent, and `declared` targeting needs no extra consent.
+        let all = base.with_segment(None, now()).unwrap();
+        assert!(all.segment.is_none() && all.compiled.is_none());
+        assert!(!all.segment_needs_personalisation());
+        assert_eq!(
+            places(&all, "first_name"),
+            Some(BTreeSet::from([Place::Subject, Place::Body]))
+        );
+        // Errors name the segment, as a fresh load would.
+        let e = base
+            .with_segment(Some("totl_spent > 1"), now())
+            .unwrap_err();
+        assert!(e.to_string().contains("did you mean `total_spent`"), "{e}");
+        let e = base.with_segment(Some("total_spent >"), now()).unwrap_err();
+        assert!(e.to_string().contains("not a valid expression"), "{e}");
+    }
+
+    #[test]
+    fn with_segment_reads_the_file_for_a_column_it_never_loaded() {
+        let (_d, base) = prepared(r#"country == "DE""#);
+        assert!(base.audience.column("total_spent").is_none());
+        let p = base.with_segment(Some("total_spent > 10"), now()).unwrap();
+        assert!(p.audience.column("total_spent").is_some());
+        let (_d2, want) = prepared("total_spent > 10");
+        assert_eq!(outcomes(&p), outcomes(&want));
     }
 
     #[test]

@@ -39,7 +39,7 @@ impl Place {
 pub const SUBJECT: &str = "__tact/subject";
 pub const PREHEADER: &str = "__tact/preheader";
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Templates {
     pub dir: PathBuf,
     tera: Tera,

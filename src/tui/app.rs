@@ -13,6 +13,8 @@ use tact::plan::{Facts, Outcome, Plan, Prepared, Reason};
 use tact::send::{Summary, Tally};
 use tact::state::Keys;
 
+use super::source::SourceFile;
+
 /// How long the segment must stay unchanged before it is recounted.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
 
@@ -21,16 +23,18 @@ pub enum Tab {
     Overview,
     Audience,
     Segment,
+    Template,
     Check,
     Preview,
     Send,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Overview,
         Tab::Audience,
         Tab::Segment,
+        Tab::Template,
         Tab::Check,
         Tab::Preview,
         Tab::Send,
@@ -41,6 +45,7 @@ impl Tab {
             Tab::Overview => "Overview",
             Tab::Audience => "Audience",
             Tab::Segment => "Segment",
+            Tab::Template => "Template",
             Tab::Check => "Check",
             Tab::Preview => "Preview",
             Tab::Send => "Send",
@@ -90,6 +95,10 @@ pub enum Action {
     Cancel,
     DryRun,
     RealSend,
+    /// Send → a test to the marketer's own address(es), not recorded in the ledger.
+    TestSend,
+    /// Preview → jump to a recipient by address.
+    Find,
     /// Esc while sending: in-flight messages finish, nothing new starts.
     Stop,
     Save,
@@ -104,6 +113,7 @@ pub enum Action {
         result: Box<Result<Loaded, String>>,
     },
     DryRunDone(Result<DryRunSummary, String>),
+    TestSent(Result<String, String>),
     SendDone(Result<Summary, String>),
     Saved {
         /// The segment was written, so the file now matches the screen.
@@ -117,13 +127,21 @@ pub enum Action {
 #[derive(Debug)]
 pub enum Effect {
     Load(PathBuf),
+    /// Plan `campaign` again on `base`'s audience (its segment or acknowledgements
+    /// changed in memory).
     Recount {
         generation: u64,
+        base: Arc<Prepared>,
         campaign: Box<Campaign>,
     },
     DryRun,
     Send {
         url: String,
+    },
+    /// `send --test`: the first personalised and generic renderings to these addresses.
+    TestSend {
+        url: String,
+        to: Vec<String>,
     },
     /// Write the segment back into the campaign file (None: remove the key).
     Save {
@@ -146,6 +164,8 @@ pub struct Loaded {
     pub report: Report,
     /// Every excluded row by line, malformed rows included, in file order.
     pub excluded: Vec<ExcludedRow>,
+    /// The subject, preheader and template files, for the Template screen.
+    pub sources: Vec<SourceFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +197,7 @@ impl Loaded {
             .collect();
         excluded.sort_by_key(|r| r.line);
         Loaded {
+            sources: super::source::sources(&prepared),
             prepared: Arc::new(prepared),
             plan,
             report,
@@ -250,6 +271,10 @@ pub enum PromptKind {
     SmtpUrl,
     ConfirmCount(usize),
     AckReason(usize),
+    /// The marketer's own address(es) for a test send.
+    TestTo,
+    /// An address to find on the Preview screen.
+    Find,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,6 +348,9 @@ pub struct App {
     pub dirty: bool,
     // Check
     pub finding_index: usize,
+    // Template
+    pub template_index: usize,
+    pub template_scroll: u16,
     // Preview
     pub preview_index: usize,
     pub preview_generic: bool,
@@ -333,7 +361,17 @@ pub struct App {
     pub prompt: Option<Prompt>,
     pub dry_running: bool,
     pub dry_run: Option<Result<DryRunSummary, String>>,
+    /// Test addresses waiting for the SMTP URL prompt.
+    pub pending_test: Option<Vec<String>>,
+    pub testing: bool,
+    pub test_result: Option<Result<String, String>>,
     pub sending: Option<Sending>,
+    /// Prefill for the test-send prompt (TACT_TEST_TO).
+    pub test_to: String,
+    /// An unsaved segment to put back after a reload (the editor came and went).
+    pub keep_segment: Option<String>,
+    /// `s` was pressed while the segment was still being counted.
+    pub save_pending: bool,
     pub effects: Vec<Effect>,
 }
 
@@ -364,6 +402,8 @@ impl App {
             recounting: false,
             dirty: false,
             finding_index: 0,
+            template_index: 0,
+            template_scroll: 0,
             preview_index: 0,
             preview_generic: false,
             preview_scroll: 0,
@@ -374,7 +414,13 @@ impl App {
             prompt: None,
             dry_running: false,
             dry_run: None,
+            pending_test: None,
+            testing: false,
+            test_result: None,
             sending: None,
+            test_to: std::env::var("TACT_TEST_TO").unwrap_or_default(),
+            keep_segment: None,
+            save_pending: false,
             effects: Vec::new(),
         }
     }
@@ -460,9 +506,40 @@ impl App {
         self.recount_due = None;
         self.effects.push(Effect::Recount {
             generation: self.generation,
+            base: Arc::clone(&l.prepared),
             campaign: Box::new(campaign),
         });
         None
+    }
+
+    /// Writes the segment into the campaign file, unless it has an error.
+    fn save_now(&mut self) {
+        let Some(path) = self.campaign_path().map(Path::to_path_buf) else {
+            return;
+        };
+        if self.segment_error.is_some() {
+            self.set_status("not saved: the segment has an error; fix it first");
+            return;
+        }
+        let s = self.segment.text.trim();
+        self.effects.push(Effect::Save {
+            path,
+            segment: (!s.is_empty()).then(|| s.to_string()),
+        });
+    }
+
+    /// After a recount, stays on the recipient shown if they still get a message.
+    fn install_keeping_recipient(&mut self, loaded: Loaded) {
+        let shown = self.loaded.as_ref().and_then(|l| {
+            l.plan
+                .recipients()
+                .nth(self.preview_index)
+                .map(|(row, _)| row)
+        });
+        self.preview_index = shown
+            .and_then(|row| loaded.plan.recipients().position(|(r, _)| r == row))
+            .unwrap_or(0);
+        self.install(loaded);
     }
 
     fn install(&mut self, loaded: Loaded) {
@@ -550,6 +627,52 @@ pub fn render_preview(
     doc
 }
 
+fn start_test(app: &mut App, url: String, to: Vec<String>) {
+    app.prompt = None;
+    app.testing = true;
+    app.test_result = None;
+    app.effects.push(Effect::TestSend { url, to });
+}
+
+/// Where an address stands in the plan.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found {
+    /// Its position among the recipients (as the Preview screen counts them).
+    Recipient(usize),
+    Excluded {
+        line: u64,
+        reason: &'static str,
+    },
+    Nowhere,
+}
+
+/// Finds an address as the plan does (trimmed, any case). A repeated address is decided
+/// by its first row, so that is the one reported.
+pub fn find(l: &Loaded, address: &str) -> Found {
+    let want = address.trim().to_lowercase();
+    if want.is_empty() {
+        return Found::Nowhere;
+    }
+    let a = &l.prepared.audience;
+    let mut recipients = 0;
+    for d in &l.plan.decisions {
+        let row = d.row as usize;
+        let hit = a.email(row).trim().to_lowercase() == want;
+        match d.outcome {
+            Outcome::Excluded(r) if hit => {
+                return Found::Excluded {
+                    line: a.lines[row],
+                    reason: r.key(),
+                };
+            }
+            Outcome::Excluded(_) => {}
+            _ if hit => return Found::Recipient(recipients),
+            _ => recipients += 1,
+        }
+    }
+    Found::Nowhere
+}
+
 /// Masks an address for the screen: `n****@example.com`.
 pub fn mask(email: &str) -> String {
     let email = email.trim();
@@ -583,6 +706,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 app.help = false;
             } else if app.prompt.is_some() {
                 app.prompt = None;
+                app.pending_test = None;
             } else if app.is_sending() {
                 return Some(Action::Stop);
             } else if app.editing {
@@ -639,8 +763,28 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 Tab::Preview => {
                     app.preview_scroll = (app.preview_scroll as isize + delta).max(0) as u16;
                 }
+                Tab::Template => {
+                    let lines = l
+                        .sources
+                        .get(app.template_index)
+                        .map_or(0, |s| s.text.lines().count());
+                    app.template_scroll =
+                        (app.template_scroll as isize + delta).clamp(0, lines as isize) as u16;
+                }
                 _ => {}
             }
+        }
+        Action::Left | Action::Right if app.tab == Tab::Template && !app.in_picker() => {
+            let len = app.loaded.as_ref().map_or(0, |l| l.sources.len());
+            if len == 0 {
+                return None;
+            }
+            app.template_index = if matches!(action, Action::Right) {
+                (app.template_index + 1) % len
+            } else {
+                (app.template_index + len - 1) % len
+            };
+            app.template_scroll = 0;
         }
         Action::Left | Action::Right => {
             if app.tab != Tab::Preview || app.in_picker() {
@@ -736,6 +880,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
         Action::Cancel => {
             if app.prompt.is_some() {
                 app.prompt = None;
+                app.pending_test = None;
             } else {
                 app.editing = false;
             }
@@ -781,6 +926,40 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 error: None,
             });
         }
+        Action::TestSend => {
+            let Some(l) = &app.loaded else { return None };
+            if app.is_sending() || app.testing {
+                return None;
+            }
+            app.tab = Tab::Send;
+            // The same gate as `tact send --test`: a test of a campaign that cannot be
+            // sent would only rehearse something that will not happen.
+            if !l.report.sendable() {
+                app.set_status(format!(
+                    "no test either: the verdict is {} (see Check)",
+                    l.report.verdict.as_str()
+                ));
+                return None;
+            }
+            if l.report.audience.recipients() == 0 {
+                app.set_status("no recipients: nothing to render for a test");
+                return None;
+            }
+            app.prompt = Some(Prompt {
+                kind: PromptKind::TestTo,
+                input: TextInput::new(app.test_to.trim()),
+                error: None,
+            });
+        }
+        Action::Find => {
+            app.loaded.as_ref()?;
+            app.tab = Tab::Preview;
+            app.prompt = Some(Prompt {
+                kind: PromptKind::Find,
+                input: TextInput::default(),
+                error: None,
+            });
+        }
         Action::Stop => {
             if let Some(s) = &app.sending
                 && s.result.is_none()
@@ -790,19 +969,21 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             }
         }
         Action::Save => {
-            let path = app.campaign_path().map(Path::to_path_buf)?;
             if app.loaded.is_none() || app.is_sending() {
                 return None;
             }
-            if app.segment_error.is_some() {
-                app.set_status("the segment has an error: fix it before saving");
+            // The error shown may belong to a segment already typed over: a save pressed
+            // while the recount is due or running waits for it rather than judging (or
+            // writing) the segment on stale facts.
+            if app.recount_due.is_some() || app.recounting {
+                app.save_pending = true;
+                app.set_status("saving once the segment is counted…");
+                if app.recount_due.is_some() && !app.recounting {
+                    return app.start_recount();
+                }
                 return None;
             }
-            let s = app.segment.text.trim();
-            app.effects.push(Effect::Save {
-                path,
-                segment: (!s.is_empty()).then(|| s.to_string()),
-            });
+            app.save_now();
         }
         Action::Acknowledge => {
             let Some(l) = &app.loaded else { return None };
@@ -823,15 +1004,26 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             }
         }
         Action::Editor => {
-            if let Some(path) = app.campaign_path().map(Path::to_path_buf)
-                && !app.is_sending()
-            {
+            if app.is_sending() {
+                return None;
+            }
+            // On the Template screen: the file shown; elsewhere the campaign file.
+            let shown = match (&app.loaded, app.tab) {
+                (Some(l), Tab::Template) => {
+                    l.sources.get(app.template_index).map(|s| s.path.clone())
+                }
+                _ => None,
+            };
+            if let Some(path) = shown.or_else(|| app.campaign_path().map(Path::to_path_buf)) {
                 app.effects.push(Effect::Editor(path));
             }
         }
         Action::Reload => {
             if let Some(path) = app.path.clone() {
+                let tab = app.tab;
+                app.keep_segment = app.dirty.then(|| app.segment.text.clone());
                 app.open(path);
+                app.tab = tab;
             }
         }
         Action::Resize => {}
@@ -848,13 +1040,20 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             match *result {
                 Ok((l, facts)) => {
                     app.facts = Arc::new(facts);
-                    app.segment =
-                        TextInput::new(l.prepared.campaign.segment.as_deref().unwrap_or(""));
+                    let file = l.prepared.campaign.segment.clone().unwrap_or_default();
+                    app.segment = TextInput::new(&file);
                     app.segment_error = None;
                     app.dirty = false;
                     app.preview_index = 0;
                     app.install(l);
                     app.load_error = None;
+                    // A reload (after the editor) keeps a segment typed but not saved.
+                    if let Some(kept) = app.keep_segment.take()
+                        && kept != file
+                    {
+                        app.segment = TextInput::new(&kept);
+                        app.schedule_recount();
+                    }
                 }
                 Err(e) => app.load_error = Some(e),
             }
@@ -867,15 +1066,22 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             match *result {
                 Ok(l) => {
                     app.segment_error = None;
-                    app.preview_index = 0;
-                    app.install(l);
+                    app.install_keeping_recipient(l);
                 }
                 Err(e) => app.segment_error = Some(e),
+            }
+            if app.save_pending && app.recount_due.is_none() {
+                app.save_pending = false;
+                app.save_now();
             }
         }
         Action::DryRunDone(r) => {
             app.dry_running = false;
             app.dry_run = Some(r);
+        }
+        Action::TestSent(r) => {
+            app.testing = false;
+            app.test_result = Some(r);
         }
         Action::SendDone(r) => {
             if let Some(s) = &mut app.sending {
@@ -901,7 +1107,11 @@ fn submit_prompt(app: &mut App) -> Option<Action> {
     match prompt.kind {
         PromptKind::SmtpUrl => match tact::send::SmtpTarget::parse(&typed, None) {
             Ok(_) => {
-                app.smtp_url = Some(typed);
+                app.smtp_url = Some(typed.clone());
+                if let Some(to) = app.pending_test.take() {
+                    start_test(app, typed, to);
+                    return None;
+                }
                 let n = app.recipients_count();
                 app.prompt = Some(Prompt {
                     kind: PromptKind::ConfirmCount(n),
@@ -924,6 +1134,51 @@ fn submit_prompt(app: &mut App) -> Option<Action> {
                 app.effects.push(Effect::Send { url });
             } else {
                 prompt.error = Some(format!("type {n} (the number of recipients) to send"));
+            }
+        }
+        PromptKind::TestTo => {
+            let to: Vec<String> = typed
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            if to.is_empty() {
+                prompt.error = Some("type your own address (several: separate with commas)".into());
+            } else if let Some(bad) = to.iter().find(|a| a.parse::<lettre::Address>().is_err()) {
+                prompt.error = Some(format!("`{bad}` is not an address"));
+            } else {
+                app.test_to = to.join(", ");
+                match app.smtp_url.clone() {
+                    Some(url) => start_test(app, url, to),
+                    None => {
+                        app.pending_test = Some(to);
+                        app.prompt = Some(Prompt {
+                            kind: PromptKind::SmtpUrl,
+                            input: TextInput::default(),
+                            error: None,
+                        });
+                    }
+                }
+            }
+        }
+        PromptKind::Find => {
+            let l = app.loaded.as_ref()?;
+            match find(l, &typed) {
+                Found::Recipient(i) => {
+                    app.prompt = None;
+                    app.preview_index = i;
+                    app.preview_scroll = 0;
+                    app.refresh_preview();
+                }
+                Found::Excluded { line, reason } => {
+                    prompt.error = Some(format!("line {line}: gets no message ({reason})"));
+                }
+                Found::Nowhere => {
+                    prompt.error = Some(
+                        "not in the audience file (or on a malformed line, which has no address)"
+                            .into(),
+                    );
+                }
             }
         }
         PromptKind::AckReason(i) => {
@@ -950,6 +1205,7 @@ fn submit_prompt(app: &mut App) -> Option<Action> {
             app.recounting = true;
             app.effects.push(Effect::Recount {
                 generation: app.generation,
+                base: Arc::clone(&l.prepared),
                 campaign: Box::new(campaign),
             });
         }

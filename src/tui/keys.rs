@@ -1,6 +1,8 @@
 //! The one key table: it turns key presses into actions and is what the `?` overlay lists.
 
-use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::event::{
+    Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind,
+};
 
 use super::app::{Action, App, Tab};
 
@@ -134,6 +136,36 @@ pub const KEYS: &[Binding] = &[
         Action::StartEdit
     }),
     b(
+        Scope::Tab(Tab::Template),
+        Left,
+        "←/→ h/l",
+        "previous / next file",
+        || Action::Left,
+    ),
+    b(Scope::Tab(Tab::Template), Right, "", "", || Action::Right),
+    b(Scope::Tab(Tab::Template), Char('h'), "", "", || {
+        Action::Left
+    }),
+    b(Scope::Tab(Tab::Template), Char('l'), "", "", || {
+        Action::Right
+    }),
+    b(
+        Scope::Tab(Tab::Template),
+        Up,
+        "↑/↓ k/j PgUp/PgDn",
+        "scroll",
+        || Action::Up,
+    ),
+    b(Scope::Tab(Tab::Template), Down, "", "", || Action::Down),
+    b(Scope::Tab(Tab::Template), Char('k'), "", "", || Action::Up),
+    b(Scope::Tab(Tab::Template), Char('j'), "", "", || {
+        Action::Down
+    }),
+    b(Scope::Tab(Tab::Template), PageUp, "", "", || Action::PageUp),
+    b(Scope::Tab(Tab::Template), PageDown, "", "", || {
+        Action::PageDown
+    }),
+    b(
         Scope::Tab(Tab::Check),
         Up,
         "↑/↓ k/j",
@@ -171,6 +203,13 @@ pub const KEYS: &[Binding] = &[
     ),
     b(
         Scope::Tab(Tab::Preview),
+        Char('f'),
+        "f",
+        "find a recipient by address",
+        || Action::Find,
+    ),
+    b(
+        Scope::Tab(Tab::Preview),
         Up,
         "↑/↓ k/j",
         "scroll the message",
@@ -187,6 +226,13 @@ pub const KEYS: &[Binding] = &[
         || Action::DryRun,
     ),
     b(Scope::Tab(Tab::Send), Enter, "", "", || Action::DryRun),
+    b(
+        Scope::Tab(Tab::Send),
+        Char('t'),
+        "t",
+        "test: send to yourself ([TEST] subject; not in the ledger)",
+        || Action::TestSend,
+    ),
     b(
         Scope::Tab(Tab::Send),
         Char('S'),
@@ -216,7 +262,7 @@ pub const KEYS: &[Binding] = &[
         Global,
         Char('e'),
         "e",
-        "open the campaign file in $EDITOR, then reload",
+        "open in $EDITOR (Template: the file shown), then reload",
         || Action::Editor,
     ),
     b(Global, Char('r'), "r", "reveal / mask addresses", || {
@@ -243,6 +289,12 @@ pub fn action_for_event(app: &App, ev: &Event) -> Option<Action> {
     match ev {
         Event::Key(k) if k.kind == KeyEventKind::Press => action_for_key(app, *k),
         Event::Resize(..) => Some(Action::Resize),
+        // The wheel scrolls what ↑/↓ scroll; it does nothing while a prompt or help is up.
+        Event::Mouse(m) if app.prompt.is_none() && !app.help => match m.kind {
+            MouseEventKind::ScrollUp => Some(Action::Up),
+            MouseEventKind::ScrollDown => Some(Action::Down),
+            _ => None,
+        },
         _ => None,
     }
 }

@@ -8,6 +8,7 @@
 
 mod app;
 mod keys;
+mod source;
 mod view;
 mod work;
 
@@ -56,10 +57,20 @@ pub fn run(g: &Globals, campaign: Option<PathBuf>) -> anyhow::Result<u8> {
         None => App::picking(work::find_campaigns(&std::env::current_dir()?), ctx),
     };
     let (tx, rx) = mpsc::channel();
+    // ratatui's hook (installed by init) restores raw mode and the screen; mouse reporting
+    // is ours to switch off, or a panic would leave the shell printing escape codes.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = mouse(false);
+        hook(info);
+    }));
     loop {
         // ratatui::init installs a panic hook that restores the terminal first.
         let mut terminal = ratatui::init();
-        let exit = run_loop(&mut terminal, &mut app, &tx, &rx, crossterm_event);
+        let exit = mouse(true)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| run_loop(&mut terminal, &mut app, &tx, &rx, crossterm_event));
+        let _ = mouse(false);
         ratatui::restore();
         match exit? {
             Exit::Quit => return Ok(0),
@@ -68,6 +79,16 @@ pub fn run(g: &Globals, campaign: Option<PathBuf>) -> anyhow::Result<u8> {
                 dispatch(&mut app, Action::Reload);
             }
         }
+    }
+}
+
+/// Mouse reporting on (the wheel scrolls) or off (before the terminal is given back).
+fn mouse(on: bool) -> io::Result<()> {
+    use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+    if on {
+        ratatui::crossterm::execute!(io::stdout(), EnableMouseCapture)
+    } else {
+        ratatui::crossterm::execute!(io::stdout(), DisableMouseCapture)
     }
 }
 
@@ -117,10 +138,20 @@ where
 {
     loop {
         terminal.draw(|f| f.render_widget(&*app, f.area()))?;
-        if let Some(ev) = next_event(app, Duration::from_millis(50))?
-            && let Some(a) = keys::action_for_event(app, &ev)
-        {
-            dispatch(app, a);
+        // Every key already typed is handled before the next draw, so a slow frame (a
+        // large preview) never makes typing lag behind; none is dropped either way.
+        let mut wait = Duration::from_millis(50);
+        for _ in 0..256 {
+            let Some(ev) = next_event(app, wait)? else {
+                break;
+            };
+            if let Some(a) = keys::action_for_event(app, &ev) {
+                dispatch(app, a);
+            }
+            wait = Duration::ZERO;
+            if app.quit || !app.effects.is_empty() {
+                break;
+            }
         }
         while let Ok(a) = rx.try_recv() {
             dispatch(app, a);
@@ -151,11 +182,12 @@ pub fn perform(app: &App, effect: Effect, tx: &Sender<Action>) {
         }
         Effect::Recount {
             generation,
+            base,
             campaign,
         } => {
             let facts = Arc::clone(&app.facts);
             std::thread::spawn(move || {
-                let result = Box::new(work::recount(*campaign, &ctx, &facts));
+                let result = Box::new(work::recount_on(&base, *campaign, &ctx, &facts));
                 let _ = tx.send(Action::Recounted { generation, result });
             });
         }
@@ -178,6 +210,15 @@ pub fn perform(app: &App, effect: Effect, tx: &Sender<Action>) {
             std::thread::spawn(move || {
                 let r = work::send(campaign, &ctx, &url, &tally, &stop);
                 let _ = tx.send(Action::SendDone(r));
+            });
+        }
+        Effect::TestSend { url, to } => {
+            let Some(l) = &app.loaded else { return };
+            let p = Arc::clone(&l.prepared);
+            let recipients = l.recipients();
+            std::thread::spawn(move || {
+                let r = work::send_test(&p, &ctx.keys, &recipients, &url, &to);
+                let _ = tx.send(Action::TestSent(r));
             });
         }
         Effect::Save { path, segment } => {

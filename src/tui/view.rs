@@ -11,11 +11,27 @@ use ratatui::widgets::{
     Table, Tabs, Widget, Wrap,
 };
 
+use std::collections::HashMap;
+
 use tact::check::Level;
 use tact::plan::{Counts, Reason};
+use tact::schema::FieldClass;
 
 use super::app::{App, Loaded, PromptKind, Tab, mask};
 use super::keys::{KEYS, Scope, active_scopes};
+use super::source;
+
+/// Every class, in level order, for the Template screen's legend.
+pub const CLASSES: [FieldClass; 8] = [
+    FieldClass::Routing,
+    FieldClass::Declared,
+    FieldClass::Transactional,
+    FieldClass::Behavioural,
+    FieldClass::QuasiIdentifier,
+    FieldClass::HighRisk,
+    FieldClass::Special,
+    FieldClass::Unclassified,
+];
 
 /// Colour only when NO_COLOR is unset; bold and reverse still mark things without it.
 #[derive(Clone, Copy)]
@@ -56,6 +72,45 @@ impl Theme {
 
     fn selected(self) -> Style {
         Style::new().add_modifier(Modifier::REVERSED)
+    }
+
+    fn class(self, c: FieldClass) -> Style {
+        class_style(self.colour, c)
+    }
+}
+
+/// A customer field by class: a colour each, or with NO_COLOR a distinct mix of italic,
+/// underline, bold and reverse.
+pub fn class_style(colour: bool, c: FieldClass) -> Style {
+    if colour {
+        let colour = match c {
+            FieldClass::Routing => Color::Blue,
+            FieldClass::Declared => Color::Green,
+            FieldClass::Transactional => Color::Cyan,
+            FieldClass::Behavioural => Color::Yellow,
+            FieldClass::QuasiIdentifier => Color::Magenta,
+            FieldClass::HighRisk => Color::LightRed,
+            FieldClass::Special => Color::Red,
+            FieldClass::Unclassified => Color::Gray,
+        };
+        let s = Style::new().fg(colour).add_modifier(Modifier::BOLD);
+        match c {
+            FieldClass::Special => s.add_modifier(Modifier::REVERSED),
+            FieldClass::Unclassified => s.add_modifier(Modifier::UNDERLINED),
+            _ => s,
+        }
+    } else {
+        let m = match c {
+            FieldClass::Routing => Modifier::ITALIC,
+            FieldClass::Declared => Modifier::UNDERLINED,
+            FieldClass::Transactional => Modifier::BOLD,
+            FieldClass::Behavioural => Modifier::BOLD | Modifier::UNDERLINED,
+            FieldClass::QuasiIdentifier => Modifier::REVERSED,
+            FieldClass::HighRisk => Modifier::REVERSED | Modifier::UNDERLINED,
+            FieldClass::Special => Modifier::REVERSED | Modifier::BOLD,
+            FieldClass::Unclassified => Modifier::BOLD | Modifier::ITALIC,
+        };
+        Style::new().add_modifier(m)
     }
 }
 
@@ -159,6 +214,7 @@ impl Widget for &App {
                     Tab::Overview => overview(self, l, t, inner, buf),
                     Tab::Audience => audience(self, l, t, inner, buf),
                     Tab::Segment => segment(self, l, t, inner, buf),
+                    Tab::Template => template(self, l, t, inner, buf),
                     Tab::Check => check(self, l, t, inner, buf),
                     Tab::Preview => preview(self, t, inner, buf),
                     Tab::Send => send(self, l, t, inner, buf),
@@ -205,8 +261,11 @@ fn status_line(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
                     Tab::Audience => "↑/↓ rows · r reveal · Tab next · ? help · q quit",
                     Tab::Segment => "Enter edit · s save · Tab next · ? help · q quit",
                     Tab::Check => "↑/↓ finding · a acknowledge · Tab next · ? help · q quit",
-                    Tab::Preview => "←/→ recipient · g variant · r reveal · ? help · q quit",
-                    Tab::Send => "d dry run · S send · Tab next · ? help · q quit",
+                    Tab::Template => "←/→ file · ↑/↓ scroll · e edit this file · ? help · q quit",
+                    Tab::Preview => {
+                        "←/→ recipient · f find · g variant · r reveal · ? help · q quit"
+                    }
+                    Tab::Send => "d dry run · t test to me · S send · ? help · q quit",
                     Tab::Overview => "Tab next screen · / segment · ? help · q quit",
                 }
             };
@@ -543,6 +602,85 @@ fn segment(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     Paragraph::new(lines).render(area, buf);
 }
 
+/// The subject, preheader and template sources with every customer field marked by class.
+fn template(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
+    let n = l.sources.len();
+    let Some(src) = l.sources.get(app.template_index.min(n.saturating_sub(1))) else {
+        Line::raw("no template sources").render(area, buf);
+        return;
+    };
+    let index = app.template_index.min(n.saturating_sub(1)) + 1;
+    let classes: HashMap<String, FieldClass> = l
+        .prepared
+        .fields
+        .iter()
+        .map(|f| (f.name.clone(), f.class.class()))
+        .collect();
+    let runs = source::highlight(&src.text, &classes);
+    let mut here: Vec<(String, FieldClass)> = Vec::new();
+    for (name, class) in runs.iter().flatten().filter_map(|(s, c)| c.map(|c| (s, c))) {
+        if !here.iter().any(|(n, _)| n == name) {
+            here.push((name.clone(), class));
+        }
+    }
+    let mut head = vec![
+        Line::from(vec![
+            Span::styled(format!("file {index} of {n}: "), t.bold()),
+            Span::styled(src.label.clone(), t.bold()),
+            Span::styled(format!("  e edits {}", source::tidy(&src.path)), t.dim()),
+        ]),
+        Line::raw(if src.uses.is_empty() {
+            "uses no other template file".to_string()
+        } else {
+            src.uses.join(" · ")
+        }),
+    ];
+    let mut fields = vec![Span::styled("customer fields here: ", t.bold())];
+    if here.is_empty() {
+        fields.push(Span::raw("none"));
+    }
+    for (i, (name, class)) in here.iter().enumerate() {
+        if i > 0 {
+            fields.push(Span::raw(", "));
+        }
+        fields.push(Span::styled(name.clone(), t.class(*class)));
+        fields.push(Span::raw(format!(" ({class})")));
+    }
+    head.push(Line::from(fields));
+    let mut legend = vec![Span::styled("classes: ", t.dim())];
+    for c in CLASSES {
+        legend.push(Span::styled(c.as_str(), t.class(c)));
+        legend.push(Span::raw(" "));
+    }
+    head.push(Line::from(legend));
+    let head_height = head
+        .iter()
+        .map(|l| (l.width() as u16).div_ceil(area.width.max(1)).max(1))
+        .sum::<u16>();
+    let [top, body] =
+        Layout::vertical([Constraint::Length(head_height), Constraint::Min(3)]).areas(area);
+    Paragraph::new(head)
+        .wrap(Wrap { trim: false })
+        .render(top, buf);
+    let lines: Vec<Line> = runs
+        .into_iter()
+        .enumerate()
+        .map(|(i, runs)| {
+            let mut spans = vec![Span::styled(format!("{:>4} ", i + 1), t.dim())];
+            spans.extend(runs.into_iter().map(|(s, c)| match c {
+                Some(c) => Span::styled(s, t.class(c)),
+                None => Span::raw(s),
+            }));
+            Line::from(spans)
+        })
+        .collect();
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .scroll((app.template_scroll, 0))
+        .block(Block::default().borders(Borders::TOP).border_style(t.dim()))
+        .render(body, buf);
+}
+
 fn check(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     let r = &l.report;
     let fields_height = (r.fields.len() as u16 + 2).min(area.height / 2);
@@ -751,6 +889,13 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
         ),
         kv(
             t,
+            "t",
+            vec![Span::raw(
+                "test to yourself: the first personalised and generic messages, [TEST] subject, not in the ledger",
+            )],
+        ),
+        kv(
+            t,
             "S",
             vec![Span::raw(
                 "send for real: type the recipient count to confirm; Esc stops",
@@ -758,6 +903,17 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
         ),
         Line::raw(""),
     ];
+    if app.testing {
+        lines.push(Line::styled("test: sending to you…", t.fg(Color::Yellow)));
+    }
+    match &app.test_result {
+        Some(Ok(s)) => lines.push(Line::raw(s.clone())),
+        Some(Err(e)) => lines.push(Line::styled(
+            format!("test not sent: {e}"),
+            t.fg(Color::Red),
+        )),
+        None => {}
+    }
     if app.dry_running {
         lines.push(Line::styled(
             "dry run: building every message…",
@@ -852,6 +1008,15 @@ fn prompt(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
         PromptKind::ConfirmCount(n) => (
             " confirm the send ".to_string(),
             format!("this sends {n} real emails. Type {n} and Enter to send; Esc cancels"),
+        ),
+        PromptKind::TestTo => (
+            " test to yourself ".to_string(),
+            "your own address(es), comma-separated (TACT_TEST_TO fills this in): each gets the personalised and the generic message, subject [TEST], not recorded in the ledger"
+                .to_string(),
+        ),
+        PromptKind::Find => (
+            " find a recipient ".to_string(),
+            "the address to look for (any case); it is not written anywhere".to_string(),
         ),
         PromptKind::AckReason(_) => (
             " acknowledge the caution ".to_string(),

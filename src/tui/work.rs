@@ -47,13 +47,34 @@ pub fn load(path: &Path, ctx: &Ctx) -> Result<(Loaded, Facts), String> {
     Ok((loaded, facts))
 }
 
-/// The same plan for a campaign changed in memory (a new segment, an acknowledgement).
-pub fn recount(campaign: Campaign, ctx: &Ctx, facts: &Facts) -> Result<Loaded, String> {
-    let p = Prepared::from_campaign(campaign, ctx.now).map_err(|e| match e {
+fn segment_error(e: tact::Error) -> String {
+    match e {
         // The segment's message already says what and where; the file name is noise here.
         tact::Error::Input { message, .. } => message,
         e => chain(&e),
-    })?;
+    }
+}
+
+/// The same plan for a campaign changed in memory, read from the files again.
+pub fn recount(campaign: Campaign, ctx: &Ctx, facts: &Facts) -> Result<Loaded, String> {
+    let p = Prepared::from_campaign(campaign, ctx.now).map_err(segment_error)?;
+    let (plan, report) = tact::check::run(&p, &ctx.keys, facts, ctx.now);
+    Ok(Loaded::new(p, plan, report))
+}
+
+/// The plan for a campaign changed in memory (a new segment, an acknowledgement), on the
+/// audience already loaded: a segment edit does not read a 1M-row file again unless it
+/// needs a column that was never loaded.
+pub fn recount_on(
+    base: &Prepared,
+    campaign: Campaign,
+    ctx: &Ctx,
+    facts: &Facts,
+) -> Result<Loaded, String> {
+    let mut p = base
+        .with_segment(campaign.segment.as_deref(), ctx.now)
+        .map_err(segment_error)?;
+    p.campaign = campaign;
     let (plan, report) = tact::check::run(&p, &ctx.keys, facts, ctx.now);
     Ok(Loaded::new(p, plan, report))
 }
@@ -154,6 +175,60 @@ pub fn send(
         now: ctx.now,
     };
     tact::send::send_all(run, ledger, jobs, &target, opts).map_err(|e| chain(&e))
+}
+
+/// `tact send --test`: the first personalised and the first generic recipient's messages,
+/// subject prefixed `[TEST] `, to each of `to`; nothing is recorded in the ledger. Says
+/// what the server did with each, never whose data was used.
+pub fn send_test(
+    p: &Prepared,
+    keys: &Keys,
+    recipients: &[(usize, bool)],
+    url: &str,
+    to: &[String],
+) -> Result<String, String> {
+    let target =
+        SmtpTarget::parse(url, std::env::var("TACT_SMTP_PASSWORD").ok()).map_err(|e| chain(&e))?;
+    let mut messages = Vec::new();
+    let mut variants = Vec::new();
+    for pick in [true, false] {
+        let Some(&(row, personalised)) = recipients.iter().find(|r| r.1 == pick) else {
+            continue;
+        };
+        let letter = p
+            .letter(keys, row, personalised)
+            .map_err(|e| format!("{}: {}", e.reason.key(), e.detail))?;
+        variants.push(if personalised {
+            "personalised"
+        } else {
+            "generic"
+        });
+        for addr in to {
+            let address: lettre::Address = addr
+                .parse()
+                .map_err(|_| format!("`{addr}` is not an address"))?;
+            let msg = tact::message::build(
+                &p.campaign,
+                &letter,
+                addr,
+                std::time::SystemTime::now(),
+                "[TEST] ",
+            )
+            .map_err(|e| chain(&e))?;
+            messages.push((address, msg));
+        }
+    }
+    if messages.is_empty() {
+        return Err("no recipients: nothing to render for a test".into());
+    }
+    let n = messages.len();
+    let results = tact::send::send_tests(&target, &p.campaign, messages).map_err(|e| chain(&e))?;
+    Ok(format!(
+        "test: {n} message(s) ({} to {} address(es)): {}; not recorded in the ledger",
+        variants.join(" + "),
+        to.len(),
+        results.join(", ")
+    ))
 }
 
 fn read(path: &Path) -> Result<toml_edit::DocumentMut, String> {
