@@ -118,6 +118,10 @@ pub struct Report {
     pub self_check: Vec<SelfCheckMiss>,
     #[serde(skip)]
     pub problems: Vec<RowProblem>,
+    /// Every recipient was rendered: false for a `preliminary` report, whose verdict is
+    /// not final and which nothing may be sent on.
+    #[serde(skip)]
+    pub rendered: bool,
 }
 
 impl Report {
@@ -140,15 +144,28 @@ impl Report {
         }
     }
 
-    /// Whether anything may be sent from this campaign.
+    /// Whether anything may be sent from this campaign: only on the full check.
     pub fn sendable(&self) -> bool {
-        self.exit_code() == 0
+        self.rendered && self.exit_code() == 0
     }
 }
 
 /// Renders every planned recipient, moves the ones whose render fails to their reason, and
 /// returns what the rules need to know about the renders.
 pub fn render_all(p: &Prepared, keys: &Keys, plan: &mut Plan, now: DateTime<Utc>) -> RenderStats {
+    render_all_unless(p, keys, plan, now, &|| false).unwrap_or_default()
+}
+
+/// `render_all` that gives up as soon as `cancelled` says so (the composer's segment
+/// changed again, so this render is of a plan nobody will look at): None, and the plan is
+/// left as it was. Checked before each recipient, so it stops within one render per core.
+pub fn render_all_unless(
+    p: &Prepared,
+    keys: &Keys,
+    plan: &mut Plan,
+    now: DateTime<Utc>,
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Option<RenderStats> {
     let stale_fields: Vec<(&str, usize)> = p
         .fields
         .iter()
@@ -176,9 +193,9 @@ pub fn render_all(p: &Prepared, keys: &Keys, plan: &mut Plan, now: DateTime<Utc>
         .par_iter()
         .map(|d: &Decision| {
             let personalised = match d.outcome {
-                Outcome::Personalised => true,
-                Outcome::Generic => false,
-                Outcome::Excluded(_) => {
+                Outcome::Personalised if !cancelled() => true,
+                Outcome::Generic if !cancelled() => false,
+                _ => {
                     return One {
                         problem: None,
                         unsub_text: true,
@@ -221,6 +238,9 @@ pub fn render_all(p: &Prepared, keys: &Keys, plan: &mut Plan, now: DateTime<Utc>
             }
         })
         .collect();
+    if cancelled() {
+        return None;
+    }
     let mut stats = RenderStats {
         stale: stale_fields
             .iter()
@@ -244,7 +264,7 @@ pub fn render_all(p: &Prepared, keys: &Keys, plan: &mut Plan, now: DateTime<Utc>
             stats.stale[i].1 += usize::from(*s);
         }
     }
-    stats
+    Some(stats)
 }
 
 /// Tera escapes `/` and `&` in HTML; the URL in an autoescaped part reads that way.
@@ -312,8 +332,46 @@ pub fn self_check(p: &Prepared, keys: &Keys) -> Vec<SelfCheckMiss> {
 /// Plans, renders everyone, applies every rule.
 pub fn run(p: &Prepared, keys: &Keys, facts: &Facts, now: DateTime<Utc>) -> (Plan, Report) {
     let mut plan = p.plan(keys, facts, now);
-    let stats = render_all(p, keys, &mut plan, now);
-    let counts = plan.counts();
+    let report = finish(p, keys, &mut plan, now);
+    (plan, report)
+}
+
+/// The check of a plan: renders everyone (moving render failures to their reason), then
+/// applies every rule to the final counts.
+pub fn finish(p: &Prepared, keys: &Keys, plan: &mut Plan, now: DateTime<Utc>) -> Report {
+    let stats = render_all(p, keys, plan, now);
+    report(p, plan.counts(), stats, self_check(p, keys))
+}
+
+/// `finish` that gives up when `cancelled` says so (see `render_all_unless`).
+pub fn finish_unless(
+    p: &Prepared,
+    keys: &Keys,
+    plan: &mut Plan,
+    now: DateTime<Utc>,
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Option<Report> {
+    let stats = render_all_unless(p, keys, plan, now, cancelled)?;
+    Some(report(p, plan.counts(), stats, self_check(p, keys)))
+}
+
+/// What is known before anyone is rendered: the plan's counts and the findings of the rules
+/// that look only at the fields and the counts. The rules about renders (unsubscribe link,
+/// postal address, stale behaviour) have not run, and render failures are still counted
+/// as recipients, so this report is never `rendered` and never `sendable`: the composer
+/// shows it at once and "checking…" for the verdict until `finish` replaces it.
+pub fn preliminary(p: &Prepared, plan: &Plan) -> Report {
+    let mut r = report(p, plan.counts(), RenderStats::default(), Vec::new());
+    r.rendered = false;
+    r
+}
+
+fn report(
+    p: &Prepared,
+    counts: Counts,
+    stats: RenderStats,
+    self_check: Vec<SelfCheckMiss>,
+) -> Report {
     let mut findings = rules(p, &counts, &stats);
     acknowledge(&mut findings, &p.campaign.policy.acknowledge);
     let verdict = findings.iter().map(|f| f.level).max().unwrap_or(Level::Ok);
@@ -329,16 +387,16 @@ pub fn run(p: &Prepared, keys: &Keys, facts: &Facts, now: DateTime<Utc>) -> (Pla
             ty: f.ty.as_str(),
         })
         .collect();
-    let report = Report {
+    Report {
         campaign: p.campaign.name.clone(),
         verdict,
         findings,
         fields,
         audience: counts,
-        self_check: self_check(p, keys),
+        self_check,
         problems: stats.problems,
-    };
-    (plan, report)
+        rendered: true,
+    }
 }
 
 fn names<'a>(it: impl Iterator<Item = &'a str>) -> Vec<String> {

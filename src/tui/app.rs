@@ -4,16 +4,19 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use tact::campaign::{Acknowledgement, Campaign};
 use tact::check::{Level, Report};
-use tact::plan::{Facts, Outcome, Plan, Prepared, Reason};
+use tact::plan::{BasePlan, Facts, Outcome, Plan, Prepared, Reason};
 use tact::send::{Summary, Tally};
 use tact::state::Keys;
 
 use super::source::SourceFile;
+
+/// The start of the status that asks to wait for the check; the check's end clears it.
+const STILL_CHECKING: &str = "still checking every recipient";
 
 /// How long the segment must stay unchanged before it is recounted.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -112,6 +115,11 @@ pub enum Action {
         generation: u64,
         result: Box<Result<Loaded, String>>,
     },
+    /// The full check of the plan counted for `generation`.
+    Checked {
+        generation: u64,
+        result: Box<Checked>,
+    },
     DryRunDone(Result<DryRunSummary, String>),
     TestSent(Result<String, String>),
     SendDone(Result<Summary, String>),
@@ -132,7 +140,16 @@ pub enum Effect {
     Recount {
         generation: u64,
         base: Arc<Prepared>,
+        /// The part of `base`'s plan no segment changes.
+        rows: Arc<BasePlan>,
         campaign: Box<Campaign>,
+    },
+    /// Render every recipient of the plan just counted: the verdict and the final counts.
+    /// Abandoned as soon as the generation moves on.
+    Check {
+        generation: u64,
+        prepared: Arc<Prepared>,
+        plan: Box<Plan>,
     },
     DryRun,
     Send {
@@ -156,10 +173,13 @@ pub enum Effect {
     Editor(PathBuf),
 }
 
-/// What the loader and the recount hand back: one plan, as `check` computes it.
+/// What the loader and the recount hand back: one plan, counted at once; `report` is
+/// `check::preliminary` (not `rendered`) until the full check's `Checked` replaces it.
 #[derive(Debug)]
 pub struct Loaded {
     pub prepared: Arc<Prepared>,
+    /// The segment-independent part of the plan, reused by every segment edit.
+    pub base: Arc<BasePlan>,
     pub plan: Plan,
     pub report: Report,
     /// Every excluded row by line, malformed rows included, in file order.
@@ -168,45 +188,98 @@ pub struct Loaded {
     pub sources: Vec<SourceFile>,
 }
 
+/// The full check of a `Loaded` plan: every recipient rendered.
+#[derive(Debug)]
+pub struct Checked {
+    pub prepared: Arc<Prepared>,
+    pub plan: Plan,
+    pub report: Report,
+    pub excluded: Vec<ExcludedRow>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExcludedRow {
     pub line: u64,
     pub reason: &'static str,
-    /// None for a malformed row: it has no trustworthy address.
-    pub email: Option<String>,
+    /// The audience row, for its address; None for a malformed row: it has no
+    /// trustworthy address.
+    pub row: Option<u32>,
+}
+
+/// The excluded rows of a plan by line: decisions are in file order, and so are the
+/// malformed rows, so the two lists merge without a sort.
+pub fn excluded_rows(p: &Prepared, plan: &Plan) -> Vec<ExcludedRow> {
+    let lines = &p.audience.lines;
+    let mut planned = plan
+        .decisions
+        .iter()
+        .filter_map(|d| match d.outcome {
+            Outcome::Excluded(r) => Some(ExcludedRow {
+                line: lines[d.row as usize],
+                reason: r.key(),
+                row: Some(d.row),
+            }),
+            _ => None,
+        })
+        .peekable();
+    let mut malformed = p
+        .audience
+        .malformed
+        .iter()
+        .map(|m| ExcludedRow {
+            line: m.line,
+            reason: Reason::MalformedRow.key(),
+            row: None,
+        })
+        .peekable();
+    let mut out = Vec::new();
+    loop {
+        let take_planned = match (planned.peek(), malformed.peek()) {
+            (Some(a), Some(b)) => a.line <= b.line,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        out.extend(if take_planned {
+            planned.next()
+        } else {
+            malformed.next()
+        });
+    }
+    out
 }
 
 impl Loaded {
-    pub fn new(prepared: Prepared, plan: Plan, report: Report) -> Loaded {
-        let mut excluded: Vec<ExcludedRow> = plan
-            .decisions
-            .iter()
-            .filter_map(|d| match d.outcome {
-                Outcome::Excluded(r) => Some(ExcludedRow {
-                    line: prepared.audience.lines[d.row as usize],
-                    reason: r.key(),
-                    email: Some(prepared.audience.email(d.row as usize).to_string()),
-                }),
-                _ => None,
-            })
-            .chain(prepared.audience.malformed.iter().map(|m| ExcludedRow {
-                line: m.line,
-                reason: Reason::MalformedRow.key(),
-                email: None,
-            }))
-            .collect();
-        excluded.sort_by_key(|r| r.line);
+    pub fn new(prepared: Prepared, base: Arc<BasePlan>, plan: Plan, report: Report) -> Loaded {
         Loaded {
+            excluded: excluded_rows(&prepared, &plan),
             sources: super::source::sources(&prepared),
             prepared: Arc::new(prepared),
+            base,
             plan,
             report,
-            excluded,
         }
+    }
+
+    /// Every recipient rendered: the verdict and counts are final.
+    pub fn checked(&self) -> bool {
+        self.report.rendered
+    }
+
+    /// Takes the full check's plan and report.
+    pub fn finish(&mut self, c: Checked) {
+        self.plan = c.plan;
+        self.report = c.report;
+        self.excluded = c.excluded;
     }
 
     pub fn recipients(&self) -> Vec<(usize, bool)> {
         self.plan.recipients().collect()
+    }
+
+    /// The address of an excluded row (None for a malformed one).
+    pub fn excluded_email(&self, r: &ExcludedRow) -> Option<&str> {
+        r.row.map(|row| self.prepared.audience.email(row as usize))
     }
 }
 
@@ -342,7 +415,12 @@ pub struct App {
     pub editing: bool,
     pub segment_error: Option<String>,
     pub recount_due: Option<Instant>,
+    /// Counts every load and recount; an answer for an older one is ignored.
     pub generation: u64,
+    /// `generation`, for the workers: a full check stops when it moves on.
+    pub latest: Arc<AtomicU64>,
+    /// `d` was pressed while the check was still running: the dry run starts after it.
+    pub dry_run_pending: bool,
     pub recounting: bool,
     /// The segment differs from the file.
     pub dirty: bool,
@@ -399,6 +477,8 @@ impl App {
             segment_error: None,
             recount_due: None,
             generation: 0,
+            latest: Arc::new(AtomicU64::new(0)),
+            dry_run_pending: false,
             recounting: false,
             dirty: false,
             finding_index: 0,
@@ -439,6 +519,7 @@ impl App {
     }
 
     fn open(&mut self, path: PathBuf) {
+        self.next_generation();
         self.loading = true;
         self.loaded = None;
         self.load_error = None;
@@ -474,12 +555,12 @@ impl App {
     /// Rebuilds the preview of the selected recipient.
     pub fn refresh_preview(&mut self) {
         self.preview = self.loaded.as_ref().and_then(|l| {
-            let recipients = l.recipients();
-            if recipients.is_empty() {
+            let n = l.report.audience.recipients();
+            if n == 0 {
                 return None;
             }
-            let i = self.preview_index.min(recipients.len() - 1);
-            let (row, planned) = recipients[i];
+            let i = self.preview_index.min(n - 1);
+            let (row, planned) = l.plan.recipients().nth(i)?;
             Some(render_preview(
                 &l.prepared,
                 &self.ctx.keys,
@@ -496,20 +577,84 @@ impl App {
         self.recount_due = Some(Instant::now() + DEBOUNCE);
     }
 
+    /// A new load or recount: whatever the workers still do for the old one is moot.
+    fn next_generation(&mut self) -> u64 {
+        self.generation += 1;
+        self.latest.store(self.generation, Ordering::SeqCst);
+        self.generation
+    }
+
     fn start_recount(&mut self) -> Option<Action> {
         let l = self.loaded.as_ref()?;
         let mut campaign = l.prepared.campaign.clone();
         let s = self.segment.text.trim();
         campaign.segment = (!s.is_empty()).then(|| s.to_string());
-        self.generation += 1;
-        self.recounting = true;
         self.recount_due = None;
+        self.recount(campaign);
+        None
+    }
+
+    /// Plans `campaign` again on the loaded audience (off the UI thread).
+    fn recount(&mut self, campaign: Campaign) {
+        let generation = self.next_generation();
+        let Some(l) = &self.loaded else { return };
+        self.recounting = true;
         self.effects.push(Effect::Recount {
-            generation: self.generation,
+            generation,
             base: Arc::clone(&l.prepared),
+            rows: Arc::clone(&l.base),
             campaign: Box::new(campaign),
         });
-        None
+    }
+
+    /// Starts the full check of the plan on screen, unless it already has one.
+    fn start_check(&mut self) {
+        let Some(l) = &self.loaded else { return };
+        if l.checked() {
+            return;
+        }
+        self.effects.push(Effect::Check {
+            generation: self.generation,
+            prepared: Arc::clone(&l.prepared),
+            plan: Box::new(l.plan.clone()),
+        });
+    }
+
+    /// Installs the full check of the plan on screen, staying on the recipient shown.
+    fn finish_check(&mut self, c: Checked) {
+        let Some(l) = &mut self.loaded else { return };
+        if !Arc::ptr_eq(&l.prepared, &c.prepared) {
+            return;
+        }
+        let shown = l
+            .plan
+            .recipients()
+            .nth(self.preview_index)
+            .map(|(row, _)| row);
+        self.preview_index = shown
+            .and_then(|row| c.plan.recipients().position(|(r, _)| r == row))
+            .unwrap_or(0);
+        l.finish(c);
+        self.excluded_index = self.excluded_index.min(l.excluded.len().saturating_sub(1));
+        self.finding_index = self
+            .finding_index
+            .min(l.report.findings.len().saturating_sub(1));
+        self.refresh_preview();
+        if self
+            .status
+            .as_deref()
+            .is_some_and(|s| s.starts_with(STILL_CHECKING))
+        {
+            self.status = None;
+        }
+        if std::mem::take(&mut self.dry_run_pending) {
+            self.effects.push(Effect::DryRun);
+        }
+    }
+
+    /// Whether the plan on screen is still being checked (its verdict not known yet).
+    pub fn checking(&self) -> bool {
+        self.loaded.as_ref().is_some_and(|l| !l.checked())
     }
 
     /// Writes the segment into the campaign file, unless it has an error.
@@ -712,6 +857,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             } else if app.editing {
                 app.editing = false;
             } else if app.picker.is_some() && app.path.is_some() {
+                app.next_generation();
                 app.path = None;
                 app.loaded = None;
                 app.loading = false;
@@ -790,7 +936,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             if app.tab != Tab::Preview || app.in_picker() {
                 return None;
             }
-            let len = app.loaded.as_ref().map_or(0, |l| l.recipients().len());
+            let len = app.recipients_count();
             if len == 0 {
                 return None;
             }
@@ -892,7 +1038,12 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             app.tab = Tab::Send;
             app.dry_running = true;
             app.dry_run = None;
-            app.effects.push(Effect::DryRun);
+            // Built on the checked plan, so render failures are not counted as recipients.
+            if app.checking() {
+                app.dry_run_pending = true;
+            } else {
+                app.effects.push(Effect::DryRun);
+            }
         }
         Action::RealSend => {
             let Some(l) = &app.loaded else { return None };
@@ -900,6 +1051,10 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 return None;
             }
             app.tab = Tab::Send;
+            if !l.checked() {
+                app.set_status(format!("{STILL_CHECKING}: send once the verdict shows"));
+                return None;
+            }
             if !l.report.sendable() {
                 app.set_status(format!(
                     "nothing can be sent: the verdict is {} (see Check)",
@@ -932,6 +1087,10 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 return None;
             }
             app.tab = Tab::Send;
+            if !l.checked() {
+                app.set_status(format!("{STILL_CHECKING}: test once the verdict shows"));
+                return None;
+            }
             // The same gate as `tact send --test`: a test of a campaign that cannot be
             // sent would only rehearse something that will not happen.
             if !l.report.sendable() {
@@ -988,6 +1147,12 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
         Action::Acknowledge => {
             let Some(l) = &app.loaded else { return None };
             app.tab = Tab::Check;
+            if !l.checked() {
+                app.set_status(format!(
+                    "{STILL_CHECKING}: acknowledge once the verdict shows"
+                ));
+                return None;
+            }
             match l.report.findings.get(app.finding_index) {
                 Some(f) if f.level == Level::Caution && !f.acknowledged => {
                     app.prompt = Some(Prompt {
@@ -1047,6 +1212,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                     app.preview_index = 0;
                     app.install(l);
                     app.load_error = None;
+                    app.start_check();
                     // A reload (after the editor) keeps a segment typed but not saved.
                     if let Some(kept) = app.keep_segment.take()
                         && kept != file
@@ -1070,9 +1236,17 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 }
                 Err(e) => app.segment_error = Some(e),
             }
+            // Also after an error: the recount's generation stopped the check of the plan
+            // still on screen, which must not stay "checking…".
+            app.start_check();
             if app.save_pending && app.recount_due.is_none() {
                 app.save_pending = false;
                 app.save_now();
+            }
+        }
+        Action::Checked { generation, result } => {
+            if generation == app.generation {
+                app.finish_check(*result);
             }
         }
         Action::DryRunDone(r) => {
@@ -1201,13 +1375,7 @@ fn submit_prompt(app: &mut App) -> Option<Action> {
             app.effects.push(Effect::Acknowledge { path, ack });
             let s = app.segment.text.trim();
             campaign.segment = (!s.is_empty()).then(|| s.to_string());
-            app.generation += 1;
-            app.recounting = true;
-            app.effects.push(Effect::Recount {
-                generation: app.generation,
-                base: Arc::clone(&l.prepared),
-                campaign: Box::new(campaign),
-            });
+            app.recount(campaign);
         }
     }
     None

@@ -18,6 +18,7 @@ mod tests;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
@@ -176,19 +177,39 @@ pub fn perform(app: &App, effect: Effect, tx: &Sender<Action>) {
     match effect {
         Effect::Load(path) => {
             std::thread::spawn(move || {
-                let r = work::load(&path, &ctx);
+                // The counts first; `Loaded` asks for the full check as its own effect.
+                let r = work::open(&path, &ctx);
                 let _ = tx.send(Action::Loaded(Box::new(r)));
             });
         }
         Effect::Recount {
             generation,
             base,
+            rows,
             campaign,
         } => {
             let facts = Arc::clone(&app.facts);
             std::thread::spawn(move || {
-                let result = Box::new(work::recount_on(&base, *campaign, &ctx, &facts));
+                let result = Box::new(work::recount_on(&base, &rows, *campaign, &ctx, &facts));
                 let _ = tx.send(Action::Recounted { generation, result });
+            });
+        }
+        Effect::Check {
+            generation,
+            prepared,
+            plan,
+        } => {
+            let latest = Arc::clone(&app.latest);
+            std::thread::spawn(move || {
+                // A newer load or segment makes this render moot: stop, so its count is
+                // not kept waiting behind a render of 1M recipients nobody will see.
+                let moot = || latest.load(Ordering::Relaxed) != generation;
+                if let Some(c) = work::check(&prepared, *plan, &ctx.keys, ctx.now, &moot) {
+                    let _ = tx.send(Action::Checked {
+                        generation,
+                        result: Box::new(c),
+                    });
+                }
             });
         }
         Effect::DryRun => {

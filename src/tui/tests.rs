@@ -42,15 +42,29 @@ fn settle(app: &mut App) {
     while !app.effects.is_empty() {
         for e in std::mem::take(&mut app.effects) {
             let answer = match e {
-                Effect::Load(path) => Action::Loaded(Box::new(work::load(&path, &app.ctx))),
+                Effect::Load(path) => Action::Loaded(Box::new(work::open(&path, &app.ctx))),
                 Effect::Recount {
                     generation,
                     base,
+                    rows,
                     campaign,
                 } => Action::Recounted {
                     generation,
-                    result: Box::new(work::recount_on(&base, *campaign, &app.ctx, &app.facts)),
+                    result: Box::new(work::recount_on(
+                        &base, &rows, *campaign, &app.ctx, &app.facts,
+                    )),
                 },
+                Effect::Check {
+                    generation,
+                    prepared,
+                    plan,
+                } => {
+                    let c = work::check(&prepared, *plan, &app.ctx.keys, now(), &|| false);
+                    Action::Checked {
+                        generation,
+                        result: Box::new(c.unwrap()),
+                    }
+                }
                 Effect::DryRun => {
                     let l = app.loaded.as_ref().unwrap();
                     let mut s = work::dry_run(&l.prepared, &app.ctx.keys, &l.recipients(), now());
@@ -321,7 +335,8 @@ fn typing_debounces_the_recount() {
     );
     assert!(matches!(
         &a.effects[..],
-        [Effect::Recount { generation: 1, campaign, .. }] if campaign.segment.as_deref() == Some("country == \"GB\"")
+        [Effect::Recount { generation, campaign, .. }]
+            if *generation == a.generation && campaign.segment.as_deref() == Some("country == \"GB\"")
     ));
 }
 
@@ -348,6 +363,126 @@ fn a_syntax_error_shows_its_column_and_keeps_the_counts() {
     // An unknown column is an error too, never a crash.
     type_segment(&mut a, "countryy == \"GB\"");
     assert!(a.segment_error.as_deref().unwrap().contains("did you mean"));
+}
+
+/// Runs only the load's first step: the counts, without the full check.
+fn counted(name: &str) -> App {
+    let mut a = App::opening(campaign(name), ctx());
+    a.colour = false;
+    let Some(Effect::Load(path)) = a.effects.pop() else {
+        panic!("no load asked for")
+    };
+    let loaded = Box::new(work::open(&path, &a.ctx));
+    dispatch(&mut a, Action::Loaded(loaded));
+    a
+}
+
+/// The check the app asked for, run here.
+fn run_check(a: &mut App) -> Action {
+    let i = a
+        .effects
+        .iter()
+        .position(|e| matches!(e, Effect::Check { .. }))
+        .expect("a check asked for");
+    let Effect::Check {
+        generation,
+        prepared,
+        plan,
+    } = a.effects.remove(i)
+    else {
+        unreachable!()
+    };
+    let c = work::check(&prepared, *plan, &a.ctx.keys, now(), &|| false).unwrap();
+    Action::Checked {
+        generation,
+        result: Box::new(c),
+    }
+}
+
+#[test]
+fn counts_show_first_and_the_verdict_after_the_check() {
+    let mut a = counted("winter-sale");
+    let l = a.loaded.as_ref().unwrap();
+    assert!(!l.checked() && a.checking());
+    // The plan's counts: one recipient's render fails, which only the check finds.
+    assert_eq!(recipients(&a), 221);
+    assert!(
+        !l.report.sendable(),
+        "never sendable on the preliminary report"
+    );
+    let s = screen(&a, 120, 40);
+    assert!(s.contains("Verdict     checking…"), "{s}");
+    assert!(s.contains("before rendering: checking…"), "{s}");
+    // The findings that need no rendering are there already.
+    assert!(s.contains("NOTICE  dkim-by-relay"), "{s}");
+    // Sending, testing and acknowledging wait for the verdict; a dry run is queued.
+    dispatch(&mut a, Action::RealSend);
+    assert!(a.prompt.is_none());
+    assert!(a.status.as_deref().unwrap().contains("still checking"));
+    dispatch(&mut a, Action::TestSend);
+    assert!(a.prompt.is_none());
+    dispatch(&mut a, Action::Acknowledge);
+    assert!(a.prompt.is_none());
+    dispatch(&mut a, Action::DryRun);
+    assert!(a.dry_running && a.dry_run_pending);
+    assert!(!a.effects.iter().any(|e| matches!(e, Effect::DryRun)));
+    let checked = run_check(&mut a);
+    dispatch(&mut a, checked);
+    assert!(a.loaded.as_ref().unwrap().checked() && !a.checking());
+    assert_eq!(recipients(&a), 220);
+    assert!(
+        matches!(&a.effects[..], [Effect::DryRun]),
+        "the queued dry run starts"
+    );
+    go(&mut a, Tab::Overview);
+    let s = screen(&a, 120, 40);
+    assert!(
+        s.contains("Verdict     NOTICE") && !s.contains("checking"),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_segment_edit_makes_the_running_check_moot() {
+    let mut a = counted("winter-sale");
+    let old = run_check(&mut a);
+    let latest = std::sync::Arc::clone(&a.latest);
+    let before = latest.load(Ordering::SeqCst);
+    type_segment(&mut a, "country == \"GB\" and loyalty_tier == \"gold\"");
+    assert!(
+        latest.load(Ordering::SeqCst) > before,
+        "workers see the new generation"
+    );
+    assert_eq!(recipients(&a), 29);
+    // The old check's answer arrives late: ignored.
+    dispatch(&mut a, old);
+    assert_eq!(recipients(&a), 29);
+    assert!(a.loaded.as_ref().unwrap().checked());
+    // A broken segment stops the check of the plan on screen, so it is asked again.
+    let mut a = counted("winter-sale");
+    a.effects.clear();
+    dispatch(&mut a, Action::StartEdit);
+    dispatch(&mut a, Action::Input('('));
+    dispatch(
+        &mut a,
+        Action::Tick(Instant::now() + Duration::from_secs(1)),
+    );
+    let Some(Effect::Recount {
+        generation,
+        base,
+        rows,
+        campaign,
+    }) = a.effects.pop()
+    else {
+        panic!("no recount")
+    };
+    let result = Box::new(work::recount_on(&base, &rows, *campaign, &a.ctx, &a.facts));
+    assert!(result.is_err());
+    dispatch(&mut a, Action::Recounted { generation, result });
+    assert!(a.segment_error.is_some());
+    let checked = run_check(&mut a);
+    dispatch(&mut a, checked);
+    assert!(a.loaded.as_ref().unwrap().checked());
 }
 
 #[test]
@@ -816,7 +951,7 @@ fn find_jumps_to_a_recipient_or_says_why_not_without_the_address() {
     assert_eq!(find(l, &format!("  {addr} ")), Found::Recipient(2));
     assert_eq!(find(l, "nobody@nowhere.example"), Found::Nowhere);
     let excluded = l.excluded[0].clone();
-    let excluded_addr = excluded.email.clone().unwrap();
+    let excluded_addr = l.excluded_email(&excluded).unwrap().to_string();
     dispatch(&mut a, Action::Find);
     assert_eq!(a.tab, Tab::Preview);
     assert_eq!(a.prompt.as_ref().unwrap().kind, PromptKind::Find);
@@ -955,7 +1090,8 @@ fn the_loop_handles_every_key_typed_between_frames() {
     let started = Instant::now();
     let exit = super::run_loop(&mut terminal, &mut a, &tx, &rx, |app, _| {
         assert!(started.elapsed() < Duration::from_secs(30), "never loaded");
-        if app.loaded.is_none() {
+        // The counts come first; wait for the full check too, so no recipient moves.
+        if !app.loaded.as_ref().is_some_and(|l| l.checked()) {
             std::thread::sleep(Duration::from_millis(5));
             return Ok(None);
         }
@@ -1146,8 +1282,8 @@ fn the_loop_runs_effects_on_threads_and_quits() {
     let mut script = vec![Event::Key(key(KeyCode::Char('q')))];
     let exit = super::run_loop(&mut terminal, &mut a, &tx, &rx, |app, _| {
         std::thread::sleep(Duration::from_millis(5));
-        // Wait for the load (on its thread) before pressing q.
-        if app.loaded.is_some() && !script.is_empty() {
+        // Wait for the load and its check (each on a thread) before pressing q.
+        if app.loaded.as_ref().is_some_and(|l| l.checked()) && !script.is_empty() {
             return Ok(Some(script.remove(0)));
         }
         assert!(started.elapsed() < Duration::from_secs(30), "never loaded");

@@ -118,9 +118,23 @@ fn level_text(l: Level) -> String {
     l.as_str().to_uppercase()
 }
 
+/// The verdict, or "checking…" while every recipient is still being rendered.
+fn verdict_span(l: &Loaded, t: Theme) -> Span<'static> {
+    if l.checked() {
+        Span::styled(level_text(l.report.verdict), t.level(l.report.verdict))
+    } else {
+        Span::styled(CHECKING, t.fg(Color::Yellow))
+    }
+}
+
+const CHECKING: &str = "checking…";
+
 /// What the verdict means for sending, in a few words.
 fn verdict_note(l: &Loaded) -> &'static str {
     let r = &l.report;
+    if !l.checked() {
+        return "rendering every recipient; the verdict follows";
+    }
     if !r.self_check.is_empty() {
         return "the self-check found a missed field: fix before sending";
     }
@@ -248,6 +262,8 @@ fn status_line(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
     }
     if app.recounting || app.recount_due.is_some() {
         spans.push(Span::styled("recounting… ", t.fg(Color::Yellow)));
+    } else if app.checking() {
+        spans.push(Span::styled(format!("{CHECKING} "), t.fg(Color::Yellow)));
     }
     match &app.status {
         Some(s) => spans.push(Span::styled(s.clone(), t.bold())),
@@ -366,6 +382,14 @@ fn overview(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
                     "  ({} personalised, {} generic)",
                     c.personalised, c.generic
                 )),
+                Span::styled(
+                    if l.checked() {
+                        ""
+                    } else {
+                        "  before rendering: checking…"
+                    },
+                    t.fg(Color::Yellow),
+                ),
             ],
         ),
         kv(
@@ -377,7 +401,7 @@ fn overview(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
             t,
             "Verdict",
             vec![
-                Span::styled(level_text(l.report.verdict), t.level(l.report.verdict)),
+                verdict_span(l, t),
                 Span::raw(format!(": {}", verdict_note(l))),
             ],
         ),
@@ -499,7 +523,7 @@ fn audience(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
         .excluded
         .iter()
         .map(|r| {
-            let email = match &r.email {
+            let email = match l.excluded_email(r) {
                 None => "(malformed row)".to_string(),
                 Some(e) if app.reveal => e.trim().to_string(),
                 Some(e) => mask(e),
@@ -569,6 +593,8 @@ fn segment(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     }
     let working = if app.recounting || app.recount_due.is_some() {
         "  recounting…"
+    } else if !l.checked() {
+        "  (before rendering)"
     } else {
         ""
     };
@@ -579,7 +605,7 @@ fn segment(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
             " ({} personalised, {} generic)  verdict ",
             c.personalised, c.generic
         )),
-        Span::styled(level_text(l.report.verdict), t.level(l.report.verdict)),
+        verdict_span(l, t),
         Span::styled(working, t.fg(Color::Yellow)),
     ]));
     let seg_fields: Vec<String> = l
@@ -699,16 +725,21 @@ fn check(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     };
     Line::from(vec![
         Span::styled("verdict ", t.bold()),
-        Span::styled(level_text(r.verdict), t.level(r.verdict)),
+        verdict_span(l, t),
         Span::raw(format!(": {}", verdict_note(l))),
     ])
     .render(head, buf);
     let [bar, scale] =
         Layout::horizontal([Constraint::Length(32), Constraint::Min(10)]).areas(gauge);
+    let (ratio, label, style) = if l.checked() {
+        (ratio, level_text(r.verdict), t.level(r.verdict))
+    } else {
+        (0.0, CHECKING.to_string(), t.fg(Color::Yellow))
+    };
     Gauge::default()
         .ratio(ratio)
-        .label(level_text(r.verdict))
-        .gauge_style(t.level(r.verdict))
+        .label(label)
+        .gauge_style(style)
         .render(Rect { height: 1, ..bar }, buf);
     Line::styled("  ok < notice < caution < block", t.dim()).render(scale, buf);
 
@@ -766,7 +797,12 @@ fn check(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
             ListItem::new(Text::from(lines))
         })
         .collect();
-    let title = if r.findings.is_empty() {
+    let title = if !l.checked() {
+        format!(
+            " findings so far ({}; the rules about renders wait for the check) ",
+            r.findings.len()
+        )
+    } else if r.findings.is_empty() {
         " findings: none ".to_string()
     } else {
         format!(
@@ -787,7 +823,7 @@ fn check(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
 }
 
 fn preview(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
-    let total = app.loaded.as_ref().map_or(0, |l| l.recipients().len());
+    let total = app.recipients_count();
     let Some(doc) = &app.preview else {
         Line::raw("no recipients: nothing to preview").render(area, buf);
         return;
@@ -875,7 +911,7 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
                 " ({} personalised, {} generic) · verdict ",
                 c.personalised, c.generic
             )),
-            Span::styled(level_text(l.report.verdict), t.level(l.report.verdict)),
+            verdict_span(l, t),
             Span::raw(format!(": {}", verdict_note(l))),
         ]),
         kv(t, "SMTP", vec![Span::raw(smtp)]),
@@ -916,7 +952,11 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     }
     if app.dry_running {
         lines.push(Line::styled(
-            "dry run: building every message…",
+            if app.dry_run_pending {
+                "dry run: waiting for the check, then building every message…"
+            } else {
+                "dry run: building every message…"
+            },
             t.fg(Color::Yellow),
         ));
     }

@@ -3,18 +3,19 @@
 //! as an `Action`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
 use tact::campaign::{Acknowledgement, Campaign};
-use tact::plan::{Facts, Prepared};
+use tact::plan::{BasePlan, Facts, Plan, Prepared};
 use tact::send::{Job, Run, SendOptions, SmtpTarget, Summary, Tally};
 use tact::state::ledger::Ledger;
 use tact::state::{Keys, State};
 
-use super::app::{Ctx, DryRunSummary, Loaded};
+use super::app::{Checked, Ctx, DryRunSummary, Loaded, excluded_rows};
 
 /// The whole error chain on one line, as the status line shows it.
 pub fn chain(err: &dyn std::error::Error) -> String {
@@ -39,12 +40,21 @@ pub fn facts(ctx: &Ctx, campaign: &Campaign) -> Result<Facts, String> {
         .map_err(|e| chain(&e))
 }
 
-/// Loads a campaign file and runs the check on it, as `tact check` does.
-pub fn load(path: &Path, ctx: &Ctx) -> Result<(Loaded, Facts), String> {
+/// Loads a campaign file and plans it: the counts and the findings that need no rendering,
+/// for the first screen. The full check (`check`) follows as its own step.
+pub fn open(path: &Path, ctx: &Ctx) -> Result<(Loaded, Facts), String> {
     let campaign = Campaign::load(path).map_err(|e| chain(&e))?;
     let facts = facts(ctx, &campaign)?;
-    let loaded = recount(campaign, ctx, &facts)?;
-    Ok((loaded, facts))
+    let p = Prepared::from_campaign(campaign, ctx.now).map_err(segment_error)?;
+    let base = p.base(&ctx.keys, &facts, ctx.now);
+    Ok((counted(p, Arc::new(base)), facts))
+}
+
+/// Loads a campaign file and runs the whole check on it, as `tact check` does.
+#[cfg(test)]
+pub fn load(path: &Path, ctx: &Ctx) -> Result<(Loaded, Facts), String> {
+    let (loaded, facts) = open(path, ctx)?;
+    Ok((checked(loaded, ctx), facts))
 }
 
 fn segment_error(e: tact::Error) -> String {
@@ -55,18 +65,45 @@ fn segment_error(e: tact::Error) -> String {
     }
 }
 
-/// The same plan for a campaign changed in memory, read from the files again.
+/// The plan on a base, with its preliminary report: what the screens show at once.
+fn counted(p: Prepared, base: Arc<BasePlan>) -> Loaded {
+    let plan = p.plan_on(&base);
+    let report = tact::check::preliminary(&p, &plan);
+    Loaded::new(p, base, plan, report)
+}
+
+/// A loaded plan with its check run at once (for callers that cannot wait for a message).
+#[cfg(test)]
+fn checked(mut loaded: Loaded, ctx: &Ctx) -> Loaded {
+    let c = check(
+        &loaded.prepared,
+        loaded.plan.clone(),
+        &ctx.keys,
+        ctx.now,
+        &|| false,
+    );
+    if let Some(c) = c {
+        loaded.finish(c);
+    }
+    loaded
+}
+
+/// The same plan for a campaign changed in memory, read from the files again and checked.
+#[cfg(test)]
 pub fn recount(campaign: Campaign, ctx: &Ctx, facts: &Facts) -> Result<Loaded, String> {
     let p = Prepared::from_campaign(campaign, ctx.now).map_err(segment_error)?;
-    let (plan, report) = tact::check::run(&p, &ctx.keys, facts, ctx.now);
-    Ok(Loaded::new(p, plan, report))
+    let base = p.base(&ctx.keys, facts, ctx.now);
+    Ok(checked(counted(p, Arc::new(base)), ctx))
 }
 
 /// The plan for a campaign changed in memory (a new segment, an acknowledgement), on the
 /// audience already loaded: a segment edit does not read a 1M-row file again unless it
-/// needs a column that was never loaded.
+/// needs a column that was never loaded, and re-runs only the segment step of the plan
+/// on `rows` (the part no segment changes, kept from the load). The counts only: `check`
+/// renders everyone afterwards.
 pub fn recount_on(
     base: &Prepared,
+    rows: &Arc<BasePlan>,
     campaign: Campaign,
     ctx: &Ctx,
     facts: &Facts,
@@ -75,8 +112,32 @@ pub fn recount_on(
         .with_segment(campaign.segment.as_deref(), ctx.now)
         .map_err(segment_error)?;
     p.campaign = campaign;
-    let (plan, report) = tact::check::run(&p, &ctx.keys, facts, ctx.now);
-    Ok(Loaded::new(p, plan, report))
+    let rows = if p.fits(rows, ctx.now) {
+        Arc::clone(rows)
+    } else {
+        // The file was read again for a column it never loaded: a new audience.
+        Arc::new(p.base(&ctx.keys, facts, ctx.now))
+    };
+    Ok(counted(p, rows))
+}
+
+/// The full check of a counted plan: renders every recipient (render-stage exclusions),
+/// the final counts and verdict. None when `cancelled` said a newer plan replaced it.
+pub fn check(
+    p: &Arc<Prepared>,
+    mut plan: Plan,
+    keys: &Keys,
+    now: chrono::DateTime<chrono::Utc>,
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Option<Checked> {
+    let report = tact::check::finish_unless(p, keys, &mut plan, now, cancelled)?;
+    let excluded = excluded_rows(p, &plan);
+    Some(Checked {
+        prepared: Arc::clone(p),
+        plan,
+        report,
+        excluded,
+    })
 }
 
 /// Builds every message `send` would send and counts them; sends and records nothing.
