@@ -181,88 +181,89 @@ pub fn render_all_unless(
         })
         .collect();
     let cutoff = now - TimeDelta::days(90);
-    struct One {
-        problem: Option<(Reason, String)>,
-        unsub_text: bool,
-        unsub_html: bool,
-        postal: bool,
-        stale: Vec<bool>,
+    // Folded per thread, never collected per row: on a million recipients a result per
+    // row would cost more memory than the audience itself.
+    #[derive(Default)]
+    struct Acc {
+        problems: Vec<(usize, Reason, String)>,
+        unsub_text: usize,
+        unsub_html: usize,
+        postal: usize,
+        stale: Vec<usize>,
     }
-    let results: Vec<One> = plan
+    let n_stale = stale_fields.len();
+    let fresh = || Acc {
+        stale: vec![0; n_stale],
+        ..Default::default()
+    };
+    let acc = plan
         .decisions
         .par_iter()
-        .map(|d: &Decision| {
+        .enumerate()
+        .fold(fresh, |mut acc, (i, d): (usize, &Decision)| {
             let personalised = match d.outcome {
                 Outcome::Personalised if !cancelled() => true,
                 Outcome::Generic if !cancelled() => false,
-                _ => {
-                    return One {
-                        problem: None,
-                        unsub_text: true,
-                        unsub_html: true,
-                        postal: true,
-                        stale: Vec::new(),
-                    };
-                }
+                _ => return acc,
             };
             let row = d.row as usize;
             match p.letter(keys, row, personalised) {
-                Err(e) => One {
-                    problem: Some((e.reason, e.detail)),
-                    unsub_text: true,
-                    unsub_html: true,
-                    postal: true,
-                    stale: Vec::new(),
-                },
-                Ok(l) => One {
-                    problem: None,
-                    unsub_text: l.rendered.text.contains(&l.unsubscribe_url),
-                    unsub_html: l
+                Err(e) => acc.problems.push((i, e.reason, e.detail)),
+                Ok(l) => {
+                    acc.unsub_text += usize::from(!l.rendered.text.contains(&l.unsubscribe_url));
+                    let html_ok = l
                         .rendered
                         .html
                         .as_ref()
-                        .is_none_or(|h| h.contains(&html_escape_url(&l.unsubscribe_url))),
-                    postal: p.campaign.postal_address.is_empty()
-                        || l.rendered.text.contains(&p.campaign.postal_address),
-                    stale: stale_fields
-                        .iter()
-                        .map(|(_, col)| {
-                            personalised
-                                && crate::consent::parse_time(
-                                    p.audience.columns[*col].data.get(row),
-                                )
-                                .is_none_or(|t| t < cutoff)
-                        })
-                        .collect(),
-                },
+                        .is_none_or(|h| h.contains(&html_escape_url(&l.unsubscribe_url)));
+                    acc.unsub_html += usize::from(!html_ok);
+                    let postal_ok = p.campaign.postal_address.is_empty()
+                        || l.rendered.text.contains(&p.campaign.postal_address);
+                    acc.postal += usize::from(!postal_ok);
+                    for (k, (_, col)) in stale_fields.iter().enumerate() {
+                        let old = personalised
+                            && crate::consent::parse_time(p.audience.columns[*col].data.get(row))
+                                .is_none_or(|t| t < cutoff);
+                        acc.stale[k] += usize::from(old);
+                    }
+                }
             }
+            acc
         })
-        .collect();
+        .reduce(fresh, |mut a, b| {
+            a.problems.extend(b.problems);
+            a.unsub_text += b.unsub_text;
+            a.unsub_html += b.unsub_html;
+            a.postal += b.postal;
+            for (x, y) in a.stale.iter_mut().zip(b.stale) {
+                *x += y;
+            }
+            a
+        });
     if cancelled() {
         return None;
     }
+    let mut problems = acc.problems;
+    problems.sort_by_key(|(i, _, _)| *i);
     let mut stats = RenderStats {
         stale: stale_fields
             .iter()
-            .map(|(n, _)| (n.to_string(), 0))
+            .zip(acc.stale)
+            .map(|((n, _), c)| (n.to_string(), c))
             .collect(),
+        unsubscribe_missing_text: acc.unsub_text,
+        unsubscribe_missing_html: acc.unsub_html,
+        postal_missing_text: acc.postal,
         ..Default::default()
     };
-    for (d, r) in plan.decisions.iter_mut().zip(results) {
-        if let Some((reason, detail)) = r.problem {
-            stats.problems.push(RowProblem {
-                line: p.audience.lines[d.row as usize],
-                reason: reason.key(),
-                detail,
-            });
-            d.outcome = Outcome::Excluded(reason);
-        }
-        stats.unsubscribe_missing_text += usize::from(!r.unsub_text);
-        stats.unsubscribe_missing_html += usize::from(!r.unsub_html);
-        stats.postal_missing_text += usize::from(!r.postal);
-        for (i, s) in r.stale.iter().enumerate() {
-            stats.stale[i].1 += usize::from(*s);
-        }
+    for (i, reason, detail) in problems {
+        let d = &mut plan.decisions[i];
+        stats.problems.push(RowProblem {
+            line: p.audience.lines[d.row as usize],
+            reason: reason.key(),
+            detail,
+        });
+        d.outcome = Outcome::Excluded(reason);
     }
     Some(stats)
 }

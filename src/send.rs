@@ -371,24 +371,49 @@ pub struct Summary {
     pub paused: Option<String>,
 }
 
-/// One recipient to send to.
+/// One recipient to send to. Small on purpose: a million of them wait in the queue; the
+/// keyed hash is recomputed when the job runs (one HMAC, about a microsecond).
 #[derive(Debug, Clone, Copy)]
 pub struct Job {
-    pub row: usize,
+    pub row: u32,
     pub personalised: bool,
-    pub hash: RecipientHash,
     not_before: Option<Instant>,
 }
 
 impl Job {
-    pub fn new(row: usize, personalised: bool, hash: RecipientHash) -> Job {
+    pub fn new(row: usize, personalised: bool) -> Job {
         Job {
-            row,
+            row: row as u32,
             personalised,
-            hash,
             not_before: None,
         }
     }
+}
+
+/// Records the plan's recipients as pending (rows already in the ledger keep their status),
+/// drops pending rows of people who left the plan since they were queued (suppressed,
+/// consent withdrawn, gone from the CSV: never handed to a server, so nothing is lost and
+/// the campaign can complete), and returns the jobs to send.
+pub fn queue(
+    p: &Prepared,
+    keys: &Keys,
+    ledger: &mut Ledger,
+    recipients: &[(usize, bool)],
+    now: DateTime<Utc>,
+) -> Result<Vec<Job>> {
+    use rayon::prelude::*;
+    let mut hashes: Vec<(RecipientHash, bool)> = recipients
+        .par_iter()
+        .map(|&(row, personalised)| (keys.recipient_hash(p.audience.email(row)), personalised))
+        .collect();
+    ledger.enqueue(&p.campaign.name, &hashes, now)?;
+    hashes.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let in_plan = |h: &RecipientHash| hashes.binary_search_by(|x| x.0.cmp(h)).is_ok();
+    ledger.drop_pending_except(&p.campaign.name, &in_plan)?;
+    Ok(recipients
+        .iter()
+        .map(|&(row, personalised)| Job::new(row, personalised))
+        .collect())
 }
 
 /// Spaces messages out to `rate` per second across all connections.
@@ -499,7 +524,7 @@ pub struct Run<'a> {
 /// campaign can complete without them.
 pub fn send_all(
     run: Run<'_>,
-    mut ledger: Ledger,
+    ledger: Ledger,
     jobs: Vec<Job>,
     target: &SmtpTarget,
     opts: SendOptions,
@@ -525,8 +550,6 @@ pub fn send_all(
         .unwrap_or_else(|| p.campaign.from.email.clone());
     let concurrency = opts.concurrency.max(1).min(jobs.len().max(1));
     let resolved = runtime.block_on(resolve(target))?;
-    let keep: std::collections::HashSet<RecipientHash> = jobs.iter().map(|j| j.hash).collect();
-    ledger.drop_pending_except(&p.campaign.name, &keep)?;
     let shared = Shared {
         p,
         keys,
@@ -642,16 +665,18 @@ async fn run_job(s: &Shared<'_>, conn: &mut Option<AsyncSmtpConnection>, job: Jo
     }
     s.rate.wait().await;
     let now = s.clock();
+    let row = job.row as usize;
+    let hash = s.keys.recipient_hash(s.p.audience.email(row));
     // An unsubscribe that landed a moment ago stops this message: the claim re-reads the
     // suppression list in the same statement.
-    let claimed = s.ledger().claim(campaign, &job.hash, now);
+    let claimed = s.ledger().claim(campaign, &hash, now);
     match claimed {
         Ok(true) => {}
         Ok(false) => {
             let l = s.ledger();
-            if l.is_suppressed(&job.hash).unwrap_or(false) {
+            if l.is_suppressed(&hash).unwrap_or(false) {
                 // Never sent, and never to be: the campaign can complete without them.
-                if let Err(e) = l.drop_pending(campaign, &job.hash) {
+                if let Err(e) = l.drop_pending(campaign, &hash) {
                     s.pause(format!("ledger: {e}"));
                 }
                 s.tally.suppressed.fetch_add(1, Ordering::Relaxed);
@@ -666,21 +691,15 @@ async fn run_job(s: &Shared<'_>, conn: &mut Option<AsyncSmtpConnection>, job: Jo
     let release = |reply: &Reply| {
         let _ = s
             .ledger()
-            .finish(campaign, &job.hash, Status::Pending, reply, None, s.clock());
+            .finish(campaign, &hash, Status::Pending, reply, None, s.clock());
     };
     let built =
-        s.p.letter(s.keys, job.row, job.personalised)
+        s.p.letter(s.keys, row, job.personalised)
             .map_err(|e| e.detail)
             .and_then(|letter| {
                 let date = SystemTime::from(s.clock());
-                crate::message::build(
-                    &s.p.campaign,
-                    &letter,
-                    s.p.audience.email(job.row),
-                    date,
-                    "",
-                )
-                .map_err(|e| e.to_string())
+                crate::message::build(&s.p.campaign, &letter, s.p.audience.email(row), date, "")
+                    .map_err(|e| e.to_string())
             });
     let msg = match built.and_then(|m| sign(&s.p.campaign, m)) {
         Ok(m) => m,
@@ -692,7 +711,7 @@ async fn run_job(s: &Shared<'_>, conn: &mut Option<AsyncSmtpConnection>, job: Jo
         }
     };
     let message_id = msg.headers().get_raw("Message-ID").map(str::to_string);
-    let to = match s.p.audience.email(job.row).parse::<Address>() {
+    let to = match s.p.audience.email(row).parse::<Address>() {
         Ok(a) => a,
         Err(_) => {
             release(&Reply::default());
@@ -725,10 +744,7 @@ async fn run_job(s: &Shared<'_>, conn: &mut Option<AsyncSmtpConnection>, job: Jo
     }
     let now = s.clock();
     let record = |status: Status, reply: &Reply, id: Option<&str>| {
-        if let Err(e) = s
-            .ledger()
-            .finish(campaign, &job.hash, status, reply, id, now)
-        {
+        if let Err(e) = s.ledger().finish(campaign, &hash, status, reply, id, now) {
             s.pause(format!("ledger: {e}"));
         }
     };
@@ -753,7 +769,7 @@ async fn run_job(s: &Shared<'_>, conn: &mut Option<AsyncSmtpConnection>, job: Jo
         }
         Attempt::Retry(reply) => {
             record(Status::Pending, &reply, None);
-            let attempts = s.ledger().attempts(campaign, &job.hash).unwrap_or(u32::MAX);
+            let attempts = s.ledger().attempts(campaign, &hash).unwrap_or(u32::MAX);
             if attempts >= s.opts.max_attempts {
                 s.tally.deferred.fetch_add(1, Ordering::Relaxed);
             } else {

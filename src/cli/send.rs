@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use rayon::prelude::*;
 
 use tact::plan::Prepared;
-use tact::send::{Job, Run, SendOptions, SmtpTarget, Summary, Tally};
+use tact::send::{Run, SendOptions, SmtpTarget, Summary, Tally};
 use tact::state::RecipientHash;
 use tact::state::ledger::Ledger;
 
@@ -204,18 +204,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     }
 
     let target = target.context("no SMTP URL")?;
-    let jobs: Vec<Job> = recipients
-        .iter()
-        .map(|&(row, personalised)| {
-            Job::new(
-                row,
-                personalised,
-                state.keys.recipient_hash(p.audience.email(row)),
-            )
-        })
-        .collect();
-    let enqueue: Vec<_> = jobs.iter().map(|j| (j.hash, j.personalised)).collect();
-    ledger.enqueue(&name, &enqueue, g.now)?;
+    let jobs = tact::send::queue(&p, &state.keys, &mut ledger, &recipients, g.now)?;
     ledger.audit_append(
         &state.keys,
         &name,

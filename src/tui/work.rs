@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use tact::campaign::{Acknowledgement, Campaign};
 use tact::plan::{BasePlan, Facts, Plan, Prepared};
-use tact::send::{Job, Run, SendOptions, SmtpTarget, Summary, Tally};
+use tact::send::{Run, SendOptions, SmtpTarget, Summary, Tally};
 use tact::state::ledger::Ledger;
 use tact::state::{Keys, State};
 
@@ -212,20 +212,9 @@ pub fn send(
             report.verdict.as_str()
         ));
     }
-    let jobs: Vec<Job> = plan
-        .recipients()
-        .map(|(row, personalised)| {
-            Job::new(
-                row,
-                personalised,
-                state.keys.recipient_hash(p.audience.email(row)),
-            )
-        })
-        .collect();
-    let enqueue: Vec<_> = jobs.iter().map(|j| (j.hash, j.personalised)).collect();
+    let recipients: Vec<(usize, bool)> = plan.recipients().collect();
     let mut ledger = ledger;
-    ledger
-        .enqueue(&name, &enqueue, ctx.now)
+    let jobs = tact::send::queue(&p, &state.keys, &mut ledger, &recipients, ctx.now)
         .map_err(|e| chain(&e))?;
     let opts = SendOptions::for_campaign(&p.campaign);
     let run = Run {
