@@ -348,6 +348,8 @@ pub enum PromptKind {
     TestTo,
     /// An address to find on the Preview screen.
     Find,
+    /// The name of a new campaign, copied from this entry of the picker.
+    NewCampaign(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -399,6 +401,8 @@ pub struct App {
     /// Campaign files to pick from, when started without one.
     pub picker: Option<Vec<PathBuf>>,
     pub picker_index: usize,
+    /// The campaign last highlighted in the picker: "+ new campaign" copies it.
+    pub picker_copy: usize,
     pub path: Option<PathBuf>,
     pub loading: bool,
     pub loaded: Option<Loaded>,
@@ -462,6 +466,7 @@ impl App {
             quit_armed: false,
             picker: None,
             picker_index: 0,
+            picker_copy: 0,
             path: None,
             loading: false,
             loaded: None,
@@ -896,8 +901,12 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 (v as isize + delta).clamp(0, len.saturating_sub(1) as isize) as usize
             };
             if app.in_picker() {
+                // The campaigns, then "+ new campaign".
                 let len = app.picker.as_ref().map_or(0, Vec::len);
-                app.picker_index = step(app.picker_index, len);
+                app.picker_index = step(app.picker_index, len + 1);
+                if app.picker_index < len {
+                    app.picker_copy = app.picker_index;
+                }
                 return None;
             }
             let Some(l) = &app.loaded else { return None };
@@ -955,8 +964,19 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                     .as_ref()
                     .and_then(|p| p.get(app.picker_index))
                     .cloned();
-                if let Some(path) = picked {
-                    app.open(path);
+                match picked {
+                    Some(path) => app.open(path),
+                    None if app.picker.as_ref().is_some_and(|p| p.is_empty()) => {
+                        app.set_status("no campaign file to copy: a new campaign starts from one");
+                    }
+                    None => {
+                        let len = app.picker.as_ref().map_or(0, Vec::len);
+                        app.prompt = Some(Prompt {
+                            kind: PromptKind::NewCampaign(app.picker_copy.min(len - 1)),
+                            input: TextInput::default(),
+                            error: None,
+                        });
+                    }
                 }
             } else if app.tab == Tab::Segment {
                 app.editing = true;
@@ -1353,6 +1373,26 @@ fn submit_prompt(app: &mut App) -> Option<Action> {
                             .into(),
                     );
                 }
+            }
+        }
+        PromptKind::NewCampaign(i) => {
+            let source = app.picker.as_ref()?.get(i)?.clone();
+            match super::work::create_campaign(&source, &typed) {
+                Ok(path) => {
+                    app.prompt = None;
+                    let list = app.picker.as_mut()?;
+                    list.push(path.clone());
+                    list.sort();
+                    app.picker_index = list.iter().position(|p| p == &path).unwrap_or(0);
+                    app.picker_copy = app.picker_index;
+                    app.set_status(format!(
+                        "created {} from {}",
+                        path.display(),
+                        source.display()
+                    ));
+                    app.open(path);
+                }
+                Err(e) => prompt.error = Some(e),
             }
         }
         PromptKind::AckReason(i) => {

@@ -96,9 +96,13 @@ pub const KEYS: &[Binding] = &[
     ctrl(Text, 'u', "Ctrl-U", "clear the line", || Action::ClearInput),
     b(Text, KeyCode::Tab, "", "", || Action::NextTab),
     b(Text, BackTab, "", "", || Action::PrevTab),
-    b(Picker, Enter, "Enter", "open the campaign", || {
-        Action::Select
-    }),
+    b(
+        Picker,
+        Enter,
+        "Enter",
+        "open the campaign (or name a new one)",
+        || Action::Select,
+    ),
     b(Picker, Up, "↑/↓ k/j", "choose", || Action::Up),
     b(Picker, Down, "", "", || Action::Down),
     b(Picker, Char('k'), "", "", || Action::Up),

@@ -308,6 +308,10 @@ fn picker_select_opens_the_campaign() {
     assert!(a.in_picker());
     update(&mut a, Action::Down);
     update(&mut a, Action::Down);
+    update(&mut a, Action::Down);
+    // The campaigns, then "+ new campaign"; it clamps there.
+    assert_eq!(a.picker_index, 2);
+    update(&mut a, Action::Up);
     assert_eq!(a.picker_index, 1);
     update(&mut a, Action::Select);
     assert!(matches!(&a.effects[..], [Effect::Load(p)] if p == &campaign("winter-sale")));
@@ -1214,6 +1218,140 @@ fn copy_tree() -> (tempfile::TempDir, PathBuf) {
         std::fs::copy(root.join(campaign(n)), dir.path().join(campaign(n))).unwrap();
     }
     (dir, PathBuf::new())
+}
+
+fn new_campaign_picker() -> (tempfile::TempDir, App) {
+    let (dir, _) = copy_tree();
+    let list = vec![
+        dir.path().join(campaign("birthday-treat")),
+        dir.path().join(campaign("winter-sale")),
+    ];
+    let mut a = App::picking(list, ctx());
+    a.colour = false;
+    (dir, a)
+}
+
+fn campaign_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("sample-data/campaigns"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn new_campaign_copies_the_highlighted_one_and_opens_it() {
+    let (dir, mut a) = new_campaign_picker();
+    // Highlight winter-sale, then go on to "+ new campaign" (the last entry; it clamps).
+    for _ in 0..3 {
+        update(&mut a, Action::Down);
+    }
+    assert_eq!(a.picker_index, 2);
+    assert!(screen(&a, 80, 24).contains("+ new campaign"));
+    update(&mut a, Action::Select);
+    assert!(matches!(
+        a.prompt.as_ref().map(|p| p.kind),
+        Some(PromptKind::NewCampaign(1))
+    ));
+    assert!(a.effects.is_empty());
+    typed(&mut a, "spring-sale-2");
+    dispatch(&mut a, Action::Submit);
+    assert!(a.prompt.is_none(), "{:?}", a.prompt);
+    let source = std::fs::read_to_string(dir.path().join(campaign("winter-sale"))).unwrap();
+    let path = dir.path().join(campaign("spring-sale-2"));
+    let made = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(source.lines().count(), made.lines().count());
+    let changed: Vec<(&str, &str)> = source
+        .lines()
+        .zip(made.lines())
+        .filter(|(x, y)| x != y)
+        .collect();
+    assert_eq!(
+        changed,
+        [("name = \"winter-sale\"", "name = \"spring-sale-2\"")]
+    );
+    assert!(made.starts_with("# winter-sale: the clean example."));
+    // Opened exactly as if it had been picked.
+    assert_eq!(a.path.as_deref(), Some(path.as_path()));
+    assert!(!a.in_picker());
+    assert!(matches!(&a.effects[..], [Effect::Load(p)] if p == &path));
+    settle(&mut a);
+    assert!(a.load_error.is_none(), "{:?}", a.load_error);
+    let l = a.loaded.as_ref().unwrap();
+    assert_eq!(l.prepared.campaign.name, "spring-sale-2");
+    assert_eq!(recipients(&a), 220);
+    // Back shows the picker with the new campaign in it, highlighted.
+    dispatch(&mut a, Action::Back);
+    assert!(a.in_picker());
+    let list = a.picker.as_ref().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[a.picker_index], path);
+}
+
+#[test]
+fn new_campaign_from_the_first_when_none_was_highlighted() {
+    let (dir, mut a) = new_campaign_picker();
+    update(&mut a, Action::PageDown);
+    assert_eq!(a.picker_index, 2);
+    update(&mut a, Action::Select);
+    typed(&mut a, "b");
+    dispatch(&mut a, Action::Submit);
+    let made = std::fs::read_to_string(dir.path().join(campaign("b"))).unwrap();
+    let source = std::fs::read_to_string(dir.path().join(campaign("birthday-treat"))).unwrap();
+    assert_eq!(
+        made,
+        source.replace("name = \"birthday-treat\"", "name = \"b\"")
+    );
+}
+
+#[test]
+fn new_campaign_refuses_bad_or_taken_names_and_esc_cancels() {
+    let (dir, mut a) = new_campaign_picker();
+    let before = campaign_files(dir.path());
+    update(&mut a, Action::PageDown);
+    update(&mut a, Action::Select);
+    for (name, says) in [
+        ("", "type a name"),
+        ("Spring", "`S` is not allowed"),
+        ("spring sale", "` ` is not allowed"),
+        ("spring_sale", "`_` is not allowed"),
+        ("../x", "`.` is not allowed"),
+        ("winter-sale", "already exists"),
+    ] {
+        dispatch(&mut a, Action::ClearInput);
+        typed(&mut a, name);
+        dispatch(&mut a, Action::Submit);
+        let p = a.prompt.as_ref().expect(name);
+        let e = p.error.as_deref().unwrap_or_default();
+        assert!(e.contains(says), "{name}: {e}");
+        assert!(a.in_picker() && a.effects.is_empty());
+        assert_eq!(campaign_files(dir.path()), before);
+    }
+    let refused = screen(&a, 80, 24);
+    assert!(refused.contains("already exists"), "{refused}");
+    // Esc (the key, while typing) cancels and creates nothing.
+    dispatch(&mut a, Action::ClearInput);
+    typed(&mut a, "fine-name");
+    let esc = action_for_key(&a, key(KeyCode::Esc)).unwrap();
+    dispatch(&mut a, esc);
+    assert!(a.prompt.is_none() && a.in_picker() && !a.quit);
+    assert_eq!(campaign_files(dir.path()), before);
+}
+
+#[test]
+fn an_empty_picker_has_nothing_to_copy() {
+    let mut a = App::picking(Vec::new(), ctx());
+    update(&mut a, Action::Down);
+    assert_eq!(a.picker_index, 0);
+    update(&mut a, Action::Select);
+    assert!(a.prompt.is_none() && a.effects.is_empty());
+    assert!(
+        a.status
+            .as_deref()
+            .unwrap()
+            .contains("no campaign file to copy")
+    );
 }
 
 #[test]

@@ -316,6 +316,7 @@ fn picker(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
     let items: Vec<ListItem> = files
         .iter()
         .map(|f| ListItem::new(f.display().to_string()))
+        .chain([ListItem::new(Span::styled("+ new campaign", t.bold()))])
         .collect();
     let mut state = ListState::default().with_selected(Some(app.picker_index));
     StatefulWidget::render(
@@ -1057,6 +1058,16 @@ fn prompt(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
         PromptKind::Find => (
             " find a recipient ".to_string(),
             "the address to look for (any case); it is not written anywhere".to_string(),
+        ),
+        PromptKind::NewCampaign(i) => (
+            " new campaign ".to_string(),
+            format!(
+                "its name (lowercase letters, digits, '-'): a copy of {} with only `name` changed, saved beside it as <name>.toml",
+                app.picker
+                    .as_ref()
+                    .and_then(|p| p.get(i))
+                    .map_or(String::new(), |p| p.display().to_string())
+            ),
         ),
         PromptKind::AckReason(_) => (
             " acknowledge the caution ".to_string(),

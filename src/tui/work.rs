@@ -356,3 +356,55 @@ pub fn find_campaigns(root: &Path) -> Vec<PathBuf> {
     }
     Vec::new()
 }
+
+/// Why `name` cannot be a new campaign beside `source`, if it cannot.
+pub fn new_campaign_refusal(source: &Path, name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("type a name: lowercase letters, digits and '-'".into());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Some(format!(
+            "`{bad}` is not allowed: use lowercase letters, digits and '-'"
+        ));
+    }
+    let path = new_campaign_path(source, name);
+    path.exists()
+        .then(|| format!("{} already exists: pick another name", path.display()))
+}
+
+/// `<name>.toml` in the folder of `source`.
+pub fn new_campaign_path(source: &Path, name: &str) -> PathBuf {
+    source
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join(format!("{name}.toml"))
+}
+
+/// Copies `source` beside it as `<name>.toml` with only `name` changed (comments and
+/// layout kept), never overwriting a file. Returns the new file's path.
+pub fn create_campaign(source: &Path, name: &str) -> Result<PathBuf, String> {
+    if let Some(why) = new_campaign_refusal(source, name) {
+        return Err(why);
+    }
+    let mut doc = read(source)?;
+    let mut v = toml_edit::Value::from(name);
+    if let Some(old) = doc.get("name").and_then(toml_edit::Item::as_value) {
+        *v.decor_mut() = old.decor().clone();
+    }
+    doc["name"] = toml_edit::Item::Value(v);
+    let path = new_campaign_path(source, name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Err(e) = std::io::Write::write_all(&mut f, doc.to_string().as_bytes()) {
+        // Ours, just created: no half a campaign file left behind.
+        let _ = std::fs::remove_file(&path);
+        return Err(format!("{}: {e}", path.display()));
+    }
+    Ok(path)
+}
