@@ -24,7 +24,7 @@ use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter,
 use crate::campaign::Campaign;
 use crate::error::{Error, Location, Result};
 use crate::plan::Prepared;
-use crate::state::ledger::{Ledger, Reply, Status};
+use crate::state::ledger::{Delivered, Ledger, Reply, Status};
 use crate::state::{Keys, RecipientHash};
 
 /// How to reach the relay. The password comes only from the environment.
@@ -638,6 +638,8 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: impl Iterat
 
 async fn worker(s: &Shared<'_>) {
     let mut conn: Option<AsyncSmtpConnection> = None;
+    // The last accepted message, recorded together with the next claim.
+    let mut carry: Option<Delivered> = None;
     let campaign = s.p.campaign.name.as_str();
     loop {
         if s.stop.load(Ordering::SeqCst) {
@@ -651,16 +653,41 @@ async fn worker(s: &Shared<'_>) {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
-        run_job(s, &mut conn, job, campaign).await;
+        run_job(s, &mut conn, &mut carry, job, campaign).await;
         s.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
+    record_carry(s, &mut carry, campaign);
     if let Some(mut c) = conn {
         let _ = c.quit().await;
     }
 }
 
-async fn run_job(s: &Shared<'_>, conn: &mut Option<AsyncSmtpConnection>, job: Job, campaign: &str) {
+/// Records a carried delivery on its own, before anything that may wait or stop.
+fn record_carry(s: &Shared<'_>, carry: &mut Option<Delivered>, campaign: &str) {
+    if let Some(d) = carry.take() {
+        let r = s.ledger().finish(
+            campaign,
+            &d.hash,
+            Status::Sent,
+            &d.reply,
+            d.message_id.as_deref(),
+            d.at,
+        );
+        if let Err(e) = r {
+            s.pause(format!("ledger: {e}"));
+        }
+    }
+}
+
+async fn run_job(
+    s: &Shared<'_>,
+    conn: &mut Option<AsyncSmtpConnection>,
+    carry: &mut Option<Delivered>,
+    job: Job,
+    campaign: &str,
+) {
     if let Some(t) = job.not_before {
+        record_carry(s, carry, campaign);
         tokio::time::sleep_until(t.into()).await;
     }
     s.rate.wait().await;
@@ -669,7 +696,12 @@ async fn run_job(s: &Shared<'_>, conn: &mut Option<AsyncSmtpConnection>, job: Jo
     let hash = s.keys.recipient_hash(s.p.audience.email(row));
     // An unsubscribe that landed a moment ago stops this message: the claim re-reads the
     // suppression list in the same statement.
-    let claimed = s.ledger().claim(campaign, &hash, now);
+    let claimed = s
+        .ledger()
+        .sent_then_claim(campaign, carry.as_ref(), &hash, now);
+    if claimed.is_ok() {
+        *carry = None;
+    }
     match claimed {
         Ok(true) => {}
         Ok(false) => {
@@ -750,7 +782,12 @@ async fn run_job(s: &Shared<'_>, conn: &mut Option<AsyncSmtpConnection>, job: Jo
     };
     match attempt {
         Attempt::Sent(reply) => {
-            record(Status::Sent, &reply, message_id.as_deref());
+            *carry = Some(Delivered {
+                hash,
+                reply,
+                message_id,
+                at: now,
+            });
             s.consecutive_failures.store(0, Ordering::SeqCst);
             s.tally.sent.fetch_add(1, Ordering::Relaxed);
         }

@@ -286,16 +286,7 @@ impl Ledger {
     /// seen). `false` when the recipient is suppressed, claimed by another run or not
     /// pending: the caller must then not send.
     pub fn claim(&self, campaign: &str, hash: &RecipientHash, now: DateTime<Utc>) -> Result<bool> {
-        let n = self
-            .conn
-            .prepare_cached(
-                "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ?3
-                 WHERE campaign = ?1 AND recipient = ?2 AND status = 'pending'
-                 AND NOT EXISTS (SELECT 1 FROM suppression WHERE recipient = ?2)",
-            )
-            .and_then(|mut q| q.execute(params![campaign, &hash[..], now.timestamp()]))
-            .map_err(self.err())?;
-        Ok(n == 1)
+        claim_on(&self.conn, campaign, hash, now).map_err(self.err())
     }
 
     pub fn finish(
@@ -307,25 +298,38 @@ impl Ledger {
         message_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE deliveries SET status = ?3, smtp_code = ?4, smtp_enhanced = ?5,
-                 message_id = COALESCE(?6, message_id), updated_at = ?7
-                 WHERE campaign = ?1 AND recipient = ?2",
+        finish_on(&self.conn, campaign, hash, status, reply, message_id, now).map_err(self.err())
+    }
+
+    /// Records one recipient's 250 and claims the next in a single transaction: one
+    /// commit a message instead of two. The order still holds (the next message's
+    /// `sending` is committed before its SMTP transaction), and a crash in between leaves
+    /// the delivered one `sending`, uncertain, never resent: at most one per connection.
+    pub fn sent_then_claim(
+        &mut self,
+        campaign: &str,
+        done: Option<&Delivered>,
+        next: &RecipientHash,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let path = self.path.clone();
+        let e = db_err(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        if let Some(d) = done {
+            finish_on(
+                &tx,
+                campaign,
+                &d.hash,
+                Status::Sent,
+                &d.reply,
+                d.message_id.as_deref(),
+                d.at,
             )
-            .and_then(|mut q| {
-                q.execute(params![
-                    campaign,
-                    &hash[..],
-                    status.as_str(),
-                    reply.code,
-                    reply.enhanced,
-                    message_id,
-                    now.timestamp()
-                ])
-            })
-            .map_err(self.err())?;
-        Ok(())
+            .map_err(&e)?;
+        }
+        let claimed = claim_on(&tx, campaign, next, now).map_err(&e)?;
+        tx.commit().map_err(&e)?;
+        Ok(claimed)
     }
 
     pub fn attempts(&self, campaign: &str, hash: &RecipientHash) -> Result<u32> {
@@ -436,6 +440,57 @@ impl Ledger {
         }
         Ok(c)
     }
+}
+
+/// A recipient the server accepted, not yet recorded: see `Ledger::sent_then_claim`.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub hash: RecipientHash,
+    pub reply: Reply,
+    pub message_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+fn claim_on(
+    conn: &Connection,
+    campaign: &str,
+    hash: &RecipientHash,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ?3
+             WHERE campaign = ?1 AND recipient = ?2 AND status = 'pending'
+             AND NOT EXISTS (SELECT 1 FROM suppression WHERE recipient = ?2)",
+        )?
+        .execute(params![campaign, &hash[..], now.timestamp()])?;
+    Ok(n == 1)
+}
+
+fn finish_on(
+    conn: &Connection,
+    campaign: &str,
+    hash: &RecipientHash,
+    status: Status,
+    reply: &Reply,
+    message_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = ?3, smtp_code = ?4, smtp_enhanced = ?5,
+         message_id = COALESCE(?6, message_id), updated_at = ?7
+         WHERE campaign = ?1 AND recipient = ?2",
+    )?
+    .execute(params![
+        campaign,
+        &hash[..],
+        status.as_str(),
+        reply.code,
+        reply.enhanced,
+        message_id,
+        now.timestamp()
+    ])?;
+    Ok(())
 }
 
 fn collect_hashes(
@@ -570,5 +625,47 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_delivery_is_recorded_with_the_next_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(dir.path(), false).unwrap();
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        l.enqueue("k", &[(a, true), (b, true), (c, true)], now())
+            .unwrap();
+        assert!(l.sent_then_claim("k", None, &a, now()).unwrap());
+        let done = Delivered {
+            hash: a,
+            reply: Reply {
+                code: Some(250),
+                enhanced: None,
+            },
+            message_id: Some("<m@x>".into()),
+            at: now(),
+        };
+        assert!(l.sent_then_claim("k", Some(&done), &b, now()).unwrap());
+        assert_eq!(
+            l.counts("k").unwrap(),
+            StatusCounts {
+                pending: 1,
+                sending: 1,
+                sent: 1,
+                failed: 0
+            }
+        );
+        // A suppressed next recipient is not claimed, but the delivery is still recorded.
+        l.suppress(&c, "unsubscribe", now()).unwrap();
+        let done = Delivered { hash: b, ..done };
+        assert!(!l.sent_then_claim("k", Some(&done), &c, now()).unwrap());
+        assert_eq!(
+            l.counts("k").unwrap(),
+            StatusCounts {
+                pending: 1,
+                sending: 0,
+                sent: 2,
+                failed: 0
+            }
+        );
     }
 }
