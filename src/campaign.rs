@@ -289,14 +289,7 @@ impl Campaign {
         let audience = clean(dir.join(raw.audience.get_ref()));
         let schema = match &raw.schema {
             Some(s) => Some(clean(dir.join(s.get_ref()))),
-            None => {
-                let stem = audience
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let beside = audience.with_file_name(format!("{stem}.schema.toml"));
-                beside.is_file().then_some(beside)
-            }
+            None => crate::schema::beside(&audience),
         };
         let templates = match &raw.templates {
             Some(t) => clean(dir.join(t.get_ref())),

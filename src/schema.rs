@@ -195,6 +195,16 @@ impl Schema {
     }
 }
 
+/// `<audience stem>.schema.toml` beside the audience, if there is one (DESIGN §2).
+pub fn beside(audience: &Path) -> Option<PathBuf> {
+    let stem = audience
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = audience.with_file_name(format!("{stem}.schema.toml"));
+    path.is_file().then_some(path)
+}
+
 /// A TOML error as file:line:col plus the parser's own words.
 pub(crate) fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
     let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));

@@ -5,7 +5,6 @@
 //! person's own data, printed because they asked for it; nothing is written.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -18,19 +17,7 @@ use tact::state::ledger::Ledger;
 
 use super::Globals;
 
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// The person's address (compared trimmed and case-insensitively).
-    #[arg(value_name = "EMAIL")]
-    email: String,
-    /// The audience CSV to read their rows from.
-    #[arg(long, value_name = "CSV")]
-    audience: PathBuf,
-    /// The audience's schema (for renamed columns). Default: `<audience
-    /// stem>.schema.toml` beside the CSV, if there is one.
-    #[arg(long, value_name = "TOML")]
-    schema: Option<PathBuf>,
-}
+pub use super::forget::Args;
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)

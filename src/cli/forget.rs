@@ -12,32 +12,26 @@ use tact::state::ledger::Ledger;
 
 use super::Globals;
 
+/// One person in one audience: what `forget` and `export` both take.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The person's address (compared trimmed and case-insensitively).
     #[arg(value_name = "EMAIL")]
-    email: String,
-    /// The audience CSV to remove their rows from.
+    pub(super) email: String,
+    /// The audience CSV holding their rows.
     #[arg(long, value_name = "CSV")]
-    audience: PathBuf,
-    /// The audience's schema (for a renamed email column). Default: `<audience
+    pub(super) audience: PathBuf,
+    /// The audience's schema (for renamed columns). Default: `<audience
     /// stem>.schema.toml` beside the CSV, if there is one.
     #[arg(long, value_name = "TOML")]
-    schema: Option<PathBuf>,
+    pub(super) schema: Option<PathBuf>,
 }
 
 /// The schema named, else the one beside the audience, else none.
 pub(super) fn audience_schema(audience: &Path, flag: Option<&Path>) -> anyhow::Result<Schema> {
     let path = match flag {
         Some(p) => Some(p.to_path_buf()),
-        None => {
-            let stem = audience
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let beside = audience.with_file_name(format!("{stem}.schema.toml"));
-            beside.is_file().then_some(beside)
-        }
+        None => tact::schema::beside(audience),
     };
     match path {
         Some(p) => Ok(Schema::load(&p)?),
