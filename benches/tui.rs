@@ -13,47 +13,24 @@
 //!   the edit cancels (`check::finish_unless`), as it happens when someone types.
 //!
 //! ```text
-//! cargo bench --bench tui                  # 1,000,000 rows
-//! BENCH_ROWS=100000 cargo bench --bench tui
+//! cargo bench --bench tui                        # 1,000,000 rows
+//! TACT_BENCH_ROWS=100000 cargo bench --bench tui
 //! ```
 //!
 //! Not criterion: each step is one wall-clock figure (best and median of a few runs), the
 //! same figure a person waits for. Needs `python3` on PATH to generate the audience
-//! (`benches/gen_audience.py`; reused from `target/bench-audience-ROWS` when present).
+//! (`benches/gen_audience.py`; kept in `target/bench-audience-ROWS`, shared with the
+//! `pipeline` bench).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-use chrono::{DateTime, Utc};
 
 use tact::campaign::Campaign;
 use tact::check::Report;
 use tact::plan::{BasePlan, Facts, Outcome, Plan, Prepared};
 use tact::state::Keys;
-
-fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|e| panic!("bad reference time: {e}"))
-}
-
-fn audience(rows: usize) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("target").join(format!("bench-audience-{rows}"));
-    let campaign = dir.join("campaigns").join("winter-sale.toml");
-    if !campaign.exists() {
-        let status = Command::new("python3")
-            .arg(root.join("benches").join("gen_audience.py"))
-            .arg(rows.to_string())
-            .arg(&dir)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run python3 benches/gen_audience.py: {e}"));
-        assert!(status.success(), "gen_audience.py failed: {status}");
-    }
-    campaign
-}
 
 /// Runs `f` `n` times; prints and returns the best and the median.
 fn time<T>(label: &str, n: usize, mut f: impl FnMut() -> T) -> (Duration, Duration) {
@@ -97,13 +74,13 @@ fn counted(p: &Prepared, base: &BasePlan) -> (Plan, Report, usize) {
 /// the segment step on the kept base.
 fn recount(p: &Prepared, base: &BasePlan, segment: &str, keys: &Keys, facts: &Facts) -> usize {
     let q = p
-        .with_segment(Some(segment), now())
+        .with_segment(Some(segment), common::now())
         .unwrap_or_else(|e| panic!("{e}"));
     let fresh;
-    let base = if q.fits(base, now()) {
+    let base = if q.fits(base, common::now()) {
         base
     } else {
-        fresh = q.base(keys, facts, now());
+        fresh = q.base(keys, facts, common::now());
         &fresh
     };
     counted(&q, base).1.audience.recipients()
@@ -111,12 +88,9 @@ fn recount(p: &Prepared, base: &BasePlan, segment: &str, keys: &Keys, facts: &Fa
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is accepted and ignored.
-    let rows: usize = std::env::var("BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let path = audience(rows);
-    let now = now();
+    let rows = common::rows(1_000_000);
+    let path = common::audience(rows);
+    let now = common::now();
     let keys = Keys::from_master(&[7u8; 32]);
     let facts = Facts::default();
     let campaign = Campaign::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -226,7 +200,9 @@ fn main() {
     });
 
     // As someone types: the previous plan's full check is rendering on every core when
-    // the edit arrives; the edit cancels it and counts.
+    // the edit arrives; the edit cancels it and counts. The edit lands a third of the way
+    // into the render (at most 300 ms), so a small audience's render is still running.
+    let into_render = (full / 3).min(Duration::from_millis(300));
     let mut busy: Vec<Duration> = (0..3)
         .map(|_| {
             let stop = AtomicBool::new(false);
@@ -243,7 +219,7 @@ fn main() {
                 while !started.load(Ordering::SeqCst) {
                     std::thread::yield_now();
                 }
-                std::thread::sleep(Duration::from_millis(300));
+                std::thread::sleep(into_render);
                 let t = Instant::now();
                 stop.store(true, Ordering::SeqCst);
                 std::hint::black_box(recount(&p, &base, edited, &keys, &facts));

@@ -312,10 +312,26 @@ impl Ledger {
         next: &RecipientHash,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let done: &[Delivered] = done.map_or(&[], std::slice::from_ref);
+        Ok(!self
+            .settle_and_claim(campaign, done, std::slice::from_ref(next), now)?
+            .is_empty())
+    }
+
+    /// Records every `done` as sent and claims those of `next` that are pending and not
+    /// suppressed, all in one transaction; returns the claimed ones. Several connections'
+    /// steps committed together cost one commit instead of one each.
+    pub fn settle_and_claim(
+        &mut self,
+        campaign: &str,
+        done: &[Delivered],
+        next: &[RecipientHash],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RecipientHash>> {
         let path = self.path.clone();
         let e = db_err(&path);
         let tx = self.conn.transaction().map_err(&e)?;
-        if let Some(d) = done {
+        for d in done {
             finish_on(
                 &tx,
                 campaign,
@@ -327,7 +343,12 @@ impl Ledger {
             )
             .map_err(&e)?;
         }
-        let claimed = claim_on(&tx, campaign, next, now).map_err(&e)?;
+        let mut claimed = Vec::with_capacity(next.len());
+        for h in next {
+            if claim_on(&tx, campaign, h, now).map_err(&e)? {
+                claimed.push(*h);
+            }
+        }
         tx.commit().map_err(&e)?;
         Ok(claimed)
     }

@@ -1011,6 +1011,33 @@ fn a_relay_refusing_everything_pauses_the_run_and_a_rerun_sends_the_rest() {
     }
 }
 
+/// MAIL, RCPT and DATA go in one write when the server offers PIPELINING (RFC 2920), and
+/// one by one when it does not (`-p`). A refused sender under pipelining still gets its
+/// RCPT and DATA replies read, so the connection stays in step for the next message.
+#[test]
+fn pipelined_and_plain_transactions_both_keep_the_connection_in_step() {
+    let t = tree();
+    let people = pick(&t, 2, 2);
+    let want = emails(&people);
+    set_send(&t, WINTER, &[("concurrency", "1")]);
+    narrow(&t, WINTER, &people);
+    let dump = DumpDir::new();
+    let refusing = Sink::start(&dump, &["-f", "mail"]);
+    let (r, v) = send_json(&t, WINTER, &refusing, 5);
+    assert_eq!(n(&v, "summary.failed"), 4, "{}", r.stdout);
+    assert_eq!(dump.count(), 0);
+    refusing.stop();
+
+    // The clone keeps the narrowed segment: the same four people, a fresh campaign.
+    clone_campaign(&t, WINTER, "plain");
+    let plain = Sink::start(&dump, &["-p"]);
+    let (r, v) = send_json(&t, "plain", &plain, 0);
+    assert_eq!(n(&v, "summary.sent"), 4, "{}", r.stdout);
+    let got = dump.deliveries();
+    assert_eq!(got.len(), 4);
+    assert_eq!(delivered_once(&got), want);
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Disconnects
 // ---------------------------------------------------------------------------------------

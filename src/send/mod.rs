@@ -1,305 +1,32 @@
-//! Sending: SMTP transport, connection pool, rate limit, retries and ledger updates.
+//! Sending: the send loop, its rate limit, retries and ledger updates.
 //!
-//! Stock lettre writes the message and its `\r\n.\r\n` terminator in two writes without
-//! TCP_NODELAY, so Nagle waits for the server's delayed ACK (~40 ms) on every message. We
-//! open the sockets ourselves with TCP_NODELAY and hand them to lettre's connection, then
-//! drive MAIL / RCPT / DATA one by one so that every failure is known to have happened
-//! before or after the message could have been accepted: before, the recipient goes back to
-//! pending; after, without a reply, it stays `sending` (uncertain) and is never resent.
+//! Every connection claims its next recipient in the ledger (`sending`, committed) before
+//! the SMTP transaction starts and records the 250 afterwards, together with its next
+//! claim: a crash leaves at most one uncertain recipient per connection, never a resend.
+//! The transport lives in `smtp` (and `dkim` signs).
+
+mod commit;
+mod dkim;
+mod smtp;
+
+pub use dkim::{DKIM_HEADERS, load_dkim_key, sign};
+use smtp::{Attempt, Conn, Resolved, connect, resolve, transact};
+pub use smtp::{SmtpTarget, redact_url};
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use lettre::Address;
-use lettre::message::header::HeaderName;
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::extension::ClientId;
 
 use crate::campaign::Campaign;
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, Result};
 use crate::plan::Prepared;
 use crate::state::ledger::{Delivered, Ledger, Reply, Status};
 use crate::state::{Keys, RecipientHash};
-
-/// How to reach the relay. The password comes only from the environment.
-#[derive(Debug, Clone)]
-pub struct SmtpTarget {
-    pub host: String,
-    pub port: u16,
-    pub implicit_tls: bool,
-    pub user: Option<String>,
-    pub password: Option<String>,
-}
-
-impl SmtpTarget {
-    /// `smtp://[user@]host:port` (STARTTLS) or `smtps://[user@]host:port` (implicit TLS).
-    pub fn parse(url: &str, password: Option<String>) -> Result<SmtpTarget> {
-        let bad = |m: &str| {
-            Error::input(
-                Location::file("--smtp"),
-                format!("`{}`: {m}", redact_url(url)),
-            )
-        };
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| bad("expected smtp://host:port or smtps://host:port"))?;
-        let implicit_tls = match scheme {
-            "smtp" => false,
-            "smtps" => true,
-            _ => return Err(bad("the scheme must be smtp or smtps")),
-        };
-        let rest = rest.trim_end_matches('/');
-        let (user, hostport) = match rest.rsplit_once('@') {
-            Some((u, h)) => {
-                if u.contains(':') {
-                    return Err(bad(
-                        "put the password in TACT_SMTP_PASSWORD, never in the URL",
-                    ));
-                }
-                (Some(u.to_string()), h)
-            }
-            None => (None, rest),
-        };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h.trim_matches(['[', ']']).to_string(),
-                p.parse::<u16>()
-                    .map_err(|_| bad("the port is not a number"))?,
-            ),
-            _ => (
-                hostport.trim_matches(['[', ']']).to_string(),
-                if implicit_tls { 465 } else { 587 },
-            ),
-        };
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        Ok(SmtpTarget {
-            host,
-            port,
-            implicit_tls,
-            user,
-            password,
-        })
-    }
-}
-
-/// The URL as it may be printed: never with a password in it.
-pub fn redact_url(url: &str) -> String {
-    match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
-        _ => url.to_string(),
-    }
-}
-
-/// A resolved relay: its addresses, and whether they are all loopback (where plain SMTP
-/// is allowed, for local test servers and a local MTA).
-#[derive(Debug, Clone)]
-struct Resolved {
-    addrs: Vec<SocketAddr>,
-    loopback: bool,
-}
-
-async fn resolve(t: &SmtpTarget) -> Result<Resolved> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((t.host.as_str(), t.port))
-        .await
-        .map_err(|e| Error::Other(format!("cannot resolve SMTP host {}: {e}", t.host)))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(Error::Other(format!("SMTP host {} has no address", t.host)));
-    }
-    let loopback = addrs.iter().all(|a| match a.ip() {
-        IpAddr::V4(ip) => ip.is_loopback(),
-        IpAddr::V6(ip) => {
-            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    });
-    Ok(Resolved { addrs, loopback })
-}
-
-/// One open, greeted (and where required, encrypted and authenticated) SMTP connection.
-async fn connect(
-    t: &SmtpTarget,
-    r: &Resolved,
-    hello: &ClientId,
-) -> std::result::Result<AsyncSmtpConnection, String> {
-    let tls = || TlsParameters::new(t.host.clone()).map_err(|e| format!("TLS setup: {e}"));
-    let mut conn = if t.implicit_tls {
-        // lettre opens this socket itself, so implicit TLS goes without TCP_NODELAY.
-        AsyncSmtpConnection::connect_tokio1(
-            r.addrs.as_slice(),
-            Some(Duration::from_secs(30)),
-            hello,
-            Some(tls()?),
-            None,
-        )
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?
-    } else {
-        let mut last = String::from("no address");
-        let mut stream = None;
-        for addr in &r.addrs {
-            match tokio::time::timeout(
-                Duration::from_secs(30),
-                tokio::net::TcpStream::connect(addr),
-            )
-            .await
-            {
-                Ok(Ok(s)) => {
-                    stream = Some(s);
-                    break;
-                }
-                Ok(Err(e)) => last = e.to_string(),
-                Err(_) => last = "timed out".into(),
-            }
-        }
-        let stream =
-            stream.ok_or_else(|| format!("cannot connect to {}:{}: {last}", t.host, t.port))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
-        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), hello)
-            .await
-            .map_err(|e| format!("greeting: {e}"))?;
-        if conn.can_starttls() {
-            conn.starttls(tls()?, hello)
-                .await
-                .map_err(|e| format!("STARTTLS: {e}"))?;
-        } else if !r.loopback {
-            let _ = conn.quit().await;
-            return Err(format!(
-                "{} does not offer STARTTLS; tact sends in clear text only to loopback addresses (use smtps:// or a relay with TLS)",
-                t.host
-            ));
-        }
-        conn
-    };
-    if let Some(user) = &t.user {
-        let password = t
-            .password
-            .clone()
-            .ok_or("the URL names a user but TACT_SMTP_PASSWORD is not set")?;
-        let creds = Credentials::new(user.clone(), password);
-        conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
-            .await
-            .map_err(|e| format!("authentication failed: {}", code_of(&e)))?;
-    }
-    Ok(conn)
-}
-
-/// The reply code and enhanced status of an SMTP error, never its text (servers quote
-/// addresses there).
-fn reply_of(e: &lettre::transport::smtp::Error) -> Reply {
-    let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
-    let text = e.to_string();
-    let enhanced = text
-        .split(|c: char| c.is_whitespace() || c == ':' || c == ',')
-        .find(|w| {
-            let parts: Vec<&str> = w.split('.').collect();
-            parts.len() == 3
-                && ["2", "4", "5"].contains(&parts[0])
-                && parts[1..]
-                    .iter()
-                    .all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
-        })
-        .map(str::to_string);
-    Reply { code, enhanced }
-}
-
-fn code_of(e: &lettre::transport::smtp::Error) -> String {
-    let r = reply_of(e);
-    match (r.code, r.enhanced) {
-        (Some(c), Some(x)) => format!("{c} {x}"),
-        (Some(c), None) => c.to_string(),
-        _ if e.is_timeout() => "timeout".into(),
-        _ if e.is_tls() => "TLS error".into(),
-        _ => "connection error".into(),
-    }
-}
-
-fn reply_of_response(r: &lettre::transport::smtp::response::Response) -> Reply {
-    let code = r.code().to_string().parse::<u16>().ok();
-    let enhanced = r
-        .first_word()
-        .filter(|w| w.split('.').count() == 3 && w.chars().all(|c| c.is_ascii_digit() || c == '.'))
-        .map(str::to_string);
-    Reply { code, enhanced }
-}
-
-/// What became of one attempt.
-enum Attempt {
-    Sent(Reply),
-    /// 4xx, or the connection failed before the message could have been accepted.
-    Retry(Reply),
-    /// 5xx: never retried.
-    Failed(Reply),
-    /// The connection failed after the message was handed over: it may have arrived.
-    Uncertain,
-}
-
-async fn transact(
-    conn: &mut AsyncSmtpConnection,
-    from: &Address,
-    to: &Address,
-    body: &[u8],
-) -> (Attempt, bool) {
-    let mut params = Vec::new();
-    if !body.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
-        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-    }
-    // Before DATA's content is written, nothing can have been delivered.
-    for step in 0..3 {
-        let r = match step {
-            0 => {
-                conn.command(Mail::new(Some(from.clone()), params.clone()))
-                    .await
-            }
-            1 => conn.command(Rcpt::new(to.clone(), vec![])).await,
-            _ => conn.command(Data).await,
-        };
-        if let Err(e) = r {
-            if e.is_response() || e.status().is_some() {
-                let reply = reply_of(&e);
-                // 421: the server is closing the connection (RFC 5321 §3.8).
-                let open = reply.code != Some(421);
-                if open {
-                    let _ = conn.command(Rset).await;
-                }
-                return (
-                    if e.is_permanent() {
-                        Attempt::Failed(reply)
-                    } else {
-                        Attempt::Retry(reply)
-                    },
-                    open,
-                );
-            }
-            return (Attempt::Retry(reply_of(&e)), false);
-        }
-    }
-    match conn.message(body).await {
-        Ok(resp) => (Attempt::Sent(reply_of_response(&resp)), true),
-        Err(e) if e.status().is_some() => {
-            let reply = reply_of(&e);
-            let open = reply.code != Some(421);
-            (
-                if e.is_permanent() {
-                    Attempt::Failed(reply)
-                } else {
-                    Attempt::Retry(reply)
-                },
-                open,
-            )
-        }
-        Err(_) => (Attempt::Uncertain, false),
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct SendOptions {
@@ -451,6 +178,7 @@ struct Shared<'a> {
     p: &'a Prepared,
     keys: &'a Keys,
     ledger: Mutex<Ledger>,
+    committer: commit::Committer,
     queue: Mutex<VecDeque<Job>>,
     in_flight: AtomicUsize,
     tally: &'a Tally,
@@ -554,6 +282,7 @@ pub fn send_all(
         p,
         keys,
         ledger: Mutex::new(ledger),
+        committer: commit::Committer::default(),
         queue: Mutex::new(jobs.into()),
         in_flight: AtomicUsize::new(0),
         tally,
@@ -637,7 +366,7 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: impl Iterat
 }
 
 async fn worker(s: &Shared<'_>) {
-    let mut conn: Option<AsyncSmtpConnection> = None;
+    let mut conn: Option<Conn> = None;
     // The last accepted message, recorded together with the next claim.
     let mut carry: Option<Delivered> = None;
     let campaign = s.p.campaign.name.as_str();
@@ -658,7 +387,7 @@ async fn worker(s: &Shared<'_>) {
     }
     record_carry(s, &mut carry, campaign);
     if let Some(mut c) = conn {
-        let _ = c.quit().await;
+        let _ = c.smtp.quit().await;
     }
 }
 
@@ -681,7 +410,7 @@ fn record_carry(s: &Shared<'_>, carry: &mut Option<Delivered>, campaign: &str) {
 
 async fn run_job(
     s: &Shared<'_>,
-    conn: &mut Option<AsyncSmtpConnection>,
+    conn: &mut Option<Conn>,
     carry: &mut Option<Delivered>,
     job: Job,
     campaign: &str,
@@ -697,8 +426,9 @@ async fn run_job(
     // An unsubscribe that landed a moment ago stops this message: the claim re-reads the
     // suppression list in the same statement.
     let claimed = s
-        .ledger()
-        .sent_then_claim(campaign, carry.as_ref(), &hash, now);
+        .committer
+        .step(&s.ledger, campaign, carry.clone(), hash, now)
+        .await;
     if claimed.is_ok() {
         *carry = None;
     }
@@ -772,7 +502,7 @@ async fn run_job(
     let body = msg.formatted();
     let (attempt, keep) = transact(c, &s.from, &to, &body).await;
     if !keep && let Some(mut dead) = conn.take() {
-        dead.abort().await;
+        dead.smtp.abort().await;
     }
     let now = s.clock();
     let record = |status: Status, reply: &Reply, id: Option<&str>| {
@@ -832,77 +562,6 @@ fn note_failure(s: &Shared<'_>) {
     }
 }
 
-/// The headers RFC 8058 §4 needs under the signature for one-click unsubscribe.
-pub const DKIM_HEADERS: [&str; 6] = [
-    "From",
-    "Subject",
-    "Date",
-    "To",
-    "List-Unsubscribe",
-    "List-Unsubscribe-Post",
-];
-
-/// Signs with the campaign's `[dkim]` key, if it has one.
-pub fn sign(
-    c: &Campaign,
-    mut msg: lettre::Message,
-) -> std::result::Result<lettre::Message, String> {
-    let Some(d) = &c.dkim else { return Ok(msg) };
-    let key = load_dkim_key(&d.private_key).map_err(|e| e.to_string())?;
-    let headers = DKIM_HEADERS
-        .iter()
-        .map(|h| HeaderName::new_from_ascii_str(h))
-        .collect();
-    let config = lettre::message::dkim::DkimConfig::new(
-        d.selector.clone(),
-        d.domain.clone(),
-        key,
-        headers,
-        // relaxed/relaxed: with lettre 0.11's `simple` header canonicalization the
-        // DKIM-Signature header is hashed folded differently from how it is sent, and no
-        // verifier accepts the signature; relaxed also survives relays that refold headers.
-        lettre::message::dkim::DkimCanonicalization {
-            header: lettre::message::dkim::DkimCanonicalizationType::Relaxed,
-            body: lettre::message::dkim::DkimCanonicalizationType::Relaxed,
-        },
-    );
-    msg.sign(&config);
-    Ok(msg)
-}
-
-/// RSA keys as PKCS#1 PEM; Ed25519 keys as the base64 of the 32-byte seed (RFC 8463),
-/// optionally in a PEM-style wrapper. The file must be 0600.
-pub fn load_dkim_key(path: &std::path::Path) -> Result<lettre::message::dkim::DkimSigningKey> {
-    use lettre::message::dkim::{DkimSigningAlgorithm, DkimSigningKey};
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(Error::input(
-            Location::file(path),
-            "the DKIM key is readable by others: chmod 600 it",
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let bad = |e: String| Error::input(Location::file(path), format!("not a usable DKIM key: {e}"));
-    if text.contains("BEGIN RSA PRIVATE KEY") {
-        DkimSigningKey::new(&text, DkimSigningAlgorithm::Rsa).map_err(|e| bad(e.to_string()))
-    } else {
-        let body: String = text
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect::<Vec<_>>()
-            .join("");
-        DkimSigningKey::new(body.trim(), DkimSigningAlgorithm::Ed25519)
-            .map_err(|e| bad(e.to_string()))
-    }
-}
-
 /// Sends one-off test messages (not in the ledger) to `to`.
 pub fn send_tests(
     target: &SmtpTarget,
@@ -935,37 +594,7 @@ pub fn send_tests(
                 Attempt::Uncertain => "uncertain".to_string(),
             });
         }
-        let _ = conn.quit().await;
+        let _ = conn.smtp.quit().await;
         Ok(results)
     })
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn smtp_urls() {
-        let t = SmtpTarget::parse("smtp://127.0.0.1:2525", None).unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.implicit_tls, t.user),
-            ("127.0.0.1", 2525, false, None)
-        );
-        let t = SmtpTarget::parse("smtps://mailer@relay.example", Some("pw".into())).unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.implicit_tls, t.user.as_deref()),
-            ("relay.example", 465, true, Some("mailer"))
-        );
-        let t = SmtpTarget::parse("smtp://[::1]:25", None).unwrap();
-        assert_eq!((t.host.as_str(), t.port), ("::1", 25));
-        let e = SmtpTarget::parse("smtp://u:secret@relay.example:587", None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("TACT_SMTP_PASSWORD") && !e.contains("secret"),
-            "{e}"
-        );
-        assert!(SmtpTarget::parse("http://x", None).is_err());
-    }
 }
