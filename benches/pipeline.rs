@@ -97,7 +97,7 @@ fn audience(c: &mut Criterion) {
                 .decisions
                 .iter()
                 .filter(|d| matches!(d.outcome, Outcome::Excluded(_)))
-                .map(|d| (q.audience.lines[d.row as usize], d.row))
+                .map(|d| (q.audience.line(d.row as usize), d.row))
                 .collect();
             (report.audience.recipients(), excluded.len())
         })

@@ -57,7 +57,7 @@ fn excluded_rows(p: &Prepared, plan: &Plan) -> Vec<(u64, u32)> {
     plan.decisions
         .iter()
         .filter(|d| matches!(d.outcome, Outcome::Excluded(_)))
-        .map(|d| (p.audience.lines[d.row as usize], d.row))
+        .map(|d| (p.audience.line(d.row as usize), d.row))
         .collect()
 }
 

@@ -259,7 +259,7 @@ pub fn render_all_unless(
     for (i, reason, detail) in problems {
         let d = &mut plan.decisions[i];
         stats.problems.push(RowProblem {
-            line: p.audience.lines[d.row as usize],
+            line: p.audience.line(d.row as usize),
             reason: reason.key(),
             detail,
         });
@@ -313,7 +313,7 @@ pub fn self_check(p: &Prepared, keys: &Keys) -> Vec<SelfCheckMiss> {
             };
             if let Some(part) = part {
                 misses.push(SelfCheckMiss {
-                    line: p.audience.lines[i],
+                    line: p.audience.line(i),
                     variant: if personalised {
                         "personalised"
                     } else {

@@ -369,7 +369,7 @@ impl Prepared {
                 .filter_map(|(row, _)| {
                     consent::check_current(at.data.get(row), now, max_age)
                         .err()
-                        .map(|s| (a.lines[row], s))
+                        .map(|s| (a.line(row), s))
                 })
                 .collect(),
             None => Vec::new(),
@@ -440,7 +440,7 @@ impl Prepared {
                     let row = d.row as usize;
                     seg.matches(a, row)
                         .err()
-                        .map(|e| (a.lines[row], e.to_string()))
+                        .map(|e| (a.line(row), e.to_string()))
                 })
                 .collect(),
             None => Vec::new(),
@@ -867,7 +867,7 @@ segment = '{segment}'
         let got: Vec<(u64, Outcome)> = plan
             .decisions
             .iter()
-            .map(|d| (p.audience.lines[d.row as usize], d.outcome))
+            .map(|d| (p.audience.line(d.row as usize), d.outcome))
             .collect();
         use Outcome::*;
         use Reason::*;
@@ -923,7 +923,7 @@ segment = '{segment}'
         p.plan(&keys, &Facts::default(), now())
             .decisions
             .iter()
-            .map(|d| (p.audience.lines[d.row as usize], d.outcome))
+            .map(|d| (p.audience.line(d.row as usize), d.outcome))
             .collect()
     }
 
@@ -1017,7 +1017,7 @@ segment = '{segment}'
             if let Some(at) = consent_at
                 && let Err(s) = consent::check_current(at.data.get(row), now, max_age)
             {
-                stale_details.push((a.lines[row], s));
+                stale_details.push((a.line(row), s));
                 out(ex(Reason::StaleConsent));
                 continue;
             }
@@ -1040,7 +1040,7 @@ segment = '{segment}'
                         continue;
                     }
                     Err(e) => {
-                        segment_errors.push((a.lines[row], e.to_string()));
+                        segment_errors.push((a.line(row), e.to_string()));
                         out(ex(Reason::SegmentError));
                         continue;
                     }

@@ -70,7 +70,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             );
         };
         let row = d.row as usize;
-        let line = p.audience.lines[row];
+        let line = p.audience.line(row);
         let personalised = match d.outcome {
             Outcome::Personalised => true,
             Outcome::Generic => false,
@@ -105,7 +105,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let results: Vec<Result<(), RowProblem>> = recipients
         .par_iter()
         .map(|&(row, personalised)| {
-            let line = p.audience.lines[row];
+            let line = p.audience.line(row);
             let problem = |reason: &'static str, detail: String| RowProblem {
                 line,
                 reason,

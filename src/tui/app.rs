@@ -209,13 +209,13 @@ pub struct ExcludedRow {
 /// The excluded rows of a plan by line: decisions are in file order, and so are the
 /// malformed rows, so the two lists merge without a sort.
 pub fn excluded_rows(p: &Prepared, plan: &Plan) -> Vec<ExcludedRow> {
-    let lines = &p.audience.lines;
+    let a = &p.audience;
     let mut planned = plan
         .decisions
         .iter()
         .filter_map(|d| match d.outcome {
             Outcome::Excluded(r) => Some(ExcludedRow {
-                line: lines[d.row as usize],
+                line: a.line(d.row as usize),
                 reason: r.key(),
                 row: Some(d.row),
             }),
@@ -715,7 +715,7 @@ pub fn render_preview(
     personalised: bool,
 ) -> PreviewDoc {
     let email = p.audience.email(row).to_string();
-    let line = p.audience.lines[row];
+    let line = p.audience.line(row);
     let (vars, _) = p.tool_vars(keys, row, personalised);
     let mut why = vec![vars.why_you_got_this.clone()];
     why.push(if planned {
@@ -811,7 +811,7 @@ pub fn find(l: &Loaded, address: &str) -> Found {
         match d.outcome {
             Outcome::Excluded(r) if hit => {
                 return Found::Excluded {
-                    line: a.lines[row],
+                    line: a.line(row),
                     reason: r.key(),
                 };
             }
