@@ -276,14 +276,14 @@ impl PgTarget {
         match &self.tls {
             Tls::Off => {
                 config.ssl_mode(SslMode::Disable);
-                off_runtime(|| config.connect(NoTls)).map_err(|e| fail(&e))
+                off_runtime(|| config.connect(NoTls)).map_err(|e| fail(&pg_error(&e)))
             }
             Tls::On { mode, root_cert } => {
                 config.ssl_mode(*mode);
                 let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
                     rustls_config(root_cert.as_deref()).map_err(|e| fail(&e))?,
                 );
-                off_runtime(|| config.connect(tls)).map_err(|e| fail(&e))
+                off_runtime(|| config.connect(tls)).map_err(|e| fail(&pg_error(&e)))
             }
         }
     }
@@ -356,6 +356,24 @@ impl Drop for PgStore {
 }
 
 type PgResult<T> = std::result::Result<T, postgres::Error>;
+
+/// The server's own words ("db error" alone says nothing); its details name constraint
+/// columns and keyed hashes at most, never an address, which no table holds.
+fn pg_error(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => {
+            let mut m = e.to_string();
+            let mut cur = std::error::Error::source(e);
+            while let Some(c) = cur {
+                m.push_str(": ");
+                m.push_str(&c.to_string());
+                cur = c.source();
+            }
+            m
+        }
+    }
+}
 
 fn prepared(
     stmts: &mut HashMap<&'static str, Statement>,
@@ -461,7 +479,7 @@ impl PgStore {
             .as_mut()
             .ok_or_else(|| Error::Other(format!("database {}: closed", self.shown)))?;
         off_runtime(move || f(conn))
-            .map_err(|e| Error::Other(format!("database {}: {what}: {e}", self.shown)))
+            .map_err(|e| Error::Other(format!("database {}: {what}: {}", self.shown, pg_error(&e))))
     }
 }
 
@@ -554,7 +572,7 @@ impl Store for PgStore {
                 let arr: Vec<&[u8]> = chunk.iter().map(|h| &h[..]).collect();
                 new += tx.execute(
                     "INSERT INTO suppression (recipient, reason, added_at)
-                     SELECT DISTINCT r, $2, $3 FROM UNNEST($1::bytea[]) AS u(r)
+                     SELECT DISTINCT r, $2::text, $3::int8 FROM UNNEST($1::bytea[]) AS u(r)
                      ON CONFLICT (recipient) DO NOTHING",
                     &[&arr, &reason, &now.timestamp()],
                 )?;
@@ -611,7 +629,7 @@ impl Store for PgStore {
             )?;
             let q = tx.prepare(
                 "INSERT INTO deliveries (campaign, recipient, status, variant, updated_at)
-                 SELECT $1, r, 'pending', v, $4 FROM UNNEST($2::bytea[], $3::text[]) AS u(r, v)
+                 SELECT $1::text, r, 'pending', v, $4::int8 FROM UNNEST($2::bytea[], $3::text[]) AS u(r, v)
                  ON CONFLICT (campaign, recipient) DO NOTHING",
             )?;
             for chunk in recipients.chunks(CHUNK) {

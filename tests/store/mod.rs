@@ -1,0 +1,67 @@
+//! The ledger's two stores, SQLite and PostgreSQL, pass one suite (`suite.rs`); then the
+//! commands against a shared database (`cli.rs`).
+
+mod cli;
+pub mod server;
+mod suite;
+
+use server::PgServer;
+use suite::{Backend, CASES, Pg, Sqlite};
+
+fn run_suite<'a>(name: &str, fresh: &dyn Fn() -> Box<dyn Backend + 'a>) {
+    for (case, f) in CASES {
+        eprintln!("{name}: {case}");
+        f(&*fresh());
+    }
+}
+
+#[test]
+fn the_sqlite_store_passes_the_store_suite() {
+    run_suite("sqlite", &|| Box::new(Sqlite::new()));
+}
+
+#[test]
+fn the_postgres_store_passes_the_store_suite() {
+    let Some(server) = PgServer::start() else {
+        return;
+    };
+    run_suite("postgres", &|| Box::new(Pg::new(&server)));
+    // The sender calls the ledger from async tasks; the postgres client runs its own
+    // runtime, which must not start inside another (or be dropped there).
+    let b = Pg::new(&server);
+    for flavour in ["multi-thread", "current-thread"] {
+        let rt = if flavour == "multi-thread" {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+        };
+        let mut l = b.open();
+        let n = rt.block_on(async move {
+            let n = tokio::spawn(async move {
+                l.enqueue("rt", &[([1; 32], true)], suite_now()).unwrap();
+                l.counts("rt").unwrap().pending
+            });
+            n.await.unwrap()
+        });
+        assert_eq!(n, 1, "{flavour}");
+        rt.block_on(async { drop(b.open()) });
+    }
+}
+
+#[test]
+fn the_sqlite_ledger_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sqlite::new();
+    s.open().suppress(&[1; 32], "manual", suite_now()).unwrap();
+    let mode = std::fs::metadata(s.file()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+fn suite_now() -> chrono::DateTime<chrono::Utc> {
+    tact::consent::parse_time("2026-11-23T12:00:00Z").unwrap()
+}
