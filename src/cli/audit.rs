@@ -1,7 +1,6 @@
 //! `tact audit [CAMPAIGN] [--json] [--verify]`: every recorded run, and whether the chain of
 //! audit events is intact.
 
-
 use super::Globals;
 
 #[derive(Debug, clap::Args)]

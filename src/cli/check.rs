@@ -38,8 +38,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         writeln!(
             out,
             "tact check {}  (state: {})",
-            p.campaign.name,
-            state.store
+            p.campaign.name, state.store
         )?;
         write_report(&mut out, &p, &report, Style::detect())?;
     }

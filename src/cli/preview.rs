@@ -34,11 +34,10 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let p = Prepared::load(&args.campaign, g.now)
         .with_context(|| format!("cannot preview {}", args.campaign.display()))?;
     let keys = &state.keys;
-    let facts = state.ledger(false)?.facts(
-        &p.campaign.name,
-        p.campaign.policy.min_hours_between,
-        g.now,
-    )?;
+    let facts =
+        state
+            .ledger(false)?
+            .facts(&p.campaign.name, p.campaign.policy.min_hours_between, g.now)?;
     let plan = p.plan(keys, &facts, g.now);
     // Files on disk are data too: a campaign blocked for what it shows (special-category
     // data, unescaped fields, one-to-one targeting) is not written out for anyone.

@@ -101,7 +101,14 @@ pub(super) fn link(
     }
 }
 
-pub(super) fn event(seq: i64, at: i64, campaign: String, kind: String, operator: String, body: &str) -> Event {
+pub(super) fn event(
+    seq: i64,
+    at: i64,
+    campaign: String,
+    kind: String,
+    operator: String,
+    body: &str,
+) -> Event {
     Event {
         seq,
         at: DateTime::from_timestamp(at, 0).unwrap_or_default(),

@@ -27,4 +27,3 @@ pub struct Unsubscribed {
     /// False when the recipient was already on the list (the request is idempotent).
     pub new: bool,
 }
-

@@ -70,7 +70,7 @@ impl StatusCounts {
 #[derive(Debug, Clone)]
 pub enum Location {
     Local(std::path::PathBuf),
-    Postgres(PgTarget),
+    Postgres(Box<PgTarget>),
 }
 
 impl std::fmt::Display for Location {
@@ -142,4 +142,3 @@ pub struct Delivered {
     pub message_id: Option<String>,
     pub at: DateTime<Utc>,
 }
-

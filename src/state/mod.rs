@@ -287,7 +287,7 @@ impl State {
     /// `TACT_DATABASE_URL`); `None` keeps the SQLite file in the directory.
     pub fn with_store(mut self, target: Option<PgTarget>) -> State {
         if let Some(t) = target {
-            self.store = Location::Postgres(t);
+            self.store = Location::Postgres(Box::new(t));
         }
         self
     }

@@ -198,8 +198,8 @@ impl PgTarget {
         } else {
             format!("{base}?{}", rest.join("&"))
         };
-        let mut config = Config::from_str(&cleaned)
-            .map_err(|e| bad(&format!("not a PostgreSQL URL: {e}")))?;
+        let mut config =
+            Config::from_str(&cleaned).map_err(|e| bad(&format!("not a PostgreSQL URL: {e}")))?;
         if config.get_password().is_some() && on_command_line {
             return Err(bad(
                 "never put the password on the command line: set PGPASSWORD, or put the whole \
@@ -398,7 +398,8 @@ fn time(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
 }
 
-const CLAIM_ONE: &str = "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = $3
+const CLAIM_ONE: &str =
+    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = $3
      WHERE campaign = $1 AND recipient = $2 AND status = 'pending'
      AND NOT EXISTS (SELECT 1 FROM suppression WHERE recipient = $2)";
 
@@ -423,32 +424,6 @@ const CLAIM_MANY: &str = "WITH picked AS (
      FROM picked WHERE d.campaign = $1 AND d.recipient = picked.recipient AND d.status = 'pending'
      RETURNING d.recipient";
 
-fn finish_on(
-    stmts: &mut HashMap<&'static str, Statement>,
-    c: &mut impl GenericClient,
-    campaign: &str,
-    hash: &RecipientHash,
-    status: Status,
-    reply: &Reply,
-    message_id: Option<&str>,
-    now: DateTime<Utc>,
-) -> PgResult<()> {
-    let q = prepared(stmts, c, FINISH)?;
-    c.execute(
-        &q,
-        &[
-            &campaign,
-            &&hash[..],
-            &status.as_str(),
-            &reply.code.map(i32::from),
-            &reply.enhanced,
-            &message_id,
-            &now.timestamp(),
-        ],
-    )?;
-    Ok(())
-}
-
 impl PgStore {
     pub fn connect(target: &PgTarget) -> Result<PgStore> {
         let client = target.connect()?;
@@ -471,10 +446,15 @@ impl PgStore {
 
     /// Runs `f` on the connection, off any async runtime; errors name the database and
     /// the step, never the password.
-    fn with<R: Send>(&self, what: &str, f: impl FnOnce(&mut Conn) -> PgResult<R> + Send) -> Result<R> {
-        let mut guard = self.conn.try_borrow_mut().map_err(|_| {
-            Error::Other(format!("database {}: used re-entrantly", self.shown))
-        })?;
+    fn with<R: Send>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut Conn) -> PgResult<R> + Send,
+    ) -> Result<R> {
+        let mut guard = self
+            .conn
+            .try_borrow_mut()
+            .map_err(|_| Error::Other(format!("database {}: used re-entrantly", self.shown)))?;
         let conn = guard
             .as_mut()
             .ok_or_else(|| Error::Other(format!("database {}: closed", self.shown)))?;
@@ -660,16 +640,20 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> Result<()> {
         self.with("record a delivery", |c| {
-            finish_on(
-                &mut c.stmts,
-                &mut c.client,
-                campaign,
-                hash,
-                status,
-                reply,
-                message_id,
-                now,
-            )
+            let q = prepared(&mut c.stmts, &mut c.client, FINISH)?;
+            c.client.execute(
+                &q,
+                &[
+                    &campaign,
+                    &&hash[..],
+                    &status.as_str(),
+                    &reply.code.map(i32::from),
+                    &reply.enhanced,
+                    &message_id,
+                    &now.timestamp(),
+                ],
+            )?;
+            Ok(())
         })
     }
 
@@ -690,8 +674,7 @@ impl Store for PgStore {
                     done.iter().map(|d| d.reply.code.map(i32::from)).collect();
                 let enhanced: Vec<Option<&str>> =
                     done.iter().map(|d| d.reply.enhanced.as_deref()).collect();
-                let ids: Vec<Option<&str>> =
-                    done.iter().map(|d| d.message_id.as_deref()).collect();
+                let ids: Vec<Option<&str>> = done.iter().map(|d| d.message_id.as_deref()).collect();
                 let at: Vec<i64> = done.iter().map(|d| d.at.timestamp()).collect();
                 tx.execute(
                     &settle,
@@ -1000,18 +983,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("PGPASSWORD") && !e.contains("s3cret"), "{e}");
-        let e = PgTarget::parse("postgres://tact@db.example/tact?password=s3cret", true, None)
-            .unwrap_err()
-            .to_string();
+        let e = PgTarget::parse(
+            "postgres://tact@db.example/tact?password=s3cret",
+            true,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("PGPASSWORD") && !e.contains("s3cret"), "{e}");
         // From the environment a password is fine, and still never shown.
         let t = PgTarget::parse("postgres://tact:s3cret@db.example/tact", false, None).unwrap();
         assert!(!t.to_string().contains("s3cret") && !format!("{t:?}").contains("s3cret"));
-        let e = PgTarget::parse("postgres://tact:s3cret@db.example/tact?sslmode=bogus", false, None)
-            .unwrap_err()
-            .to_string();
+        let e = PgTarget::parse(
+            "postgres://tact:s3cret@db.example/tact?sslmode=bogus",
+            false,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("sslmode") && !e.contains("s3cret"), "{e}");
-        assert_eq!(redact("postgres://u:pw@h:5/d?x=1"), "postgres://u@h:5/d?x=1");
+        assert_eq!(
+            redact("postgres://u:pw@h:5/d?x=1"),
+            "postgres://u@h:5/d?x=1"
+        );
     }
 
     #[test]
@@ -1022,9 +1016,18 @@ mod tests {
             root_cert: None,
         };
         assert_eq!(tls("postgres://tact@db.example/tact"), require);
-        assert_eq!(tls("postgres://tact@db.example/tact?sslmode=prefer"), require);
-        assert_eq!(tls("postgresql://tact@10.0.0.5/tact?sslmode=verify-full"), require);
-        assert_eq!(tls("postgres://tact@db.example/tact?sslmode=disable"), Tls::Off);
+        assert_eq!(
+            tls("postgres://tact@db.example/tact?sslmode=prefer"),
+            require
+        );
+        assert_eq!(
+            tls("postgresql://tact@10.0.0.5/tact?sslmode=verify-full"),
+            require
+        );
+        assert_eq!(
+            tls("postgres://tact@db.example/tact?sslmode=disable"),
+            Tls::Off
+        );
         assert_eq!(tls("postgres://tact@127.0.0.1:5433/tact"), Tls::Off);
         assert_eq!(tls("postgres://tact@localhost/tact"), Tls::Off);
         assert_eq!(tls("postgres://tact@[::1]:5432/tact"), Tls::Off);

@@ -52,14 +52,24 @@ fn hosts_share_one_suppression_list_and_audit_log_and_must_share_one_key() {
     };
     let url = server.new_database();
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
 
     // The first host makes its key and records the key's identifier in the database.
     let r = run_expect(host(&a, &url).arg("init"), 0);
     assert!(r.stdout.contains(&url), "{}", r.stdout);
     let id_a = key_id(&r.stdout);
-    run_expect(host(&a, &url).args(["suppress", "add", "ann@example.com"]), 0);
-    let r = run_expect(host(&a, &url).args(["suppress", "check", "ann@example.com"]), 0);
+    run_expect(
+        host(&a, &url).args(["suppress", "add", "ann@example.com"]),
+        0,
+    );
+    let r = run_expect(
+        host(&a, &url).args(["suppress", "check", "ann@example.com"]),
+        0,
+    );
     assert!(r.stdout.contains("suppressed: manual"), "{}", r.stdout);
     // The suppression is in the database, not in the local ledger.
     run_expect(
@@ -96,7 +106,10 @@ fn hosts_share_one_suppression_list_and_audit_log_and_must_share_one_key() {
     // In TACT_DATABASE_URL (the environment) it is accepted.
     run_expect(
         tact_bare()
-            .env("TACT_DATABASE_URL", &with_password.replace("hunter2", PASSWORD))
+            .env(
+                "TACT_DATABASE_URL",
+                with_password.replace("hunter2", PASSWORD),
+            )
             .env_remove("PGPASSWORD")
             .arg("--state")
             .arg(&a)
@@ -130,10 +143,7 @@ fn hosts_share_one_suppression_list_and_audit_log_and_must_share_one_key() {
     let copy = tmp.path().join("master.key");
     std::fs::copy(a.join("master.key"), &copy).unwrap();
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let r = run_expect(
-        host(&c, &url).args(["init", "--import-key"]).arg(&copy),
-        2,
-    );
+    let r = run_expect(host(&c, &url).args(["init", "--import-key"]).arg(&copy), 2);
     assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
     assert!(!c.join("master.key").exists());
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -155,9 +165,18 @@ fn hosts_share_one_suppression_list_and_audit_log_and_must_share_one_key() {
 
     // The third host sees the first host's suppression (same key, same hash), and an
     // unsubscribe it takes stops the first host too.
-    run_expect(host(&c, &url).args(["suppress", "check", "ann@example.com"]), 0);
-    run_expect(host(&c, &url).args(["suppress", "add", "bob@example.com"]), 0);
-    run_expect(host(&a, &url).args(["suppress", "check", "bob@example.com"]), 0);
+    run_expect(
+        host(&c, &url).args(["suppress", "check", "ann@example.com"]),
+        0,
+    );
+    run_expect(
+        host(&c, &url).args(["suppress", "add", "bob@example.com"]),
+        0,
+    );
+    run_expect(
+        host(&a, &url).args(["suppress", "check", "bob@example.com"]),
+        0,
+    );
 
     // One audit log: a purge on each host appends to one chain, which both verify.
     run_expect(host(&a, &url).args(["purge", "--older-than", "30"]), 0);
@@ -166,7 +185,10 @@ fn hosts_share_one_suppression_list_and_audit_log_and_must_share_one_key() {
         let r = run_expect(host(h, &url).args(["audit", "--verify"]), 0);
         assert!(r.stdout.contains("2 event(s) verified"), "{}", r.stdout);
     }
-    server.sql(&url, "UPDATE audit SET operator = 'someone-else' WHERE seq = 1");
+    server.sql(
+        &url,
+        "UPDATE audit SET operator = 'someone-else' WHERE seq = 1",
+    );
     let r = run(host(&a, &url).args(["audit", "--verify"]));
     assert_ne!(r.code, 0, "an edited audit log verified:\n{}", r.stdout);
 
@@ -224,7 +246,10 @@ fn two_hosts_sending_one_campaign_at_once_never_mail_anyone_twice() {
             .unwrap()
     };
     let (ca, cb) = (spawn(&a), spawn(&b));
-    let outs = [ca.wait_with_output().unwrap(), cb.wait_with_output().unwrap()];
+    let outs = [
+        ca.wait_with_output().unwrap(),
+        cb.wait_with_output().unwrap(),
+    ];
     let mut sent = 0;
     for o in &outs {
         let stdout = String::from_utf8_lossy(&o.stdout);

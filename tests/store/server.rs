@@ -46,7 +46,10 @@ fn find_bin() -> Option<PathBuf> {
 
 fn uid() -> u32 {
     let out = Command::new("id").arg("-u").output().expect("id -u");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("uid")
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("uid")
 }
 
 /// uid and gid of the `postgres` user.
@@ -136,12 +139,26 @@ impl PgServer {
             let log = root.join("log");
             let ok = server.try_run(
                 "pg_ctl",
-                &["start", "-w", "-t", "60", "-D", path(&server.data), "-l", path(&log), "-o", &opts],
+                &[
+                    "start",
+                    "-w",
+                    "-t",
+                    "60",
+                    "-D",
+                    path(&server.data),
+                    "-l",
+                    path(&log),
+                    "-o",
+                    &opts,
+                ],
             );
             if ok && server.wait_ready() {
                 return Some(server);
             }
-            let _ = server.try_run("pg_ctl", &["stop", "-m", "immediate", "-D", path(&server.data)]);
+            let _ = server.try_run(
+                "pg_ctl",
+                &["stop", "-m", "immediate", "-D", path(&server.data)],
+            );
             if attempt == 4 {
                 panic!(
                     "PostgreSQL did not start:\n{}",
@@ -268,6 +285,9 @@ fn path(p: &Path) -> &str {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        let _ = self.try_run("pg_ctl", &["stop", "-m", "immediate", "-w", "-D", path(&self.data)]);
+        let _ = self.try_run(
+            "pg_ctl",
+            &["stop", "-m", "immediate", "-w", "-D", path(&self.data)],
+        );
     }
 }

@@ -101,18 +101,54 @@ fn delivered(hash: [u8; 32]) -> Delivered {
 pub type Case = fn(&dyn Backend);
 
 pub const CASES: &[(&str, Case)] = &[
-    ("a recipient can be claimed once", a_recipient_can_be_claimed_once),
-    ("pending rows of people who left are dropped", pending_rows_of_people_who_left_are_dropped),
-    ("frequency cap and suppression facts", frequency_cap_and_suppression_facts),
-    ("a delivery is recorded with the next claim", a_delivery_is_recorded_with_the_next_claim),
-    ("settle and claim takes only pending, unsuppressed rows", settle_and_claim_takes_only_pending_unsuppressed),
-    ("parallel claims never overlap", parallel_claims_never_overlap),
-    ("the audit chain catches edits and deletions", the_audit_chain_catches_edits_and_deletions),
-    ("concurrent audit appends keep one chain", concurrent_audit_appends_keep_one_chain),
-    ("a purge keeps what it must and still verifies", a_purge_keeps_what_it_must),
-    ("events after a purge of everything continue the chain", events_after_a_purge_of_everything_continue),
-    ("forget suppresses and deletes one person's rows", forget_suppresses_and_deletes_one_persons_rows),
-    ("tokens suppress once and forged ones write nothing", tokens_suppress_once),
+    (
+        "a recipient can be claimed once",
+        a_recipient_can_be_claimed_once,
+    ),
+    (
+        "pending rows of people who left are dropped",
+        pending_rows_of_people_who_left_are_dropped,
+    ),
+    (
+        "frequency cap and suppression facts",
+        frequency_cap_and_suppression_facts,
+    ),
+    (
+        "a delivery is recorded with the next claim",
+        a_delivery_is_recorded_with_the_next_claim,
+    ),
+    (
+        "settle and claim takes only pending, unsuppressed rows",
+        settle_and_claim_takes_only_pending_unsuppressed,
+    ),
+    (
+        "parallel claims never overlap",
+        parallel_claims_never_overlap,
+    ),
+    (
+        "the audit chain catches edits and deletions",
+        the_audit_chain_catches_edits_and_deletions,
+    ),
+    (
+        "concurrent audit appends keep one chain",
+        concurrent_audit_appends_keep_one_chain,
+    ),
+    (
+        "a purge keeps what it must and still verifies",
+        a_purge_keeps_what_it_must,
+    ),
+    (
+        "events after a purge of everything continue the chain",
+        events_after_a_purge_of_everything_continue,
+    ),
+    (
+        "forget suppresses and deletes one person's rows",
+        forget_suppresses_and_deletes_one_persons_rows,
+    ),
+    (
+        "tokens suppress once and forged ones write nothing",
+        tokens_suppress_once,
+    ),
     ("a different key is refused", a_different_key_is_refused),
 ];
 
@@ -121,7 +157,10 @@ fn a_recipient_can_be_claimed_once(b: &dyn Backend) {
     let (a, x) = ([1u8; 32], [2u8; 32]);
     l.enqueue("c", &[(a, true), (x, false)], now()).unwrap();
     assert!(l.claim("c", &a, now()).unwrap());
-    assert!(!l.claim("c", &a, now()).unwrap(), "a second claim must fail");
+    assert!(
+        !l.claim("c", &a, now()).unwrap(),
+        "a second claim must fail"
+    );
     let other = b.open();
     assert!(
         !other.claim("c", &a, now()).unwrap(),
@@ -146,7 +185,11 @@ fn a_recipient_can_be_claimed_once(b: &dyn Backend) {
     assert_eq!(l.attempts("c", &[9; 32]).unwrap(), 0);
     assert!(l.claim("c", &x, now()).unwrap());
     let f = l.facts("c", 0, now()).unwrap();
-    assert_eq!(f.already, HashSet::from([a, x]), "sent and uncertain both count");
+    assert_eq!(
+        f.already,
+        HashSet::from([a, x]),
+        "sent and uncertain both count"
+    );
     assert_eq!(l.uncertain("c").unwrap(), HashSet::from([x]));
     assert_eq!(l.release_uncertain("c").unwrap(), 1);
     assert_eq!(l.facts("c", 0, now()).unwrap().already, HashSet::from([a]));
@@ -190,12 +233,12 @@ fn pending_rows_of_people_who_left_are_dropped(b: &dyn Backend) {
             let mut h = [0u8; 32];
             h[..4].copy_from_slice(&i.to_be_bytes());
             h[31] = 7;
-            (h, i % 2 == 0)
+            (h, i.is_multiple_of(2))
         })
         .collect();
     l.enqueue("big", &many, now()).unwrap();
     assert_eq!(l.counts("big").unwrap().pending, 25_000);
-    let keep = |h: &[u8; 32]| u32::from_be_bytes([h[0], h[1], h[2], h[3]]) % 3 == 0;
+    let keep = |h: &[u8; 32]| u32::from_be_bytes([h[0], h[1], h[2], h[3]]).is_multiple_of(3);
     assert_eq!(l.drop_pending_except("big", &keep).unwrap(), 25_000 - 8_334);
     assert_eq!(l.counts("big").unwrap().pending, 8_334);
 }
@@ -234,7 +277,10 @@ fn frequency_cap_and_suppression_facts(b: &dyn Backend) {
         "an existing entry keeps its reason"
     );
     assert_eq!(l.suppression(&[9; 32]).unwrap(), None);
-    assert_eq!(l.facts("second", 0, now()).unwrap().suppressed, HashSet::from([a]));
+    assert_eq!(
+        l.facts("second", 0, now()).unwrap().suppressed,
+        HashSet::from([a])
+    );
     // One list for every connection: a suppression taken elsewhere is seen at once.
     let elsewhere = b.open();
     elsewhere.suppress(&[5; 32], "unsubscribe", now()).unwrap();
@@ -260,8 +306,12 @@ fn a_delivery_is_recorded_with_the_next_claim(b: &dyn Backend) {
 fn settle_and_claim_takes_only_pending_unsuppressed(b: &dyn Backend) {
     let mut l = b.open();
     let h = |i: u8| [i; 32];
-    l.enqueue("s", &[(h(1), true), (h(2), true), (h(3), false), (h(5), true)], now())
-        .unwrap();
+    l.enqueue(
+        "s",
+        &[(h(1), true), (h(2), true), (h(3), false), (h(5), true)],
+        now(),
+    )
+    .unwrap();
     assert!(l.claim("s", &h(2), now()).unwrap());
     l.suppress(&h(3), "unsubscribe", now()).unwrap();
     // 2 is taken, 3 suppressed, 4 never queued: 1 and 5, in the order asked.
@@ -269,7 +319,10 @@ fn settle_and_claim_takes_only_pending_unsuppressed(b: &dyn Backend) {
         .settle_and_claim("s", &[], &[h(5), h(2), h(3), h(4), h(1)], now())
         .unwrap();
     assert_eq!(got, vec![h(5), h(1)]);
-    assert!(!l.claim("s", &h(3), now()).unwrap(), "a suppressed one is never claimed");
+    assert!(
+        !l.claim("s", &h(3), now()).unwrap(),
+        "a suppressed one is never claimed"
+    );
     assert_eq!(l.counts("s").unwrap(), counts(1, 3, 0, 0));
     // Recording a batch, claiming nothing.
     let later = now() + TimeDelta::seconds(5);
@@ -287,7 +340,11 @@ fn settle_and_claim_takes_only_pending_unsuppressed(b: &dyn Backend) {
             ..delivered(h(1))
         },
     ];
-    assert!(l.settle_and_claim("s", &done, &[], later).unwrap().is_empty());
+    assert!(
+        l.settle_and_claim("s", &done, &[], later)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(l.counts("s").unwrap(), counts(1, 1, 2, 0));
     let rows = l.deliveries_of(&h(5)).unwrap();
     assert_eq!((rows[0].status.as_str(), rows[0].at), ("sent", later));
@@ -295,9 +352,7 @@ fn settle_and_claim_takes_only_pending_unsuppressed(b: &dyn Backend) {
     assert_eq!(l.attempts("s", &h(1)).unwrap(), 1);
     // Both at once, in one transaction.
     l.release_uncertain("s").unwrap();
-    let got = l
-        .settle_and_claim("s", &[], &[h(2)], now())
-        .unwrap();
+    let got = l.settle_and_claim("s", &[], &[h(2)], now()).unwrap();
     assert_eq!(got, vec![h(2)]);
     let got = l
         .settle_and_claim("s", &[delivered(h(2))], &[h(2), h(1)], now())
@@ -371,7 +426,11 @@ fn the_audit_chain_catches_edits_and_deletions(b: &dyn Backend) {
     assert!(l.audit_events(Some("other")).unwrap().is_empty());
     assert_eq!(l.audit_events(None).unwrap().len(), 4);
     // Another key cannot vouch for this log.
-    assert!(l.audit_verify(&Keys::from_master(&[6; 32])).unwrap().is_err());
+    assert!(
+        l.audit_verify(&Keys::from_master(&[6; 32]))
+            .unwrap()
+            .is_err()
+    );
     b.sql("UPDATE audit SET body = '{\"sent\":99}' WHERE seq = 2");
     assert_eq!(
         l.audit_verify(&keys).unwrap(),
@@ -398,15 +457,26 @@ fn concurrent_audit_appends_keep_one_chain(b: &dyn Backend) {
             s.spawn(move || {
                 let mut l = b.open();
                 for i in 0..12 {
-                    l.audit_append(keys, "c", "send", &serde_json::json!({ "t": t, "i": i }), now())
-                        .unwrap();
+                    l.audit_append(
+                        keys,
+                        "c",
+                        "send",
+                        &serde_json::json!({ "t": t, "i": i }),
+                        now(),
+                    )
+                    .unwrap();
                 }
             });
         }
     });
     let l = b.open();
     assert_eq!(l.audit_verify(&keys).unwrap(), Ok(36));
-    let seqs: Vec<i64> = l.audit_events(None).unwrap().iter().map(|e| e.seq).collect();
+    let seqs: Vec<i64> = l
+        .audit_events(None)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
     assert_eq!(seqs, (1..=36).collect::<Vec<i64>>());
 }
 
@@ -435,8 +505,15 @@ fn a_purge_keeps_what_it_must(b: &dyn Backend) {
             kept_incomplete: 1
         }
     );
-    assert_eq!(l.audit_verify(&keys).unwrap(), Ok(2), "the kept event and the purge event");
-    assert!(l.completed_at("old").unwrap().is_some(), "a purged campaign never sends again");
+    assert_eq!(
+        l.audit_verify(&keys).unwrap(),
+        Ok(2),
+        "the kept event and the purge event"
+    );
+    assert!(
+        l.completed_at("old").unwrap().is_some(),
+        "a purged campaign never sends again"
+    );
     assert!(l.is_suppressed(&a).unwrap(), "an unsubscribe is forever");
     assert_eq!(l.counts("open").unwrap().pending, 1);
     assert!(l.deliveries_of(&a).unwrap().is_empty());
@@ -479,7 +556,10 @@ fn forget_suppresses_and_deletes_one_persons_rows(b: &dyn Backend) {
     l.suppress(&ann, "manual", now()).unwrap();
     let rows = l.deliveries_of(&ann).unwrap();
     assert_eq!(rows.len(), 2);
-    assert_eq!((rows[0].status.as_str(), rows[0].variant.as_str()), ("sent", "personalised"));
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].variant.as_str()),
+        ("sent", "personalised")
+    );
     assert_eq!(l.deliveries_of(&bob).unwrap()[0].variant, "generic");
     assert_eq!(l.forget(&ann, now()).unwrap(), 2);
     assert!(l.deliveries_of(&ann).unwrap().is_empty());
