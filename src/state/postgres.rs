@@ -36,6 +36,17 @@ use crate::plan::Facts;
 const SCHEMA_LOCK: i64 = 0x7461_6374_0001;
 const AUDIT_LOCK: i64 = 0x7461_6374_0002;
 
+/// Everything `SCHEMA` creates.
+const OBJECTS: [&str; 7] = [
+    "deliveries",
+    "deliveries_recipient",
+    "campaigns",
+    "audit",
+    "suppression",
+    "audit_checkpoint",
+    "meta",
+];
+
 /// Rows per statement when a list is sent as an array (enqueue, drop).
 const CHUNK: usize = 10_000;
 
@@ -211,6 +222,13 @@ impl PgTarget {
         {
             config.password(p);
         }
+        // An unreachable server fails in seconds, not after the kernel's TCP timeout.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("tact");
+        }
         if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
             return Err(bad("no host"));
         }
@@ -264,7 +282,9 @@ impl PgTarget {
         self.tls != Tls::Off
     }
 
-    fn connect(&self) -> Result<Client> {
+    /// A connection under this target's TLS and password rules, outside any store (tools,
+    /// tests). Drop it outside an async runtime.
+    pub fn client(&self) -> Result<Client> {
         let fail = |e: &dyn std::fmt::Display| {
             let mut m = format!("database {}: cannot connect: {e}", self.shown);
             if m.contains("password missing") {
@@ -426,7 +446,7 @@ const CLAIM_MANY: &str = "WITH picked AS (
 
 impl PgStore {
     pub fn connect(target: &PgTarget) -> Result<PgStore> {
-        let client = target.connect()?;
+        let client = target.client()?;
         let store = PgStore {
             conn: RefCell::new(Some(Conn {
                 client,
@@ -435,6 +455,17 @@ impl PgStore {
             shown: target.shown.clone(),
         };
         store.with("create the tables", |c| {
+            // Once they exist, a user without CREATE on the schema can still run.
+            let present: bool = c
+                .client
+                .query_one(
+                    "SELECT bool_and(to_regclass(t) IS NOT NULL) FROM UNNEST($1::text[]) AS u(t)",
+                    &[&OBJECTS.to_vec()],
+                )?
+                .get(0);
+            if present {
+                return Ok(());
+            }
             // Two hosts creating the tables at once would collide in the catalogue.
             let mut tx = c.client.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
@@ -470,6 +501,13 @@ impl Store for PgStore {
 
     fn check_key(&mut self, id: &KeyId) -> Result<()> {
         let stored: Vec<u8> = self.with("check the key", |c| {
+            // Read first: every open checks, and only the first needs a write.
+            if let Some(r) = c
+                .client
+                .query_opt("SELECT value FROM meta WHERE name = 'key_id'", &[])?
+            {
+                return Ok(r.get(0));
+            }
             let mut tx = c.client.transaction()?;
             tx.execute(
                 "INSERT INTO meta (name, value) VALUES ('key_id', $1) ON CONFLICT (name) DO NOTHING",

@@ -80,8 +80,13 @@ impl SqliteStore {
     pub fn open(dir: &Path, durable: bool) -> Result<SqliteStore> {
         let path = dir.join(LEDGER_FILE);
         if !path.exists() {
-            // Created empty with mode 0600 so SQLite never makes it world-readable.
-            super::write_private(&path, b"", true)?;
+            // Created empty with mode 0600 so SQLite never makes it world-readable. Another
+            // process opening a new state at the same moment may win the race: fine.
+            match super::write_private(&path, b"", true) {
+                Err(Error::Write { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+                r => r?,
+            }
         }
         let conn = {
             let e = db_err(&path);
@@ -123,6 +128,21 @@ impl Store for SqliteStore {
     fn check_key(&mut self, id: &KeyId) -> Result<()> {
         let path = self.path.clone();
         let e = db_err(&path);
+        // Read first: every open checks, and only the first needs a write.
+        let recorded: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE name = 'key_id'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(&e)?;
+        if let Some(v) = recorded {
+            return if v[..] == id[..] {
+                Ok(())
+            } else {
+                Err(key_mismatch(&self.describe()))
+            };
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

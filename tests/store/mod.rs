@@ -65,3 +65,65 @@ fn the_sqlite_ledger_file_is_private() {
 fn suite_now() -> chrono::DateTime<chrono::Utc> {
     tact::consent::parse_time("2026-11-23T12:00:00Z").unwrap()
 }
+
+/// TLS to the database: verified against the CA named by `sslrootcert`, refused with the
+/// wrong CA or none (the Mozilla roots do not know a test CA), and plain TCP never gets in
+/// (the server takes TLS only, so a connection that works was encrypted).
+#[test]
+fn the_postgres_store_talks_tls_and_verifies_the_server() {
+    let Some(server) = PgServer::start_tls() else {
+        return;
+    };
+    let url = server.new_database();
+    let (ca, other) = server.ca.clone().unwrap();
+    let open = |query: &str| {
+        let t = tact::state::postgres::PgTarget::parse(
+            &format!("{url}?{query}"),
+            true,
+            Some(server::PASSWORD.into()),
+        )
+        .unwrap();
+        assert!(t.uses_tls() || query.is_empty() || query.contains("disable"));
+        tact::state::ledger::Ledger::connect(&t)
+    };
+    for host_check in ["verify-full", "require"] {
+        let l = open(&format!(
+            "sslmode={host_check}&sslrootcert={}",
+            ca.display()
+        ))
+        .unwrap();
+        assert!(l.suppress(&[1; 32], "manual", suite_now()).unwrap() || host_check == "require");
+        drop(l);
+    }
+    let localhost = url.replace("127.0.0.1", "localhost");
+    let t = tact::state::postgres::PgTarget::parse(
+        &format!(
+            "{localhost}?sslmode=verify-full&sslrootcert={}",
+            ca.display()
+        ),
+        true,
+        Some(server::PASSWORD.into()),
+    )
+    .unwrap();
+    assert!(
+        tact::state::ledger::Ledger::connect(&t)
+            .unwrap()
+            .is_suppressed(&[1; 32])
+            .unwrap()
+    );
+    for (query, why) in [
+        (
+            format!("sslmode=verify-full&sslrootcert={}", other.display()),
+            "another CA",
+        ),
+        ("sslmode=require".to_string(), "no CA that knows the server"),
+        (String::new(), "plain TCP (the loopback default)"),
+        ("sslmode=disable".to_string(), "plain TCP by name"),
+    ] {
+        let e = open(&query)
+            .err()
+            .unwrap_or_else(|| panic!("connected with {why}"));
+        eprintln!("refused, {why}: {e}");
+        assert!(!e.to_string().contains(server::PASSWORD), "{e}");
+    }
+}

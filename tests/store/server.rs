@@ -16,6 +16,9 @@ pub const PASSWORD: &str = "store-test-password";
 pub struct PgServer {
     // Dropped after `drop` stops the server.
     _tmp: tempfile::TempDir,
+    /// With TLS: the CA that signed the server's certificate (for 127.0.0.1 and
+    /// localhost), and another CA that did not.
+    pub ca: Option<(PathBuf, PathBuf)>,
     data: PathBuf,
     bin: PathBuf,
     as_postgres: bool,
@@ -74,6 +77,16 @@ impl PgServer {
     /// Starts a server, or `None` (after a loud SKIP) when PostgreSQL is not installed and
     /// this is not CI.
     pub fn start() -> Option<PgServer> {
+        Self::start_with(false)
+    }
+
+    /// A server that accepts TCP connections over TLS only (`hostssl` in pg_hba.conf), with
+    /// a certificate from a test CA made by openssl.
+    pub fn start_tls() -> Option<PgServer> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Option<PgServer> {
         let Some(bin) = find_bin() else {
             if std::env::var_os("CI").is_some() {
                 panic!(
@@ -105,6 +118,7 @@ impl PgServer {
         }
         let mut server = PgServer {
             _tmp: tmp,
+            ca: None,
             data,
             bin,
             as_postgres,
@@ -128,11 +142,37 @@ impl PgServer {
                 "--locale=C",
             ],
         );
+        let mut extra = String::new();
+        if tls {
+            let (cert, key) = make_certs(&root, &mut server);
+            if as_postgres {
+                let (u, g) = postgres_user();
+                for p in [&cert, &key] {
+                    std::os::unix::fs::chown(p, Some(u), Some(g)).expect("chown to postgres");
+                }
+            }
+            extra = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            );
+            // Plain TCP is turned away: a connection that works went over TLS.
+            std::fs::write(
+                root.join("hba"),
+                "hostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 0.0.0.0/0 reject\n",
+            )
+            .expect("hba");
+            if as_postgres {
+                let (u, g) = postgres_user();
+                std::os::unix::fs::chown(root.join("hba"), Some(u), Some(g)).expect("chown");
+            }
+            extra.push_str(&format!(" -c hba_file={}", root.join("hba").display()));
+        }
         // A port taken between the probe and the start: try another.
         for attempt in 0..5 {
             server.port = free_port();
             let opts = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=40",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=40{extra}",
                 server.port,
                 sock.display()
             );
@@ -212,7 +252,18 @@ impl PgServer {
         false
     }
 
-    fn admin(&self) -> Result<postgres::Client, postgres::Error> {
+    fn admin(&self) -> Result<postgres::Client, String> {
+        if self.ca.is_some() {
+            // Through tact's own connector: the test client has no TLS of its own.
+            let url = format!(
+                "{}?sslmode=verify-full&sslrootcert={}",
+                self.url("postgres"),
+                self.ca_file().display()
+            );
+            let t = tact::state::postgres::PgTarget::parse(&url, false, Some(PASSWORD.into()))
+                .map_err(|e| e.to_string())?;
+            return t.client().map_err(|e| e.to_string());
+        }
         postgres::Config::new()
             .host("127.0.0.1")
             .port(self.port)
@@ -220,6 +271,12 @@ impl PgServer {
             .password(PASSWORD)
             .dbname("postgres")
             .connect(postgres::NoTls)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The CA that signed this server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.ca.as_ref().expect("a TLS server").0.clone()
     }
 
     /// A fresh, empty database; its URL has no password (tests pass it as PGPASSWORD).
@@ -277,6 +334,96 @@ impl PgServer {
             .expect("connect");
         c.batch_execute(sql).expect("sql");
     }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl (tests/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA, a server certificate it signs for 127.0.0.1 and localhost, and an unrelated
+/// CA. Returns the server's certificate and key.
+fn make_certs(root: &Path, server: &mut PgServer) -> (PathBuf, PathBuf) {
+    for ca in ["ca", "other-ca"] {
+        openssl(
+            root,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=tact test {ca}"),
+            ],
+        );
+    }
+    openssl(
+        root,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        root.join("ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    openssl(
+        root,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ],
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        root.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
+    server.ca = Some((root.join("ca.crt"), root.join("other-ca.crt")));
+    (root.join("server.crt"), root.join("server.key"))
 }
 
 fn path(p: &Path) -> &str {
