@@ -99,6 +99,11 @@ impl Globals {
                 "tact: error: no state at {}: run `tact init` or point TACT_HOME at your existing state",
                 dir.display()
             );
+            if self.store.is_some() {
+                eprintln!(
+                    "tact: hosts that share a database share one key: copy master.key from the first host (mode 0600) and run `tact init --import-key FILE`"
+                );
+            }
             return Ok(None);
         }
         let s = State::open_existing(&dir)
