@@ -18,8 +18,12 @@
 //! message.rs    rendered letter → RFC 5322 message (preview and send share it)
 //! person.rs     one person's rows in an audience CSV: found (export), cut out (forget)
 //! send.rs       SMTP with TCP_NODELAY, pool, rate limit, retries, ledger updates, DKIM
-//! state/        state directory, master key, HKDF-derived keys, tokens;
-//!   ledger.rs   SQLite ledger and suppression list, keyed hashes only
+//! state/        state directory, master key, HKDF-derived keys, key identifier, tokens;
+//!   store.rs    the Store trait: ledger, suppression, audit, retention, erasure operations
+//!   ledger.rs   the Ledger handle (Box<dyn Store>), its Location, statuses and replies
+//!   sqlite.rs   the embedded store: one SQLite file in the state directory
+//!   postgres.rs the shared store: PostgreSQL over rustls, SKIP LOCKED claims
+//!   audit.rs    the hash-chained audit log (sealing and verifying, store-independent)
 //!   erase.rs    one recipient's ledger rows (forget, export); unsubscribe and bulk suppression
 //! error.rs      typed errors naming file, line and column, never a customer's data
 //! ```

@@ -7,6 +7,7 @@ mod ops;
 mod report;
 mod schedule;
 mod send;
+mod store;
 mod tui;
 mod util;
 

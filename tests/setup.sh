@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine: smtp-sink (from postfix, a real
-# SMTP server for send tests), tmux (to drive the TUI as a person would), and Python's
+# SMTP server for send tests), tmux (to drive the TUI as a person would), PostgreSQL (the
+# shared store's tests start their own throwaway server on 127.0.0.1; no cluster is
+# started here), openssl (a test certificate for the store's TLS test), and Python's
 # dkimpy + PyNaCl (an independent DKIM verifier for the signing test). Safe to rerun.
 set -euo pipefail
 
@@ -8,6 +10,9 @@ need=()
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# Debian puts initdb and pg_ctl under /usr/lib/postgresql/VERSION/bin, off the PATH.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -19,6 +24,14 @@ if [ ${#need[@]} -gt 0 ]; then
     # Install postfix for its smtp-sink tool only: no mail system is configured or started.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     apt-get update -qq
+    # policy-rc.d 101: the packages' services (postfix, the default PostgreSQL cluster) are
+    # not started; the tests start what they need themselves.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 

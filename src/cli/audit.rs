@@ -1,8 +1,6 @@
 //! `tact audit [CAMPAIGN] [--json] [--verify]`: every recorded run, and whether the chain of
 //! audit events is intact.
 
-use tact::state::ledger::Ledger;
-
 use super::Globals;
 
 #[derive(Debug, clap::Args)]
@@ -22,13 +20,13 @@ pub struct Args {
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let state = g.state_or_init()?;
-    let ledger = Ledger::open(&state.dir, false)?;
+    let ledger = state.ledger(false)?;
     if args.verify {
         return Ok(match ledger.audit_verify(&state.keys)? {
             Ok(n) => {
                 println!(
                     "audit log intact: {n} event(s) verified (state: {})",
-                    state.dir.display()
+                    state.store
                 );
                 0
             }
@@ -48,7 +46,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         return Ok(0);
     }
     if events.is_empty() {
-        println!("no audit events (state: {})", state.dir.display());
+        println!("no audit events (state: {})", state.store);
     }
     for e in &events {
         let b = &e.body;

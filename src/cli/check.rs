@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use tact::plan::Prepared;
-use tact::state::ledger::Ledger;
 
 use super::Globals;
 use super::report::{Style, write_report, write_row_warnings};
@@ -24,7 +23,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let state = g.state_or_init()?;
     let p = Prepared::load(&args.campaign, g.now)
         .with_context(|| format!("cannot check {}", args.campaign.display()))?;
-    let ledger = Ledger::open(&state.dir, false)?;
+    let ledger = state.ledger(false)?;
     let facts = ledger.facts(&p.campaign.name, p.campaign.policy.min_hours_between, g.now)?;
     let (_, report) = tact::check::run(&p, &state.keys, &facts, g.now);
     let mut stderr = std::io::stderr().lock();
@@ -32,15 +31,14 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut v = serde_json::to_value(&report)?;
-        v["state"] = serde_json::Value::String(state.dir.display().to_string());
+        v["state"] = serde_json::Value::String(state.store.to_string());
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
     } else {
         writeln!(
             out,
             "tact check {}  (state: {})",
-            p.campaign.name,
-            state.dir.display()
+            p.campaign.name, state.store
         )?;
         write_report(&mut out, &p, &report, Style::detect())?;
     }

@@ -13,7 +13,6 @@ use serde_json::{Map, Value, json};
 use tact::person::{Found, Row};
 use tact::state::audit::Event;
 use tact::state::erase::Delivery;
-use tact::state::ledger::Ledger;
 
 use super::Globals;
 
@@ -70,7 +69,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let Some(state) = g.existing_state()? else {
         return Ok(2);
     };
-    let ledger = Ledger::open(&state.dir, false)?;
+    let ledger = state.ledger(false)?;
     let hash = state.keys.recipient_hash(&args.email);
     let rows: Vec<Value> = found
         .rows

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use tact::schema::Schema;
-use tact::state::ledger::Ledger;
 
 use super::Globals;
 
@@ -46,7 +45,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let Some(state) = g.existing_state()? else {
         return Ok(2);
     };
-    let mut ledger = Ledger::open(&state.dir, false)?;
+    let mut ledger = state.ledger(false)?;
     let hash = state.keys.recipient_hash(&args.email);
     // Suppression first: whatever fails later, they are never mailed again.
     let ledger_rows = ledger.forget(&hash, g.now)?;
@@ -63,7 +62,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         &serde_json::json!({ "rows_removed": rows, "ledger_rows": ledger_rows }),
         g.now,
     )?;
-    println!("forgot one person (state: {}):", state.dir.display());
+    println!("forgot one person (state: {}):", state.store);
     println!("  {}: {rows} row(s) removed", args.audience.display());
     println!("  ledger: {ledger_rows} delivery row(s) deleted");
     println!(

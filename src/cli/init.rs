@@ -1,4 +1,7 @@
-//! `tact init`: create the state directory and its master key.
+//! `tact init`: create the state directory and its master key, or take another host's key
+//! (`--import-key`) so that several hosts can share one PostgreSQL store.
+
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 
@@ -6,10 +9,22 @@ use tact::state::{self, State};
 
 use super::Globals;
 
-pub fn run(g: &Globals) -> anyhow::Result<u8> {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Use this master key (a copy of another host's master.key, mode 0600) instead of
+    /// making a new one. Every host that shares a database must have the same key.
+    #[arg(long, value_name = "FILE")]
+    import_key: Option<PathBuf>,
+}
+
+pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let dir = state::resolve_dir(g.state_flag.as_deref())?;
-    let s = State::open_or_init(&dir)
-        .with_context(|| format!("cannot initialise {}", dir.display()))?;
+    let s = match &args.import_key {
+        Some(file) => State::import_key(&dir, file)
+            .with_context(|| format!("cannot import the key into {}", dir.display()))?,
+        None => State::open_or_init(&dir)
+            .with_context(|| format!("cannot initialise {}", dir.display()))?,
+    };
     if s.created {
         println!(
             "created state in {} (directory 0700, master key 0600)",
@@ -22,5 +37,10 @@ pub fn run(g: &Globals) -> anyhow::Result<u8> {
     } else {
         println!("state already exists in {}; nothing changed", dir.display());
     }
+    // Opening the store records this key's identifier in a new one, and refuses a key that
+    // differs from the one recorded (exit 2): better at init than at the first send.
+    let s = s.with_store(g.store.clone());
+    s.ledger(false)?;
+    println!("store: {} (key id {})", s.store, s.keys.key_id_short());
     Ok(0)
 }

@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
+use tact::state::postgres::PgTarget;
 use tact::state::{self, State};
 
 /// tact — email campaigns that know which customer fields they touch.
@@ -26,8 +27,10 @@ use tact::state::{self, State};
 #[command(name = "tact", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// State directory (keys, ledger, suppression, audit). Default: $TACT_HOME, else
-    /// $XDG_DATA_HOME/tact, else ~/.local/share/tact.
-    #[arg(long, global = true, value_name = "DIR")]
+    /// $XDG_DATA_HOME/tact, else ~/.local/share/tact. A postgres://user@host/db URL keeps
+    /// the ledger, suppression list and audit log in that shared database instead (as
+    /// TACT_DATABASE_URL does; password from PGPASSWORD), with the key still local.
+    #[arg(long, global = true, value_name = "DIR|URL")]
     state: Option<PathBuf>,
 
     /// Pretend it is this moment (RFC 3339), for consent ages, days_since and schedules.
@@ -45,8 +48,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create the state directory and its keys.
-    Init,
+    /// Create the state directory and its keys (or take another host's key).
+    Init(init::Args),
     /// Validate, classify, run the creepiness check and count who would get what.
     Check(check::Args),
     /// Write exactly what send would send, one .eml per recipient; sends nothing.
@@ -78,7 +81,10 @@ fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
 
 /// What every command gets from the global flags.
 pub struct Globals {
+    /// The local state directory (`--state DIR`); never a URL.
     pub state_flag: Option<PathBuf>,
+    /// The shared store, from `--state postgres://…` or `TACT_DATABASE_URL`.
+    pub store: Option<PgTarget>,
     pub now: DateTime<Utc>,
 }
 
@@ -93,31 +99,60 @@ impl Globals {
                 "tact: error: no state at {}: run `tact init` or point TACT_HOME at your existing state",
                 dir.display()
             );
+            if self.store.is_some() {
+                eprintln!(
+                    "tact: hosts that share a database share one key: copy master.key from the first host (mode 0600) and run `tact init --import-key FILE`"
+                );
+            }
             return Ok(None);
         }
         let s = State::open_existing(&dir)
             .with_context(|| format!("cannot open the state directory {}", dir.display()))?;
-        Ok(Some(s))
+        Ok(Some(s.with_store(self.store.clone())))
     }
 
     /// `check` and `preview` create the state directory when missing.
     pub fn state_or_init(&self) -> anyhow::Result<State> {
         let dir = state::resolve_dir(self.state_flag.as_deref())?;
-        State::open_or_init(&dir)
-            .with_context(|| format!("cannot open the state directory {}", dir.display()))
+        let s = State::open_or_init(&dir)
+            .with_context(|| format!("cannot open the state directory {}", dir.display()))?;
+        Ok(s.with_store(self.store.clone()))
     }
 }
 
+/// `--state` is a directory, or a database URL; with a URL the key directory is found as
+/// if `--state` were not given. `TACT_DATABASE_URL` names the database when `--state` does
+/// not, and may carry a password (the environment is not on the command line).
+fn split_state(flag: Option<PathBuf>) -> anyhow::Result<(Option<PathBuf>, Option<PgTarget>)> {
+    let password = std::env::var("PGPASSWORD").ok();
+    if let Some(url) = flag
+        .as_deref()
+        .and_then(|p| p.to_str())
+        .filter(|s| PgTarget::is_url(s))
+    {
+        return Ok((None, Some(PgTarget::parse(url, true, password)?)));
+    }
+    let env = std::env::var("TACT_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let store = env
+        .map(|url| PgTarget::parse(&url, false, password))
+        .transpose()?;
+    Ok((flag, store))
+}
+
 pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let (state_flag, store) = split_state(cli.state)?;
     let globals = Globals {
-        state_flag: cli.state,
+        state_flag,
+        store,
         now: cli.now.unwrap_or_else(Utc::now),
     };
     let Some(command) = cli.command else {
         return crate::tui::run(&globals, cli.campaign);
     };
     match command {
-        Command::Init => init::run(&globals),
+        Command::Init(args) => init::run(&globals, &args),
         Command::Check(args) => check::run(&globals, &args),
         Command::Preview(args) => preview::run(&globals, &args),
         Command::Send(args) => send::run(&globals, &args),

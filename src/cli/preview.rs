@@ -9,7 +9,6 @@ use rayon::prelude::*;
 
 use tact::check::RowProblem;
 use tact::plan::{Outcome, Prepared};
-use tact::state::ledger::Ledger;
 use tact::state::{create_private_dir, normalise_address, write_private};
 
 use super::Globals;
@@ -35,11 +34,10 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let p = Prepared::load(&args.campaign, g.now)
         .with_context(|| format!("cannot preview {}", args.campaign.display()))?;
     let keys = &state.keys;
-    let facts = Ledger::open(&state.dir, false)?.facts(
-        &p.campaign.name,
-        p.campaign.policy.min_hours_between,
-        g.now,
-    )?;
+    let facts =
+        state
+            .ledger(false)?
+            .facts(&p.campaign.name, p.campaign.policy.min_hours_between, g.now)?;
     let plan = p.plan(keys, &facts, g.now);
     // Files on disk are data too: a campaign blocked for what it shows (special-category
     // data, unescaped fields, one-to-one targeting) is not written out for anyone.
@@ -131,7 +129,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         "wrote {written} message(s) to {} ({} skipped at render); state: {}",
         out.display(),
         skipped.len(),
-        state.dir.display()
+        state.store
     );
     Ok(0)
 }

@@ -1,8 +1,6 @@
 //! `tact purge --older-than DAYS`: storage limitation. Suppression hashes, campaign
 //! completion marks and a sealed audit checkpoint stay; per-recipient detail goes.
 
-use tact::state::ledger::Ledger;
-
 use super::Globals;
 
 #[derive(Debug, clap::Args)]
@@ -14,15 +12,11 @@ pub struct Args {
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let state = g.state_or_init()?;
-    let mut ledger = Ledger::open(&state.dir, false)?;
+    let mut ledger = state.ledger(false)?;
     let p = ledger.purge(&state.keys, args.older_than, g.now)?;
     println!(
         "purged {} delivery row(s) and {} audit event(s) older than {} days; kept {} row(s) of campaigns not yet complete (state: {})",
-        p.deliveries,
-        p.audit_events,
-        args.older_than,
-        p.kept_incomplete,
-        state.dir.display()
+        p.deliveries, p.audit_events, args.older_than, p.kept_incomplete, state.store
     );
     Ok(0)
 }

@@ -10,7 +10,6 @@ use chrono::TimeDelta;
 
 use tact::campaign::Campaign;
 use tact::state::State;
-use tact::state::ledger::Ledger;
 
 use super::Globals;
 
@@ -99,7 +98,7 @@ fn tick(g: &Globals, state: &State, file: &Path, smtp: Option<&str>) -> Fate {
     let Some(send_at) = campaign.send_at else {
         return Fate::Unscheduled;
     };
-    let mut ledger = match Ledger::open(&state.dir, false) {
+    let mut ledger = match state.ledger(false) {
         Ok(l) => l,
         Err(e) => return Fate::Invalid(e.to_string()),
     };

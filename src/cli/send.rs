@@ -13,7 +13,6 @@ use rayon::prelude::*;
 use tact::plan::Prepared;
 use tact::send::{Run, SendOptions, SmtpTarget, Summary, Tally};
 use tact::state::RecipientHash;
-use tact::state::ledger::Ledger;
 
 use super::Globals;
 use super::report::{Style, write_report, write_row_warnings};
@@ -66,7 +65,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
-    let mut ledger = Ledger::open(&state.dir, args.durable)?;
+    let mut ledger = state.ledger(args.durable)?;
     let p = Prepared::load(&args.campaign, g.now)
         .with_context(|| format!("cannot send {}", args.campaign.display()))?;
     let name = p.campaign.name.clone();
@@ -87,7 +86,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             if args.json {
                 let v = serde_json::json!({
                     "campaign": name,
-                    "state": state.dir.display().to_string(),
+                    "state": state.store.to_string(),
                     "completed_at": t.to_rfc3339(),
                     "summary": Summary::default(),
                     "ledger": ledger.counts(&name)?,
@@ -97,7 +96,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
                 println!(
                     "campaign {name} completed on {}: nothing to send (state: {})",
                     t.format("%Y-%m-%d %H:%M UTC"),
-                    state.dir.display()
+                    state.store
                 );
             }
             return Ok(0);
@@ -232,7 +231,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         let _ = progress.join();
         result
     })?;
-    let mut ledger = Ledger::open(&state.dir, false)?;
+    let mut ledger = state.ledger(false)?;
     let totals = ledger.counts(&name)?;
     let finished_event = serde_json::json!({ "summary": summary, "ledger": totals });
     ledger.audit_append(
@@ -245,7 +244,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     if args.json {
         let v = serde_json::json!({
             "campaign": name,
-            "state": state.dir.display().to_string(),
+            "state": state.store.to_string(),
             "summary": summary,
             "skipped": report.audience.excluded,
             "ledger": totals,

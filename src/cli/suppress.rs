@@ -50,7 +50,7 @@ pub fn run(g: &Globals, cmd: &Command) -> anyhow::Result<u8> {
         return token(g, &state, tokens);
     }
     let state = g.state_or_init()?;
-    let mut ledger = Ledger::open(&state.dir, false)?;
+    let mut ledger = state.ledger(false)?;
     match cmd {
         Command::Add { emails } => {
             let mut new = 0;
@@ -67,7 +67,7 @@ pub fn run(g: &Globals, cmd: &Command) -> anyhow::Result<u8> {
             println!(
                 "suppressed {new} new address(es), {} already on the list (state: {})",
                 emails.len() - new,
-                state.dir.display()
+                state.store
             );
             Ok(0)
         }
@@ -104,7 +104,7 @@ fn token(g: &Globals, state: &State, tokens: &[String]) -> anyhow::Result<u8> {
             }
         }
     }
-    let mut ledger = Ledger::open(&state.dir, false)?;
+    let mut ledger = state.ledger(false)?;
     let hashes: Vec<RecipientHash> = opened.iter().map(|(_, h)| *h).collect();
     let new = ledger.suppress_many(&hashes, REASON_UNSUBSCRIBE, g.now)?;
     let mut campaigns: Vec<&str> = opened.iter().map(|(c, _)| c.as_str()).collect();
@@ -114,7 +114,7 @@ fn token(g: &Globals, state: &State, tokens: &[String]) -> anyhow::Result<u8> {
         "unsubscribed {new} recipient(s), {} already on the list (campaigns: {}; state: {})",
         tokens.len() - new,
         campaigns.join(", "),
-        state.dir.display()
+        state.store
     );
     Ok(0)
 }
@@ -318,7 +318,7 @@ fn import(
         hashes.len() - new,
         parsed.duplicates,
         parsed.invalid.len(),
-        state.dir.display()
+        state.store
     );
     Ok(0)
 }

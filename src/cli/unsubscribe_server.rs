@@ -373,7 +373,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let Some(state) = g.existing_state()? else {
         return Ok(2);
     };
-    let ledger = Arc::new(Mutex::new(Ledger::open(&state.dir, false)?));
+    let ledger = Arc::new(Mutex::new(state.ledger(false)?));
     let keys = Arc::new(state.keys.clone());
     let server = match tiny_http::Server::http(args.listen.as_str()) {
         Ok(s) => Arc::new(s),
@@ -401,7 +401,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         writeln!(
             out,
             "listening on http://{addr} (state: {}); Ctrl-C stops",
-            state.dir.display()
+            state.store
         )
         .context("cannot write to stdout")?;
         out.flush().context("cannot write to stdout")?;

@@ -2,7 +2,9 @@
 //!
 //! One master key, made once by `tact init`; every other key is derived from it with HKDF
 //! so that a ledger hash can never be turned into an unsubscribe token or back. State files
-//! are 0600 in a 0700 directory. The ledger, suppression list and audit log live here too.
+//! are 0600 in a 0700 directory. The ledger, suppression list and audit log live here too,
+//! or in a PostgreSQL database that several hosts share (`ledger::Location`); the master key
+//! never leaves the directory, and a store records only an identifier of it.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -21,7 +23,13 @@ use crate::error::{Error, Result};
 pub mod audit;
 pub mod erase;
 pub mod ledger;
+pub mod postgres;
 pub mod retention;
+pub mod sqlite;
+pub mod store;
+
+use ledger::{Ledger, Location};
+use postgres::PgTarget;
 
 pub const MASTER_KEY: &str = "master.key";
 
@@ -57,6 +65,7 @@ pub struct Keys {
     token_aead: [u8; 32],
     token_nonce: [u8; 32],
     audit: [u8; 32],
+    key_id: KeyId,
 }
 
 impl std::fmt::Debug for Keys {
@@ -67,6 +76,10 @@ impl std::fmt::Debug for Keys {
 
 /// A keyed hash of a normalised address: what the ledger and suppression list store.
 pub type RecipientHash = [u8; 32];
+
+/// Names a master key without revealing it: an HMAC of a fixed label under a key derived
+/// for nothing else. A store records it so that a host with another key is refused.
+pub type KeyId = [u8; 32];
 
 pub fn normalise_address(addr: &str) -> String {
     addr.trim().to_lowercase()
@@ -81,12 +94,26 @@ impl Keys {
             let _ = hk.expand(info, &mut out);
             out
         };
+        let mut id = <Hmac<Sha256> as Mac>::new_from_slice(&derive(b"tact/v1/key-id"))
+            .unwrap_or_else(|_| unreachable!());
+        id.update(b"tact master key identifier");
         Keys {
             ledger: derive(b"tact/v1/ledger-hash"),
             token_aead: derive(b"tact/v1/token-aead"),
             token_nonce: derive(b"tact/v1/token-nonce"),
             audit: derive(b"tact/v1/audit-chain"),
+            key_id: id.finalize().into_bytes().into(),
         }
+    }
+
+    /// What a store records to tell this key from another.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// The first bytes of the key identifier in hex, for people comparing two hosts.
+    pub fn key_id_short(&self) -> String {
+        hex(&self.key_id[..8])
     }
 
     pub fn recipient_hash(&self, address: &str) -> RecipientHash {
@@ -145,10 +172,14 @@ impl Keys {
 
 #[derive(Debug, Clone)]
 pub struct State {
+    /// The local directory: the master key, and the SQLite store unless `store` says
+    /// otherwise.
     pub dir: PathBuf,
     pub keys: Keys,
     /// True when this call made the directory and its key.
     pub created: bool,
+    /// Where the ledger, suppression list and audit log are.
+    pub store: Location,
 }
 
 impl State {
@@ -195,20 +226,91 @@ impl State {
                 ),
             });
         }
-        let text = fs::read_to_string(&key_path).map_err(|source| Error::Read {
-            path: key_path.clone(),
-            source,
-        })?;
-        let key = unhex(text.trim()).ok_or_else(|| Error::State {
-            path: dir.to_path_buf(),
-            message: format!("{MASTER_KEY} is not a 64-digit hex key"),
-        })?;
+        let key = read_key(&key_path, dir)?;
         Ok(State {
             dir: dir.to_path_buf(),
             keys: Keys::from_master(&key),
             created: false,
+            store: Location::Local(dir.to_path_buf()),
         })
     }
+
+    /// `tact init --import-key FILE`: makes the state directory with another host's master
+    /// key, so that both hash, seal and chain alike and can share one store. The file must
+    /// be private (it is the key), and an existing different key is never overwritten.
+    pub fn import_key(dir: &Path, file: &Path) -> Result<State> {
+        let meta = fs::metadata(file).map_err(|source| Error::Read {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(Error::input(
+                crate::error::Location::file(file),
+                format!(
+                    "the key file is readable by others: run `chmod 600 {}` (and consider it \
+                     exposed if others could read it)",
+                    file.display()
+                ),
+            ));
+        }
+        let text = fs::read_to_string(file).map_err(|source| Error::Read {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        let key = unhex(text.trim()).ok_or_else(|| {
+            Error::input(
+                crate::error::Location::file(file),
+                format!("not a master key: expected 64 hex digits, as in {MASTER_KEY}"),
+            )
+        })?;
+        let key_path = dir.join(MASTER_KEY);
+        let created = !key_path.exists();
+        if created {
+            create_private_dir(dir)?;
+            write_private(&key_path, hex(&key).as_bytes(), true)?;
+        } else if read_key(&key_path, dir)? != key {
+            return Err(Error::input(
+                crate::error::Location::file(file),
+                format!(
+                    "{} already holds a different master key: refusing to replace it (move \
+                     the old state aside first; its tokens and hashes need its key)",
+                    key_path.display()
+                ),
+            ));
+        }
+        let mut state = Self::open_existing(dir)?;
+        state.created = created;
+        Ok(state)
+    }
+
+    /// The same state with its store elsewhere (`--state postgres://…`,
+    /// `TACT_DATABASE_URL`); `None` keeps the SQLite file in the directory.
+    pub fn with_store(mut self, target: Option<PgTarget>) -> State {
+        if let Some(t) = target {
+            self.store = Location::Postgres(Box::new(t));
+        }
+        self
+    }
+
+    /// Opens the store and checks that it belongs to this key: the first key to open an
+    /// empty store is recorded, and any other is refused (exit 2).
+    pub fn ledger(&self, durable: bool) -> Result<Ledger> {
+        let mut ledger = Ledger::open_at(&self.store, durable)?;
+        ledger.check_key(&self.keys.key_id())?;
+        Ok(ledger)
+    }
+}
+
+/// Reads a master key file the way `open_existing` expects it.
+fn read_key(key_path: &Path, dir: &Path) -> Result<[u8; 32]> {
+    let text = fs::read_to_string(key_path).map_err(|source| Error::Read {
+        path: key_path.to_path_buf(),
+        source,
+    })?;
+    unhex(text.trim()).ok_or_else(|| Error::State {
+        path: dir.to_path_buf(),
+        message: format!("{MASTER_KEY} is not a 64-digit hex key"),
+    })
 }
 
 pub fn create_private_dir(dir: &Path) -> Result<()> {

@@ -374,6 +374,8 @@ pub struct Ctx {
     pub keys: Keys,
     /// None in tests: no ledger, so no suppression or already-sent facts.
     pub state_dir: Option<PathBuf>,
+    /// The shared database holding the ledger, when one is configured.
+    pub store: Option<tact::state::postgres::PgTarget>,
     pub now: chrono::DateTime<chrono::Utc>,
 }
 

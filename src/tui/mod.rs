@@ -48,9 +48,12 @@ pub fn run(g: &Globals, campaign: Option<PathBuf>) -> anyhow::Result<u8> {
     }
     // Before the terminal changes mode, so a bad state directory prints as usual.
     let state = g.state_or_init()?;
+    // A key that does not match a shared store is refused here, before the screen changes.
+    state.ledger(false)?;
     let ctx = Ctx {
         keys: state.keys.clone(),
         state_dir: Some(state.dir.clone()),
+        store: g.store.clone(),
         now: g.now,
     };
     let mut app = match campaign {

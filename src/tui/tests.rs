@@ -29,6 +29,7 @@ fn ctx() -> Ctx {
     Ctx {
         keys: Keys::from_master(&[7; 32]),
         state_dir: None,
+        store: None,
         now: now(),
     }
 }

@@ -12,7 +12,6 @@ use rayon::prelude::*;
 use tact::campaign::{Acknowledgement, Campaign};
 use tact::plan::{BasePlan, Facts, Plan, Prepared};
 use tact::send::{Run, SendOptions, SmtpTarget, Summary, Tally};
-use tact::state::ledger::Ledger;
 use tact::state::{Keys, State};
 
 use super::app::{Checked, Ctx, DryRunSummary, Loaded, excluded_rows};
@@ -34,7 +33,9 @@ pub fn facts(ctx: &Ctx, campaign: &Campaign) -> Result<Facts, String> {
     let Some(dir) = &ctx.state_dir else {
         return Ok(Facts::default());
     };
-    let ledger = Ledger::open(dir, false).map_err(|e| chain(&e))?;
+    let ledger = State::open_existing(dir)
+        .and_then(|s| s.with_store(ctx.store.clone()).ledger(false))
+        .map_err(|e| chain(&e))?;
     ledger
         .facts(&campaign.name, campaign.policy.min_hours_between, ctx.now)
         .map_err(|e| chain(&e))
@@ -190,10 +191,12 @@ pub fn send(
         .state_dir
         .as_deref()
         .ok_or("no state directory: sending needs the ledger")?;
-    let state = State::open_existing(dir).map_err(|e| chain(&e))?;
+    let state = State::open_existing(dir)
+        .map_err(|e| chain(&e))?
+        .with_store(ctx.store.clone());
     let target =
         SmtpTarget::parse(url, std::env::var("TACT_SMTP_PASSWORD").ok()).map_err(|e| chain(&e))?;
-    let ledger = Ledger::open(&state.dir, false).map_err(|e| chain(&e))?;
+    let ledger = state.ledger(false).map_err(|e| chain(&e))?;
     let name = campaign.name.clone();
     if let Some(t) = ledger.completed_at(&name).map_err(|e| chain(&e))? {
         return Err(format!(

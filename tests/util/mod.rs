@@ -53,6 +53,8 @@ pub fn tact(state: &Path) -> Command {
         .env_remove("TACT_HOME")
         .env_remove("TACT_SMTP_URL")
         .env_remove("TACT_SMTP_PASSWORD")
+        .env_remove("TACT_DATABASE_URL")
+        .env_remove("PGPASSWORD")
         .arg("--state")
         .arg(state)
         .arg("--now")

@@ -1,0 +1,290 @@
+//! The commands against a shared PostgreSQL store, as several hosts would run them: each
+//! "host" is its own local state directory (its own copy of the key) pointing at one
+//! database.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command as StdCommand, Stdio};
+use std::time::Duration;
+
+use crate::send::sink::{DumpDir, Sink};
+use crate::util::*;
+
+use super::server::{PASSWORD, PgServer};
+
+/// `tact --now NOW` with nothing of the user's environment, the password in PGPASSWORD.
+fn tact_bare() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("tact").unwrap();
+    cmd.current_dir(repo())
+        .env("NO_COLOR", "1")
+        .env_remove("TACT_HOME")
+        .env_remove("TACT_SMTP_URL")
+        .env_remove("TACT_SMTP_PASSWORD")
+        .env_remove("TACT_DATABASE_URL")
+        .env("PGPASSWORD", PASSWORD)
+        .arg("--now")
+        .arg(NOW);
+    cmd
+}
+
+/// A host: `--state DIR` for the key, `TACT_DATABASE_URL` for the store.
+fn host(state: &Path, url: &str) -> assert_cmd::Command {
+    let mut cmd = tact_bare();
+    cmd.env("TACT_DATABASE_URL", url).arg("--state").arg(state);
+    cmd
+}
+
+fn key_id(init_stdout: &str) -> String {
+    let at = init_stdout
+        .find("key id ")
+        .unwrap_or_else(|| panic!("no key id in `tact init` output:\n{init_stdout}"));
+    init_stdout[at + 7..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect()
+}
+
+#[test]
+fn hosts_share_one_suppression_list_and_audit_log_and_must_share_one_key() {
+    let Some(server) = PgServer::start() else {
+        return;
+    };
+    let url = server.new_database();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+
+    // The first host makes its key and records the key's identifier in the database.
+    let r = run_expect(host(&a, &url).arg("init"), 0);
+    assert!(r.stdout.contains(&url), "{}", r.stdout);
+    let id_a = key_id(&r.stdout);
+    run_expect(
+        host(&a, &url).args(["suppress", "add", "ann@example.com"]),
+        0,
+    );
+    let r = run_expect(
+        host(&a, &url).args(["suppress", "check", "ann@example.com"]),
+        0,
+    );
+    assert!(r.stdout.contains("suppressed: manual"), "{}", r.stdout);
+    // The suppression is in the database, not in the local ledger.
+    run_expect(
+        tact_bare()
+            .arg("--state")
+            .arg(&a)
+            .args(["suppress", "check", "ann@example.com"]),
+        6,
+    );
+
+    // `--state postgres://…` names the database; the key comes from TACT_HOME.
+    let r = run_expect(
+        tact_bare()
+            .env("TACT_HOME", &a)
+            .arg("--state")
+            .arg(&url)
+            .args(["suppress", "check", "ann@example.com"]),
+        0,
+    );
+    assert!(r.stdout.contains("suppressed"), "{}", r.stdout);
+
+    // A password on the command line is refused, and never echoed.
+    let with_password = url.replace("tact@", "tact:hunter2@");
+    let r = run_expect(
+        tact_bare()
+            .env("TACT_HOME", &a)
+            .arg("--state")
+            .arg(&with_password)
+            .args(["suppress", "check", "ann@example.com"]),
+        2,
+    );
+    assert!(r.stderr.contains("PGPASSWORD"), "{}", r.stderr);
+    assert!(!r.all_output().contains("hunter2"), "{}", r.all_output());
+    // In TACT_DATABASE_URL (the environment) it is accepted.
+    run_expect(
+        tact_bare()
+            .env(
+                "TACT_DATABASE_URL",
+                with_password.replace("hunter2", PASSWORD),
+            )
+            .env_remove("PGPASSWORD")
+            .arg("--state")
+            .arg(&a)
+            .args(["suppress", "check", "ann@example.com"]),
+        0,
+    );
+    // No password at all: a clear error, not a hang.
+    let r = run_expect(
+        tact_bare()
+            .env_remove("PGPASSWORD")
+            .env("TACT_DATABASE_URL", &url)
+            .arg("--state")
+            .arg(&a)
+            .args(["suppress", "check", "ann@example.com"]),
+        1,
+    );
+    assert!(r.stderr.contains("PGPASSWORD"), "{}", r.stderr);
+
+    // A second host with its own, different key is refused: its hashes would not match.
+    run_expect(tact_bare().arg("--state").arg(&b).arg("init"), 0);
+    for args in [&["init"][..], &["suppress", "check", "ann@example.com"][..]] {
+        let r = run_expect(host(&b, &url).args(args), 2);
+        assert!(
+            r.stderr.contains("same key") && r.stderr.contains("--import-key"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+
+    // A world-readable copy of the key is refused; a private one makes the same key.
+    let copy = tmp.path().join("master.key");
+    std::fs::copy(a.join("master.key"), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = run_expect(host(&c, &url).args(["init", "--import-key"]).arg(&copy), 2);
+    assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
+    assert!(!c.join("master.key").exists());
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = run_expect(host(&c, &url).args(["init", "--import-key"]).arg(&copy), 0);
+    assert_eq!(key_id(&r.stdout), id_a);
+    assert_eq!(mode(&c.join("master.key")), 0o600);
+    assert_eq!(mode(&c), 0o700);
+    // Importing again is harmless; another key over it is refused.
+    run_expect(host(&c, &url).args(["init", "--import-key"]).arg(&copy), 0);
+    let r = run_expect(
+        tact_bare()
+            .arg("--state")
+            .arg(&c)
+            .args(["init", "--import-key"])
+            .arg(b.join("master.key")),
+        2,
+    );
+    assert!(r.stderr.contains("different master key"), "{}", r.stderr);
+
+    // The third host sees the first host's suppression (same key, same hash), and an
+    // unsubscribe it takes stops the first host too.
+    run_expect(
+        host(&c, &url).args(["suppress", "check", "ann@example.com"]),
+        0,
+    );
+    run_expect(
+        host(&c, &url).args(["suppress", "add", "bob@example.com"]),
+        0,
+    );
+    run_expect(
+        host(&a, &url).args(["suppress", "check", "bob@example.com"]),
+        0,
+    );
+
+    // One audit log: a purge on each host appends to one chain, which both verify.
+    run_expect(host(&a, &url).args(["purge", "--older-than", "30"]), 0);
+    run_expect(host(&c, &url).args(["purge", "--older-than", "30"]), 0);
+    for h in [&a, &c] {
+        let r = run_expect(host(h, &url).args(["audit", "--verify"]), 0);
+        assert!(r.stdout.contains("2 event(s) verified"), "{}", r.stdout);
+    }
+    server.sql(
+        &url,
+        "UPDATE audit SET operator = 'someone-else' WHERE seq = 1",
+    );
+    let r = run(host(&a, &url).args(["audit", "--verify"]));
+    assert_ne!(r.code, 0, "an edited audit log verified:\n{}", r.stdout);
+
+    // Nothing in the database is an address.
+    let dump = server.dump(&url);
+    for needle in ["ann@example.com", "bob@example.com", "example.com"] {
+        assert!(!dump.contains(needle), "{needle} is in the database");
+    }
+}
+
+/// Two hosts send the same campaign at the same time to one database: every recipient
+/// gets the message exactly once, between them.
+#[test]
+fn two_hosts_sending_one_campaign_at_once_never_mail_anyone_twice() {
+    let Some(server) = PgServer::start() else {
+        return;
+    };
+    let url = server.new_database();
+    let t = Tree::new();
+    let (a, b) = (t.path("host-a"), t.path("host-b"));
+    run_expect(host(&a, &url).arg("init"), 0);
+    run_expect(
+        host(&b, &url)
+            .args(["init", "--import-key"])
+            .arg(a.join("master.key")),
+        0,
+    );
+    // Slow enough that the two runs overlap.
+    t.edit("sample-data/campaigns/winter-sale.toml", |s| {
+        format!("{s}\n[send]\nrate_per_second = 300\nconcurrency = 2\n")
+    });
+    let dump = DumpDir::new();
+    let sink = Sink::start(&dump, &[]);
+    let spawn = |state: &Path| {
+        StdCommand::new(assert_cmd::cargo::cargo_bin("tact"))
+            .current_dir(t.root())
+            .env("NO_COLOR", "1")
+            .env_remove("TACT_HOME")
+            .env_remove("TACT_SMTP_PASSWORD")
+            .env("TACT_DATABASE_URL", &url)
+            .env("PGPASSWORD", PASSWORD)
+            .arg("--state")
+            .arg(state)
+            .arg("--now")
+            .arg(NOW)
+            .arg("send")
+            .arg(t.campaign("winter-sale"))
+            .arg("--smtp")
+            .arg(sink.url())
+            .arg("--json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (ca, cb) = (spawn(&a), spawn(&b));
+    let outs = [
+        ca.wait_with_output().unwrap(),
+        cb.wait_with_output().unwrap(),
+    ];
+    let mut sent = 0;
+    for o in &outs {
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        sent += v["summary"]["sent"].as_u64().unwrap();
+        eprintln!("one host sent {}", v["summary"]["sent"]);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mut per_address: BTreeMap<String, usize> = BTreeMap::new();
+    for d in dump.deliveries() {
+        for r in &d.rcpts {
+            *per_address.entry(r.clone()).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = per_address.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "mailed twice: {} addresses", twice.len());
+    assert_eq!(per_address.len(), 220, "every recipient once");
+    assert_eq!(sent, 220, "the two hosts' counts add up");
+    // The campaign is complete for both: neither sends again.
+    let r = run_expect(
+        host(&b, &url)
+            .current_dir(t.root())
+            .arg("send")
+            .arg(t.campaign("winter-sale"))
+            .arg("--smtp")
+            .arg(sink.url()),
+        0,
+    );
+    assert!(r.stdout.contains("completed"), "{}", r.stdout);
+    assert_eq!(dump.count(), 220);
+    sink.stop();
+}
