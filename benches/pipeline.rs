@@ -46,7 +46,7 @@ use criterion::{
 
 use tact::campaign::Campaign;
 use tact::plan::{Facts, Outcome, Prepared};
-use tact::send::{Run, SendOptions, SmtpTarget, Tally};
+use tact::send::{Relay, Run, SendOptions, SmtpTarget, Tally, Transport};
 use tact::state::Keys;
 use tact::state::State;
 use tact::state::ledger::Ledger;
@@ -217,7 +217,8 @@ fn send(c: &mut Criterion) {
                         now,
                     };
                     let started = Instant::now();
-                    let summary = tact::send::send_all(run, ledger, jobs, &target, opts.clone())
+                    let relays = [Relay::single(Transport::Smtp(target.clone()), &opts)];
+                    let summary = tact::send::send_all(run, ledger, jobs, &relays, opts.clone())
                         .unwrap_or_else(|e| panic!("send: {e}"));
                     timed += started.elapsed();
                     assert_eq!(

@@ -45,6 +45,15 @@ const SEND_KEYS: &[&str] = &[
     "concurrency",
     "max_attempts",
     "retry_delay_seconds",
+    "relay",
+];
+const RELAY_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "concurrency",
+    "rate_per_second",
+    "daily_quota",
+    "password_env",
 ];
 const DKIM_KEYS: &[&str] = &["domain", "selector", "private_key"];
 const ACK_KEYS: &[&str] = &["rule", "fields", "reason"];
@@ -113,6 +122,36 @@ pub struct SendSettings {
     pub max_attempts: u32,
     /// The first retry delay after a 4xx; it doubles with each further try.
     pub retry_delay_seconds: f64,
+    /// `[[send.relay]]`: several relays used together, each within its own limits. Used
+    /// when no `--smtp` is given; `rate_per_second` and `concurrency` above then apply to
+    /// `--smtp` only.
+    pub relay: Vec<RelaySettings>,
+}
+
+/// One `[[send.relay]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySettings {
+    /// What the ledger records (never the URL, which may name a user); default `relay-N`.
+    pub name: Option<String>,
+    /// `smtp://…`, `smtps://…` or `sendmail:…`.
+    pub url: String,
+    #[serde(default = "default_relay_concurrency")]
+    pub concurrency: usize,
+    #[serde(default = "default_relay_rate")]
+    pub rate_per_second: f64,
+    /// Messages this relay may take in any 24 hours, over every campaign and run.
+    pub daily_quota: Option<u64>,
+    /// The environment variable holding this relay's password (default TACT_SMTP_PASSWORD).
+    pub password_env: Option<String>,
+}
+
+fn default_relay_concurrency() -> usize {
+    4
+}
+
+fn default_relay_rate() -> f64 {
+    20.0
 }
 
 impl Default for SendSettings {
@@ -122,6 +161,7 @@ impl Default for SendSettings {
             concurrency: 4,
             max_attempts: 5,
             retry_delay_seconds: 2.0,
+            relay: Vec::new(),
         }
     }
 }
@@ -167,7 +207,7 @@ impl Campaign {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Campaign> {
-        let raw: RawCampaign =
+        let mut raw: RawCampaign =
             toml::from_str(text).map_err(|e| campaign_toml_error(path, text, &e))?;
         let dir = path
             .parent()
@@ -286,6 +326,33 @@ impl Campaign {
                 "[send] max_attempts must be above 0, and retry_delay_seconds above 0 and at most 86400",
             ));
         }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, r) in raw.send.relay.iter_mut().enumerate() {
+            let name = r.name.get_or_insert_with(|| format!("relay-{}", i + 1));
+            let bad = |m: String| Err(Error::input(Location::file(path), m));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return bad(format!(
+                    "[[send.relay]] {}: a name is letters, digits, `-`, `_` and `.`",
+                    i + 1
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return bad(format!("[[send.relay]] name `{name}` is used twice"));
+            }
+            if r.concurrency == 0
+                || r.rate_per_second.is_nan()
+                || r.rate_per_second <= 0.0
+                || r.daily_quota == Some(0)
+            {
+                return bad(format!(
+                    "[[send.relay]] `{name}`: concurrency, rate_per_second and daily_quota must be above 0"
+                ));
+            }
+        }
         let audience = clean(dir.join(raw.audience.get_ref()));
         let schema = match &raw.schema {
             Some(s) => Some(clean(dir.join(s.get_ref()))),
@@ -377,7 +444,8 @@ fn campaign_toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
             .chain(POLICY_KEYS)
             .chain(SEND_KEYS)
             .chain(DKIM_KEYS)
-            .chain(ACK_KEYS);
+            .chain(ACK_KEYS)
+            .chain(RELAY_KEYS);
         let hint = did_you_mean(wrong, all.copied());
         message = format!("unknown key `{wrong}`{hint}");
     }

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use rayon::prelude::*;
 
 use tact::plan::Prepared;
-use tact::send::{Run, SendOptions, SmtpTarget, Summary, Tally};
+use tact::send::{Relay, Run, SendOptions, Summary, Tally, Transport};
 use tact::state::RecipientHash;
 
 use super::Globals;
@@ -22,7 +22,7 @@ pub struct Args {
     /// The campaign file (TOML).
     campaign: PathBuf,
     /// smtp://[user@]host:port (STARTTLS) or smtps://[user@]host:port; the password comes
-    /// from TACT_SMTP_PASSWORD only.
+    /// from TACT_SMTP_PASSWORD only. Without it, the campaign's [[send.relay]] entries.
     #[arg(
         long,
         env = "TACT_SMTP_URL",
@@ -52,19 +52,22 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let Some(state) = g.existing_state()? else {
         return Ok(2);
     };
-    let target = match (&args.smtp, args.dry_run) {
-        (Some(url), _) => Some(SmtpTarget::parse(
-            url,
-            std::env::var("TACT_SMTP_PASSWORD").ok(),
-        )?),
-        (None, true) => None,
-        (None, false) => {
+    let env = |k: &str| std::env::var(k).ok();
+    let flag = match &args.smtp {
+        Some(url) => Some(Transport::parse(url, env("TACT_SMTP_PASSWORD"))?),
+        None => None,
+    };
+    if flag.is_none() && !args.dry_run {
+        // Cheap: the campaign file alone says whether it names its relays.
+        let c = tact::campaign::Campaign::load(&args.campaign)
+            .with_context(|| format!("cannot send {}", args.campaign.display()))?;
+        if c.send.relay.is_empty() {
             eprintln!(
-                "tact: error: no SMTP server: pass --smtp URL or set TACT_SMTP_URL (tact never guesses)"
+                "tact: error: no SMTP server: pass --smtp URL, set TACT_SMTP_URL or add [[send.relay]] to the campaign (tact never guesses)"
             );
             return Ok(2);
         }
-    };
+    }
     let mut ledger = state.ledger(args.durable)?;
     let p = Prepared::load(&args.campaign, g.now)
         .with_context(|| format!("cannot send {}", args.campaign.display()))?;
@@ -108,6 +111,11 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     if let Some(d) = &p.campaign.dkim {
         tact::send::load_dkim_key(&d.private_key)?;
     }
+    let opts = SendOptions::for_campaign(&p.campaign);
+    let relays = match flag {
+        Some(t) => vec![Relay::single(t, &opts)],
+        None => Relay::from_campaign(&p.campaign, &env)?,
+    };
     let facts = ledger.facts(&name, p.campaign.policy.min_hours_between, g.now)?;
     let (plan, report) = tact::check::run(&p, &state.keys, &facts, g.now);
     {
@@ -141,7 +149,9 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         .collect();
 
     if !args.test.is_empty() {
-        let target = target.context("--test needs --smtp")?;
+        let Some(Transport::Smtp(target)) = relays.first().map(|r| r.transport.clone()) else {
+            anyhow::bail!("--test needs --smtp or a [[send.relay]] over SMTP");
+        };
         let mut messages = Vec::new();
         for pick in [true, false] {
             let Some(&(row, personalised)) = recipients.iter().find(|r| r.1 == pick) else {
@@ -202,8 +212,9 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         return Ok(0);
     }
 
-    let target = target.context("no SMTP URL")?;
     let jobs = tact::send::queue(&p, &state.keys, &mut ledger, &recipients, g.now)?;
+    // A million recipients' plan and list are no longer needed: the jobs are.
+    drop((plan, recipients));
     ledger.audit_append(
         &state.keys,
         &name,
@@ -214,7 +225,6 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let tally = Tally::default();
     let stop = AtomicBool::new(false);
     let finished = AtomicBool::new(false);
-    let opts = SendOptions::for_campaign(&p.campaign);
     let run_started = Instant::now();
     let summary = std::thread::scope(|scope| {
         scope.spawn(|| watch_ctrl_c(&stop, &finished));
@@ -226,7 +236,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             stop: &stop,
             now: g.now,
         };
-        let result = tact::send::send_all(run, ledger, jobs, &target, opts);
+        let result = tact::send::send_all(run, ledger, jobs, &relays, opts);
         finished.store(true, Ordering::SeqCst);
         let _ = progress.join();
         result
@@ -300,6 +310,14 @@ fn print_summary(
         "sent {} in {:.1}s ({:.0}/s)",
         s.sent, s.elapsed_seconds, s.rate_per_second
     );
+    if s.sent_by_relay.len() > 1 {
+        let by: Vec<String> = s
+            .sent_by_relay
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        println!("by relay: {}", by.join(", "));
+    }
     if s.failed > 0 {
         let codes: Vec<String> = s
             .failed_by_code

@@ -10,15 +10,18 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
-use crate::error::{Error, Result};
 use crate::state::RecipientHash;
 use crate::state::ledger::{Delivered, Ledger};
 
-/// One connection's step: record its last delivery (if any) and claim its next recipient.
+/// What a step gives back: the claimed recipients, or why not and the deliveries it could
+/// not record (to be recorded later).
+pub(super) type Outcome = std::result::Result<Vec<RecipientHash>, (String, Vec<Delivered>)>;
+
+/// One connection's step: record its accepted messages and claim its next recipients.
 struct Step {
-    done: Option<Delivered>,
-    next: RecipientHash,
-    reply: oneshot::Sender<std::result::Result<bool, String>>,
+    done: Vec<Delivered>,
+    next: Vec<RecipientHash>,
+    reply: oneshot::Sender<Outcome>,
 }
 
 #[derive(Default)]
@@ -29,16 +32,16 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    /// Commits `done` as sent and claims `next`, together with whatever other connections
-    /// have queued meanwhile. `Ok(false)`: not claimed (suppressed, or not pending).
+    /// Commits `done` as sent and claims what it can of `next`, together with whatever
+    /// other connections have queued meanwhile.
     pub(super) async fn step(
         &self,
         ledger: &Mutex<Ledger>,
         campaign: &str,
-        done: Option<Delivered>,
-        next: RecipientHash,
+        done: Vec<Delivered>,
+        next: Vec<RecipientHash>,
         now: DateTime<Utc>,
-    ) -> Result<bool> {
+    ) -> Outcome {
         let (reply, mut answer) = oneshot::channel();
         lock(&self.queue).push(Step { done, next, reply });
         loop {
@@ -46,19 +49,24 @@ impl Committer {
             // Whoever held the gate before may have committed this step with theirs; the
             // answer is sent before the gate is released, so it is here by now.
             if let Ok(r) = answer.try_recv() {
-                return r.map_err(Error::Other);
+                return r;
             }
             let steps = std::mem::take(&mut *lock(&self.queue));
             if steps.is_empty() {
                 continue;
             }
-            let done: Vec<Delivered> = steps.iter().filter_map(|s| s.done.clone()).collect();
-            let next: Vec<RecipientHash> = steps.iter().map(|s| s.next).collect();
+            let done: Vec<Delivered> = steps.iter().flat_map(|s| s.done.clone()).collect();
+            let next: Vec<RecipientHash> = steps.iter().flat_map(|s| s.next.clone()).collect();
             let result = lock(ledger).settle_and_claim(campaign, &done, &next, now);
             for s in steps {
                 let r = match &result {
-                    Ok(claimed) => Ok(claimed.contains(&s.next)),
-                    Err(e) => Err(e.to_string()),
+                    Ok(claimed) => Ok(s
+                        .next
+                        .iter()
+                        .filter(|h| claimed.contains(h))
+                        .copied()
+                        .collect()),
+                    Err(e) => Err((e.to_string(), s.done)),
                 };
                 // A receiver only goes away with its connection's task, which is waiting.
                 let _ = s.reply.send(r);

@@ -10,12 +10,12 @@ mod dkim;
 mod smtp;
 
 pub use dkim::{DKIM_HEADERS, load_dkim_key, sign};
-use smtp::{Attempt, Conn, Resolved, connect, resolve, transact};
+use smtp::{Attempt, Conn, connect, transact};
 pub use smtp::{SmtpTarget, redact_url};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -82,6 +82,8 @@ impl Tally {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Summary {
     pub sent: usize,
+    /// Accepted messages by relay name.
+    pub sent_by_relay: BTreeMap<String, usize>,
     pub failed: usize,
     /// Failed recipients by SMTP reply code.
     pub failed_by_code: BTreeMap<String, usize>,
@@ -98,22 +100,31 @@ pub struct Summary {
     pub paused: Option<String>,
 }
 
-/// One recipient to send to. Small on purpose: a million of them wait in the queue; the
-/// keyed hash is recomputed when the job runs (one HMAC, about a microsecond).
-#[derive(Debug, Clone, Copy)]
-pub struct Job {
-    pub row: u32,
-    pub personalised: bool,
-    not_before: Option<Instant>,
-}
+/// One recipient to send to: the row, and the variant in the top bit. Four bytes, because
+/// a million of them wait in the queue; the keyed hash is recomputed when the job runs
+/// (one HMAC, about a microsecond).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Job(u32);
+
+const PERSONALISED: u32 = 1 << 31;
 
 impl Job {
-    pub fn new(row: usize, personalised: bool) -> Job {
-        Job {
-            row: row as u32,
-            personalised,
-            not_before: None,
-        }
+    /// `None` past two billion rows, far beyond what a CSV held in memory can have.
+    pub fn new(row: usize, personalised: bool) -> Option<Job> {
+        let row = u32::try_from(row).ok().filter(|r| r & PERSONALISED == 0)?;
+        Some(Job(if personalised {
+            row | PERSONALISED
+        } else {
+            row
+        }))
+    }
+
+    pub fn row(self) -> usize {
+        (self.0 & !PERSONALISED) as usize
+    }
+
+    pub fn personalised(self) -> bool {
+        self.0 & PERSONALISED != 0
     }
 }
 
@@ -129,6 +140,11 @@ pub fn queue(
     now: DateTime<Utc>,
 ) -> Result<Vec<Job>> {
     use rayon::prelude::*;
+    let jobs = recipients
+        .iter()
+        .map(|&(row, personalised)| Job::new(row, personalised))
+        .collect::<Option<Vec<Job>>>()
+        .ok_or_else(|| Error::Other("more than two billion recipients in one run".into()))?;
     let mut hashes: Vec<(RecipientHash, bool)> = recipients
         .par_iter()
         .map(|&(row, personalised)| (keys.recipient_hash(p.audience.email(row)), personalised))
@@ -137,13 +153,67 @@ pub fn queue(
     hashes.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let in_plan = |h: &RecipientHash| hashes.binary_search_by(|x| x.0.cmp(h)).is_ok();
     ledger.drop_pending_except(&p.campaign.name, &in_plan)?;
-    Ok(recipients
-        .iter()
-        .map(|&(row, personalised)| Job::new(row, personalised))
-        .collect())
+    Ok(jobs)
 }
 
-/// Spaces messages out to `rate` per second across all connections.
+/// Where a relay's messages go.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Smtp(SmtpTarget),
+}
+
+impl Transport {
+    /// `smtp://…` or `smtps://…`; the password, if the URL names a user, is `password`.
+    pub fn parse(url: &str, password: Option<String>) -> Result<Transport> {
+        Ok(Transport::Smtp(SmtpTarget::parse(url, password)?))
+    }
+}
+
+/// One relay and its own limits. `--smtp URL` is one relay with the campaign's `[send]`
+/// limits; `[[send.relay]]` entries are several, used together.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    /// What the ledger and the summary show: never the URL, which may name a user.
+    pub name: String,
+    pub transport: Transport,
+    pub concurrency: usize,
+    pub rate_per_second: f64,
+    /// Messages it may take in any 24 hours, over every campaign and run.
+    pub daily_quota: Option<u64>,
+}
+
+impl Relay {
+    pub fn single(transport: Transport, opts: &SendOptions) -> Relay {
+        Relay {
+            name: "smtp".into(),
+            transport,
+            concurrency: opts.concurrency,
+            rate_per_second: opts.rate_per_second,
+            daily_quota: None,
+        }
+    }
+
+    /// The campaign's `[[send.relay]]` entries, each password from its own variable.
+    pub fn from_campaign(c: &Campaign, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Relay>> {
+        c.send
+            .relay
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let var = r.password_env.as_deref().unwrap_or("TACT_SMTP_PASSWORD");
+                Ok(Relay {
+                    name: r.name.clone().unwrap_or_else(|| format!("relay-{}", i + 1)),
+                    transport: Transport::parse(&r.url, env(var))?,
+                    concurrency: r.concurrency,
+                    rate_per_second: r.rate_per_second,
+                    daily_quota: r.daily_quota,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Spaces messages out to `rate` per second across all of a relay's connections.
 struct RateLimit {
     interval: Duration,
     next: Mutex<Instant>,
@@ -159,7 +229,7 @@ impl RateLimit {
 
     async fn wait(&self) {
         let at = {
-            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = lock(&self.next);
             let now = Instant::now();
             // A bucket of one interval: idle time is not saved up into a burst.
             let at = (*next).max(now);
@@ -174,19 +244,98 @@ impl RateLimit {
     }
 }
 
+/// A relay during the run.
+struct RelayState {
+    spec: Relay,
+    rate: RateLimit,
+    /// What is left of its daily quota.
+    left: Option<AtomicI64>,
+    /// After a refused connection or a 421 the relay rests, and the other relays take the
+    /// queue meanwhile.
+    down_until: Mutex<Option<Instant>>,
+    failures: AtomicU32,
+    sent: AtomicUsize,
+}
+
+impl RelayState {
+    fn resting(&self) -> Option<Instant> {
+        lock(&self.down_until).filter(|&t| t > Instant::now())
+    }
+
+    fn rest(&self, base: Duration) {
+        let n = self.failures.fetch_add(1, Ordering::SeqCst).min(10);
+        let pause = base.saturating_mul(1 << n).min(Duration::from_secs(30));
+        *lock(&self.down_until) = Some(Instant::now() + pause);
+    }
+
+    fn recovered(&self) {
+        self.failures.store(0, Ordering::SeqCst);
+    }
+
+    /// Takes one message off the quota; `false` when none is left.
+    fn take_quota(&self) -> bool {
+        match &self.left {
+            None => true,
+            Some(left) => {
+                if left.fetch_sub(1, Ordering::SeqCst) > 0 {
+                    true
+                } else {
+                    left.fetch_add(1, Ordering::SeqCst);
+                    false
+                }
+            }
+        }
+    }
+
+    fn quota_spent(&self) -> bool {
+        self.left
+            .as_ref()
+            .is_some_and(|l| l.load(Ordering::SeqCst) <= 0)
+    }
+}
+
+/// Fresh jobs in plan order, and retries each with the moment it may go.
+#[derive(Default)]
+struct Queue {
+    fresh: VecDeque<Job>,
+    retry: Vec<(Instant, Job)>,
+}
+
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.fresh.is_empty() && self.retry.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.fresh.len() + self.retry.len()
+    }
+
+    /// A due retry first, then fresh jobs.
+    fn pop_due(&mut self, now: Instant) -> Option<Job> {
+        if let Some(i) = self.retry.iter().position(|&(at, _)| at <= now) {
+            return Some(self.retry.swap_remove(i).1);
+        }
+        self.fresh.pop_front()
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.retry.iter().map(|&(at, _)| at).min()
+    }
+}
+
 struct Shared<'a> {
     p: &'a Prepared,
     keys: &'a Keys,
     ledger: Mutex<Ledger>,
     committer: commit::Committer,
-    queue: Mutex<VecDeque<Job>>,
+    /// How many recipients one claim takes (`Store::claim_batch`).
+    batch: usize,
+    queue: Mutex<Queue>,
     in_flight: AtomicUsize,
     tally: &'a Tally,
     stop: &'a AtomicBool,
-    rate: RateLimit,
     opts: SendOptions,
-    target: SmtpTarget,
-    resolved: Resolved,
+    relays: Vec<RelayState>,
     hello: ClientId,
     from: Address,
     now: DateTime<Utc>,
@@ -194,6 +343,10 @@ struct Shared<'a> {
     consecutive_failures: AtomicUsize,
     paused: Mutex<Option<String>>,
     failed_by_code: Mutex<BTreeMap<String, usize>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared<'_> {
@@ -204,34 +357,41 @@ impl Shared<'_> {
     }
 
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
-        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.ledger)
     }
 
     fn pause(&self, why: String) {
-        self.paused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(why);
+        lock(&self.paused).get_or_insert(why);
         self.stop.store(true, Ordering::SeqCst);
     }
 
-    fn next_job(&self) -> Option<Job> {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let job = q.pop_front()?;
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        Some(job)
+    /// Up to `n` jobs that may go now.
+    fn take(&self, n: usize) -> Vec<Job> {
+        let mut q = lock(&self.queue);
+        let now = Instant::now();
+        let jobs: Vec<Job> = std::iter::from_fn(|| q.pop_due(now)).take(n).collect();
+        self.in_flight.fetch_add(jobs.len(), Ordering::SeqCst);
+        jobs
     }
 
-    fn requeue(&self, mut job: Job, attempts: u32) {
-        let delay = self
-            .opts
+    /// Nothing queued and nobody holding a job: the run is over.
+    fn drained(&self) -> bool {
+        lock(&self.queue).is_empty() && self.in_flight.load(Ordering::SeqCst) == 0
+    }
+
+    /// Back in the queue, at once (another relay may take it) or after a backoff.
+    fn requeue(&self, job: Job, after: Option<Duration>) {
+        let mut q = lock(&self.queue);
+        match after {
+            Some(d) => q.retry.push((Instant::now() + d, job)),
+            None => q.fresh.push_front(job),
+        }
+    }
+
+    fn backoff(&self, attempts: u32) -> Duration {
+        self.opts
             .backoff
-            .saturating_mul(1 << attempts.saturating_sub(1).min(10));
-        job.not_before = Some(Instant::now() + delay);
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(job);
+            .saturating_mul(1 << attempts.saturating_sub(1).min(10))
     }
 }
 
@@ -246,15 +406,12 @@ pub struct Run<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// Sends to every job's recipient, recording each step in the ledger. `jobs` is the whole
-/// plan: the campaign's pending rows outside it (people who left the plan since they were
-/// queued: suppressed, consent withdrawn, gone from the CSV) are dropped first, so that the
-/// campaign can complete without them.
+/// Sends to every job's recipient over `relays`, recording each step in the ledger.
 pub fn send_all(
     run: Run<'_>,
     ledger: Ledger,
     jobs: Vec<Job>,
-    target: &SmtpTarget,
+    relays: &[Relay],
     opts: SendOptions,
 ) -> Result<Summary> {
     let Run {
@@ -264,6 +421,9 @@ pub fn send_all(
         stop,
         now,
     } = run;
+    if relays.is_empty() {
+        return Err(Error::Other("no relay to send through".into()));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -276,22 +436,45 @@ pub fn send_all(
         .return_path
         .clone()
         .unwrap_or_else(|| p.campaign.from.email.clone());
-    let concurrency = opts.concurrency.max(1).min(jobs.len().max(1));
-    let resolved = runtime.block_on(resolve(target))?;
+    let since = now - chrono::TimeDelta::hours(24);
+    let mut states = Vec::with_capacity(relays.len());
+    for r in relays {
+        let left = match r.daily_quota {
+            None => None,
+            Some(q) => {
+                let used = ledger.relay_usage(&r.name, since)?;
+                Some(AtomicI64::new(
+                    i64::try_from(q.saturating_sub(used)).unwrap_or(i64::MAX),
+                ))
+            }
+        };
+        states.push(RelayState {
+            spec: r.clone(),
+            rate: RateLimit::new(r.rate_per_second),
+            left,
+            down_until: Mutex::new(None),
+            failures: AtomicU32::new(0),
+            sent: AtomicUsize::new(0),
+        });
+    }
+    let batch = ledger.claim_batch().max(1);
+    let total = jobs.len();
     let shared = Shared {
         p,
         keys,
         ledger: Mutex::new(ledger),
         committer: commit::Committer::default(),
-        queue: Mutex::new(jobs.into()),
+        batch,
+        queue: Mutex::new(Queue {
+            fresh: jobs.into(),
+            retry: Vec::new(),
+        }),
         in_flight: AtomicUsize::new(0),
         tally,
         stop,
-        rate: RateLimit::new(opts.rate_per_second),
-        hello: ClientId::Domain(p.campaign.from_domain().to_string()),
         opts,
-        target: target.clone(),
-        resolved,
+        relays: states,
+        hello: ClientId::Domain(p.campaign.from_domain().to_string()),
         from,
         now,
         started,
@@ -300,23 +483,36 @@ pub fn send_all(
         failed_by_code: Mutex::new(BTreeMap::new()),
     };
     runtime.block_on(async {
-        let workers = (0..concurrency).map(|_| worker(&shared));
+        let workers = shared.relays.iter().flat_map(|r| {
+            let n = r.spec.concurrency.max(1).min(total.max(1));
+            (0..n).map(|_| worker(&shared, r))
+        });
         futures_join_all(workers).await;
     });
     let elapsed = started.elapsed().as_secs_f64();
+    let left = lock(&shared.queue).len();
+    if left > 0 && !stop.load(Ordering::SeqCst) {
+        // Every relay's quota is spent: the rest stay pending for a later run.
+        tally.deferred.fetch_add(left, Ordering::Relaxed);
+        shared.pause(format!(
+            "the daily quota of every relay is spent: {left} recipient(s) left pending for a later run"
+        ));
+    }
     let sent = tally.sent.load(Ordering::Relaxed);
     let complete = shared.ledger().counts(&p.campaign.name)?.pending == 0;
     if complete && !stop.load(Ordering::SeqCst) {
         shared.ledger().mark_complete(&p.campaign.name, now)?;
     }
+    let paused = lock(&shared.paused).clone();
     Ok(Summary {
         sent,
+        sent_by_relay: shared
+            .relays
+            .iter()
+            .map(|r| (r.spec.name.clone(), r.sent.load(Ordering::Relaxed)))
+            .collect(),
         failed: tally.failed.load(Ordering::Relaxed),
-        failed_by_code: shared
-            .failed_by_code
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone(),
+        failed_by_code: lock(&shared.failed_by_code).clone(),
         uncertain: tally.uncertain.load(Ordering::Relaxed),
         deferred: tally.deferred.load(Ordering::Relaxed),
         suppressed_during_send: tally.suppressed.load(Ordering::Relaxed),
@@ -327,17 +523,8 @@ pub fn send_all(
         } else {
             0.0
         },
-        interrupted: stop.load(Ordering::SeqCst)
-            && shared
-                .paused
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_none(),
-        paused: shared
-            .paused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone(),
+        interrupted: stop.load(Ordering::SeqCst) && paused.is_none(),
+        paused,
     })
 }
 
@@ -365,98 +552,169 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: impl Iterat
     .await;
 }
 
-async fn worker(s: &Shared<'_>) {
-    let mut conn: Option<Conn> = None;
-    // The last accepted message, recorded together with the next claim.
-    let mut carry: Option<Delivered> = None;
+/// One connection to one relay. It claims recipients `s.batch` at a time, sends them, and
+/// records each accepted message with its next claim.
+async fn worker(s: &Shared<'_>, r: &RelayState) {
     let campaign = s.p.campaign.name.as_str();
+    let mut conn: Option<Conn> = None;
+    // Accepted, not yet recorded: recorded with the next claim.
+    let mut done: Vec<Delivered> = Vec::new();
+    // Claimed (`sending` in the ledger), not yet handed to the relay.
+    let mut claimed: VecDeque<(Job, RecipientHash)> = VecDeque::new();
     loop {
         if s.stop.load(Ordering::SeqCst) {
             break;
         }
-        let Some(job) = s.next_job() else {
-            // Others may still requeue a retry; wait for them before giving up.
-            if s.in_flight.load(Ordering::SeqCst) == 0 {
+        if let Some(until) = r.resting() {
+            // Claimed ones go back for the other relays; the resting one waits.
+            settle(s, &mut done, campaign);
+            release(s, &mut claimed, campaign);
+            if let Some(mut dead) = conn.take() {
+                dead.smtp.abort().await;
+            }
+            if s.drained() {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep_until(
+                until
+                    .min(Instant::now() + Duration::from_millis(100))
+                    .into(),
+            )
+            .await;
+            continue;
+        }
+        if claimed.is_empty() {
+            if r.quota_spent() {
+                break;
+            }
+            let jobs = s.take(s.batch);
+            if jobs.is_empty() {
+                settle(s, &mut done, campaign);
+                if s.drained() {
+                    break;
+                }
+                let wake = lock(&s.queue)
+                    .next_due()
+                    .unwrap_or_else(Instant::now)
+                    .max(Instant::now() + Duration::from_millis(1))
+                    .min(Instant::now() + Duration::from_millis(20));
+                tokio::time::sleep_until(wake.into()).await;
+                continue;
+            }
+            let hashes: Vec<RecipientHash> = jobs
+                .iter()
+                .map(|j| s.keys.recipient_hash(s.p.audience.email(j.row())))
+                .collect();
+            // An unsubscribe that landed a moment ago stops these messages: the claim
+            // re-reads the suppression list in the same transaction.
+            let step = s
+                .committer
+                .step(
+                    &s.ledger,
+                    campaign,
+                    std::mem::take(&mut done),
+                    hashes.clone(),
+                    s.clock(),
+                )
+                .await;
+            let got = match step {
+                Ok(got) => got,
+                Err((e, back)) => {
+                    done = back;
+                    s.in_flight.fetch_sub(jobs.len(), Ordering::SeqCst);
+                    s.pause(format!("ledger: {e}"));
+                    break;
+                }
+            };
+            for (job, hash) in jobs.into_iter().zip(hashes) {
+                if got.contains(&hash) {
+                    claimed.push_back((job, hash));
+                } else {
+                    unclaimed(s, &hash, campaign);
+                    s.in_flight.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            continue;
+        }
+        let Some((job, hash)) = claimed.pop_front() else {
             continue;
         };
-        run_job(s, &mut conn, &mut carry, job, campaign).await;
+        if !r.take_quota() {
+            claimed.push_front((job, hash));
+            release(s, &mut claimed, campaign);
+            break;
+        }
+        r.rate.wait().await;
+        attempt(s, r, &mut conn, &mut done, job, hash, campaign).await;
         s.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
-    record_carry(s, &mut carry, campaign);
+    settle(s, &mut done, campaign);
+    release(s, &mut claimed, campaign);
     if let Some(mut c) = conn {
         let _ = c.smtp.quit().await;
     }
 }
 
-/// Records a carried delivery on its own, before anything that may wait or stop.
-fn record_carry(s: &Shared<'_>, carry: &mut Option<Delivered>, campaign: &str) {
-    if let Some(d) = carry.take() {
+/// Records accepted messages on their own, before anything that may wait or stop.
+fn settle(s: &Shared<'_>, done: &mut Vec<Delivered>, campaign: &str) {
+    if done.is_empty() {
+        return;
+    }
+    let r = s.ledger().settle_and_claim(campaign, done, &[], s.clock());
+    match r {
+        Ok(_) => done.clear(),
+        Err(e) => s.pause(format!("ledger: {e}")),
+    }
+}
+
+/// Claimed recipients never handed to a relay go back to pending and to the queue.
+fn release(s: &Shared<'_>, claimed: &mut VecDeque<(Job, RecipientHash)>, campaign: &str) {
+    for (job, hash) in claimed.drain(..) {
         let r = s.ledger().finish(
             campaign,
-            &d.hash,
-            Status::Sent,
-            &d.reply,
-            d.message_id.as_deref(),
-            d.at,
+            &hash,
+            Status::Pending,
+            &Reply::default(),
+            None,
+            s.clock(),
         );
         if let Err(e) = r {
             s.pause(format!("ledger: {e}"));
         }
+        s.requeue(job, None);
+        s.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-async fn run_job(
+/// A recipient the claim did not give: suppressed (never sent, and never to be: the
+/// campaign can complete without them), or another run's.
+fn unclaimed(s: &Shared<'_>, hash: &RecipientHash, campaign: &str) {
+    let l = s.ledger();
+    if l.is_suppressed(hash).unwrap_or(false) {
+        if let Err(e) = l.drop_pending(campaign, hash) {
+            s.pause(format!("ledger: {e}"));
+        }
+        s.tally.suppressed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn attempt(
     s: &Shared<'_>,
+    r: &RelayState,
     conn: &mut Option<Conn>,
-    carry: &mut Option<Delivered>,
+    done: &mut Vec<Delivered>,
     job: Job,
+    hash: RecipientHash,
     campaign: &str,
 ) {
-    if let Some(t) = job.not_before {
-        record_carry(s, carry, campaign);
-        tokio::time::sleep_until(t.into()).await;
-    }
-    s.rate.wait().await;
-    let now = s.clock();
-    let row = job.row as usize;
-    let hash = s.keys.recipient_hash(s.p.audience.email(row));
-    // An unsubscribe that landed a moment ago stops this message: the claim re-reads the
-    // suppression list in the same statement.
-    let claimed = s
-        .committer
-        .step(&s.ledger, campaign, carry.clone(), hash, now)
-        .await;
-    if claimed.is_ok() {
-        *carry = None;
-    }
-    match claimed {
-        Ok(true) => {}
-        Ok(false) => {
-            let l = s.ledger();
-            if l.is_suppressed(&hash).unwrap_or(false) {
-                // Never sent, and never to be: the campaign can complete without them.
-                if let Err(e) = l.drop_pending(campaign, &hash) {
-                    s.pause(format!("ledger: {e}"));
-                }
-                s.tally.suppressed.fetch_add(1, Ordering::Relaxed);
-            }
-            return;
-        }
-        Err(e) => {
-            s.pause(format!("ledger: {e}"));
-            return;
-        }
-    }
+    let row = job.row();
     let release = |reply: &Reply| {
         let _ = s
             .ledger()
             .finish(campaign, &hash, Status::Pending, reply, None, s.clock());
     };
     let built =
-        s.p.letter(s.keys, row, job.personalised)
+        s.p.letter(s.keys, row, job.personalised())
             .map_err(|e| e.detail)
             .and_then(|letter| {
                 let date = SystemTime::from(s.clock());
@@ -473,91 +731,92 @@ async fn run_job(
         }
     };
     let message_id = msg.headers().get_raw("Message-ID").map(str::to_string);
-    let to = match s.p.audience.email(row).parse::<Address>() {
-        Ok(a) => a,
-        Err(_) => {
-            release(&Reply::default());
-            return;
-        }
+    let Ok(to) = s.p.audience.email(row).parse::<Address>() else {
+        release(&Reply::default());
+        return;
     };
+    let Transport::Smtp(target) = &r.spec.transport;
     if conn.is_none() {
-        match connect(&s.target, &s.resolved, &s.hello).await {
+        match connect(target, &s.hello).await {
             Ok(c) => *conn = Some(c),
             Err(why) => {
+                // Nothing was handed over: the recipient goes back, at once, for whichever
+                // relay is up; this one rests.
                 release(&Reply::default());
-                let n = s.consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;
-                if n >= s.opts.pause_after {
-                    s.pause(format!(
-                        "paused after {n} consecutive failures; last: {why}"
-                    ));
-                } else {
-                    s.tally.retries.fetch_add(1, Ordering::Relaxed);
-                    s.requeue(job, n.min(6) as u32);
-                }
+                r.rest(s.opts.backoff);
+                s.requeue(job, None);
+                s.tally.retries.fetch_add(1, Ordering::Relaxed);
+                note_failure(s, &why);
                 return;
             }
         }
     }
     let Some(c) = conn.as_mut() else { return };
-    let body = msg.formatted();
-    let (attempt, keep) = transact(c, &s.from, &to, &body).await;
+    let (outcome, keep) = transact(c, &s.from, &to, &msg.formatted()).await;
     if !keep && let Some(mut dead) = conn.take() {
         dead.smtp.abort().await;
     }
     let now = s.clock();
-    let record = |status: Status, reply: &Reply, id: Option<&str>| {
-        if let Err(e) = s.ledger().finish(campaign, &hash, status, reply, id, now) {
+    let record = |status: Status, reply: &Reply| {
+        if let Err(e) = s.ledger().finish(campaign, &hash, status, reply, None, now) {
             s.pause(format!("ledger: {e}"));
         }
     };
-    match attempt {
+    match outcome {
         Attempt::Sent(reply) => {
-            *carry = Some(Delivered {
+            done.push(Delivered {
                 hash,
                 reply,
                 message_id,
                 at: now,
+                relay: Some(r.spec.name.clone()),
             });
+            r.recovered();
+            r.sent.fetch_add(1, Ordering::Relaxed);
             s.consecutive_failures.store(0, Ordering::SeqCst);
             s.tally.sent.fetch_add(1, Ordering::Relaxed);
         }
         Attempt::Failed(reply) => {
-            record(Status::Failed, &reply, None);
+            record(Status::Failed, &reply);
             let key = reply
                 .code
                 .map_or_else(|| "unknown".to_string(), |c| c.to_string());
-            *s.failed_by_code
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(key)
-                .or_default() += 1;
+            *lock(&s.failed_by_code).entry(key).or_default() += 1;
             s.tally.failed.fetch_add(1, Ordering::Relaxed);
-            note_failure(s);
+            note_failure(s, "permanent refusals");
         }
         Attempt::Retry(reply) => {
-            record(Status::Pending, &reply, None);
+            record(Status::Pending, &reply);
             let attempts = s.ledger().attempts(campaign, &hash).unwrap_or(u32::MAX);
             if attempts >= s.opts.max_attempts {
                 s.tally.deferred.fetch_add(1, Ordering::Relaxed);
             } else {
                 s.tally.retries.fetch_add(1, Ordering::Relaxed);
-                s.requeue(job, attempts);
+                if keep {
+                    // This recipient, at this relay, now: try again later.
+                    s.requeue(job, Some(s.backoff(attempts)));
+                } else {
+                    // The relay is going away (421, or it dropped the connection before the
+                    // message): it rests, and the others take the recipient now.
+                    r.rest(s.opts.backoff);
+                    s.requeue(job, None);
+                }
             }
-            note_failure(s);
+            note_failure(s, "temporary refusals");
         }
         Attempt::Uncertain => {
             // Left `sending`: the next run reports it and does not resend it.
             s.tally.uncertain.fetch_add(1, Ordering::Relaxed);
-            note_failure(s);
+            note_failure(s, "connections lost after the message");
         }
     }
 }
 
-fn note_failure(s: &Shared<'_>) {
+fn note_failure(s: &Shared<'_>, last: &str) {
     let n = s.consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;
     if n >= s.opts.pause_after {
         s.pause(format!(
-            "paused after {n} consecutive failures: check the relay before running again"
+            "paused after {n} consecutive failures (last: {last}): check the relay before running again"
         ));
     }
 }
@@ -573,11 +832,8 @@ pub fn send_tests(
         .build()
         .map_err(|e| Error::Other(format!("cannot start the sender: {e}")))?;
     runtime.block_on(async {
-        let resolved = resolve(target).await?;
         let hello = ClientId::Domain(campaign.from_domain().to_string());
-        let mut conn = connect(target, &resolved, &hello)
-            .await
-            .map_err(Error::Other)?;
+        let mut conn = connect(target, &hello).await.map_err(Error::Other)?;
         let from = campaign
             .return_path
             .clone()

@@ -93,12 +93,12 @@ pub fn redact_url(url: &str) -> String {
 /// A resolved relay: its addresses, and whether they are all loopback (where plain SMTP
 /// is allowed, for local test servers and a local MTA).
 #[derive(Debug, Clone)]
-pub(super) struct Resolved {
+struct Resolved {
     addrs: Vec<SocketAddr>,
     loopback: bool,
 }
 
-pub(super) async fn resolve(t: &SmtpTarget) -> Result<Resolved> {
+async fn resolve(t: &SmtpTarget) -> Result<Resolved> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((t.host.as_str(), t.port))
         .await
         .map_err(|e| Error::Other(format!("cannot resolve SMTP host {}: {e}", t.host)))?
@@ -124,12 +124,11 @@ pub(super) struct Conn {
     pipelining: bool,
 }
 
-pub(super) async fn connect(
-    t: &SmtpTarget,
-    r: &Resolved,
-    hello: &ClientId,
-) -> std::result::Result<Conn, String> {
-    let mut smtp = open(t, r, hello).await?;
+pub(super) async fn connect(t: &SmtpTarget, hello: &ClientId) -> std::result::Result<Conn, String> {
+    // Resolved on every connect: a relay's addresses may change during a long run, and a
+    // name that does not resolve is one more reason for the relay to rest.
+    let r = resolve(t).await.map_err(|e| e.to_string())?;
+    let mut smtp = open(t, &r, hello).await?;
     let pipelining = match smtp.command(Ehlo::new(hello.clone())).await {
         Ok(resp) => resp
             .message()

@@ -141,4 +141,6 @@ pub struct Delivered {
     pub reply: Reply,
     pub message_id: Option<String>,
     pub at: DateTime<Utc>,
+    /// The relay's name from the campaign (never its URL), for its daily quota.
+    pub relay: Option<String>,
 }

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     smtp_code     INTEGER,
     smtp_enhanced TEXT,
     updated_at    INTEGER NOT NULL,
+    relay         TEXT,
     PRIMARY KEY (campaign, recipient)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS campaigns (
@@ -98,6 +99,18 @@ impl SqliteStore {
             conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
                 .map_err(&e)?;
             conn.execute_batch(SCHEMA).map_err(&e)?;
+            // Ledgers made before relays had names.
+            let has_relay: bool = conn
+                .query_row(
+                    "SELECT COUNT(*) > 0 FROM pragma_table_info('deliveries') WHERE name = 'relay'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(&e)?;
+            if !has_relay {
+                conn.execute_batch("ALTER TABLE deliveries ADD COLUMN relay TEXT")
+                    .map_err(&e)?;
+            }
             // Every index page is one more write per commit, two commits a message; the
             // frequency-cap query runs once per run and can scan.
             conn.execute_batch("DROP INDEX IF EXISTS deliveries_recent")
@@ -328,7 +341,10 @@ impl Store for SqliteStore {
         message_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        finish_on(&self.conn, campaign, hash, status, reply, message_id, now).map_err(self.err())
+        finish_on(
+            &self.conn, campaign, hash, status, reply, message_id, None, now,
+        )
+        .map_err(self.err())
     }
 
     fn settle_and_claim(
@@ -354,6 +370,7 @@ impl Store for SqliteStore {
                 Status::Sent,
                 &d.reply,
                 d.message_id.as_deref(),
+                d.relay.as_deref(),
                 d.at,
             )
             .map_err(&e)?;
@@ -366,6 +383,17 @@ impl Store for SqliteStore {
         }
         tx.commit().map_err(&e)?;
         Ok(claimed)
+    }
+
+    fn relay_usage(&self, relay: &str, since: DateTime<Utc>) -> Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM deliveries WHERE relay = ?1 AND updated_at >= ?2 AND status IN ('sending', 'sent')",
+                params![relay, since.timestamp()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| u64::try_from(n).unwrap_or_default())
+            .map_err(self.err())
     }
 
     fn attempts(&self, campaign: &str, hash: &RecipientHash) -> Result<u32> {
@@ -704,6 +732,8 @@ fn claim_on(
     Ok(n == 1)
 }
 
+// One argument per column of the UPDATE.
+#[allow(clippy::too_many_arguments)]
 fn finish_on(
     conn: &Connection,
     campaign: &str,
@@ -711,11 +741,12 @@ fn finish_on(
     status: Status,
     reply: &Reply,
     message_id: Option<&str>,
+    relay: Option<&str>,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE deliveries SET status = ?3, smtp_code = ?4, smtp_enhanced = ?5,
-         message_id = COALESCE(?6, message_id), updated_at = ?7
+         message_id = COALESCE(?6, message_id), updated_at = ?7, relay = COALESCE(?8, relay)
          WHERE campaign = ?1 AND recipient = ?2",
     )?
     .execute(params![
@@ -725,7 +756,8 @@ fn finish_on(
         reply.code,
         reply.enhanced,
         message_id,
-        now.timestamp()
+        now.timestamp(),
+        relay
     ])?;
     Ok(())
 }

@@ -109,6 +109,16 @@ pub trait Store: Send {
             .is_empty())
     }
 
+    /// How many recipients one claim should take. SQLite claims one at a time, so a crash
+    /// leaves at most one uncertain per connection; a shared database claims batches, so
+    /// that hosts spend their time sending rather than waiting on round trips.
+    fn claim_batch(&self) -> usize {
+        1
+    }
+
+    /// Messages this relay was handed since `since`, over every campaign (its daily quota).
+    fn relay_usage(&self, relay: &str, since: DateTime<Utc>) -> Result<u64>;
+
     fn attempts(&self, campaign: &str, hash: &RecipientHash) -> Result<u32>;
 
     /// `--retry-uncertain`: the operator has checked with the relay and wants them resent.

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use tact::campaign::{Acknowledgement, Campaign};
 use tact::plan::{BasePlan, Facts, Plan, Prepared};
-use tact::send::{Run, SendOptions, SmtpTarget, Summary, Tally};
+use tact::send::{Relay, Run, SendOptions, SmtpTarget, Summary, Tally, Transport};
 use tact::state::{Keys, State};
 
 use super::app::{Checked, Ctx, DryRunSummary, Loaded, excluded_rows};
@@ -219,7 +219,9 @@ pub fn send(
     let mut ledger = ledger;
     let jobs = tact::send::queue(&p, &state.keys, &mut ledger, &recipients, ctx.now)
         .map_err(|e| chain(&e))?;
+    drop((plan, recipients));
     let opts = SendOptions::for_campaign(&p.campaign);
+    let relays = [Relay::single(Transport::Smtp(target), &opts)];
     let run = Run {
         prepared: &p,
         keys: &state.keys,
@@ -227,7 +229,7 @@ pub fn send(
         stop,
         now: ctx.now,
     };
-    tact::send::send_all(run, ledger, jobs, &target, opts).map_err(|e| chain(&e))
+    tact::send::send_all(run, ledger, jobs, &relays, opts).map_err(|e| chain(&e))
 }
 
 /// `tact send --test`: the first personalised and the first generic recipient's messages,

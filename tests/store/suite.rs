@@ -95,12 +95,17 @@ fn delivered(hash: [u8; 32]) -> Delivered {
         },
         message_id: Some("<m@x>".into()),
         at: now(),
+        relay: None,
     }
 }
 
 pub type Case = fn(&dyn Backend);
 
 pub const CASES: &[(&str, Case)] = &[
+    (
+        "a relay's usage counts its deliveries of the last day, every campaign",
+        relay_usage_counts_the_last_day,
+    ),
     (
         "a recipient can be claimed once",
         a_recipient_can_be_claimed_once,
@@ -301,6 +306,48 @@ fn a_delivery_is_recorded_with_the_next_claim(b: &dyn Backend) {
     let done = Delivered { hash: x, ..done };
     assert!(!l.sent_then_claim("k", Some(&done), &c, now()).unwrap());
     assert_eq!(l.counts("k").unwrap(), counts(1, 0, 2, 0));
+}
+
+fn relay_usage_counts_the_last_day(b: &dyn Backend) {
+    let mut l = b.open();
+    let h = |i: u8| [i; 32];
+    let day_before = now() - TimeDelta::hours(30);
+    l.enqueue("old", &[(h(1), true)], day_before).unwrap();
+    l.enqueue("new", &[(h(1), true), (h(2), true), (h(3), true)], now())
+        .unwrap();
+    let via = |hash, relay: &str, at| Delivered {
+        at,
+        relay: Some(relay.to_string()),
+        ..delivered(hash)
+    };
+    assert_eq!(
+        l.settle_and_claim("old", &[], &[h(1)], day_before).unwrap(),
+        [h(1)]
+    );
+    l.settle_and_claim("old", &[via(h(1), "a", day_before)], &[], day_before)
+        .unwrap();
+    assert_eq!(
+        l.settle_and_claim("new", &[], &[h(1), h(2), h(3)], now())
+            .unwrap()
+            .len(),
+        3
+    );
+    l.settle_and_claim(
+        "new",
+        &[via(h(1), "a", now()), via(h(2), "b", now())],
+        &[],
+        now(),
+    )
+    .unwrap();
+    let since = now() - TimeDelta::hours(24);
+    assert_eq!(
+        l.relay_usage("a", since).unwrap(),
+        1,
+        "yesterday's is not counted"
+    );
+    assert_eq!(l.relay_usage("b", since).unwrap(), 1);
+    assert_eq!(l.relay_usage("c", since).unwrap(), 0);
+    assert_eq!(l.relay_usage("a", day_before).unwrap(), 2);
 }
 
 fn settle_and_claim_takes_only_pending_unsuppressed(b: &dyn Backend) {
