@@ -338,6 +338,9 @@ fn print_summary(
             s.deferred
         );
     }
+    if !s.quota_spent.is_empty() {
+        println!("daily quota spent: {}", s.quota_spent.join(", "));
+    }
     if s.suppressed_during_send > 0 {
         println!("suppressed while sending: {}", s.suppressed_during_send);
     }

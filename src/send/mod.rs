@@ -98,6 +98,8 @@ pub struct Summary {
     pub interrupted: bool,
     /// Why the run stopped by itself, if it did.
     pub paused: Option<String>,
+    /// Relays whose daily quota is spent (what is left waits for a later run).
+    pub quota_spent: Vec<String>,
 }
 
 /// One recipient to send to: the row, and the variant in the top bit. Four bytes, because
@@ -494,9 +496,6 @@ pub fn send_all(
     if left > 0 && !stop.load(Ordering::SeqCst) {
         // Every relay's quota is spent: the rest stay pending for a later run.
         tally.deferred.fetch_add(left, Ordering::Relaxed);
-        shared.pause(format!(
-            "the daily quota of every relay is spent: {left} recipient(s) left pending for a later run"
-        ));
     }
     let sent = tally.sent.load(Ordering::Relaxed);
     let complete = shared.ledger().counts(&p.campaign.name)?.pending == 0;
@@ -525,6 +524,12 @@ pub fn send_all(
         },
         interrupted: stop.load(Ordering::SeqCst) && paused.is_none(),
         paused,
+        quota_spent: shared
+            .relays
+            .iter()
+            .filter(|r| r.quota_spent())
+            .map(|r| r.spec.name.clone())
+            .collect(),
     })
 }
 

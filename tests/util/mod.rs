@@ -47,6 +47,11 @@ pub fn sample_csv() -> PathBuf {
 /// `tact --state STATE --now NOW`, with no colour and none of the user's environment that
 /// could point it elsewhere.
 pub fn tact(state: &Path) -> Command {
+    tact_at(state, NOW)
+}
+
+/// `tact` with its clock at `now`.
+pub fn tact_at(state: &Path, now: &str) -> Command {
     let mut cmd = Command::cargo_bin("tact").unwrap();
     cmd.current_dir(repo())
         .env("NO_COLOR", "1")
@@ -58,7 +63,7 @@ pub fn tact(state: &Path) -> Command {
         .arg("--state")
         .arg(state)
         .arg("--now")
-        .arg(NOW);
+        .arg(now);
     cmd
 }
 
@@ -181,7 +186,11 @@ impl Tree {
 
     /// `tact` with this tree's state directory, run from the tree's root.
     pub fn tact(&self) -> Command {
-        let mut cmd = tact(&self.state());
+        self.tact_at(NOW)
+    }
+
+    pub fn tact_at(&self, now: &str) -> Command {
+        let mut cmd = tact_at(&self.state(), now);
         cmd.current_dir(self.root());
         cmd
     }
