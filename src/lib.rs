@@ -17,7 +17,12 @@
 //! check.rs      renders every recipient, applies the creepiness rules → Report, verdict
 //! message.rs    rendered letter → RFC 5322 message (preview and send share it)
 //! person.rs     one person's rows in an audience CSV: found (export), cut out (forget)
-//! send.rs       SMTP with TCP_NODELAY, pool, rate limit, retries, ledger updates, DKIM
+//! send/         the send loop: relays with their own connections, rates and quotas,
+//!               retries, claims and group commits in the ledger
+//!   smtp.rs     SMTP with TCP_NODELAY and PIPELINING, step by step (before/after hand-over)
+//!   sendmail.rs the local MTA's queue (Postfix's sendmail), exit statuses → outcomes
+//!   commit.rs   group commit of concurrent connections' ledger steps
+//!   dkim.rs     DKIM signing (RSA, Ed25519)
 //! state/        state directory, master key, HKDF-derived keys, key identifier, tokens;
 //!   store.rs    the Store trait: ledger, suppression, audit, retention, erasure operations
 //!   ledger.rs   the Ledger handle (Box<dyn Store>), its Location, statuses and replies

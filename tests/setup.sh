@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a fresh Debian machine: smtp-sink (from postfix, a real
-# SMTP server for send tests), tmux (to drive the TUI as a person would), PostgreSQL (the
-# shared store's tests start their own throwaway server on 127.0.0.1; no cluster is
-# started here), openssl (a test certificate for the store's TLS test), and Python's
-# dkimpy + PyNaCl (an independent DKIM verifier for the signing test). Safe to rerun.
+# Installs what the tests need on a fresh Debian machine: postfix (smtp-sink, a real SMTP
+# server for the send tests; and Postfix itself, which the sendmail transport's tests run
+# as a private instance in a temp dir, never touching /etc/postfix), msmtp (a sendmail that
+# relays by SMTP, for the refusals Postfix reports only as bounces), tmux (to drive the TUI
+# as a person would), PostgreSQL (the shared store's tests start their own throwaway server
+# on 127.0.0.1; no cluster is started here), openssl (a test certificate for the store's
+# TLS test), and Python's dkimpy + PyNaCl (an independent DKIM verifier for the signing
+# test). Safe to rerun.
 set -euo pipefail
 
 need=()
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v msmtp >/dev/null 2>&1 || need+=(msmtp)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 # Debian puts initdb and pg_ctl under /usr/lib/postgresql/VERSION/bin, off the PATH.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
@@ -21,8 +25,11 @@ if [ ${#need[@]} -gt 0 ]; then
         exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
-    # Install postfix for its smtp-sink tool only: no mail system is configured or started.
+    # Postfix with no system configuration (no /etc/postfix/main.cf) and nothing started:
+    # the tests run smtp-sink and their own private Postfix instances.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    # msmtp's AppArmor profile would confine it to the user's own configuration files.
+    echo "msmtp msmtp/apparmor boolean false" | debconf-set-selections
     apt-get update -qq
     # policy-rc.d 101: the packages' services (postfix, the default PostgreSQL cluster) are
     # not started; the tests start what they need themselves.

@@ -149,8 +149,8 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         .collect();
 
     if !args.test.is_empty() {
-        let Some(Transport::Smtp(target)) = relays.first().map(|r| r.transport.clone()) else {
-            anyhow::bail!("--test needs --smtp or a [[send.relay]] over SMTP");
+        let Some(transport) = relays.first().map(|r| r.transport.clone()) else {
+            anyhow::bail!("--test needs --smtp or a [[send.relay]]");
         };
         let mut messages = Vec::new();
         for pick in [true, false] {
@@ -174,7 +174,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
                 messages.push((to, msg));
             }
         }
-        let results = tact::send::send_tests(&target, &p.campaign, messages)?;
+        let results = tact::send::send_tests(&transport, &p.campaign, messages)?;
         println!(
             "test messages: {} ({} not recorded in the ledger)",
             results.join(", "),

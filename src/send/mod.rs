@@ -7,6 +7,7 @@
 
 mod commit;
 mod dkim;
+pub mod sendmail;
 mod smtp;
 
 pub use dkim::{DKIM_HEADERS, load_dkim_key, sign};
@@ -142,31 +143,47 @@ pub fn queue(
     now: DateTime<Utc>,
 ) -> Result<Vec<Job>> {
     use rayon::prelude::*;
-    let jobs = recipients
-        .iter()
-        .map(|&(row, personalised)| Job::new(row, personalised))
-        .collect::<Option<Vec<Job>>>()
-        .ok_or_else(|| Error::Other("more than two billion recipients in one run".into()))?;
-    let mut hashes: Vec<(RecipientHash, bool)> = recipients
+    let mut hashed: Vec<(RecipientHash, Job)> = recipients
         .par_iter()
-        .map(|&(row, personalised)| (keys.recipient_hash(p.audience.email(row)), personalised))
-        .collect();
-    ledger.enqueue(&p.campaign.name, &hashes, now)?;
-    hashes.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let in_plan = |h: &RecipientHash| hashes.binary_search_by(|x| x.0.cmp(h)).is_ok();
+        .map(|&(row, personalised)| {
+            let job = Job::new(row, personalised).ok_or_else(|| {
+                Error::Other("more than two billion recipients in one run".into())
+            })?;
+            Ok((keys.recipient_hash(p.audience.email(row)), job))
+        })
+        .collect::<Result<_>>()?;
+    // In hash order, which is the ledger's key order: consecutive messages, from every
+    // connection, then update the same few pages, so each commit writes one page to the
+    // WAL rather than two.
+    hashed.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // In slices, so that a million recipients are not held twice.
+    for slice in hashed.chunks(1 << 16) {
+        let rows: Vec<(RecipientHash, bool)> =
+            slice.iter().map(|(h, j)| (*h, j.personalised())).collect();
+        ledger.enqueue(&p.campaign.name, &rows, now)?;
+    }
+    let in_plan = |h: &RecipientHash| hashed.binary_search_by(|x| x.0.cmp(h)).is_ok();
     ledger.drop_pending_except(&p.campaign.name, &in_plan)?;
-    Ok(jobs)
+    Ok(hashed.into_iter().map(|(_, j)| j).collect())
 }
 
 /// Where a relay's messages go.
 #[derive(Debug, Clone)]
 pub enum Transport {
     Smtp(SmtpTarget),
+    /// The local MTA's queue (Postfix's `sendmail`): it does delivery, retries, bounces.
+    Sendmail(sendmail::SendmailTarget),
 }
 
 impl Transport {
-    /// `smtp://…` or `smtps://…`; the password, if the URL names a user, is `password`.
+    /// `smtp://…`, `smtps://…` or `sendmail:…`; the password, if an SMTP URL names a
+    /// user, is `password`.
     pub fn parse(url: &str, password: Option<String>) -> Result<Transport> {
+        if url.starts_with("sendmail:") {
+            let t = sendmail::SendmailTarget::parse(url)?;
+            t.check()?;
+            return Ok(Transport::Sendmail(t));
+        }
         Ok(Transport::Smtp(SmtpTarget::parse(url, password)?))
     }
 }
@@ -740,27 +757,38 @@ async fn attempt(
         release(&Reply::default());
         return;
     };
-    let Transport::Smtp(target) = &r.spec.transport;
-    if conn.is_none() {
-        match connect(target, &s.hello).await {
-            Ok(c) => *conn = Some(c),
-            Err(why) => {
-                // Nothing was handed over: the recipient goes back, at once, for whichever
-                // relay is up; this one rests.
-                release(&Reply::default());
-                r.rest(s.opts.backoff);
-                s.requeue(job, None);
-                s.tally.retries.fetch_add(1, Ordering::Relaxed);
-                note_failure(s, &why);
-                return;
+    let body = msg.formatted();
+    let (outcome, keep) = match &r.spec.transport {
+        Transport::Smtp(target) => {
+            if conn.is_none() {
+                match connect(target, &s.hello).await {
+                    Ok(c) => *conn = Some(c),
+                    Err(why) => {
+                        // Nothing was handed over: the recipient goes back, at once, for
+                        // whichever relay is up; this one rests.
+                        release(&Reply::default());
+                        r.rest(s.opts.backoff);
+                        s.requeue(job, None);
+                        s.tally.retries.fetch_add(1, Ordering::Relaxed);
+                        note_failure(s, &why);
+                        return;
+                    }
+                }
             }
+            let Some(c) = conn.as_mut() else { return };
+            let (outcome, keep) = transact(c, &s.from, &to, &body).await;
+            if !keep && let Some(mut dead) = conn.take() {
+                dead.smtp.abort().await;
+            }
+            (outcome, keep)
         }
-    }
-    let Some(c) = conn.as_mut() else { return };
-    let (outcome, keep) = transact(c, &s.from, &to, &msg.formatted()).await;
-    if !keep && let Some(mut dead) = conn.take() {
-        dead.smtp.abort().await;
-    }
+        // A temporary failure of the local MTA is the MTA's, not the recipient's: it
+        // rests like a relay that closed the connection.
+        Transport::Sendmail(t) => match sendmail::submit(t, &s.from, &to, &body).await {
+            Attempt::Retry(reply) => (Attempt::Retry(reply), false),
+            other => (other, true),
+        },
+    };
     let now = s.clock();
     let record = |status: Status, reply: &Reply| {
         if let Err(e) = s.ledger().finish(campaign, &hash, status, reply, None, now) {
@@ -783,9 +811,12 @@ async fn attempt(
         }
         Attempt::Failed(reply) => {
             record(Status::Failed, &reply);
-            let key = reply
-                .code
-                .map_or_else(|| "unknown".to_string(), |c| c.to_string());
+            // A sendmail's refusal has no SMTP code, only its exit status.
+            let key = match (reply.code, &reply.enhanced) {
+                (Some(c), _) => c.to_string(),
+                (None, Some(e)) => e.clone(),
+                (None, None) => "unknown".to_string(),
+            };
             *lock(&s.failed_by_code).entry(key).or_default() += 1;
             s.tally.failed.fetch_add(1, Ordering::Relaxed);
             note_failure(s, "permanent refusals");
@@ -828,7 +859,7 @@ fn note_failure(s: &Shared<'_>, last: &str) {
 
 /// Sends one-off test messages (not in the ledger) to `to`.
 pub fn send_tests(
-    target: &SmtpTarget,
+    transport: &Transport,
     campaign: &Campaign,
     messages: Vec<(Address, lettre::Message)>,
 ) -> Result<Vec<String>> {
@@ -836,26 +867,41 @@ pub fn send_tests(
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("cannot start the sender: {e}")))?;
+    let said = |attempt: Attempt| match attempt {
+        Attempt::Sent(_) => "sent".to_string(),
+        Attempt::Failed(r) | Attempt::Retry(r) => match (r.code, r.enhanced) {
+            (Some(c), _) => format!("refused ({c})"),
+            (None, Some(e)) => format!("refused ({e})"),
+            (None, None) => "refused".to_string(),
+        },
+        Attempt::Uncertain => "uncertain".to_string(),
+    };
+    let from = campaign
+        .return_path
+        .clone()
+        .unwrap_or_else(|| campaign.from.email.clone());
     runtime.block_on(async {
-        let hello = ClientId::Domain(campaign.from_domain().to_string());
-        let mut conn = connect(target, &hello).await.map_err(Error::Other)?;
-        let from = campaign
-            .return_path
-            .clone()
-            .unwrap_or_else(|| campaign.from.email.clone());
         let mut results = Vec::new();
-        for (to, msg) in messages {
-            let msg = sign(campaign, msg).map_err(Error::Other)?;
-            let (attempt, _) = transact(&mut conn, &from, &to, &msg.formatted()).await;
-            results.push(match attempt {
-                Attempt::Sent(_) => "sent".to_string(),
-                Attempt::Failed(r) | Attempt::Retry(r) => {
-                    format!("refused ({})", r.code.unwrap_or_default())
+        match transport {
+            Transport::Smtp(target) => {
+                let hello = ClientId::Domain(campaign.from_domain().to_string());
+                let mut conn = connect(target, &hello).await.map_err(Error::Other)?;
+                for (to, msg) in messages {
+                    let msg = sign(campaign, msg).map_err(Error::Other)?;
+                    let (attempt, _) = transact(&mut conn, &from, &to, &msg.formatted()).await;
+                    results.push(said(attempt));
                 }
-                Attempt::Uncertain => "uncertain".to_string(),
-            });
+                let _ = conn.smtp.quit().await;
+            }
+            Transport::Sendmail(t) => {
+                for (to, msg) in messages {
+                    let msg = sign(campaign, msg).map_err(Error::Other)?;
+                    results.push(said(
+                        sendmail::submit(t, &from, &to, &msg.formatted()).await,
+                    ));
+                }
+            }
         }
-        let _ = conn.smtp.quit().await;
         Ok(results)
     })
 }

@@ -1301,7 +1301,7 @@ fn submit_prompt(app: &mut App) -> Option<Action> {
     let prompt = app.prompt.as_mut()?;
     let typed = prompt.input.text.trim().to_string();
     match prompt.kind {
-        PromptKind::SmtpUrl => match tact::send::SmtpTarget::parse(&typed, None) {
+        PromptKind::SmtpUrl => match tact::send::Transport::parse(&typed, None) {
             Ok(_) => {
                 app.smtp_url = Some(typed.clone());
                 if let Some(to) = app.pending_test.take() {

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use tact::campaign::{Acknowledgement, Campaign};
 use tact::plan::{BasePlan, Facts, Plan, Prepared};
-use tact::send::{Relay, Run, SendOptions, SmtpTarget, Summary, Tally, Transport};
+use tact::send::{Relay, Run, SendOptions, Summary, Tally, Transport};
 use tact::state::{Keys, State};
 
 use super::app::{Checked, Ctx, DryRunSummary, Loaded, excluded_rows};
@@ -195,7 +195,7 @@ pub fn send(
         .map_err(|e| chain(&e))?
         .with_store(ctx.store.clone());
     let target =
-        SmtpTarget::parse(url, std::env::var("TACT_SMTP_PASSWORD").ok()).map_err(|e| chain(&e))?;
+        Transport::parse(url, std::env::var("TACT_SMTP_PASSWORD").ok()).map_err(|e| chain(&e))?;
     let ledger = state.ledger(false).map_err(|e| chain(&e))?;
     let name = campaign.name.clone();
     if let Some(t) = ledger.completed_at(&name).map_err(|e| chain(&e))? {
@@ -221,7 +221,7 @@ pub fn send(
         .map_err(|e| chain(&e))?;
     drop((plan, recipients));
     let opts = SendOptions::for_campaign(&p.campaign);
-    let relays = [Relay::single(Transport::Smtp(target), &opts)];
+    let relays = [Relay::single(target, &opts)];
     let run = Run {
         prepared: &p,
         keys: &state.keys,
@@ -243,7 +243,7 @@ pub fn send_test(
     to: &[String],
 ) -> Result<String, String> {
     let target =
-        SmtpTarget::parse(url, std::env::var("TACT_SMTP_PASSWORD").ok()).map_err(|e| chain(&e))?;
+        Transport::parse(url, std::env::var("TACT_SMTP_PASSWORD").ok()).map_err(|e| chain(&e))?;
     let mut messages = Vec::new();
     let mut variants = Vec::new();
     for pick in [true, false] {
