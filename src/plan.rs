@@ -636,8 +636,32 @@ pub fn why_you_got_this(
         .clone()
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| campaign.from_domain().to_string());
+    // By hand rather than with `format("%-d %B %Y")`, which parses its pattern each time:
+    // this runs once for every recipient, in check and again in send.
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
     let when = consent_at
-        .map(|t| format!(" on {}", t.format("%-d %B %Y")))
+        .map(|t| {
+            use chrono::Datelike;
+            format!(
+                " on {} {} {}",
+                t.day(),
+                MONTHS[t.month0() as usize],
+                t.year()
+            )
+        })
         .unwrap_or_default();
     let tailored = if personalised {
         ", and to content tailored to you"

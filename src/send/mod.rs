@@ -156,14 +156,16 @@ pub fn queue(
     // connection, then update the same few pages, so each commit writes one page to the
     // WAL rather than two.
     hashed.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // Stale rows first: on a campaign's first run there are none to read back, where
+    // after the enqueue there would be a million.
+    let in_plan = |h: &RecipientHash| hashed.binary_search_by(|x| x.0.cmp(h)).is_ok();
+    ledger.drop_pending_except(&p.campaign.name, &in_plan)?;
     // In slices, so that a million recipients are not held twice.
     for slice in hashed.chunks(1 << 16) {
         let rows: Vec<(RecipientHash, bool)> =
             slice.iter().map(|(h, j)| (*h, j.personalised())).collect();
         ledger.enqueue(&p.campaign.name, &rows, now)?;
     }
-    let in_plan = |h: &RecipientHash| hashed.binary_search_by(|x| x.0.cmp(h)).is_ok();
-    ledger.drop_pending_except(&p.campaign.name, &in_plan)?;
     Ok(hashed.into_iter().map(|(_, j)| j).collect())
 }
 
