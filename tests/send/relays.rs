@@ -286,3 +286,38 @@ fn relay_entries_are_checked_like_the_rest_of_the_campaign() {
         assert!(r.stderr.contains(says), "{entry}: {}", r.stderr);
     }
 }
+
+/// A 5xx is about the recipient, not the relay: it stays a permanent failure and is not
+/// tried again through another relay.
+#[test]
+fn a_permanent_refusal_at_one_relay_is_not_retried_at_another() {
+    let t = tree();
+    let people = pick(&t, 4, 4);
+    narrow(&t, WINTER, &people);
+    let (da, db) = (DumpDir::new(), DumpDir::new());
+    let (a, b) = (Sink::start(&da, &["-f", "rcpt"]), Sink::start(&db, &[]));
+    use_relays(
+        &t,
+        WINTER,
+        &[
+            relay("refusing", a.url(), 1000, 1),
+            relay("fine", b.url(), 4, 1),
+        ],
+    );
+    let (r, v) = send_relays(&t, WINTER, NOW, 5);
+    let failed = n(&v, "summary.failed") as usize;
+    let sent = n(&v, "summary.sent") as usize;
+    assert!(failed >= 1, "the refusing relay got someone: {}", r.stdout);
+    assert_eq!(failed + sent, 8, "{}", r.stdout);
+    assert_eq!(n(&v, "ledger.failed") as usize, failed);
+    assert_eq!(
+        db.count(),
+        sent,
+        "a refused recipient was sent through the other relay"
+    );
+    assert_eq!(da.count(), 0);
+    // And not on a later run either.
+    let (_, v) = send_relays(&t, WINTER, NOW, 0);
+    assert_eq!(n(&v, "summary.sent"), 0);
+    assert_eq!(db.count(), sent);
+}
