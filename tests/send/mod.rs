@@ -170,6 +170,11 @@ struct Background {
 
 impl Background {
     fn send(t: &Tree, name: &str, url: &str) -> Background {
+        Background::send_via(t, name, &["--smtp", url])
+    }
+
+    /// `args` say where to send: `--smtp URL`, or nothing for the campaign's relays.
+    fn send_via(t: &Tree, name: &str, args: &[&str]) -> Background {
         let child = StdCommand::new(env!("CARGO_BIN_EXE_tact"))
             .current_dir(t.root())
             .env("NO_COLOR", "1")
@@ -182,8 +187,7 @@ impl Background {
             .arg(NOW)
             .arg("send")
             .arg(t.campaign(name))
-            .arg("--smtp")
-            .arg(url)
+            .args(args)
             .arg("--json")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

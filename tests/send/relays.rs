@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::sink::{DumpDir, Sink};
@@ -174,21 +173,7 @@ fn a_relay_that_dies_mid_send_is_drained_to_the_other_without_duplicates() {
         WINTER,
         &[relay("a", a.url(), 100, 1), relay("b", b.url(), 50, 1)],
     );
-    let child = StdCommand::new(env!("CARGO_BIN_EXE_tact"))
-        .current_dir(t.root())
-        .env("NO_COLOR", "1")
-        .env_remove("TACT_HOME")
-        .env_remove("TACT_SMTP_URL")
-        .arg("--state")
-        .arg(t.state())
-        .args(["--now", NOW, "send"])
-        .arg(t.campaign(WINTER))
-        .arg("--json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let bg = Background::send_via(&t, WINTER, &[]);
     let started = Instant::now();
     while da.count() < 20 {
         assert!(
@@ -199,20 +184,16 @@ fn a_relay_that_dies_mid_send_is_drained_to_the_other_without_duplicates() {
     }
     a.stop();
     let before = db.count();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let out = bg.wait(Duration::from_secs(30));
+    let stdout = &out.stdout;
+    let v = parse_json(&out);
     // 0, or 5 when the relay died with a message handed over but not acknowledged.
     let uncertain = n(&v, "summary.uncertain") as usize;
     assert!(
         uncertain <= 1,
         "one connection can leave one uncertain: {stdout}"
     );
-    assert_eq!(
-        out.status.code(),
-        Some(if uncertain == 0 { 0 } else { 5 }),
-        "{stdout}"
-    );
+    assert_eq!(out.code, if uncertain == 0 { 0 } else { 5 }, "{stdout}");
     let got = per_address(&[&da, &db]);
     assert!(got.values().all(|&n| n == 1), "someone was mailed twice");
     assert_eq!(got.len() + uncertain, WINTER_RECIPIENTS, "{stdout}");
