@@ -52,7 +52,8 @@ enum Command {
     Init(init::Args),
     /// Validate, classify, run the creepiness check and count who would get what.
     Check(check::Args),
-    /// Write exactly what send would send, one .eml per recipient; sends nothing.
+    /// Write what send would send, one .eml per recipient, unsigned (send adds the
+    /// DKIM-Signature); sends nothing.
     Preview(preview::Args),
     /// Send the campaign over SMTP: at most once per recipient, never to the suppressed.
     Send(send::Args),

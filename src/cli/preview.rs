@@ -1,5 +1,7 @@
-//! `tact preview CAMPAIGN [--out DIR] [--limit N] [--recipient EMAIL]`: exactly what send
-//! would send, as .eml files (0600), without sending anything.
+//! `tact preview CAMPAIGN [--out DIR] [--limit N] [--recipient EMAIL]`: what send would
+//! send, as .eml files (0600), without sending anything. Previews are not DKIM-signed: a
+//! signature is only worth its key's exposure on mail that leaves, and it would not verify
+//! after the Date and Message-ID of a real send anyway.
 
 use std::io::Write;
 use std::path::PathBuf;
