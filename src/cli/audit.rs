@@ -23,10 +23,16 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let ledger = state.ledger(false)?;
     if args.verify {
         return Ok(match ledger.audit_verify(&state.keys)? {
-            Ok(n) => {
+            Ok(v) => {
+                // The head, to keep elsewhere: a restore of the whole store to an earlier
+                // moment is the one change the store itself cannot show.
+                let head = v.head.map_or_else(
+                    || "no events yet".to_string(),
+                    |(seq, mac)| format!("head: event {seq}, mac {mac}"),
+                );
                 println!(
-                    "audit log intact: {n} event(s) verified (state: {})",
-                    state.store
+                    "audit log intact: {} event(s) verified, {head} (state: {})",
+                    v.events, state.store
                 );
                 0
             }

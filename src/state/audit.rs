@@ -2,6 +2,13 @@
 //! fields. Events are hash-chained with a MAC under a key derived from the master key, so
 //! editing or deleting one breaks the chain at that event, and nobody without the key can
 //! re-seal a forged log.
+//!
+//! A chain alone cannot tell that events were deleted from its end: what is left still
+//! chains. So every append also seals the head (the last sequence number and MAC) in the
+//! same transaction, and `verify` checks that the chain reaches that head exactly: a log
+//! cut short, emptied, or with its head put back to an older copy is reported. What no
+//! store can tell is a restore of the whole store (events and head) to an earlier moment;
+//! `audit --verify` prints the head so it can be kept elsewhere and compared.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -20,11 +27,36 @@ pub struct Event {
     pub body: serde_json::Value,
 }
 
-/// Where the chain breaks.
+/// Where the chain breaks: the first event that is wrong or missing, and why, as a phrase
+/// that follows "it" ("event 3: it is missing …").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broken {
     pub seq: i64,
-    pub why: &'static str,
+    pub why: String,
+}
+
+/// What an intact log verified to: how many events, and the sealed head they end at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub events: usize,
+    /// The last sequence number and a prefix of its MAC in hex; `None` for a log that
+    /// never had an event.
+    pub head: Option<(i64, String)>,
+}
+
+/// The sealed head of the chain as a store keeps it (one row): the newest event's
+/// sequence number and MAC, and a MAC over both under the audit key.
+pub(super) struct Head {
+    pub seq: i64,
+    pub mac: Vec<u8>,
+    pub seal: Vec<u8>,
+}
+
+fn head_seal(keys: &Keys, seq: i64, mac: &[u8]) -> [u8; 32] {
+    let mut data = b"tact audit head".to_vec();
+    data.extend_from_slice(&seq.to_be_bytes());
+    data.extend_from_slice(mac);
+    keys.audit_mac(&data)
 }
 
 /// `parts`: campaign, kind, operator, body.
@@ -69,6 +101,8 @@ pub(super) struct Link {
     pub body: String,
     pub prev: Vec<u8>,
     pub mac: [u8; 32],
+    /// The head to store with it, in the same transaction.
+    pub head_seal: [u8; 32],
 }
 
 /// Seals the next event. `last` is the newest event's (seq, mac); with none left (all
@@ -97,6 +131,7 @@ pub(super) fn link(
         operator,
         body,
         prev,
+        head_seal: head_seal(keys, seq, &mac),
         mac,
     }
 }
@@ -119,39 +154,38 @@ pub(super) fn event(
     }
 }
 
-/// Walks the chain in `seq` order from the checkpoint (or from event 1); the first event
-/// that does not fit is named.
+fn broken(seq: i64, why: impl Into<String>) -> Broken {
+    Broken {
+        seq,
+        why: why.into(),
+    }
+}
+
+/// Walks the chain in `seq` order from the checkpoint (or from event 1), then checks that
+/// it ends exactly at the sealed head; the first event that does not fit is named.
+/// `head`, the checkpoint and `rows` must come from one snapshot of the store.
 pub(super) fn verify(
     keys: &Keys,
     checkpoint: Option<std::result::Result<Checkpoint, ()>>,
+    head: Option<Head>,
     rows: impl IntoIterator<Item = Result<Stored>>,
-) -> Result<std::result::Result<usize, Broken>> {
+) -> Result<std::result::Result<Verified, Broken>> {
     // After a purge the chain starts at the sealed checkpoint instead of at event 1.
+    let had_checkpoint = checkpoint.is_some();
     let (mut expected_prev, start) = match checkpoint {
         None => (vec![0u8; 32], 1),
         Some(Ok(c)) => (c.prev, c.next_seq),
-        Some(Err(())) => {
-            return Ok(Err(Broken {
-                seq: 0,
-                why: "checkpoint was edited after a purge",
-            }));
-        }
+        Some(Err(())) => return Ok(Err(broken(0, "checkpoint was edited after a purge"))),
     };
     let mut expected_seq = start;
     let mut n = 0;
     for r in rows {
         let r = r?;
         if r.seq != expected_seq {
-            return Ok(Err(Broken {
-                seq: expected_seq,
-                why: "event is missing (deleted)",
-            }));
+            return Ok(Err(broken(expected_seq, "event is missing (deleted)")));
         }
         if r.prev != expected_prev {
-            return Ok(Err(Broken {
-                seq: r.seq,
-                why: "does not follow the event before it",
-            }));
+            return Ok(Err(broken(r.seq, "does not follow the event before it")));
         }
         let want = seal(
             keys,
@@ -161,14 +195,64 @@ pub(super) fn verify(
             [&r.campaign, &r.kind, &r.operator, &r.body],
         );
         if want[..] != r.mac[..] {
-            return Ok(Err(Broken {
-                seq: r.seq,
-                why: "was edited after it was written",
-            }));
+            return Ok(Err(broken(r.seq, "was edited after it was written")));
         }
         expected_prev = r.mac;
         expected_seq = r.seq + 1;
         n += 1;
     }
-    Ok(Ok(n))
+    // Where the chain ends: its last event, or the checkpoint of a purge that took all.
+    let last_seq = expected_seq - 1;
+    let Some(head) = head else {
+        return Ok(if n == 0 && !had_checkpoint {
+            Ok(Verified {
+                events: 0,
+                head: None,
+            })
+        } else {
+            Err(broken(
+                last_seq,
+                "is the last event, but the sealed head of the log is missing (deleted)",
+            ))
+        });
+    };
+    if head_seal(keys, head.seq, &head.mac)[..] != head.seal[..] {
+        return Ok(Err(broken(
+            head.seq,
+            "is where the head of the log says it ends, but the head was edited after it was written",
+        )));
+    }
+    if head.seq > last_seq {
+        let what = if n == 0 {
+            "every event was deleted"
+        } else {
+            "events were deleted from the end"
+        };
+        return Ok(Err(broken(
+            last_seq + 1,
+            format!(
+                "is missing: the log was cut short ({what}; its sealed head says it ends at event {})",
+                head.seq
+            ),
+        )));
+    }
+    if head.seq < last_seq {
+        return Ok(Err(broken(
+            head.seq + 1,
+            format!(
+                "comes after the sealed head of the log (event {}): the head was rolled back to an older copy",
+                head.seq
+            ),
+        )));
+    }
+    if head.mac != expected_prev {
+        return Ok(Err(broken(
+            head.seq,
+            "is not the event the sealed head of the log names: it was replaced",
+        )));
+    }
+    Ok(Ok(Verified {
+        events: n,
+        head: Some((head.seq, super::hex(&head.mac[..8.min(head.mac.len())]))),
+    }))
 }

@@ -22,7 +22,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use postgres::config::{Host, SslMode};
 use postgres::{Client, Config, GenericClient, NoTls, Statement};
 
-use super::audit::{self, Broken, Event};
+use super::audit::{self, Broken, Event, Verified};
 use super::erase::{Delivery, REASON_ERASURE};
 use super::ledger::{Delivered, Reply, Status, StatusCounts};
 use super::retention::{self, Checkpoint, Purged};
@@ -37,13 +37,14 @@ const SCHEMA_LOCK: i64 = 0x7461_6374_0001;
 const AUDIT_LOCK: i64 = 0x7461_6374_0002;
 
 /// Everything `SCHEMA` creates.
-const OBJECTS: [&str; 7] = [
+const OBJECTS: [&str; 8] = [
     "deliveries",
     "deliveries_recipient",
     "campaigns",
     "audit",
     "suppression",
     "audit_checkpoint",
+    "audit_head",
     "meta",
 ];
 
@@ -91,6 +92,12 @@ CREATE TABLE IF NOT EXISTS audit_checkpoint (
     prev      BYTEA   NOT NULL,
     at        BIGINT  NOT NULL,
     mac       BYTEA   NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_head (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    seq       BIGINT  NOT NULL,
+    mac       BYTEA   NOT NULL,
+    seal      BYTEA   NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (
     name      TEXT    PRIMARY KEY,
@@ -885,6 +892,12 @@ impl Store for PgStore {
                 "INSERT INTO audit (seq, at, campaign, kind, operator, body, prev, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[&l.seq, &l.at, &campaign, &kind, &l.operator, &l.body, &l.prev, &&l.mac[..]],
             )?;
+            tx.execute(
+                "INSERT INTO audit_head (id, seq, mac, seal) VALUES (1, $1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, mac = excluded.mac,
+                 seal = excluded.seal",
+                &[&l.seq, &&l.mac[..], &&l.head_seal[..]],
+            )?;
             tx.commit()?;
             Ok(l.seq)
         })
@@ -913,8 +926,8 @@ impl Store for PgStore {
         })
     }
 
-    fn audit_verify(&self, keys: &Keys) -> Result<std::result::Result<usize, Broken>> {
-        let (checkpoint, rows) = self.with("read the audit log", |c| {
+    fn audit_verify(&self, keys: &Keys) -> Result<std::result::Result<Verified, Broken>> {
+        let (checkpoint, head, rows) = self.with("read the audit log", |c| {
             // The checkpoint and the events from one snapshot: a purge in between would
             // otherwise look like a break.
             let mut tx = c
@@ -929,16 +942,24 @@ impl Store for PgStore {
                     &[],
                 )?
                 .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)));
+            let head = tx
+                .query_opt("SELECT seq, mac, seal FROM audit_head WHERE id = 1", &[])?
+                .map(|r| audit::Head {
+                    seq: r.get(0),
+                    mac: r.get(1),
+                    seal: r.get(2),
+                });
             let rows = tx.query(
                 "SELECT seq, at, campaign, kind, operator, body, prev, mac FROM audit ORDER BY seq",
                 &[],
             )?;
             tx.commit()?;
-            Ok((checkpoint, rows))
+            Ok((checkpoint, head, rows))
         })?;
         audit::verify(
             keys,
             retention::open_checkpoint(keys, checkpoint),
+            head,
             rows.iter().map(|r| {
                 Ok(audit::Stored {
                     seq: r.get(0),

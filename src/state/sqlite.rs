@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::audit::{self, Broken, Event};
+use super::audit::{self, Broken, Event, Verified};
 use super::erase::{Delivery, REASON_ERASURE};
 use super::ledger::{Delivered, Reply, Status, StatusCounts};
 use super::retention::{self, Checkpoint, Purged};
@@ -58,6 +58,12 @@ CREATE TABLE IF NOT EXISTS audit_checkpoint (
     prev      BLOB    NOT NULL,
     at        INTEGER NOT NULL,
     mac       BLOB    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_head (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    seq       INTEGER NOT NULL,
+    mac       BLOB    NOT NULL,
+    seal      BLOB    NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (
     name      TEXT    PRIMARY KEY,
@@ -532,6 +538,11 @@ impl Store for SqliteStore {
             params![l.seq, l.at, campaign, kind, l.operator, l.body, l.prev, &l.mac[..]],
         )
         .map_err(&e)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO audit_head (id, seq, mac, seal) VALUES (1, ?1, ?2, ?3)",
+            params![l.seq, &l.mac[..], &l.head_seal[..]],
+        )
+        .map_err(&e)?;
         tx.commit().map_err(&e)?;
         Ok(l.seq)
     }
@@ -557,14 +568,31 @@ impl Store for SqliteStore {
             .map_err(self.err())
     }
 
-    fn audit_verify(&self, keys: &Keys) -> Result<std::result::Result<usize, Broken>> {
-        let checkpoint = self.audit_checkpoint(keys)?;
-        let mut q = self
-            .conn
+    fn audit_verify(&self, keys: &Keys) -> Result<std::result::Result<Verified, Broken>> {
+        let e = self.err();
+        // The checkpoint, the head and the events from one snapshot: an append or a purge
+        // in between would otherwise look like a break.
+        let tx = self.conn.unchecked_transaction().map_err(&e)?;
+        let checkpoint = checkpoint_on(&tx, keys).map_err(&e)?;
+        let head = tx
+            .query_row(
+                "SELECT seq, mac, seal FROM audit_head WHERE id = 1",
+                [],
+                |r| {
+                    Ok(audit::Head {
+                        seq: r.get(0)?,
+                        mac: r.get(1)?,
+                        seal: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(&e)?;
+        let mut q = tx
             .prepare(
                 "SELECT seq, at, campaign, kind, operator, body, prev, mac FROM audit ORDER BY seq",
             )
-            .map_err(self.err())?;
+            .map_err(&e)?;
         let rows = q
             .query_map([], |r| {
                 Ok(audit::Stored {
@@ -578,21 +606,12 @@ impl Store for SqliteStore {
                     mac: r.get(7)?,
                 })
             })
-            .map_err(self.err())?;
-        audit::verify(keys, checkpoint, rows.map(|r| r.map_err(self.err())))
+            .map_err(&e)?;
+        audit::verify(keys, checkpoint, head, rows.map(|r| r.map_err(&e)))
     }
 
     fn audit_checkpoint(&self, keys: &Keys) -> Result<Option<std::result::Result<Checkpoint, ()>>> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT next_seq, prev, at, mac FROM audit_checkpoint WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()
-            .map_err(self.err())?;
-        Ok(retention::open_checkpoint(keys, row))
+        checkpoint_on(&self.conn, keys).map_err(self.err())
     }
 
     fn purge(&mut self, keys: &Keys, older_than_days: u32, now: DateTime<Utc>) -> Result<Purged> {
@@ -706,6 +725,20 @@ impl Store for SqliteStore {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         Ok(deleted)
     }
+}
+
+fn checkpoint_on(
+    conn: &Connection,
+    keys: &Keys,
+) -> rusqlite::Result<Option<std::result::Result<Checkpoint, ()>>> {
+    let row = conn
+        .query_row(
+            "SELECT next_seq, prev, at, mac FROM audit_checkpoint WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    Ok(retention::open_checkpoint(keys, row))
 }
 
 pub(super) fn variant(personalised: bool) -> &'static str {

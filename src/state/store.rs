@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
-use super::audit::{Broken, Event};
+use super::audit::{Broken, Event, Verified};
 use super::erase::{Delivery, REASON_UNSUBSCRIBE, Unsubscribed};
 use super::ledger::{Delivered, Reply, Status, StatusCounts};
 use super::retention::{Checkpoint, Purged};
@@ -156,8 +156,10 @@ pub trait Store: Send {
     /// The events, oldest first; of one campaign when given.
     fn audit_events(&self, campaign: Option<&str>) -> Result<Vec<Event>>;
 
-    /// Walks the whole chain; the first event that does not fit is named.
-    fn audit_verify(&self, keys: &Keys) -> Result<std::result::Result<usize, Broken>>;
+    /// Walks the whole chain and checks that it reaches the head sealed by the last
+    /// append (kept in the same transaction as each event); the first event that does not
+    /// fit, or is missing from the end, is named.
+    fn audit_verify(&self, keys: &Keys) -> Result<std::result::Result<Verified, Broken>>;
 
     /// The sealed checkpoint, if a purge left one; `Err` if its seal is wrong.
     fn audit_checkpoint(&self, keys: &Keys) -> Result<Option<std::result::Result<Checkpoint, ()>>>;

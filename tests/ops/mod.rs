@@ -745,3 +745,44 @@ fn export_lists_rows_consent_campaigns_and_suppression() {
     assert_eq!(v["campaigns"], json!([]));
     assert_eq!(v["suppression"]["suppressed"], false);
 }
+
+// ---------------------------------------------------------------------------------------
+// audit --verify
+// ---------------------------------------------------------------------------------------
+
+/// The report: events deleted from the end (or all of them) left a chain that
+/// verified as "intact: 2 events". Each `purge` appends one event, so five make a log.
+#[test]
+fn audit_verify_reports_a_log_cut_short_or_emptied() {
+    let state = tempfile::tempdir().unwrap();
+    run_expect(tact(state.path()).arg("init"), 0);
+    for _ in 0..5 {
+        run_expect(tact(state.path()).args(["purge", "--older-than", "1"]), 0);
+    }
+    let ok = run_expect(tact(state.path()).args(["audit", "--verify"]), 0);
+    assert!(
+        ok.stdout.contains("5 event(s) verified") && ok.stdout.contains("head: event 5"),
+        "{}",
+        ok.stdout
+    );
+    let db = || rusqlite::Connection::open(state.path().join("ledger.db")).unwrap();
+    db().execute_batch("DELETE FROM audit WHERE seq >= 3")
+        .unwrap();
+    let cut = run(tact(state.path()).args(["audit", "--verify"]));
+    assert_eq!(cut.code, 1, "a cut log verified: {}", cut.stdout);
+    assert!(
+        cut.stderr
+            .contains("audit log broken at event 3: it is missing: the log was cut short")
+            && cut.stderr.contains("ends at event 5"),
+        "{}",
+        cut.stderr
+    );
+    db().execute_batch("DELETE FROM audit").unwrap();
+    let empty = run(tact(state.path()).args(["audit", "--verify"]));
+    assert_eq!(empty.code, 1, "an emptied log verified: {}", empty.stdout);
+    assert!(
+        empty.stderr.contains("event 1") && empty.stderr.contains("every event was deleted"),
+        "{}",
+        empty.stderr
+    );
+}

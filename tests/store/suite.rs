@@ -135,6 +135,10 @@ pub const CASES: &[(&str, Case)] = &[
         the_audit_chain_catches_edits_and_deletions,
     ),
     (
+        "the sealed head catches a cut, emptied or rolled-back log",
+        the_sealed_head_catches_a_cut_emptied_or_rolled_back_log,
+    ),
+    (
         "concurrent audit appends keep one chain",
         concurrent_audit_appends_keep_one_chain,
     ),
@@ -465,7 +469,7 @@ fn the_audit_chain_catches_edits_and_deletions(b: &dyn Backend) {
             .unwrap();
         assert_eq!(seq, i + 1);
     }
-    assert_eq!(l.audit_verify(&keys).unwrap(), Ok(4));
+    assert_eq!(l.audit_verify(&keys).unwrap().map(|v| v.events), Ok(4));
     let events = l.audit_events(Some("c")).unwrap();
     assert_eq!(events.len(), 4);
     assert_eq!(events[2].body, serde_json::json!({ "sent": 2 }));
@@ -483,7 +487,7 @@ fn the_audit_chain_catches_edits_and_deletions(b: &dyn Backend) {
         l.audit_verify(&keys).unwrap(),
         Err(Broken {
             seq: 2,
-            why: "was edited after it was written"
+            why: "was edited after it was written".into()
         })
     );
     b.sql("DELETE FROM audit WHERE seq = 2");
@@ -491,9 +495,78 @@ fn the_audit_chain_catches_edits_and_deletions(b: &dyn Backend) {
         l.audit_verify(&keys).unwrap(),
         Err(Broken {
             seq: 2,
-            why: "event is missing (deleted)"
+            why: "event is missing (deleted)".into()
         })
     );
+}
+
+/// Deleting events from the end leaves a chain that is intact as far as it goes: only the
+/// head sealed with each append can tell that it went further.
+fn the_sealed_head_catches_a_cut_emptied_or_rolled_back_log(b: &dyn Backend) {
+    let keys = Keys::from_master(&[5; 32]);
+    let mut l = b.open();
+    let mut append = |i: i64| {
+        l.audit_append(&keys, "c", "send", &serde_json::json!({ "sent": i }), now())
+            .unwrap()
+    };
+    append(0);
+    append(1);
+    // The head as it was at event 2, to roll back to.
+    b.sql("CREATE TABLE saved_head AS SELECT * FROM audit_head");
+    for i in 2..5 {
+        append(i);
+    }
+    let l = b.open();
+    let verify = || l.audit_verify(&keys).unwrap().map(|v| v.events);
+    let broken = || verify().expect_err("a damaged log verified");
+    assert_eq!(verify(), Ok(5));
+
+    // The middle: the chain itself breaks (caught before the head existed too).
+    b.sql("CREATE TABLE saved_audit AS SELECT * FROM audit");
+    b.sql("DELETE FROM audit WHERE seq = 3");
+    assert_eq!(broken().seq, 3);
+    b.sql("INSERT INTO audit SELECT * FROM saved_audit WHERE seq = 3");
+    assert_eq!(verify(), Ok(5));
+
+    // A genuinely sealed but older head, with the events after it still there.
+    b.sql("DELETE FROM audit_head; INSERT INTO audit_head SELECT * FROM saved_head");
+    let e = broken();
+    assert_eq!(e.seq, 3, "{e:?}");
+    assert!(e.why.contains("rolled back"), "{e:?}");
+    // ... and with them deleted too: the same state as just after event 2, which nothing
+    // in the store can tell from the real one (`audit --verify` prints the head to keep).
+    b.sql("DELETE FROM audit WHERE seq > 2");
+    assert_eq!(verify(), Ok(2));
+    b.sql("DELETE FROM audit; INSERT INTO audit SELECT * FROM saved_audit");
+    b.sql("DELETE FROM audit_head");
+    b.open()
+        .audit_append(&keys, "c", "send", &serde_json::json!({ "sent": 5 }), now())
+        .unwrap();
+    assert_eq!(verify(), Ok(6));
+
+    // The report: the tail deleted, then every event.
+    b.sql("DELETE FROM audit WHERE seq >= 3");
+    let e = broken();
+    assert_eq!(e.seq, 3, "{e:?}");
+    assert!(
+        e.why.contains("cut short") && e.why.contains("event 6"),
+        "{e:?}"
+    );
+    b.sql("DELETE FROM audit");
+    let e = broken();
+    assert_eq!(e.seq, 1, "{e:?}");
+    assert!(e.why.contains("cut short"), "{e:?}");
+
+    // A head moved back by hand to match the cut breaks its seal.
+    b.sql("INSERT INTO audit SELECT * FROM saved_audit WHERE seq <= 2");
+    b.sql("UPDATE audit_head SET seq = 2");
+    let e = broken();
+    assert!(e.why.contains("head") && e.why.contains("edited"), "{e:?}");
+
+    // The head deleted while events remain.
+    b.sql("DELETE FROM audit_head");
+    let e = broken();
+    assert!(e.why.contains("head") && e.why.contains("missing"), "{e:?}");
 }
 
 fn concurrent_audit_appends_keep_one_chain(b: &dyn Backend) {
@@ -517,7 +590,7 @@ fn concurrent_audit_appends_keep_one_chain(b: &dyn Backend) {
         }
     });
     let l = b.open();
-    assert_eq!(l.audit_verify(&keys).unwrap(), Ok(36));
+    assert_eq!(l.audit_verify(&keys).unwrap().map(|v| v.events), Ok(36));
     let seqs: Vec<i64> = l
         .audit_events(None)
         .unwrap()
@@ -553,7 +626,7 @@ fn a_purge_keeps_what_it_must(b: &dyn Backend) {
         }
     );
     assert_eq!(
-        l.audit_verify(&keys).unwrap(),
+        l.audit_verify(&keys).unwrap().map(|v| v.events),
         Ok(2),
         "the kept event and the purge event"
     );
@@ -571,7 +644,7 @@ fn a_purge_keeps_what_it_must(b: &dyn Backend) {
         l.audit_verify(&keys).unwrap(),
         Err(Broken {
             seq: 0,
-            why: "checkpoint was edited after a purge"
+            why: "checkpoint was edited after a purge".into()
         })
     );
 }
@@ -586,7 +659,7 @@ fn events_after_a_purge_of_everything_continue(b: &dyn Backend) {
     l.purge(&keys, 1, now()).unwrap();
     l.audit_append(&keys, "new", "send-started", &serde_json::json!({}), now())
         .unwrap();
-    assert_eq!(l.audit_verify(&keys).unwrap(), Ok(2));
+    assert_eq!(l.audit_verify(&keys).unwrap().map(|v| v.events), Ok(2));
 }
 
 fn forget_suppresses_and_deletes_one_persons_rows(b: &dyn Backend) {
