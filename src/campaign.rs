@@ -209,8 +209,10 @@ impl Campaign {
     pub fn parse(path: &Path, text: &str) -> Result<Campaign> {
         let mut raw: RawCampaign =
             toml::from_str(text).map_err(|e| campaign_toml_error(path, text, &e))?;
+        // `set.toml` has the parent "", which names no directory (canonicalize fails on it).
         let dir = path
             .parent()
+            .filter(|d| !d.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let at = |span: std::ops::Range<usize>, msg: String| {
             let (line, col) = line_col(text, span.start);

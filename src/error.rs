@@ -77,6 +77,11 @@ pub enum Error {
     #[error("state directory {}: {message}", path.display())]
     State { path: PathBuf, message: String },
 
+    /// Only `init` (and `check`, `preview`) make state: anything else on a mistyped
+    /// directory would start over with an empty suppression list and a new key.
+    #[error("no state at {}: run `tact init` or point TACT_HOME at your existing state", path.display())]
+    NoState { path: PathBuf },
+
     #[error("{0}")]
     Other(String),
 }
@@ -93,7 +98,10 @@ impl Error {
     pub fn is_input(&self) -> bool {
         matches!(
             self,
-            Error::Input { .. } | Error::Template { .. } | Error::Read { .. }
+            Error::Input { .. }
+                | Error::Template { .. }
+                | Error::Read { .. }
+                | Error::NoState { .. }
         )
     }
 }

@@ -9,6 +9,7 @@ mod schedule;
 mod send;
 mod store;
 mod tui;
+mod usage;
 mod util;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

@@ -19,7 +19,9 @@ pub struct Args {
 }
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
-    let state = g.state_or_init()?;
+    let Some(state) = g.existing_state()? else {
+        return Ok(2);
+    };
     let ledger = state.ledger(false)?;
     if args.verify {
         return Ok(match ledger.audit_verify(&state.keys)? {

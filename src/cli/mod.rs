@@ -90,31 +90,44 @@ pub struct Globals {
 }
 
 impl Globals {
-    /// `send`, `run-due` and the privacy officer's commands refuse to start over on an
-    /// empty state: a cron job with the wrong HOME must not run without its suppression
-    /// list. `None` after saying so (exit 2).
+    /// `send`, `run-due`, `suppress`, `forget`, `export`, `audit`, `purge` and
+    /// `unsubscribe-server` refuse to start over on an empty state: a cron job with the
+    /// wrong HOME, or a typo in `--state`, must not run without its suppression list (nor
+    /// put an opt-out where the real state never sees it). `None` after saying so (exit 2);
+    /// nothing is created.
     pub fn existing_state(&self) -> anyhow::Result<Option<State>> {
-        let dir = state::resolve_dir(self.state_flag.as_deref())?;
-        if !dir.join(state::MASTER_KEY).exists() {
-            eprintln!(
-                "tact: error: no state at {}: run `tact init` or point TACT_HOME at your existing state",
-                dir.display()
-            );
+        let s = self.open_state()?;
+        if s.is_none() {
+            let path = self.state_dir()?;
+            eprintln!("tact: error: {}", tact::Error::NoState { path });
             if self.store.is_some() {
                 eprintln!(
                     "tact: hosts that share a database share one key: copy master.key from the first host (mode 0600) and run `tact init --import-key FILE`"
                 );
             }
-            return Ok(None);
         }
-        let s = State::open_existing(&dir)
-            .with_context(|| format!("cannot open the state directory {}", dir.display()))?;
-        Ok(Some(s.with_store(self.store.clone())))
+        Ok(s)
+    }
+
+    /// The existing state, `None` when there is none; never creates anything.
+    pub fn open_state(&self) -> anyhow::Result<Option<State>> {
+        let dir = self.state_dir()?;
+        match State::open_existing(&dir) {
+            Ok(s) => Ok(Some(s.with_store(self.store.clone()))),
+            Err(tact::Error::NoState { .. }) => Ok(None),
+            Err(e) => Err(anyhow::Error::from(e)
+                .context(format!("cannot open the state directory {}", dir.display()))),
+        }
+    }
+
+    /// `--state`, else `$TACT_HOME`, else the XDG default.
+    pub fn state_dir(&self) -> anyhow::Result<PathBuf> {
+        Ok(state::resolve_dir(self.state_flag.as_deref())?)
     }
 
     /// `check` and `preview` create the state directory when missing.
     pub fn state_or_init(&self) -> anyhow::Result<State> {
-        let dir = state::resolve_dir(self.state_flag.as_deref())?;
+        let dir = self.state_dir()?;
         let s = State::open_or_init(&dir)
             .with_context(|| format!("cannot open the state directory {}", dir.display()))?;
         Ok(s.with_store(self.store.clone()))
@@ -167,11 +180,23 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// Bad usage that clap cannot see (an argument that is not an address, an address that is
+/// not in the file): exit 2, like bad input.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// `Err(usage(…))` from a command: exit 2 with this message.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    Usage(message.into()).into()
+}
+
 /// Exit code 2 for bad usage or input anywhere in the chain, 1 for anything else.
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     let input = err.chain().any(|c| {
         c.downcast_ref::<tact::Error>()
             .is_some_and(tact::Error::is_input)
+            || c.is::<Usage>()
     });
     if input { 2 } else { 1 }
 }

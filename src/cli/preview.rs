@@ -64,25 +64,33 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             .iter()
             .find(|d| normalise_address(p.audience.email(d.row as usize)) == wanted)
         else {
-            bail!(
-                "no row of {} has that address",
+            // The operator's own input, yet still an address: it stays out of the output.
+            return Err(super::usage(format!(
+                "the address given to --recipient is not in {}",
                 p.audience.header.path.display()
-            );
+            )));
         };
         let row = d.row as usize;
         let line = p.audience.line(row);
         let personalised = match d.outcome {
             Outcome::Personalised => true,
             Outcome::Generic => false,
-            Outcome::Excluded(r) => bail!("line {line} gets no message: {}", r.key()),
+            Outcome::Excluded(r) => {
+                return Err(super::usage(format!(
+                    "line {line} gets no message: {}",
+                    r.key()
+                )));
+            }
         };
         let letter = match p.letter(keys, row, personalised) {
             Ok(l) => l,
-            Err(e) => bail!(
-                "line {line} gets no message: {}: {}",
-                e.reason.key(),
-                e.detail
-            ),
+            Err(e) => {
+                return Err(super::usage(format!(
+                    "line {line} gets no message: {}: {}",
+                    e.reason.key(),
+                    e.detail
+                )));
+            }
         };
         let msg = tact::message::build(&p.campaign, &letter, p.audience.email(row), date, "")?;
         std::io::stdout().lock().write_all(&msg.formatted())?;

@@ -11,7 +11,9 @@ pub struct Args {
 }
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
-    let state = g.state_or_init()?;
+    let Some(state) = g.existing_state()? else {
+        return Ok(2);
+    };
     let mut ledger = state.ledger(false)?;
     let p = ledger.purge(&state.keys, args.older_than, g.now)?;
     println!(

@@ -34,8 +34,24 @@ enum Fate {
     Waiting(String),
     Unscheduled,
     Complete,
-    Missed { first_time: bool, send_at: String },
-    Invalid(String),
+    Missed {
+        first_time: bool,
+        send_at: String,
+    },
+    /// With the exit code its error maps to (2: the file is bad input).
+    Invalid {
+        why: String,
+        code: u8,
+    },
+}
+
+impl Fate {
+    fn invalid(e: anyhow::Error) -> Fate {
+        Fate::Invalid {
+            why: format!("{e:#}"),
+            code: super::exit_code_for(&e),
+        }
+    }
 }
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
@@ -53,8 +69,11 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     lock.lock()
         .with_context(|| format!("cannot lock {}", lock_path.display()))?;
 
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.dir)
-        .with_context(|| format!("cannot read {}", args.dir.display()))?
+    let entries = std::fs::read_dir(&args.dir).map_err(|source| tact::Error::Read {
+        path: args.dir.clone(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
@@ -67,7 +86,12 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let (line, code) = match &fate {
-            Fate::Sent(code) => (format!("sent (exit {code})"), *code),
+            Fate::Sent(code @ (0 | 5)) => (format!("sent (exit {code})"), *code),
+            Fate::Sent(code @ (3 | 4)) => (
+                format!("NOT SENT: the check verdict stops it (exit {code})"),
+                *code,
+            ),
+            Fate::Sent(code) => (format!("FAILED: not sent (exit {code})"), *code),
             Fate::Waiting(at) => (format!("waiting until {at}"), 0),
             Fate::Unscheduled => ("no send_at: not scheduled".into(), 0),
             Fate::Complete => ("complete".into(), 0),
@@ -81,7 +105,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             Fate::Missed {
                 first_time: false, ..
             } => ("missed earlier (already reported)".into(), 0),
-            Fate::Invalid(why) => (format!("FAILED: {why}"), 1),
+            Fate::Invalid { why, code } => (format!("FAILED: {why}"), *code),
         };
         println!("{name}: {line}");
         worst = worst.max(code);
@@ -93,19 +117,19 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
 fn tick(g: &Globals, state: &State, file: &Path, smtp: Option<&str>) -> Fate {
     let campaign = match Campaign::load(file) {
         Ok(c) => c,
-        Err(e) => return Fate::Invalid(e.to_string()),
+        Err(e) => return Fate::invalid(e.into()),
     };
     let Some(send_at) = campaign.send_at else {
         return Fate::Unscheduled;
     };
     let mut ledger = match state.ledger(false) {
         Ok(l) => l,
-        Err(e) => return Fate::Invalid(e.to_string()),
+        Err(e) => return Fate::invalid(e.into()),
     };
     match ledger.completed_at(&campaign.name) {
         Ok(Some(_)) => return Fate::Complete,
         Ok(None) => {}
-        Err(e) => return Fate::Invalid(e.to_string()),
+        Err(e) => return Fate::invalid(e.into()),
     }
     let send_at_utc = send_at.with_timezone(&chrono::Utc);
     if send_at_utc > g.now {
@@ -131,7 +155,7 @@ fn tick(g: &Globals, state: &State, file: &Path, smtp: Option<&str>) -> Fate {
             let body = serde_json::json!({ "send_at": stamp, "late_window_hours": campaign.policy.late_window_hours });
             if let Err(e) = ledger.audit_append(&state.keys, &campaign.name, "missed", &body, g.now)
             {
-                return Fate::Invalid(e.to_string());
+                return Fate::invalid(e.into());
             }
         }
         return Fate::Missed {
@@ -142,6 +166,6 @@ fn tick(g: &Globals, state: &State, file: &Path, smtp: Option<&str>) -> Fate {
     drop(ledger);
     match super::send::send_scheduled(g, file, smtp) {
         Ok(code) => Fate::Sent(code),
-        Err(e) => Fate::Invalid(format!("{e:#}")),
+        Err(e) => Fate::invalid(e),
     }
 }

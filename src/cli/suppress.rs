@@ -43,24 +43,37 @@ pub enum Command {
 }
 
 pub fn run(g: &Globals, cmd: &Command) -> anyhow::Result<u8> {
+    // Bad arguments are named before the state is looked at, and never echoed.
+    let given = match cmd {
+        Command::Add { emails } => emails.as_slice(),
+        Command::Check { email } => std::slice::from_ref(email),
+        Command::Import { .. } | Command::Token { .. } => &[],
+    };
+    if let Some(i) = given
+        .iter()
+        .position(|e| e.trim().parse::<lettre::Address>().is_err())
+    {
+        return Err(super::usage(format!(
+            "argument {} of `suppress {}` is not an email address",
+            i + 1,
+            if matches!(cmd, Command::Add { .. }) {
+                "add"
+            } else {
+                "check"
+            }
+        )));
+    }
+    let Some(state) = g.existing_state()? else {
+        return Ok(2);
+    };
     if let Command::Token { tokens } = cmd {
-        let Some(state) = g.existing_state()? else {
-            return Ok(2);
-        };
         return token(g, &state, tokens);
     }
-    let state = g.state_or_init()?;
     let mut ledger = state.ledger(false)?;
     match cmd {
         Command::Add { emails } => {
             let mut new = 0;
             for e in emails {
-                if e.parse::<lettre::Address>().is_err() {
-                    anyhow::bail!(
-                        "argument {} of `suppress add` is not an email address",
-                        emails.iter().position(|x| x == e).unwrap_or(0) + 1
-                    );
-                }
                 new +=
                     usize::from(ledger.suppress(&state.keys.recipient_hash(e), "manual", g.now)?);
             }

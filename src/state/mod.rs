@@ -206,10 +206,8 @@ impl State {
     pub fn open_existing(dir: &Path) -> Result<State> {
         let key_path = dir.join(MASTER_KEY);
         if !key_path.exists() {
-            return Err(Error::State {
+            return Err(Error::NoState {
                 path: dir.to_path_buf(),
-                message: "no state here: run `tact init` or point TACT_HOME at your existing state"
-                    .into(),
             });
         }
         let meta = fs::metadata(&key_path).map_err(|source| Error::Read {

@@ -15,7 +15,7 @@ mod work;
 #[cfg(test)]
 mod tests;
 
-use std::io;
+use std::io::{self, IsTerminal as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -40,6 +40,13 @@ pub enum Exit {
 }
 
 pub fn run(g: &Globals, campaign: Option<PathBuf>) -> anyhow::Result<u8> {
+    // Without a terminal (cron, a pipe, CI) ratatui would panic on the first draw.
+    if !(io::stdin().is_terminal() && io::stdout().is_terminal()) {
+        eprintln!(
+            "tact: error: the composer needs a terminal; use check, preview or send (`tact --help`)"
+        );
+        return Ok(2);
+    }
     if let Some(path) = &campaign
         && !path.is_file()
     {
@@ -47,15 +54,7 @@ pub fn run(g: &Globals, campaign: Option<PathBuf>) -> anyhow::Result<u8> {
         return Ok(2);
     }
     // Before the terminal changes mode, so a bad state directory prints as usual.
-    let state = g.state_or_init()?;
-    // A key that does not match a shared store is refused here, before the screen changes.
-    state.ledger(false)?;
-    let ctx = Ctx {
-        keys: state.keys.clone(),
-        state_dir: Some(state.dir.clone()),
-        store: g.store.clone(),
-        now: g.now,
-    };
+    let ctx = context(g)?;
     let mut app = match campaign {
         Some(path) => App::opening(path, ctx),
         None => App::picking(work::find_campaigns(&std::env::current_dir()?), ctx),
@@ -84,6 +83,31 @@ pub fn run(g: &Globals, campaign: Option<PathBuf>) -> anyhow::Result<u8> {
             }
         }
     }
+}
+
+/// The composer's keys and state. A missing state is not created (a typo in `--state`
+/// must not start over with an empty suppression list): the composer still counts, with
+/// no ledger facts and throwaway keys, and its sends refuse with the usual `no state at`.
+pub fn context(g: &Globals) -> anyhow::Result<Ctx> {
+    let keys = match g.open_state()? {
+        Some(state) => {
+            // A key that does not match a shared store is refused here, before the screen
+            // changes.
+            state.ledger(false)?;
+            state.keys
+        }
+        None => {
+            let mut master = [0u8; 32];
+            getrandom::fill(&mut master).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            tact::state::Keys::from_master(&master)
+        }
+    };
+    Ok(Ctx {
+        keys,
+        state_dir: Some(g.state_dir()?),
+        store: g.store.clone(),
+        now: g.now,
+    })
 }
 
 /// Mouse reporting on (the wheel scrolls) or off (before the terminal is given back).
@@ -261,5 +285,46 @@ pub fn perform(app: &App, effect: Effect, tx: &Sender<Action>) {
         }
         // The loop handles it: the terminal must be given back first.
         Effect::Editor(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    /// A typo in `--state` must not make a new state with an empty suppression list: the
+    /// composer counts without one, and a real send refuses as `tact send` does.
+    #[test]
+    fn a_missing_state_is_not_created_and_sends_refuse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let typo = dir.path().join("typo");
+        let g = Globals {
+            state_flag: Some(typo.clone()),
+            store: None,
+            now: chrono::Utc::now(),
+        };
+        let ctx = context(&g).expect("the composer opens without state");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let (loaded, _) = work::open(&root.join("sample-data/campaigns/winter-sale.toml"), &ctx)
+            .expect("counts without state");
+        assert!(loaded.recipients().len() > 200);
+        let tally = tact::send::Tally::default();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let err = work::send(
+            loaded.prepared.campaign.clone(),
+            &ctx,
+            "smtp://127.0.0.1:1",
+            &tally,
+            &stop,
+        )
+        .expect_err("a send without state");
+        assert!(
+            err.contains(&format!(
+                "no state at {}: run `tact init` or point TACT_HOME at your existing state",
+                typo.display()
+            )),
+            "{err}"
+        );
+        assert!(!typo.exists(), "the composer made a state directory");
     }
 }

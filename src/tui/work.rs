@@ -33,8 +33,14 @@ pub fn facts(ctx: &Ctx, campaign: &Campaign) -> Result<Facts, String> {
     let Some(dir) = &ctx.state_dir else {
         return Ok(Facts::default());
     };
-    let ledger = State::open_existing(dir)
-        .and_then(|s| s.with_store(ctx.store.clone()).ledger(false))
+    let state = match State::open_existing(dir) {
+        // The composer may look before `tact init`; its sends refuse without state.
+        Err(tact::Error::NoState { .. }) => return Ok(Facts::default()),
+        other => other.map_err(|e| chain(&e))?,
+    };
+    let ledger = state
+        .with_store(ctx.store.clone())
+        .ledger(false)
         .map_err(|e| chain(&e))?;
     ledger
         .facts(&campaign.name, campaign.policy.min_hours_between, ctx.now)

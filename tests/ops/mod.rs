@@ -84,6 +84,7 @@ fn suppress_import_of_a_messy_csv_counts_and_names_bad_lines_by_number_only() {
          Ngozi, NGOZI.OKAFOR@example.com,from the sample\r\n",
     )
     .unwrap();
+    run_expect(tact(state.path()).arg("init"), 0);
     let r = run_expect(
         tact(state.path()).args(["suppress", "import"]).arg(&file),
         0,

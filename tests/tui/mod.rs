@@ -220,3 +220,23 @@ fn no_argument_opens_the_picker() {
     tui.keys(&["q"]);
     tui.wait_exit();
 }
+
+#[test]
+fn a_mistyped_state_is_not_created_by_opening_the_composer() {
+    let t = Tree::new();
+    let typo = t.path("typo");
+    let args = format!(
+        "--state '{}' --now {NOW} sample-data/campaigns/winter-sale.toml",
+        typo.display()
+    );
+    let tui = Tmux::start("typo", t.root(), &args);
+    // The same counts as with a fresh state: nobody suppressed, nothing sent.
+    tui.wait_for("Recipients  220");
+    tui.keys(&["q"]);
+    tui.wait_exit();
+    assert!(
+        !typo.exists(),
+        "the composer made a state at {}",
+        typo.display()
+    );
+}

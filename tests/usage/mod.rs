@@ -1,0 +1,332 @@
+//! Usage and bad input (DESIGN §5): a mistyped state is refused, never started over; bad
+//! arguments exit 2 with one clear line that does not echo an address; a campaign given by
+//! a bare file name loads as `./name` does; no terminal is an error, not a panic.
+
+use std::fs;
+use std::path::Path;
+
+use assert_cmd::Command;
+
+use crate::util::*;
+
+/// `tact --now NOW` with no state flag and nothing of the user's environment: the test
+/// says where the state is (`--state` or `TACT_HOME`).
+fn bare(cwd: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("tact").unwrap();
+    cmd.current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env_remove("TACT_HOME")
+        .env_remove("TACT_SMTP_URL")
+        .env_remove("TACT_SMTP_PASSWORD")
+        .env_remove("TACT_DATABASE_URL")
+        .env_remove("PGPASSWORD")
+        .env("HOME", cwd.join("no-home"))
+        .env_remove("XDG_DATA_HOME")
+        .args(["--now", NOW]);
+    cmd
+}
+
+/// An address of the sample audience (the test reads the CSV itself).
+fn someone(t: &Tree) -> String {
+    customers(&t.path("sample-data/customers.csv"))
+        .iter()
+        .map(Customer::email)
+        .find(|e| e.contains('@'))
+        .unwrap()
+}
+
+/// Every command that only works on existing state, with arguments that are otherwise
+/// good, so that the missing state is the only thing wrong.
+fn state_commands(t: &Tree, email: &str) -> Vec<Vec<String>> {
+    let csv = t.path("sample-data/customers.csv").display().to_string();
+    let campaign = t.campaign("winter-sale").display().to_string();
+    let list = t.path("optouts.txt");
+    fs::write(&list, format!("{email}\n")).unwrap();
+    let list = list.display().to_string();
+    let folder = t.path("sample-data/campaigns").display().to_string();
+    let token = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    [
+        vec!["suppress", "add", email],
+        vec!["suppress", "check", email],
+        vec!["suppress", "import", &list],
+        vec!["suppress", "token", token],
+        vec!["forget", email, "--audience", &csv],
+        vec!["export", email, "--audience", &csv],
+        vec!["audit"],
+        vec!["audit", "--verify"],
+        vec!["audit", "winter-sale", "--json"],
+        vec!["purge", "--older-than", "30"],
+        vec!["unsubscribe-server", "--listen", "127.0.0.1:0"],
+        vec!["send", &campaign, "--dry-run"],
+        vec!["run-due", &folder],
+    ]
+    .iter()
+    .map(|a| a.iter().map(|s| s.to_string()).collect())
+    .collect()
+}
+
+fn assert_refused(r: &Run, typo: &Path, what: &str) {
+    assert_eq!(
+        r.code,
+        2,
+        "{what}: exit {} (wanted 2)\n{}",
+        r.code,
+        r.all_output()
+    );
+    let want = format!(
+        "no state at {}: run `tact init` or point TACT_HOME at your existing state",
+        typo.display()
+    );
+    assert!(
+        r.stderr.contains(&want),
+        "{what}: no `{want}` in\n{}",
+        r.stderr
+    );
+    assert!(
+        !typo.exists(),
+        "{what}: a state directory was made at {}",
+        typo.display()
+    );
+}
+
+#[test]
+fn a_mistyped_state_is_refused_by_every_command_that_needs_one_and_nothing_is_created() {
+    let t = Tree::new();
+    let email = someone(&t);
+    let csv_before = t.read("sample-data/customers.csv");
+    for args in state_commands(&t, &email) {
+        let what = args.join(" ");
+        let typo = t.path("typo-flag");
+        let r = run(bare(t.root()).arg("--state").arg(&typo).args(&args));
+        assert_refused(&r, &typo, &format!("--state … {what}"));
+
+        let typo = t.path("typo-env");
+        let r = run(bare(t.root()).env("TACT_HOME", &typo).args(&args));
+        assert_refused(&r, &typo, &format!("TACT_HOME=… {what}"));
+        // `forget` reads the audience first: a refusal must still leave it untouched.
+        assert_eq!(t.read("sample-data/customers.csv"), csv_before, "{what}");
+        assert!(
+            !r.all_output().contains(&email),
+            "{what} echoed the address:\n{}",
+            r.all_output()
+        );
+    }
+}
+
+#[test]
+fn a_database_url_with_a_mistyped_key_directory_is_refused_before_connecting() {
+    // Nothing listens on port 1: a command that got as far as the database would fail
+    // with exit 1 and a connection error, not the refusal.
+    let t = Tree::new();
+    let typo = t.path("typo-home");
+    for args in [
+        &["suppress", "add", "ann@example.com"][..],
+        &["suppress", "check", "ann@example.com"],
+        &["purge", "--older-than", "30"],
+        &["audit", "--verify"],
+    ] {
+        let r = run(bare(t.root())
+            .env("TACT_HOME", &typo)
+            .args(["--state", "postgres://tact@127.0.0.1:1/tact"])
+            .args(args));
+        assert_refused(&r, &typo, &args.join(" "));
+    }
+}
+
+#[test]
+fn only_init_check_and_preview_make_state_and_then_suppress_reaches_it() {
+    let t = Tree::new();
+    let state = t.state();
+    run_expect(t.tact().args(["suppress", "add", "ann@example.com"]), 2);
+    assert!(!state.exists());
+    run_expect(t.tact().arg("init"), 0);
+    run_expect(t.tact().args(["suppress", "add", "ann@example.com"]), 0);
+    let r = run_expect(t.tact().args(["suppress", "check", "ANN@example.com "]), 0);
+    assert!(r.stdout.contains("suppressed: manual"), "{}", r.stdout);
+    for (cmd, name) in [("check", "fresh-check"), ("preview", "fresh-preview")] {
+        let dir = t.path(name);
+        let mut c = bare(t.root());
+        c.arg("--state")
+            .arg(&dir)
+            .arg(cmd)
+            .arg(t.campaign("winter-sale"));
+        if cmd == "preview" {
+            c.arg("--out").arg(t.path("out"));
+        }
+        run_expect(&mut c, 0);
+        assert!(dir.join("master.key").exists(), "{cmd} made no state");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad input exits 2
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn suppress_with_something_that_is_not_an_address_exits_2_without_echoing_it() {
+    let t = Tree::new();
+    run_expect(t.tact().arg("init"), 0);
+    for args in [
+        &["suppress", "add", "notanemail-canary"][..],
+        &["suppress", "add", "ann@example.com", "notanemail-canary"],
+        &["suppress", "check", "notanemail-canary"],
+    ] {
+        let r = run_expect(t.tact().args(args), 2);
+        assert!(
+            r.stderr.contains("is not an email address"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(!r.all_output().contains("canary"), "{}", r.all_output());
+    }
+    // Nothing was suppressed by the mixed call: one bad argument changes nothing.
+    let r = run_expect(t.tact().args(["suppress", "check", "ann@example.com"]), 6);
+    assert!(r.stdout.contains("not suppressed"), "{}", r.stdout);
+}
+
+#[test]
+fn preview_recipient_not_in_the_file_exits_2_without_echoing_the_address() {
+    let t = Tree::new();
+    let r = run_expect(
+        t.tact()
+            .arg("preview")
+            .arg(t.campaign("winter-sale"))
+            .args(["--recipient", "nobody-canary@nowhere.example"]),
+        2,
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "the address given to --recipient is not in {}",
+            t.path("sample-data/customers.csv").display()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.all_output().contains("canary"), "{}", r.all_output());
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+}
+
+#[test]
+fn run_due_on_a_missing_folder_exits_2() {
+    let t = Tree::new();
+    run_expect(t.tact().arg("init"), 0);
+    let r = run_expect(t.tact().arg("run-due").arg(t.path("no-such-folder")), 2);
+    assert!(r.stderr.contains("no-such-folder"), "{}", r.stderr);
+}
+
+#[test]
+fn run_due_reports_a_campaign_that_could_not_start_as_failed_not_sent() {
+    let t = Tree::new();
+    run_expect(t.tact().arg("init"), 0);
+    // Due, but with no relay anywhere: send refuses to start (exit 2).
+    let text = t.read("sample-data/campaigns/winter-sale.toml").replacen(
+        "# send_at = \"2026-12-01T09:00:00+00:00\"",
+        "send_at = \"2026-11-23T09:00:00+00:00\"",
+        1,
+    );
+    t.write(
+        "due/winter-sale.toml",
+        &text.replace("\"../", "\"../sample-data/"),
+    );
+    t.edit("due/winter-sale.toml", |s| {
+        s.replace("\"../sample-data/../templates\"", "\"../templates\"")
+    });
+    // And a file that is not a campaign at all.
+    t.write("due/broken.toml", "name = \"broken\"\nthis is not toml\n");
+    let r = run_expect(t.tact().arg("run-due").arg(t.path("due")), 2);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("winter-sale:"))
+        .unwrap_or_else(|| panic!("no line for winter-sale in\n{}", r.stdout));
+    assert!(
+        line.contains("FAILED") && !line.contains(": sent"),
+        "{line}\n{}",
+        r.all_output()
+    );
+    let broken = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("broken:"))
+        .unwrap_or_else(|| panic!("no line for broken in\n{}", r.stdout));
+    assert!(broken.contains("FAILED"), "{broken}");
+}
+
+// ---------------------------------------------------------------------------------------
+// A campaign named by a bare file name
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_campaign_given_by_a_bare_file_name_loads_like_dot_slash_name() {
+    let t = Tree::new();
+    run_expect(t.tact().arg("init"), 0);
+    // Beside the audience, no `templates` key: the templates folder is found upward.
+    let text = t
+        .read("sample-data/campaigns/winter-sale.toml")
+        .replace("\"../customers.csv\"", "\"customers.csv\"")
+        .replace("\"../customers.schema.toml\"", "\"customers.schema.toml\"")
+        .replace("templates = \"../../templates\"\n", "");
+    assert!(!text.contains("templates ="), "{text}");
+    t.write("sample-data/set.toml", &text);
+    let cwd = t.path("sample-data");
+    let state = t.state();
+    let json = |name: &str| {
+        let mut c = bare(&cwd);
+        c.arg("--state")
+            .arg(&state)
+            .args(["check", "--json"])
+            .arg(name);
+        let (r, v) = check_json(&mut c);
+        assert_eq!(r.code, 0, "check {name}:\n{}", r.all_output());
+        v
+    };
+    let bare_name = json("set.toml");
+    let dotted = json("./set.toml");
+    assert_eq!(bare_name["audience"], dotted["audience"]);
+    assert!(bare_name["audience"]["rows"].as_u64().unwrap() > 200);
+    // The other commands take the same path.
+    let mut c = bare(&cwd);
+    c.arg("--state")
+        .arg(&state)
+        .args(["preview", "set.toml", "--limit", "3"]);
+    let r = run_expect(&mut c, 0);
+    assert!(r.stdout.contains("wrote 3 message(s)"), "{}", r.stdout);
+    let mut c = bare(&cwd);
+    c.arg("--state")
+        .arg(&state)
+        .args(["send", "set.toml", "--dry-run"]);
+    run_expect(&mut c, 0);
+
+    // Explicit relative paths against a bare name: `templates = "../templates"` from
+    // inside sample-data, and the same campaign run from its own folder.
+    t.write(
+        "sample-data/set2.toml",
+        &text.replacen("[policy]", "templates = \"../templates\"\n[policy]", 1),
+    );
+    json("set2.toml");
+}
+
+// ---------------------------------------------------------------------------------------
+// No terminal
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn the_composer_without_a_terminal_says_so_and_exits_2() {
+    let t = Tree::new();
+    for args in [
+        vec![],
+        vec![t.campaign("winter-sale").display().to_string()],
+    ] {
+        // assert_cmd gives the child a null stdin and piped stdout and stderr.
+        let r = run(t.tact().args(&args));
+        assert_eq!(r.code, 2, "{args:?}: exit {}\n{}", r.code, r.all_output());
+        assert!(
+            r.stderr
+                .contains("the composer needs a terminal; use check, preview or send"),
+            "{}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        assert!(!t.state().exists(), "the refusal made a state directory");
+    }
+}
