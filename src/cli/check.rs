@@ -25,7 +25,13 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         .with_context(|| format!("cannot check {}", args.campaign.display()))?;
     let ledger = state.ledger(false)?;
     let facts = ledger.facts(&p.campaign.name, p.campaign.policy.min_hours_between, g.now)?;
-    let (_, report) = tact::check::run(&p, &state.keys, &facts, g.now);
+    let (_, mut report) = tact::check::run(&p, &state.keys, &facts, g.now);
+    // What send would refuse about its set-up blocks here too, with the relay send would
+    // use: TACT_SMTP_URL when set (as `send` reads it), else [[send.relay]].
+    let env = |k: &str| std::env::var(k).ok();
+    let url = env("TACT_SMTP_URL").filter(|u| !u.is_empty());
+    let setup = tact::send::setup::problems(&p.campaign, url.as_deref(), &env);
+    tact::send::setup::add_to(&mut report, &setup);
     let mut stderr = std::io::stderr().lock();
     write_row_warnings(&mut stderr, &p, &report.problems, 20)?;
     let mut out = std::io::stdout().lock();

@@ -8,6 +8,7 @@
 mod commit;
 mod dkim;
 pub mod sendmail;
+pub mod setup;
 mod smtp;
 
 pub use dkim::{DKIM_HEADERS, load_dkim_key, sign};

@@ -82,6 +82,21 @@ impl SmtpTarget {
     }
 }
 
+impl SmtpTarget {
+    /// Resolves the host now, the way every connect does, so that `check` names a relay
+    /// whose host does not resolve before a send rests on it.
+    pub fn resolve_now(&self) -> std::result::Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("no runtime: {e}"))?;
+        runtime
+            .block_on(resolve(self))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// The URL as it may be printed: never with a password in it.
 pub fn redact_url(url: &str) -> String {
     match (url.split_once("://"), url.rsplit_once('@')) {

@@ -330,3 +330,196 @@ fn the_composer_without_a_terminal_says_so_and_exits_2() {
         assert!(!t.state().exists(), "the refusal made a state directory");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// check says what send would refuse about its set-up
+// ---------------------------------------------------------------------------------------
+
+/// `winter-sale` with `extra` appended (tables: `[dkim]`, `[[send.relay]]`), as `name`.
+fn with_setup(t: &Tree, name: &str, extra: &str) -> std::path::PathBuf {
+    let text = t.read("sample-data/campaigns/winter-sale.toml").replacen(
+        "name = \"winter-sale\"",
+        &format!("name = \"{name}\""),
+        1,
+    );
+    t.write(
+        &format!("sample-data/campaigns/{name}.toml"),
+        &format!("{text}\n{extra}\n"),
+    );
+    t.campaign(name)
+}
+
+/// A real RSA key (PKCS#1, which send has always taken) with this mode.
+fn dkim_key(t: &Tree, file: &str, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = t.path(file);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&path)
+        .arg("1024")
+        .output()
+        .expect("openssl is needed for this test (apt-get install openssl)");
+    assert!(out.status.success(), "{out:?}");
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+fn dkim_table(key: &Path) -> String {
+    format!(
+        "[dkim]\ndomain = \"northwind.example\"\nselector = \"s1\"\nprivate_key = \"{}\"\n",
+        key.display()
+    )
+}
+
+fn relay_table(name: &str, url: &str, extra: &str) -> String {
+    format!("[[send.relay]]\nname = \"{name}\"\nurl = \"{url}\"\n{extra}")
+}
+
+/// `check --json` of `campaign` with `envs` set: the exit code, the JSON and the
+/// `send-setup` messages.
+fn setup_check(t: &Tree, campaign: &Path, envs: &[(&str, &str)]) -> (Run, Vec<String>) {
+    let mut c = t.tact();
+    c.arg("check").arg(campaign).arg("--json");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let (r, v) = check_json(&mut c);
+    let setup: Vec<String> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "send-setup")
+        .map(|f| {
+            assert_eq!(f["level"], "block", "{f}");
+            f["message"].as_str().unwrap().to_string()
+        })
+        .collect();
+    if !setup.is_empty() {
+        assert_eq!(v["verdict"], "block", "{v}");
+        assert_eq!(r.code, 4, "{}", r.all_output());
+    }
+    (r, setup)
+}
+
+#[test]
+fn check_blocks_on_a_dkim_key_or_relay_that_send_would_refuse() {
+    let t = Tree::new();
+    run_expect(t.tact().arg("init"), 0);
+    let open = dkim_key(&t, "keys/open.pem", 0o644);
+    let good = dkim_key(&t, "keys/good.pem", 0o600);
+    let junk = t.path("keys/junk.pem");
+    fs::write(
+        &junk,
+        "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    fs::set_permissions(&junk, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let missing = t.path("keys/missing.pem");
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        (
+            "dkim-open",
+            dkim_table(&open),
+            vec!["[dkim] private_key", "open.pem", "readable by others"],
+        ),
+        (
+            "dkim-missing",
+            dkim_table(&missing),
+            vec!["[dkim] private_key", "missing.pem"],
+        ),
+        (
+            "dkim-junk",
+            dkim_table(&junk),
+            vec!["[dkim] private_key", "junk.pem"],
+        ),
+        (
+            "relay-scheme",
+            relay_table("first", "ftp://relay.example", ""),
+            vec!["[[send.relay]]", "scheme"],
+        ),
+        (
+            "relay-unknown-host",
+            relay_table("nowhere", "smtp://no-such-host.invalid:587", ""),
+            vec!["relay `nowhere`", "resolve"],
+        ),
+        (
+            "relay-password-in-url",
+            relay_table("leaky", "smtp://mailer:hunter2-canary@127.0.0.1:2525", ""),
+            vec!["[[send.relay]]", "TACT_SMTP_PASSWORD"],
+        ),
+    ];
+    for (name, extra, want) in &cases {
+        let campaign = with_setup(&t, name, extra);
+        let (r, setup) = setup_check(&t, &campaign, &[]);
+        assert_eq!(setup.len(), 1, "{name}: {setup:?}\n{}", r.all_output());
+        for w in want {
+            assert!(setup[0].contains(w), "{name}: no `{w}` in {:?}", setup[0]);
+        }
+        assert!(!r.all_output().contains("canary"), "{}", r.all_output());
+        // The human report says it too, and says what to do.
+        let h = run_expect(t.tact().arg("check").arg(&campaign), 4);
+        assert!(h.stdout.contains("send-setup"), "{name}:\n{}", h.stdout);
+        assert!(h.stdout.contains("BLOCK"), "{name}:\n{}", h.stdout);
+    }
+    // Both problems at once are both named.
+    let both = with_setup(
+        &t,
+        "two-problems",
+        &format!(
+            "{}{}",
+            dkim_table(&open),
+            relay_table("nowhere", "smtp://no-such-host.invalid", "")
+        ),
+    );
+    let (_, setup) = setup_check(&t, &both, &[]);
+    assert_eq!(setup.len(), 2, "{setup:?}");
+
+    // What send uses is what check looks at: TACT_SMTP_URL replaces [[send.relay]], as it
+    // does for send, and a good set-up has no finding.
+    let bad_relays = with_setup(
+        &t,
+        "env-url-wins",
+        &format!(
+            "{}{}",
+            dkim_table(&good),
+            relay_table("first", "ftp://relay.example", "")
+        ),
+    );
+    let (r, setup) = setup_check(
+        &t,
+        &bad_relays,
+        &[("TACT_SMTP_URL", "smtp://127.0.0.1:2525")],
+    );
+    assert!(setup.is_empty(), "{setup:?}");
+    assert_eq!(r.code, 0, "{}", r.all_output());
+    let (_, setup) = setup_check(
+        &t,
+        &bad_relays,
+        &[("TACT_SMTP_URL", "smtp://no-such-host.invalid:2525")],
+    );
+    assert_eq!(setup.len(), 1, "{setup:?}");
+    assert!(
+        setup[0].starts_with("relay `TACT_SMTP_URL`") || setup[0].contains("TACT_SMTP_URL"),
+        "{setup:?}"
+    );
+    let clean = with_setup(
+        &t,
+        "clean-setup",
+        &format!(
+            "{}{}",
+            dkim_table(&good),
+            relay_table("local", "smtp://127.0.0.1:2525", "")
+        ),
+    );
+    let (r, setup) = setup_check(&t, &clean, &[]);
+    assert!(setup.is_empty(), "{setup:?}");
+    assert_eq!(r.code, 0, "{}", r.all_output());
+
+    // And send refuses what check blocked: the same function said it.
+    let r = run(t
+        .tact()
+        .args(["send", "--dry-run"])
+        .arg(t.campaign("dkim-open")));
+    assert_eq!(r.code, 2, "{}", r.all_output());
+    assert!(r.stderr.contains("readable by others"), "{}", r.stderr);
+}
