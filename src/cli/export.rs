@@ -64,6 +64,7 @@ fn fields_used(events: &[Event], d: &Delivery) -> Value {
 }
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
+    super::address_arg(&args.email, "the address given to `export`")?;
     let schema = super::forget::audience_schema(&args.audience, args.schema.as_deref())?;
     let found = tact::person::find(&args.audience, &schema, &args.email)?;
     let Some(state) = g.existing_state()? else {

@@ -39,6 +39,7 @@ pub(super) fn audience_schema(audience: &Path, flag: Option<&Path>) -> anyhow::R
 }
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
+    super::address_arg(&args.email, "the address given to `forget`")?;
     let schema = audience_schema(&args.audience, args.schema.as_deref())?;
     // Read and plan the cut before anything changes: an unreadable file changes nothing.
     let found = tact::person::find(&args.audience, &schema, &args.email)?;

@@ -191,6 +191,15 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
     Usage(message.into()).into()
 }
 
+/// An address given on the command line (`what` names the argument): exit 2 when it is
+/// not one, without echoing it. Compared trimmed, as the ledger hashes it.
+pub fn address_arg(value: &str, what: &str) -> anyhow::Result<()> {
+    if value.trim().parse::<lettre::Address>().is_err() {
+        return Err(usage(format!("{what} is not an email address")));
+    }
+    Ok(())
+}
+
 /// Exit code 2 for bad usage or input anywhere in the chain, 1 for anything else.
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     let input = err.chain().any(|c| {

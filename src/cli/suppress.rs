@@ -49,19 +49,13 @@ pub fn run(g: &Globals, cmd: &Command) -> anyhow::Result<u8> {
         Command::Check { email } => std::slice::from_ref(email),
         Command::Import { .. } | Command::Token { .. } => &[],
     };
-    if let Some(i) = given
-        .iter()
-        .position(|e| e.trim().parse::<lettre::Address>().is_err())
-    {
-        return Err(super::usage(format!(
-            "argument {} of `suppress {}` is not an email address",
-            i + 1,
-            if matches!(cmd, Command::Add { .. }) {
-                "add"
-            } else {
-                "check"
-            }
-        )));
+    let verb = if matches!(cmd, Command::Add { .. }) {
+        "add"
+    } else {
+        "check"
+    };
+    for (i, e) in given.iter().enumerate() {
+        super::address_arg(e, &format!("argument {} of `suppress {verb}`", i + 1))?;
     }
     let Some(state) = g.existing_state()? else {
         return Ok(2);

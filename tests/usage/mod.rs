@@ -185,6 +185,35 @@ fn suppress_with_something_that_is_not_an_address_exits_2_without_echoing_it() {
 }
 
 #[test]
+fn forget_and_export_of_something_that_is_not_an_address_exit_2_and_change_nothing() {
+    let t = Tree::new();
+    run_expect(t.tact().arg("init"), 0);
+    let csv = t.path("sample-data/customers.csv");
+    let before = t.read("sample-data/customers.csv");
+    for cmd in ["forget", "export"] {
+        let r = run_expect(
+            t.tact()
+                .args([cmd, "notanemail-canary", "--audience"])
+                .arg(&csv),
+            2,
+        );
+        assert!(
+            r.stderr.contains(&format!(
+                "the address given to `{cmd}` is not an email address"
+            )),
+            "{}",
+            r.stderr
+        );
+        assert!(!r.all_output().contains("canary"), "{}", r.all_output());
+        assert!(r.stdout.is_empty(), "{}", r.stdout);
+    }
+    assert_eq!(t.read("sample-data/customers.csv"), before);
+    // Nothing was erased, so nothing went into the audit log either.
+    let r = run_expect(t.tact().arg("audit"), 0);
+    assert!(!r.stdout.contains("forget"), "{}", r.stdout);
+}
+
+#[test]
 fn preview_recipient_not_in_the_file_exits_2_without_echoing_the_address() {
     let t = Tree::new();
     let r = run_expect(
