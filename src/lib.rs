@@ -30,6 +30,7 @@
 //!   postgres.rs the shared store: PostgreSQL over rustls, SKIP LOCKED claims
 //!   audit.rs    the hash-chained audit log (sealing and verifying, store-independent)
 //!   erase.rs    one recipient's ledger rows (forget, export); unsubscribe and bulk suppression
+//! unsubscribe.rs the one-click endpoint: answers, and an HTTP server for hostile clients
 //! error.rs      typed errors naming file, line and column, never a customer's data
 //! ```
 
@@ -46,5 +47,6 @@ pub mod segment;
 pub mod send;
 pub mod state;
 pub mod template;
+pub mod unsubscribe;
 
 pub use error::{Error, Result};

@@ -15,6 +15,11 @@ pub struct Args {
     /// making a new one. Every host that shares a database must have the same key.
     #[arg(long, value_name = "FILE")]
     import_key: Option<PathBuf>,
+    /// Also write the key for `unsubscribe-server --key` to this new file (0600): it opens
+    /// unsubscribe tokens and adds suppressions, and cannot hash an address or seal the
+    /// audit log. An existing file is never overwritten.
+    #[arg(long, value_name = "FILE")]
+    unsubscribe_key: Option<PathBuf>,
 }
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
@@ -42,5 +47,13 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let s = s.with_store(g.store.clone());
     s.ledger(false)?;
     println!("store: {} (key id {})", s.store, s.keys.key_id_short());
+    if let Some(file) = &args.unsubscribe_key {
+        s.keys.unsubscribe_key().export(file)?;
+        println!(
+            "wrote the unsubscribe key to {} (0600): run `tact unsubscribe-server --key {}` with it; it opens unsubscribe tokens and nothing else",
+            file.display(),
+            file.display()
+        );
+    }
     Ok(0)
 }

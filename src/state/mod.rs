@@ -62,10 +62,172 @@ pub fn resolve_dir(flag: Option<&Path>) -> Result<PathBuf> {
 #[derive(Clone)]
 pub struct Keys {
     ledger: [u8; 32],
-    token_aead: [u8; 32],
+    token: TokenKey,
     token_nonce: [u8; 32],
     audit: [u8; 32],
     key_id: KeyId,
+}
+
+/// Opens unsubscribe tokens, and nothing else: the one key the internet-facing
+/// unsubscribe server holds. A token carries the recipient's ledger hash sealed inside, so
+/// suppressing from a token needs no ledger key; HKDF makes this key one of several
+/// independent outputs of the master key, from which neither the master nor the ledger,
+/// audit or nonce keys can be computed.
+#[derive(Clone)]
+pub struct TokenKey {
+    aead: [u8; 32],
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(..)")
+    }
+}
+
+impl TokenKey {
+    /// Opens a token; `None` for anything forged, truncated or from another key. Never
+    /// panics, whatever the input (`tests` below, and the property tests).
+    pub fn open(&self, token: &str) -> Option<(String, RecipientHash)> {
+        // A real token is ~100 characters; a long string is refused before decoding it.
+        if token.len() > MAX_TOKEN {
+            return None;
+        }
+        let raw = URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
+        if raw.len() < 24 + 33 + 16 {
+            return None;
+        }
+        let (nonce, sealed) = raw.split_at(24);
+        let cipher = XChaCha20Poly1305::new((&self.aead).into());
+        let plain = cipher.decrypt(XNonce::from_slice(nonce), sealed).ok()?;
+        if plain.first() != Some(&1) {
+            return None;
+        }
+        let hash: RecipientHash = plain.get(1..33)?.try_into().ok()?;
+        let campaign = String::from_utf8(plain.get(33..)?.to_vec()).ok()?;
+        Some((campaign, hash))
+    }
+}
+
+/// The longest token `open` looks at: a campaign name of ~1 KiB, sealed and encoded.
+const MAX_TOKEN: usize = 2048;
+
+/// What `tact init --unsubscribe-key FILE` exports and `unsubscribe-server --key FILE`
+/// runs on: the token key, and the master key's public identifier so that the server
+/// refuses a store that belongs to another key.
+#[derive(Debug, Clone)]
+pub struct UnsubscribeKey {
+    pub token: TokenKey,
+    key_id: KeyId,
+}
+
+const UNSUBSCRIBE_KEY_HEADER: &str = "tact unsubscribe key v1";
+
+impl UnsubscribeKey {
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    fn to_text(&self) -> String {
+        format!(
+            "{UNSUBSCRIBE_KEY_HEADER}\n# Opens unsubscribe tokens and adds suppressions; cannot hash addresses or seal the audit log.\ntoken-key {}\nkey-id {}\n",
+            hex(&self.token.aead),
+            hex(&self.key_id)
+        )
+    }
+
+    /// Writes the key to a new file, 0600 from the moment it exists; an existing file is
+    /// never replaced (an input error naming it).
+    pub fn export(&self, path: &Path) -> Result<()> {
+        match write_private(path, self.to_text().as_bytes(), true) {
+            Err(Error::Write { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Error::input(
+                    crate::error::Location::file(path),
+                    "already exists: refusing to overwrite it (remove it first, or choose another name)",
+                ))
+            }
+            r => r,
+        }
+    }
+
+    /// Reads an exported key; it must be private to its owner, as the master key is.
+    pub fn read(path: &Path) -> Result<UnsubscribeKey> {
+        let meta = fs::metadata(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let at = |line: usize, message: String| {
+            Error::input(crate::error::Location::at(path, line, 1), message)
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(Error::input(
+                crate::error::Location::file(path),
+                format!(
+                    "the unsubscribe key is readable by others: run `chmod 600 {}`",
+                    path.display()
+                ),
+            ));
+        }
+        let text = fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim()));
+        if lines.next().map(|(_, l)| l) != Some(UNSUBSCRIBE_KEY_HEADER) {
+            return Err(at(
+                1,
+                format!(
+                    "not an unsubscribe key: expected `{UNSUBSCRIBE_KEY_HEADER}` (export one with `tact init --unsubscribe-key FILE`)"
+                ),
+            ));
+        }
+        let (mut token, mut key_id) = (None, None);
+        for (n, line) in lines.filter(|(_, l)| !l.is_empty() && !l.starts_with('#')) {
+            let (name, value) = line.split_once(' ').unwrap_or((line, ""));
+            let slot = match name {
+                "token-key" => &mut token,
+                "key-id" => &mut key_id,
+                _ => return Err(at(n, format!("unknown entry `{name}`"))),
+            };
+            *slot = Some(
+                unhex(value.trim())
+                    .ok_or_else(|| at(n, format!("`{name}` must be 64 hex digits")))?,
+            );
+        }
+        match (token, key_id) {
+            (Some(aead), Some(key_id)) => Ok(UnsubscribeKey {
+                token: TokenKey { aead },
+                key_id,
+            }),
+            _ => Err(Error::input(
+                crate::error::Location::file(path),
+                "incomplete unsubscribe key: it needs `token-key` and `key-id`",
+            )),
+        }
+    }
+
+    /// Opens the store of a state for the unsubscribe server, with this key alone: the
+    /// SQLite file in `dir` (which must exist: a mistyped path must not start a fresh,
+    /// empty list) or the shared database. A store recorded for another key is refused.
+    pub fn open_store(&self, dir: &Path, target: Option<PgTarget>) -> Result<Ledger> {
+        let location = match target {
+            Some(t) => Location::Postgres(Box::new(t)),
+            None => {
+                if !dir.join(ledger::LEDGER_FILE).exists() {
+                    return Err(Error::State {
+                        path: dir.to_path_buf(),
+                        message: format!(
+                            "no state here (no {}): run `tact init` where you send, and point --state at that state directory or its database",
+                            ledger::LEDGER_FILE
+                        ),
+                    });
+                }
+                Location::Local(dir.to_path_buf())
+            }
+        };
+        let mut ledger = Ledger::open_at(&location, false)?;
+        ledger.check_key(&self.key_id)?;
+        Ok(ledger)
+    }
 }
 
 impl std::fmt::Debug for Keys {
@@ -99,7 +261,9 @@ impl Keys {
         id.update(b"tact master key identifier");
         Keys {
             ledger: derive(b"tact/v1/ledger-hash"),
-            token_aead: derive(b"tact/v1/token-aead"),
+            token: TokenKey {
+                aead: derive(b"tact/v1/token-aead"),
+            },
             token_nonce: derive(b"tact/v1/token-nonce"),
             audit: derive(b"tact/v1/audit-chain"),
             key_id: id.finalize().into_bytes().into(),
@@ -109,6 +273,18 @@ impl Keys {
     /// What a store records to tell this key from another.
     pub fn key_id(&self) -> KeyId {
         self.key_id
+    }
+
+    /// The key that only opens unsubscribe tokens, with this key's identifier.
+    pub fn unsubscribe_key(&self) -> UnsubscribeKey {
+        UnsubscribeKey {
+            token: self.token.clone(),
+            key_id: self.key_id,
+        }
+    }
+
+    pub fn token_key(&self) -> &TokenKey {
+        &self.token
     }
 
     /// The first bytes of the key identifier in hex, for people comparing two hosts.
@@ -144,7 +320,7 @@ impl Keys {
         mac.update(&plain);
         let tag = mac.finalize().into_bytes();
         let nonce = XNonce::from_slice(&tag[..24]);
-        let cipher = XChaCha20Poly1305::new((&self.token_aead).into());
+        let cipher = XChaCha20Poly1305::new((&self.token.aead).into());
         let sealed = cipher.encrypt(nonce, plain.as_slice()).unwrap_or_default();
         let mut out = Vec::with_capacity(24 + sealed.len());
         out.extend_from_slice(nonce);
@@ -154,19 +330,7 @@ impl Keys {
 
     /// Opens a token; `None` for anything forged, truncated or from another key.
     pub fn open_token(&self, token: &str) -> Option<(String, RecipientHash)> {
-        let raw = URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
-        if raw.len() < 24 + 33 + 16 {
-            return None;
-        }
-        let (nonce, sealed) = raw.split_at(24);
-        let cipher = XChaCha20Poly1305::new((&self.token_aead).into());
-        let plain = cipher.decrypt(XNonce::from_slice(nonce), sealed).ok()?;
-        if plain.first() != Some(&1) {
-            return None;
-        }
-        let hash: RecipientHash = plain[1..33].try_into().ok()?;
-        let campaign = String::from_utf8(plain[33..].to_vec()).ok()?;
-        Some((campaign, hash))
+        self.token.open(token)
     }
 }
 

@@ -14,7 +14,7 @@ use super::audit::{Broken, Event, Verified};
 use super::erase::{Delivery, REASON_UNSUBSCRIBE, Unsubscribed};
 use super::ledger::{Delivered, Reply, Status, StatusCounts};
 use super::retention::{Checkpoint, Purged};
-use super::{KeyId, Keys, RecipientHash};
+use super::{KeyId, Keys, RecipientHash, TokenKey};
 use crate::error::Result;
 use crate::plan::Facts;
 
@@ -180,11 +180,11 @@ pub trait Store: Send {
     /// written then. An existing entry keeps its reason and date.
     fn unsubscribe_token(
         &self,
-        keys: &Keys,
+        key: &TokenKey,
         token: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Unsubscribed>> {
-        let Some((campaign, hash)) = keys.open_token(token) else {
+        let Some((campaign, hash)) = key.open(token) else {
             return Ok(None);
         };
         let new = self.suppress(&hash, REASON_UNSUBSCRIBE, now)?;
