@@ -319,10 +319,7 @@ pub fn parse_head(buf: &[u8]) -> Parsed {
     // Bodies come with a Content-Length; a chunked or otherwise framed body is refused
     // rather than decoded (and both framings at once is how requests get smuggled).
     if !value("transfer-encoding").is_empty() {
-        return Parsed::Refuse(Answer::refused(
-            411,
-            "Send the body with a Content-Length.",
-        ));
+        return Parsed::Refuse(Answer::refused(411, "Send the body with a Content-Length."));
     }
     let lengths = value("content-length");
     let body_len = match lengths.split_first() {
@@ -456,7 +453,10 @@ fn read_request(stream: &mut TcpStream, ep: &Endpoint) -> (Answer, bool) {
         }
         // The head is parsed again from the start after each read (at most 16 KiB).
         if buf.len() >= MAX_HEAD || !read_some(stream, &mut buf, MAX_HEAD, deadline) {
-            return (Answer::refused(408, "The request did not arrive in time."), false);
+            return (
+                Answer::refused(408, "The request did not arrive in time."),
+                false,
+            );
         }
     };
     let head_only = head.method.eq_ignore_ascii_case("HEAD");
@@ -466,7 +466,10 @@ fn read_request(stream: &mut TcpStream, ep: &Endpoint) -> (Answer, bool) {
     }
     while buf.len() < want {
         if !read_some(stream, &mut buf, want, deadline) {
-            return (Answer::refused(408, "The request did not arrive in time."), head_only);
+            return (
+                Answer::refused(408, "The request did not arrive in time."),
+                head_only,
+            );
         }
     }
     let answer = handle(
@@ -685,15 +688,201 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(status(b"POST /u HTTP/1.1\r\nHost: a\r\n"), 0, "partial");
-        assert_eq!(status(b"POST /u HTTP/1.1\r\nContent-Length: 60000\r\n\r\n"), 413);
-        assert_eq!(status(b"POST /u HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"), 413);
-        assert_eq!(status(b"POST /u HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), 400);
-        assert_eq!(status(b"POST /u HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), 400);
-        assert_eq!(status(b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), 411);
+        assert_eq!(
+            status(b"POST /u HTTP/1.1\r\nContent-Length: 60000\r\n\r\n"),
+            413
+        );
+        assert_eq!(
+            status(b"POST /u HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+            413
+        );
+        assert_eq!(
+            status(b"POST /u HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST /u HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            411
+        );
         assert_eq!(status(b"\x00\x01garbage\r\n\r\n"), 400);
-        let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X-{i}: v\r\n")).collect();
-        assert_eq!(status(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()), 431);
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("X-{i}: v\r\n"))
+            .collect();
+        assert_eq!(
+            status(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
+            431
+        );
         let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_HEAD));
         assert_eq!(status(long.as_bytes()), 431);
+    }
+
+    mod requests {
+        use super::super::*;
+        use crate::state::Keys;
+        use proptest::prelude::*;
+
+        const MP: &str = "--XyZ\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--XyZ--\r\n";
+
+        fn now() -> DateTime<Utc> {
+            crate::consent::parse_time("2026-11-23T12:00:00Z").unwrap_or_default()
+        }
+
+        fn suppressed(ledger: &Mutex<Ledger>) -> usize {
+            ledger
+                .lock()
+                .map(|l| {
+                    l.facts("-", 0, now())
+                        .map(|f| f.suppressed.len())
+                        .unwrap_or(usize::MAX)
+                })
+                .unwrap_or(usize::MAX)
+        }
+
+        fn fresh() -> (tempfile::TempDir, Mutex<Ledger>) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let ledger = Ledger::open(dir.path(), false).expect("ledger");
+            (dir, Mutex::new(ledger))
+        }
+
+        #[derive(Debug, Clone)]
+        enum Token {
+            None,
+            Valid,
+            Twice,
+            Forged(prop::sample::Index),
+            OtherKey,
+            Garbage(String),
+        }
+
+        #[derive(Debug, Clone)]
+        enum Body {
+            OneClick,
+            Multipart,
+            Other(Vec<u8>),
+        }
+
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        enum Length {
+            Right,
+            Missing,
+            TooLong,
+        }
+
+        fn token() -> impl Strategy<Value = Token> {
+            prop_oneof![
+                Just(Token::None),
+                Just(Token::Valid),
+                Just(Token::Twice),
+                any::<prop::sample::Index>().prop_map(Token::Forged),
+                Just(Token::OtherKey),
+                "[A-Za-z0-9_%+=&-]{0,120}".prop_map(Token::Garbage),
+            ]
+        }
+
+        fn body() -> impl Strategy<Value = Body> {
+            prop_oneof![
+                Just(Body::OneClick),
+                Just(Body::Multipart),
+                proptest::collection::vec(any::<u8>(), 0..300).prop_map(Body::Other),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 192, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Bytes off the wire, whatever they are: an answer, never a panic, and nobody
+            /// suppressed. Also behind a real request line with a real token.
+            #[test]
+            fn arbitrary_bytes_are_answered_and_suppress_nobody(
+                raw in proptest::collection::vec(any::<u8>(), 0..2000),
+                text in "\\PC{0,400}",
+            ) {
+                let keys = Keys::from_master(&[3; 32]);
+                let (_d, ledger) = fresh();
+                for bytes in [raw.clone(), text.clone().into_bytes()] {
+                    let a = answer_bytes(&bytes, keys.token_key(), &ledger, now());
+                    prop_assert!(a.status >= 400, "{}", a.status);
+                }
+                prop_assert_eq!(suppressed(&ledger), 0);
+                let t = keys.seal_token("c", &[1; 32]);
+                let mut prefixed = format!("POST /u?t={t} HTTP/1.1\r\n").into_bytes();
+                prefixed.extend_from_slice(&raw);
+                let _ = answer_bytes(&prefixed, keys.token_key(), &ledger, now());
+                let _ = parse_head(&prefixed);
+            }
+
+            /// Requests of every shape: exactly a well-framed POST of the one-click body
+            /// with one valid token suppresses, and only that token's recipient.
+            #[test]
+            fn only_a_valid_token_in_a_one_click_post_suppresses(
+                method in prop_oneof![Just("POST".to_string()), Just("post".to_string()), Just("GET".to_string()), Just("HEAD".to_string()), Just("PUT".to_string()), "[A-Z]{1,8}"],
+                path in "/[a-z/]{0,20}",
+                tok in token(),
+                extra_query in "[a-z]{1,5}=[a-z0-9]{0,5}",
+                query_first in any::<bool>(),
+                content_type in prop_oneof![Just(None), Just(Some("application/x-www-form-urlencoded")), Just(Some("text/plain"))],
+                headers in proptest::collection::vec(("X-[a-z]{1,8}", "[ -~]{0,40}"), 0..6),
+                body in body(),
+                length in prop_oneof![Just(Length::Right), Just(Length::Missing), Just(Length::TooLong)],
+                hash in any::<[u8; 32]>(),
+            ) {
+                let keys = Keys::from_master(&[3; 32]);
+                let valid = keys.seal_token("winter-sale", &hash);
+                let t = match &tok {
+                    Token::None => None,
+                    Token::Valid => Some(valid.clone()),
+                    Token::Twice => Some(format!("{valid}&t={valid}")),
+                    Token::Forged(i) => {
+                        let mut b = valid.clone().into_bytes();
+                        let i = i.index(b.len() - 1);
+                        b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+                        Some(String::from_utf8(b).unwrap_or_default())
+                    }
+                    Token::OtherKey => Some(Keys::from_master(&[4; 32]).seal_token("winter-sale", &hash)),
+                    Token::Garbage(g) => Some(g.clone()),
+                };
+                let query = match (&t, query_first) {
+                    (None, _) => format!("?{extra_query}"),
+                    (Some(t), true) => format!("?{extra_query}&t={t}"),
+                    (Some(t), false) => format!("?t={t}&{extra_query}"),
+                };
+                let (ct, payload) = match &body {
+                    Body::OneClick => (content_type.map(str::to_string), b"List-Unsubscribe=One-Click".to_vec()),
+                    Body::Multipart => (Some("multipart/form-data; boundary=XyZ".to_string()), MP.as_bytes().to_vec()),
+                    Body::Other(b) => (content_type.map(str::to_string), b.clone()),
+                };
+                let mut raw = format!("{method} {path}{query} HTTP/1.1\r\nHost: example.com\r\n").into_bytes();
+                for (k, v) in &headers {
+                    raw.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+                }
+                if let Some(ct) = &ct {
+                    raw.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+                }
+                match length {
+                    Length::Right => raw.extend_from_slice(format!("Content-Length: {}\r\n", payload.len()).as_bytes()),
+                    Length::TooLong => raw.extend_from_slice(format!("Content-Length: {}\r\n", payload.len() + 5).as_bytes()),
+                    Length::Missing => {}
+                }
+                raw.extend_from_slice(b"\r\n");
+                raw.extend_from_slice(&payload);
+
+                let (_d, ledger) = fresh();
+                let a = answer_bytes(&raw, keys.token_key(), &ledger, now());
+                let should = matches!(tok, Token::Valid)
+                    && method.eq_ignore_ascii_case("POST")
+                    && !matches!(body, Body::Other(_))
+                    && length == Length::Right;
+                prop_assert_eq!(suppressed(&ledger), usize::from(should), "answered {}", a.status);
+                if should {
+                    prop_assert_eq!(a.status, 200);
+                    let l = ledger.lock().map_err(|_| TestCaseError::fail("lock"))?;
+                    prop_assert!(l.is_suppressed(&hash).unwrap_or(false));
+                }
+            }
+        }
     }
 }

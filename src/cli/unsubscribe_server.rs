@@ -85,7 +85,9 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
-    let addr = listener.local_addr().context("cannot read the listening address")?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
     let stop = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();

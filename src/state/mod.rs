@@ -139,7 +139,9 @@ impl UnsubscribeKey {
     /// never replaced (an input error naming it).
     pub fn export(&self, path: &Path) -> Result<()> {
         match write_private(path, self.to_text().as_bytes(), true) {
-            Err(Error::Write { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(Error::Write { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
                 Err(Error::input(
                     crate::error::Location::file(path),
                     "already exists: refusing to overwrite it (remove it first, or choose another name)",
@@ -593,5 +595,113 @@ mod tests {
         forged[30] = if forged[30] == b'A' { b'B' } else { b'A' };
         assert_eq!(keys.open_token(std::str::from_utf8(&forged).unwrap()), None);
         assert_eq!(keys.open_token("short"), None);
+    }
+
+    #[test]
+    fn the_unsubscribe_key_opens_tokens_and_holds_no_other_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let master = [7u8; 32];
+        let keys = Keys::from_master(&master);
+        let file = tmp.path().join("unsubscribe.key");
+        keys.unsubscribe_key().export(&file).unwrap();
+        let text = fs::read_to_string(&file).unwrap();
+        for (what, secret) in [
+            ("master", master),
+            ("ledger", keys.ledger),
+            ("audit", keys.audit),
+            ("token nonce", keys.token_nonce),
+        ] {
+            assert!(
+                !text.contains(&hex(&secret)),
+                "the {what} key is in the file"
+            );
+        }
+        let e = keys.unsubscribe_key().export(&file).unwrap_err();
+        assert!(
+            e.is_input() && e.to_string().contains("already exists"),
+            "{e}"
+        );
+        let read = UnsubscribeKey::read(&file).unwrap();
+        assert_eq!(read.key_id(), keys.key_id());
+        let h = keys.recipient_hash("ann@example.com");
+        let t = keys.seal_token("winter-sale", &h);
+        assert_eq!(read.token.open(&t), Some(("winter-sale".to_string(), h)));
+        let other = Keys::from_master(&[8u8; 32]);
+        assert_eq!(
+            other.unsubscribe_key().token.open(&t),
+            None,
+            "another state's key"
+        );
+        for (bad, says) in [
+            ("", "not an unsubscribe key"),
+            ("tact unsubscribe key v1\ntoken-key 00\n", "64 hex digits"),
+            ("tact unsubscribe key v1\nmaster 00\n", "unknown entry"),
+            ("tact unsubscribe key v1\n", "incomplete"),
+        ] {
+            let f = tmp.path().join("bad.key");
+            let _ = fs::remove_file(&f);
+            write_private(&f, bad.as_bytes(), true).unwrap();
+            let e = UnsubscribeKey::read(&f).unwrap_err();
+            assert!(e.is_input() && e.to_string().contains(says), "{bad:?}: {e}");
+        }
+    }
+
+    mod decoder {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn keys() -> Keys {
+            Keys::from_master(&[7u8; 32])
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Any string at all: no panic, and nothing opens.
+            #[test]
+            fn arbitrary_strings_never_open(s in "\\PC{0,300}") {
+                prop_assert_eq!(keys().open_token(&s), None);
+            }
+
+            /// Any bytes in the token alphabet, of a token's length or not: nothing opens
+            /// without the key's seal.
+            #[test]
+            fn arbitrary_bytes_never_open(raw in proptest::collection::vec(any::<u8>(), 0..400)) {
+                let k = keys();
+                prop_assert_eq!(k.open_token(&URL_SAFE_NO_PAD.encode(&raw)), None);
+                prop_assert_eq!(k.open_token(&String::from_utf8_lossy(&raw)), None);
+            }
+
+            /// A sealed token opens to exactly what was sealed, for this campaign only;
+            /// any one character changed, any cut, or another key, and it does not open.
+            #[test]
+            fn only_real_tokens_open_and_only_as_their_campaign(
+                campaign in "[a-z0-9-]{1,40}",
+                other in "[a-z0-9-]{1,40}",
+                hash in any::<[u8; 32]>(),
+                at in any::<prop::sample::Index>(),
+                to in any::<u8>(),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let k = keys();
+                let t = k.seal_token(&campaign, &hash);
+                prop_assert_eq!(k.open_token(&t), Some((campaign.clone(), hash)));
+                if other != campaign {
+                    prop_assert_ne!(k.open_token(&k.seal_token(&other, &hash)).map(|o| o.0), Some(campaign.clone()));
+                }
+                let mut b = t.clone().into_bytes();
+                let i = at.index(b.len());
+                let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+                let c = alphabet[usize::from(to) % alphabet.len()];
+                // The last character carries bits that base64 ignores: skip the change there.
+                if c != b[i] && i + 1 < b.len() {
+                    b[i] = c;
+                    prop_assert_eq!(k.open_token(std::str::from_utf8(&b).unwrap_or("")), None);
+                }
+                let n = cut.index(t.len());
+                prop_assert_eq!(k.open_token(&t[..n]), None);
+                prop_assert_eq!(Keys::from_master(&[8u8; 32]).open_token(&t), None);
+            }
+        }
     }
 }

@@ -226,10 +226,7 @@ fn export_unsubscribe_key(state: &Path) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("unsubscribe.key");
     let r = run_expect(
-        tact(state)
-            .arg("init")
-            .arg("--unsubscribe-key")
-            .arg(&file),
+        tact(state).arg("init").arg("--unsubscribe-key").arg(&file),
         0,
     );
     assert!(r.stdout.contains("unsubscribe key"), "{}", r.stdout);
@@ -898,9 +895,243 @@ fn unsubscribe_server_answers_everyone_while_150_slow_clients_hold_connections()
     );
     let ledger = Ledger::open(state.path(), false).unwrap();
     for (i, (_, h)) in people.iter().enumerate() {
-        assert!(ledger.is_suppressed(h).unwrap(), "person {i} not suppressed");
+        assert!(
+            ledger.is_suppressed(h).unwrap(),
+            "person {i} not suppressed"
+        );
     }
     drop(stalled);
     let (code, _) = server.interrupt();
     assert_eq!(code, Some(130));
+}
+
+/// Sends `bytes` on a new connection (as far as the server lets it), then reads whatever
+/// the server answers until it closes: the answer's first line, and how long it took.
+fn exchange(addr: &str, bytes: &[u8]) -> (String, Duration) {
+    use std::io::Write as _;
+    let t = Instant::now();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    (text.lines().next().unwrap_or("").to_string(), t.elapsed())
+}
+
+/// A client that sends its head one byte every 200 ms (or nothing at all), forever: how
+/// long until the server gives up on it, and what it said.
+fn dribble(addr: &str, head: &'static [u8]) -> (String, Duration) {
+    use std::io::Write as _;
+    let t = Instant::now();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut answer = Vec::new();
+    for b in head.iter().cycle() {
+        assert!(t.elapsed() < Duration::from_secs(60), "never closed");
+        if !head.is_empty() {
+            let _ = s.write_all(&[*b]);
+        }
+        let mut chunk = [0u8; 1024];
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    (text.lines().next().unwrap_or("").to_string(), t.elapsed())
+}
+
+/// Every kind of malformed or hostile request is answered (or closed) at once or at the
+/// request deadline (10 s), and none of them holds up a real unsubscribe meanwhile.
+#[test]
+fn unsubscribe_server_answers_hostile_requests_promptly_and_never_blocks_others() {
+    let state = tempfile::tempdir().unwrap();
+    let people = tokens_for(state.path(), 2);
+    let server = Server::start(state.path());
+    let addr = host_port(&server.base);
+    let token = &people[0].0;
+    let slow: Vec<_> = [
+        &b"POST /unsubscribe HTTP/1.1\r\nHost: a\r\nX-Header: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"[..],
+        &b""[..],
+    ]
+    .into_iter()
+    .map(|head| {
+        let addr = addr.clone();
+        std::thread::spawn(move || dribble(&addr, head))
+    })
+    .collect();
+
+    let many_headers: String = (0..1000).map(|i| format!("X-{i}: v\r\n")).collect();
+    let post_head = format!("POST /unsubscribe?t={token} HTTP/1.1\r\nHost: a\r\n");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "an oversized body",
+            format!("{post_head}Content-Type: {FORM}\r\nContent-Length: 1000000000\r\n\r\nList-Unsubscribe=One-Click").into_bytes(),
+            "413",
+        ),
+        (
+            "a body a little over the limit",
+            format!("{post_head}Content-Type: {FORM}\r\nContent-Length: 60000\r\n\r\n{}", "x".repeat(60000)).into_bytes(),
+            "413",
+        ),
+        (
+            "a thousand headers",
+            format!("{post_head}{many_headers}\r\n").into_bytes(),
+            "431",
+        ),
+        (
+            "a 64 KiB request line",
+            format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(64 * 1024)).into_bytes(),
+            "431",
+        ),
+        (
+            "a TLS hello",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            "a garbage request line",
+            b"HELLO THERE\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            "chunked",
+            format!("{post_head}Transfer-Encoding: chunked\r\n\r\n1a\r\nList-Unsubscribe=One-Click\r\n0\r\n\r\n").into_bytes(),
+            "411",
+        ),
+        (
+            "two lengths",
+            format!("{post_head}Content-Length: 26\r\nContent-Length: 27\r\n\r\nList-Unsubscribe=One-Click").into_bytes(),
+            "400",
+        ),
+        (
+            "a body shorter than its length, then silence",
+            format!("{post_head}Content-Type: {FORM}\r\nContent-Length: 100\r\n\r\nList-Unsubscribe=One-Click").into_bytes(),
+            "408",
+        ),
+    ];
+    let ledger = Ledger::open(state.path(), false).unwrap();
+    for (what, bytes, status) in &cases {
+        let (line, took) = exchange(&addr, bytes);
+        assert!(
+            line.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{what}: answered {line:?}"
+        );
+        // Refused at once, except the one that waits for its missing bytes.
+        let bound = if *status == "408" { 15 } else { 2 };
+        assert!(took < Duration::from_secs(bound), "{what}: took {took:?}");
+        assert!(
+            !ledger.is_suppressed(&people[0].1).unwrap(),
+            "{what} unsubscribed"
+        );
+    }
+
+    // Meanwhile the slow ones are still being waited for; a real unsubscribe gets through.
+    let r = post(
+        &format!("{}/unsubscribe?t={}", server.base, people[1].0),
+        FORM,
+        ONE_CLICK,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.took < Duration::from_secs(5), "took {:?}", r.took);
+    assert!(ledger.is_suppressed(&people[1].1).unwrap());
+
+    for s in slow {
+        let (line, took) = s.join().unwrap();
+        assert!(
+            took < Duration::from_secs(20),
+            "a slow client was kept for {took:?}"
+        );
+        assert!(
+            line.is_empty() || line.starts_with("HTTP/1.1 408 "),
+            "{line:?}"
+        );
+    }
+    assert!(!ledger.is_suppressed(&people[0].1).unwrap());
+}
+
+/// The internet-facing process runs on the exported key alone: here it gets a copy of the
+/// state with no master key in it at all (and a `master.key` that is a directory, which
+/// any attempt to read it would trip over), and still unsubscribes people.
+#[test]
+fn unsubscribe_server_runs_on_the_exported_key_without_the_master_key() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let state = tempfile::tempdir().unwrap();
+    let people = tokens_for(state.path(), 1);
+    let (_keydir, key) = export_unsubscribe_key(state.path());
+
+    // The file: private, never overwritten, and not the master key.
+    assert_eq!(
+        fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text = fs::read_to_string(&key).unwrap();
+    let master = fs::read_to_string(state.path().join("master.key")).unwrap();
+    assert!(!text.contains(master.trim()), "the master key was exported");
+    let again = run_expect(
+        tact(state.path())
+            .arg("init")
+            .arg("--unsubscribe-key")
+            .arg(&key),
+        2,
+    );
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    assert_eq!(fs::read_to_string(&key).unwrap(), text, "overwritten");
+
+    // What the server sees: the suppression list, no master key.
+    let view = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(state.path()).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        if name.starts_with("ledger.db") {
+            fs::copy(&p, view.path().join(&name)).unwrap();
+        }
+    }
+    fs::create_dir(view.path().join("master.key")).unwrap();
+    let server = Server::start_with(view.path(), &key);
+    let r = post(
+        &format!("{}/unsubscribe?t={}", server.base, people[0].0),
+        FORM,
+        ONE_CLICK,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (code, log) = server.interrupt();
+    assert_eq!(code, Some(130), "{log}");
+    assert!(
+        Ledger::open(view.path(), false)
+            .unwrap()
+            .is_suppressed(&people[0].1)
+            .unwrap()
+    );
+
+    // Without its key it does not start; nor with a key others can read, or another
+    // state's key (the store records which master key it belongs to).
+    let no_key = run(tact(view.path()).args(["unsubscribe-server", "--listen", "127.0.0.1:0"]));
+    assert_eq!(no_key.code, 2, "{}", no_key.stderr);
+    assert!(no_key.stderr.contains("--key"), "{}", no_key.stderr);
+    let shared = view.path().join("shared.key");
+    fs::write(&shared, &text).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o644)).unwrap();
+    let r = run_expect(
+        tact(view.path())
+            .args(["unsubscribe-server", "--listen", "127.0.0.1:0", "--key"])
+            .arg(&shared),
+        2,
+    );
+    assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
+    let other = tempfile::tempdir().unwrap();
+    let (_otherdir, other_key) = export_unsubscribe_key(other.path());
+    let r = run_expect(
+        tact(view.path())
+            .args(["unsubscribe-server", "--listen", "127.0.0.1:0", "--key"])
+            .arg(&other_key),
+        2,
+    );
+    assert!(r.stderr.contains("different master key"), "{}", r.stderr);
 }

@@ -698,13 +698,25 @@ fn tokens_suppress_once(b: &dyn Backend) {
     let mut l = b.open();
     let h = keys.recipient_hash("ann@example.com");
     let t = keys.seal_token("winter-sale", &h);
-    let first = l.unsubscribe_token(keys.token_key(), &t, now()).unwrap().unwrap();
+    let first = l
+        .unsubscribe_token(keys.token_key(), &t, now())
+        .unwrap()
+        .unwrap();
     assert_eq!(first.campaign, "winter-sale");
     assert!(first.new);
-    assert!(!l.unsubscribe_token(keys.token_key(), &t, now()).unwrap().unwrap().new);
+    assert!(
+        !l.unsubscribe_token(keys.token_key(), &t, now())
+            .unwrap()
+            .unwrap()
+            .new
+    );
     let other = Keys::from_master(&[5; 32]);
     let foreign = other.seal_token("winter-sale", &other.recipient_hash("x@example.com"));
-    assert_eq!(l.unsubscribe_token(keys.token_key(), &foreign, now()).unwrap(), None);
+    assert_eq!(
+        l.unsubscribe_token(keys.token_key(), &foreign, now())
+            .unwrap(),
+        None
+    );
     assert_eq!(
         l.suppression(&h).unwrap().map(|(r, _)| r).as_deref(),
         Some(REASON_UNSUBSCRIBE)
