@@ -68,7 +68,11 @@ fn watch_signals(
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let key = UnsubscribeKey::read(&args.key)?;
-    let dir = state::resolve_dir(g.state_flag.as_deref())?;
+    // With a database there is no state directory to find: nothing local is needed.
+    let dir = match &g.store {
+        Some(_) => std::path::PathBuf::new(),
+        None => state::resolve_dir(g.state_flag.as_deref())?,
+    };
     let ledger = match key.open_store(&dir, g.store.clone()) {
         Ok(l) => l,
         Err(e @ tact::Error::State { .. }) => {

@@ -216,9 +216,9 @@ fn suppress_token_takes_a_real_token_and_a_forged_one_changes_nothing() {
 // ---------------------------------------------------------------------------------------
 
 /// The server as a child process; killed if a test fails before it stops it.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 /// `tact init --unsubscribe-key` into a new private directory: the key file's path.
@@ -241,15 +241,21 @@ impl Server {
     }
 
     fn start_with(state: &Path, key: &Path) -> Server {
-        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_tact"))
-            .env_remove("TACT_HOME")
+        let mut cmd = StdCommand::new(env!("CARGO_BIN_EXE_tact"));
+        cmd.env_remove("TACT_HOME")
             .env_remove("TACT_DATABASE_URL")
             .arg("--state")
             .arg(state)
             .arg("--now")
             .arg(NOW)
             .args(["unsubscribe-server", "--listen", "127.0.0.1:0", "--key"])
-            .arg(key)
+            .arg(key);
+        Server::spawn(cmd)
+    }
+
+    /// Runs `cmd` (an `unsubscribe-server` command line) and waits for its address.
+    pub(crate) fn spawn(mut cmd: StdCommand) -> Server {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -278,7 +284,7 @@ impl Server {
     }
 
     /// Ctrl-C, then the exit code and everything it logged.
-    fn interrupt(mut self) -> (Option<i32>, String) {
+    pub(crate) fn interrupt(mut self) -> (Option<i32>, String) {
         let pid = self.child.id().to_string();
         assert!(
             StdCommand::new("kill")
@@ -313,9 +319,9 @@ impl Drop for Server {
     }
 }
 
-struct Reply1 {
-    status: u16,
-    body: String,
+pub(crate) struct Reply1 {
+    pub(crate) status: u16,
+    pub(crate) body: String,
     headers: Vec<String>,
     took: Duration,
 }
@@ -350,7 +356,7 @@ fn get(url: &str) -> Reply1 {
     reply(t, agent().get(url).call())
 }
 
-fn post(url: &str, content_type: &str, body: &str) -> Reply1 {
+pub(crate) fn post(url: &str, content_type: &str, body: &str) -> Reply1 {
     let t = Instant::now();
     reply(
         t,
@@ -361,8 +367,8 @@ fn post(url: &str, content_type: &str, body: &str) -> Reply1 {
     )
 }
 
-const FORM: &str = "application/x-www-form-urlencoded";
-const ONE_CLICK: &str = "List-Unsubscribe=One-Click";
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
+pub(crate) const ONE_CLICK: &str = "List-Unsubscribe=One-Click";
 
 #[test]
 fn unsubscribe_server_one_click_post_suppresses_get_does_not_forged_is_400() {

@@ -379,3 +379,54 @@ fn a_host_killed_mid_send_leaves_at_most_its_claimed_batches_uncertain() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(h.dump.count(), before, "a rerun resent someone");
 }
+
+/// The unsubscribe server of a shared database runs where nothing but its key file is:
+/// `--state URL`, no state directory, no master key; the suppression reaches every host.
+#[test]
+fn the_unsubscribe_server_runs_on_its_key_alone_against_the_shared_database() {
+    use crate::ops::{FORM, ONE_CLICK, Server, post};
+    let Some(server) = PgServer::start() else {
+        return;
+    };
+    let url = server.new_database();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, key, empty) = (
+        tmp.path().join("a"),
+        tmp.path().join("unsubscribe.key"),
+        tmp.path().join("nothing-here"),
+    );
+    run_expect(
+        host(&a, &url)
+            .arg("init")
+            .arg("--unsubscribe-key")
+            .arg(&key),
+        0,
+    );
+    let keys = crate::master_keys(&a);
+    let token = keys.seal_token("winter-sale", &keys.recipient_hash("ann@example.com"));
+    let mut cmd = StdCommand::new(env!("CARGO_BIN_EXE_tact"));
+    cmd.env_remove("TACT_HOME")
+        .env_remove("TACT_DATABASE_URL")
+        .env("HOME", &empty)
+        .env("XDG_DATA_HOME", &empty)
+        .env("PGPASSWORD", PASSWORD)
+        .arg("--state")
+        .arg(&url)
+        .args(["unsubscribe-server", "--listen", "127.0.0.1:0", "--key"])
+        .arg(&key);
+    let endpoint = Server::spawn(cmd);
+    let r = post(
+        &format!("{}/unsubscribe?t={token}", endpoint.base),
+        FORM,
+        ONE_CLICK,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (code, log) = endpoint.interrupt();
+    assert_eq!(code, Some(130), "{log}");
+    assert!(!empty.exists(), "the server made a state directory");
+    let r = run_expect(
+        host(&a, &url).args(["suppress", "check", "ann@example.com"]),
+        0,
+    );
+    assert!(r.stdout.contains("unsubscribe"), "{}", r.stdout);
+}
