@@ -73,14 +73,8 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         Some(_) => std::path::PathBuf::new(),
         None => state::resolve_dir(g.state_flag.as_deref())?,
     };
-    let ledger = match key.open_store(&dir, g.store.clone()) {
-        Ok(l) => l,
-        Err(e @ tact::Error::State { .. }) => {
-            eprintln!("tact: error: {e}");
-            return Ok(2);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // A missing state is an input error (exit 2): nothing is created.
+    let ledger = key.open_store(&dir, g.store.clone())?;
     let where_ = ledger.describe();
     let listener = match TcpListener::bind(args.listen.as_str()) {
         Ok(l) => l,

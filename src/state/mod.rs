@@ -215,12 +215,8 @@ impl UnsubscribeKey {
             Some(t) => Location::Postgres(Box::new(t)),
             None => {
                 if !dir.join(ledger::LEDGER_FILE).exists() {
-                    return Err(Error::State {
+                    return Err(Error::NoState {
                         path: dir.to_path_buf(),
-                        message: format!(
-                            "no state here (no {}): run `tact init` where you send, and point --state at that state directory or its database",
-                            ledger::LEDGER_FILE
-                        ),
                     });
                 }
                 Location::Local(dir.to_path_buf())
