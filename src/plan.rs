@@ -134,6 +134,8 @@ pub struct Prepared {
     pub compiled: Option<segment::Compiled>,
     /// Kept-column index of each customer field the templates use, for the render context.
     render_columns: Vec<(String, usize)>,
+    /// What `now()` returns in the templates (the plan's "now").
+    pub now: DateTime<Utc>,
 }
 
 impl Prepared {
@@ -185,6 +187,23 @@ impl Prepared {
             return Err(Error::input(
                 at,
                 "calls get_env, which tact disables: environment variables hold secrets such as TACT_SMTP_PASSWORD",
+            ));
+        }
+        if let Some(what) = usage.recursion.iter().next() {
+            return Err(Error::input(
+                Location::file(&templates.dir),
+                format!(
+                    "{what} reaches itself again (recursion): tact refuses recursive templates, whose depth the data could drive until the stack overflows"
+                ),
+            ));
+        }
+        if let Some(what) = usage.too_deep.iter().next() {
+            return Err(Error::input(
+                Location::file(&templates.dir),
+                format!(
+                    "{what} is nested more than {} includes, macro calls or extends deep",
+                    crate::template::MAX_CALL_DEPTH
+                ),
             ));
         }
         if let Some(name) = usage.missing_includes.iter().next() {
@@ -243,6 +262,7 @@ impl Prepared {
             audience,
             compiled,
             render_columns,
+            now,
         })
     }
 
@@ -291,6 +311,7 @@ impl Prepared {
             audience: Arc::clone(&self.audience),
             compiled,
             render_columns: self.render_columns.clone(),
+            now,
         })
     }
 
@@ -474,6 +495,8 @@ impl Prepared {
             .role(Role::ConsentAt)
             .and_then(|c| consent::parse_time(c.data.get(row)));
         let vars = ToolVars {
+            now: self.now,
+            seed: u64::from_le_bytes(hash[..8].try_into().unwrap_or_default()),
             personalised,
             unsubscribe_url: unsubscribe_url(&self.campaign.unsubscribe_url, &token),
             postal_address: self.campaign.postal_address.clone(),
@@ -521,6 +544,8 @@ impl Prepared {
     /// A render with no recipient at all: the generic variant must stand on its own.
     pub fn generic_sample(&self) -> std::result::Result<Rendered, RenderFailure> {
         let vars = ToolVars {
+            now: self.now,
+            seed: 0,
             personalised: false,
             unsubscribe_url: unsubscribe_url(&self.campaign.unsubscribe_url, "TOKEN"),
             postal_address: self.campaign.postal_address.clone(),

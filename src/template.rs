@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tera::ast::{Block, Expr, ExprVal, FunctionCall, Node};
 use tera::{Context, Tera};
@@ -62,6 +63,14 @@ pub struct Usage {
     /// Included names that are not templates of the folder (a path that climbs out of it,
     /// a symlink, a typo): refused before anything renders.
     pub missing_includes: BTreeSet<String>,
+    /// Includes or macros that reach themselves again: refused, since Tera would recurse
+    /// until the stack overflows.
+    pub recursion: BTreeSet<String>,
+    /// Includes, macro calls or `extends` chains nested deeper than `MAX_CALL_DEPTH`.
+    pub too_deep: BTreeSet<String>,
+    /// Per filter or function name, the fields whose value may reach it (its input or an
+    /// argument): a failing call is described by these, never by the value.
+    pub flows_into: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Usage {
@@ -190,6 +199,8 @@ impl Templates {
                 ))
             },
         );
+        tera.register_function("now", render_now);
+        tera.register_function("get_random", render_random);
         tera.add_raw_templates(sources).map_err(|e| {
             let (_, msg) = tera_location(&e);
             Error::input(
@@ -223,14 +234,16 @@ impl Templates {
     /// audience offers (tool variables already removed).
     pub fn usage<'a>(&self, fields: impl IntoIterator<Item = &'a str>) -> Usage {
         let fields: BTreeSet<&str> = fields.into_iter().collect();
-        let mut w = Walker::new(&self.tera, &fields);
-        w.walk_template(SUBJECT, Place::Subject, false);
-        w.walk_template(PREHEADER, Place::Subject, false);
-        w.walk_template(&self.text, Place::Body, false);
+        // Tera renders the preheader first: the parts may print it.
+        let mut parts = vec![
+            (PREHEADER, Place::Subject, false),
+            (SUBJECT, Place::Subject, false),
+            (self.text.as_str(), Place::Body, false),
+        ];
         if let Some(html) = &self.html {
-            w.walk_template(html, Place::Body, true);
+            parts.push((html.as_str(), Place::Body, true));
         }
-        w.finish()
+        Walker::new(&self.tera, &fields).run(&parts)
     }
 
     pub fn render(
@@ -238,6 +251,7 @@ impl Templates {
         vars: &ToolVars,
         fields: &[(&str, &str)],
     ) -> std::result::Result<Rendered, RenderFailure> {
+        let _env = RenderEnv::enter(vars.now, vars.seed);
         let mut ctx = Context::new();
         for (k, v) in fields {
             ctx.insert(*k, v);
@@ -283,9 +297,118 @@ fn chain(e: &tera::Error) -> String {
     parts.join(": ")
 }
 
+/// What `now()` and `get_random()` see during one render. Tera's own read the clock and
+/// the thread's RNG, so two renders of one recipient differ and the self-check's comparison
+/// of them would always fire. Ours are functions of the plan's "now" and a per-recipient
+/// seed: check, preview and send render the same message, and the self-check compares like
+/// with like. Tera functions see no context, hence a thread-local set around each render.
+struct RenderEnv {
+    now: DateTime<Utc>,
+    seed: u64,
+    draws: u64,
+}
+
+thread_local! {
+    static RENDER_ENV: std::cell::RefCell<Option<RenderEnv>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Restores the previous environment when a render ends, however it ends.
+struct EnvGuard(Option<RenderEnv>);
+
+impl RenderEnv {
+    fn enter(now: DateTime<Utc>, seed: u64) -> EnvGuard {
+        let env = RenderEnv {
+            now,
+            seed,
+            draws: 0,
+        };
+        EnvGuard(RENDER_ENV.with(|e| e.replace(Some(env))))
+    }
+}
+
+impl Drop for EnvGuard {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        RENDER_ENV.with(|e| *e.borrow_mut() = prev);
+    }
+}
+
+fn bool_arg(args: &HashMap<String, tera::Value>, name: &str, f: &str) -> tera::Result<bool> {
+    match args.get(name) {
+        None => Ok(false),
+        Some(v) => v.as_bool().ok_or_else(|| {
+            tera::Error::msg(format!(
+                "Function `{f}` received a `{name}` that is not a boolean"
+            ))
+        }),
+    }
+}
+
+fn int_arg(args: &HashMap<String, tera::Value>, name: &str) -> tera::Result<Option<i64>> {
+    match args.get(name) {
+        None => Ok(None),
+        Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+            tera::Error::msg(format!(
+                "Function `get_random` received a `{name}` that is not a whole number"
+            ))
+        }),
+    }
+}
+
+/// Tera's `now(utc, timestamp)`, at the render's fixed moment.
+fn render_now(args: &HashMap<String, tera::Value>) -> tera::Result<tera::Value> {
+    let utc = bool_arg(args, "utc", "now")?;
+    let timestamp = bool_arg(args, "timestamp", "now")?;
+    let now = RENDER_ENV
+        .with(|e| e.borrow().as_ref().map(|e| e.now))
+        .ok_or_else(|| tera::Error::msg("now() was called outside a render"))?;
+    Ok(match (timestamp, utc) {
+        (true, _) => tera::Value::from(now.timestamp()),
+        (false, true) => tera::Value::from(now.to_rfc3339()),
+        (false, false) => tera::Value::from(now.with_timezone(&chrono::Local).to_rfc3339()),
+    })
+}
+
+/// Tera's `get_random(start, end)`: a number in `start..end`, drawn from the recipient's
+/// seed, so the same recipient draws the same numbers in check, preview and send. (Tera's
+/// own panics on an empty range; this one errors.)
+fn render_random(args: &HashMap<String, tera::Value>) -> tera::Result<tera::Value> {
+    let start = int_arg(args, "start")?.unwrap_or(0);
+    let end = int_arg(args, "end")?.ok_or_else(|| {
+        tera::Error::msg("Function `get_random` didn't receive an `end` argument")
+    })?;
+    if end <= start {
+        return Err(tera::Error::msg(
+            "Function `get_random` needs `end` greater than `start`",
+        ));
+    }
+    let draw = RENDER_ENV
+        .with(|e| {
+            e.borrow_mut().as_mut().map(|e| {
+                e.draws += 1;
+                splitmix64(e.seed ^ e.draws.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            })
+        })
+        .ok_or_else(|| tera::Error::msg("get_random() was called outside a render"))?;
+    let span = end.abs_diff(start);
+    Ok(tera::Value::from(start.wrapping_add_unsigned(draw % span)))
+}
+
+/// SplitMix64's finaliser: spreads a seed over all 64 bits.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// The tool variables of DESIGN §2, for one recipient and variant.
 #[derive(Debug, Clone)]
 pub struct ToolVars {
+    /// The plan's "now": what `now()` returns in the templates.
+    pub now: DateTime<Utc>,
+    /// Per recipient: what `get_random()` draws from.
+    pub seed: u64,
     pub personalised: bool,
     pub unsubscribe_url: String,
     pub postal_address: String,
@@ -310,26 +433,106 @@ pub struct RenderFailure {
     pub message: String,
 }
 
+/// What may flow into a value: the customer fields whose text can end up in it, and how
+/// deeply it may be a list (`nest` 0 is a string or number). Tera prints a list's strings
+/// without escaping them, so a list is as dangerous in HTML as `| safe`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Flow {
+    fields: BTreeSet<String>,
+    nest: u8,
+}
+
+impl Flow {
+    fn join(&mut self, other: &Flow) {
+        self.fields.extend(other.fields.iter().cloned());
+        self.nest = self.nest.max(other.nest);
+    }
+
+    fn field(name: &str) -> Flow {
+        Flow {
+            fields: BTreeSet::from([name.to_string()]),
+            nest: 0,
+        }
+    }
+}
+
+/// Filters whose result holds none of their input's text (numbers), so nothing flows on.
+const NUMERIC_FILTERS: [&str; 6] = [
+    "length",
+    "wordcount",
+    "int",
+    "float",
+    "round",
+    "filesizeformat",
+];
+/// Filters that return a list built from their input's items.
+const LIST_FILTERS: [&str; 8] = [
+    "slice", "sort", "unique", "reverse", "filter", "map", "concat", "group_by",
+];
+/// Filter sections whose filter cannot turn escaped text back into markup. A section's body
+/// is escaped as usual and the filter's result is printed as is, so any other filter
+/// (`replace(from="&lt;", to="<")`) can undo the escaping.
+const ESCAPE_KEEPING_FILTERS: [&str; 15] = [
+    "safe",
+    "upper",
+    "lower",
+    "capitalize",
+    "title",
+    "trim",
+    "trim_start",
+    "trim_end",
+    "striptags",
+    "linebreaksbr",
+    "spaceless",
+    "escape",
+    "escape_xml",
+    "wordcount",
+    "length",
+];
+
+/// How deep includes and macro calls may nest: Tera renders them by recursion, and a
+/// render runs on a worker thread with a small stack.
+pub const MAX_CALL_DEPTH: usize = 16;
+
+/// The walker's knowledge of what flows where; it grows pass by pass until it is stable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Flows {
+    /// `set` and loop variables, by name (one scope: over-reporting is safe).
+    vars: BTreeMap<String, Flow>,
+    /// Macro parameters by (file, macro, parameter): what every call passes them.
+    params: BTreeMap<(String, String, String), Flow>,
+    /// What a macro's output may carry, by (file, macro).
+    macro_out: BTreeMap<(String, String), Flow>,
+    /// What the rendered preheader (a tool variable in the parts) may carry.
+    preheader: Flow,
+}
+
 struct Walker<'t> {
     tera: &'t Tera,
     fields: &'t BTreeSet<&'t str>,
     usage: Usage,
-    locals: BTreeSet<String>,
+    flows: Flows,
     candidates: BTreeMap<String, String>,
     visited_macros: BTreeSet<(String, String, Place, bool)>,
-    /// Template-names being walked, against `include` cycles.
+    /// Template-names and macros being walked, against cycles and runaway depth.
     stack: Vec<String>,
+    /// Output being collected: of the macro or template (preheader) being walked.
+    outs: Vec<Flow>,
 }
 
+#[derive(Clone, Copy)]
 struct Scope<'a> {
     file: &'a str,
     place: Place,
     html: bool,
-    safe: bool,
+    /// Inside a filter section whose filter may undo escaping: every print is unescaped.
+    raw: bool,
     /// The template whose blocks win, and its chain of parents.
     leaf: &'a tera::Template,
     /// For `super()`: the definitions of the block being walked and which one is current.
     block: Option<(&'a [(String, Block)], usize)>,
+    /// The macro whose body is being walked, for its parameters: (file, name).
+    in_macro: Option<(&'a str, &'a str)>,
 }
 
 impl<'t> Walker<'t> {
@@ -338,31 +541,86 @@ impl<'t> Walker<'t> {
             tera,
             fields,
             usage: Usage::default(),
-            locals: BTreeSet::new(),
+            flows: Flows::default(),
             candidates: BTreeMap::new(),
             visited_macros: BTreeSet::new(),
             stack: Vec::new(),
+            outs: Vec::new(),
         }
+    }
+
+    /// Walks `parts` again and again until what flows where stops growing: a `set` after its
+    /// use, or a macro called with a field only further down, is then still seen.
+    fn run(mut self, parts: &[(&str, Place, bool)]) -> Usage {
+        // Each pass only adds to `flows`, whose size is bounded by variables × fields; the
+        // cap is a guard, never reached by a template of sane size.
+        for _ in 0..64 {
+            let before = self.flows.clone();
+            self.usage = Usage::default();
+            self.candidates.clear();
+            self.visited_macros.clear();
+            for (name, place, html) in parts {
+                if *name == PREHEADER {
+                    self.outs.push(Flow::default());
+                    self.walk_template(name, *place, *html);
+                    let out = self.outs.pop().unwrap_or_default();
+                    self.flows.preheader.join(&out);
+                } else {
+                    self.walk_template(name, *place, *html);
+                }
+            }
+            if self.flows == before {
+                break;
+            }
+        }
+        self.finish()
     }
 
     fn finish(mut self) -> Usage {
         for (name, hint) in std::mem::take(&mut self.candidates) {
-            if !self.locals.contains(&name) {
+            if !self.flows.vars.contains_key(&name) && !self.is_param_anywhere(&name) {
                 self.usage.unknown.insert(name, hint);
             }
         }
         self.usage
     }
 
-    fn walk_template(&mut self, name: &str, place: Place, html: bool) {
-        if self.stack.iter().any(|n| n == name) {
-            return;
+    fn is_param_anywhere(&self, name: &str) -> bool {
+        self.flows.params.keys().any(|(_, _, p)| p == name)
+    }
+
+    /// Whether one more include or macro call may be walked; records the refusal if not.
+    fn enter(&mut self, what: String) -> bool {
+        if self.stack.contains(&what) {
+            self.usage.recursion.insert(what);
+            return false;
         }
+        if self.stack.len() >= MAX_CALL_DEPTH {
+            self.usage.too_deep.insert(what);
+            return false;
+        }
+        self.stack.push(what);
+        true
+    }
+
+    fn output(&mut self, flow: &Flow) {
+        if let Some(out) = self.outs.last_mut() {
+            out.join(flow);
+        }
+    }
+
+    fn walk_template(&mut self, name: &str, place: Place, html: bool) {
         let tera: &'t Tera = self.tera;
         let Ok(leaf) = tera.get_template(name) else {
             return;
         };
-        self.stack.push(name.to_string());
+        if leaf.parents.len() >= MAX_CALL_DEPTH {
+            self.usage.too_deep.insert(name.to_string());
+            return;
+        }
+        if !self.enter(format!("template {name}")) {
+            return;
+        }
         let root = leaf
             .parents
             .last()
@@ -373,9 +631,10 @@ impl<'t> Walker<'t> {
             file: &root.name,
             place,
             html,
-            safe: false,
+            raw: false,
             leaf,
             block: None,
+            in_macro: None,
         };
         self.walk_nodes(&root.ast, &scope);
         self.stack.pop();
@@ -396,26 +655,51 @@ impl<'t> Walker<'t> {
             | Node::Continue(_) => {}
             Node::Extends(..) | Node::ImportMacro(..) | Node::MacroDefinition(..) => {}
             Node::VariableBlock(_, expr) => {
-                let safe = s.safe || (s.html && expr.filters.iter().any(|f| f.name == "safe"));
-                self.walk_expr(expr, s, safe);
+                let flow = self.walk_expr(expr, s);
+                self.output(&flow);
+                if s.html && prints_unescaped(expr, &flow, s) {
+                    self.unescaped(&flow);
+                }
             }
             Node::Set(_, set) => {
-                self.locals.insert(set.key.clone());
-                self.walk_expr(&set.value, s, false);
+                let flow = self.walk_expr(&set.value, s);
+                self.flows
+                    .vars
+                    .entry(set.key.clone())
+                    .or_default()
+                    .join(&flow);
             }
             Node::FilterSection(_, section, _) => {
-                self.walk_args(&section.filter.args, s);
+                let args = self.walk_call(&section.filter, &Flow::default(), s);
+                // The arguments (`replace(to=…)`, `truncate(end=…)`) land in the output as is.
+                self.output(&args);
+                if s.html {
+                    self.unescaped(&args);
+                }
+                let keeps = ESCAPE_KEEPING_FILTERS.contains(&section.filter.name.as_str());
                 let inner = Scope {
-                    safe: s.safe || (s.html && section.filter.name == "safe"),
+                    raw: s.raw || (s.html && !keeps),
                     ..*s
                 };
                 self.walk_nodes(&section.body, &inner);
             }
             Node::Forloop(_, forloop, _) => {
-                self.walk_expr(&forloop.container, s, false);
-                self.locals.insert(forloop.value.clone());
+                let container = self.walk_expr(&forloop.container, s);
+                let item = Flow {
+                    fields: container.fields.clone(),
+                    nest: container.nest.saturating_sub(1),
+                };
+                self.flows
+                    .vars
+                    .entry(forloop.value.clone())
+                    .or_default()
+                    .join(&item);
                 if let Some(k) = &forloop.key {
-                    self.locals.insert(k.clone());
+                    let key = Flow {
+                        fields: container.fields,
+                        nest: 0,
+                    };
+                    self.flows.vars.entry(k.clone()).or_default().join(&key);
                 }
                 self.walk_nodes(&forloop.body, s);
                 if let Some(empty) = &forloop.empty_body {
@@ -424,7 +708,7 @@ impl<'t> Walker<'t> {
             }
             Node::If(if_node, _) => {
                 for (_, cond, body) in &if_node.conditions {
-                    self.walk_expr(cond, s, false);
+                    self.walk_expr(cond, s);
                     self.walk_nodes(body, s);
                 }
                 if let Some((_, body)) = &if_node.otherwise {
@@ -456,6 +740,10 @@ impl<'t> Walker<'t> {
         }
     }
 
+    fn unescaped(&mut self, flow: &Flow) {
+        self.usage.unescaped.extend(flow.fields.iter().cloned());
+    }
+
     fn walk_block(&mut self, block: &'t Block, s: &Scope<'t>) {
         let tera: &'t Tera = self.tera;
         let leaf = s.leaf;
@@ -480,146 +768,261 @@ impl<'t> Walker<'t> {
         self.walk_nodes(&block.body, s);
     }
 
-    fn walk_args(&mut self, args: &HashMap<String, Expr>, s: &Scope<'t>) {
-        for a in args.values() {
-            self.walk_expr(a, s, false);
+    /// A filter (or function) call: its arguments are read, and recorded as flowing into
+    /// it together with `input`, so a failing call can be described by the fields it got.
+    fn walk_call(&mut self, call: &'t FunctionCall, input: &Flow, s: &Scope<'t>) -> Flow {
+        let mut args = Flow::default();
+        for a in call.args.values() {
+            let f = self.walk_expr(a, s);
+            args.join(&f);
         }
+        let into = self.usage.flows_into.entry(call.name.clone()).or_default();
+        into.extend(input.fields.iter().cloned());
+        into.extend(args.fields.iter().cloned());
+        args
     }
 
-    fn walk_filters(&mut self, filters: &[FunctionCall], s: &Scope<'t>) {
-        for f in filters {
-            self.walk_args(&f.args, s);
+    fn walk_expr(&mut self, expr: &'t Expr, s: &Scope<'t>) -> Flow {
+        let mut flow = self.walk_val(&expr.val, s);
+        for f in &expr.filters {
+            let args = self.walk_call(f, &flow, s);
+            let name = f.name.as_str();
+            if name == "safe" {
+                continue;
+            }
+            if NUMERIC_FILTERS.contains(&name) {
+                flow = Flow::default();
+                continue;
+            }
+            flow.fields.extend(args.fields);
+            flow.nest = match name {
+                "split" => 1,
+                "first" | "last" | "nth" | "get" => flow.nest.saturating_sub(1),
+                "default" => flow.nest.max(args.nest),
+                "concat" => flow.nest.max(args.nest).max(1),
+                "group_by" => flow.nest.saturating_add(1),
+                n if LIST_FILTERS.contains(&n) => flow.nest,
+                _ => 0,
+            };
         }
+        flow
     }
 
-    fn walk_expr(&mut self, expr: &Expr, s: &Scope<'t>, safe: bool) {
-        self.walk_filters(&expr.filters, s);
-        self.walk_val(&expr.val, s, safe);
-    }
-
-    fn walk_val(&mut self, val: &ExprVal, s: &Scope<'t>, safe: bool) {
+    fn walk_val(&mut self, val: &'t ExprVal, s: &Scope<'t>) -> Flow {
         match val {
-            ExprVal::String(_) | ExprVal::Int(_) | ExprVal::Float(_) | ExprVal::Bool(_) => {}
-            ExprVal::Ident(ident) => self.ident(ident, s, safe),
+            ExprVal::String(_) | ExprVal::Int(_) | ExprVal::Float(_) | ExprVal::Bool(_) => {
+                Flow::default()
+            }
+            ExprVal::Ident(ident) => self.ident(ident, s),
             ExprVal::Math(m) => {
-                self.walk_expr(&m.lhs, s, safe);
-                self.walk_expr(&m.rhs, s, safe);
+                // A number carries no markup, whatever went into it.
+                self.walk_expr(&m.lhs, s);
+                self.walk_expr(&m.rhs, s);
+                Flow::default()
             }
             ExprVal::Logic(l) => {
-                self.walk_expr(&l.lhs, s, false);
-                self.walk_expr(&l.rhs, s, false);
+                self.walk_expr(&l.lhs, s);
+                self.walk_expr(&l.rhs, s);
+                Flow::default()
             }
             ExprVal::In(i) => {
-                self.walk_expr(&i.lhs, s, false);
-                self.walk_expr(&i.rhs, s, false);
+                self.walk_expr(&i.lhs, s);
+                self.walk_expr(&i.rhs, s);
+                Flow::default()
             }
             ExprVal::Test(t) => {
-                self.ident(&t.ident, s, false);
+                self.ident(&t.ident, s);
                 for a in &t.args {
-                    self.walk_expr(a, s, false);
+                    self.walk_expr(a, s);
                 }
+                Flow::default()
             }
             ExprVal::FunctionCall(f) => {
                 if f.name == "get_env" {
                     self.usage.get_env.insert(s.file.to_string());
                 }
-                self.walk_args(&f.args, s);
+                let args = self.walk_call(f, &Flow::default(), s);
+                match f.name.as_str() {
+                    "range" => Flow {
+                        fields: BTreeSet::new(),
+                        nest: 1,
+                    },
+                    "now" | "get_random" => Flow::default(),
+                    _ => Flow {
+                        fields: args.fields,
+                        nest: 0,
+                    },
+                }
             }
             ExprVal::Array(items) => {
+                let mut flow = Flow::default();
                 for i in items {
-                    self.walk_expr(i, s, safe);
+                    let f = self.walk_expr(i, s);
+                    flow.join(&f);
                 }
+                flow.nest = flow.nest.saturating_add(1);
+                flow
             }
             ExprVal::StringConcat(c) => {
+                let mut flow = Flow::default();
                 for v in &c.values {
-                    self.walk_val(v, s, safe);
+                    let f = self.walk_val(v, s);
+                    flow.fields.extend(f.fields);
                 }
+                flow
             }
-            ExprVal::MacroCall(call) => {
-                self.walk_args(&call.args, s);
-                self.walk_macro(&call.namespace, &call.name, s);
-            }
+            ExprVal::MacroCall(call) => self.walk_macro(call, s),
         }
     }
 
-    fn walk_macro(&mut self, namespace: &str, name: &str, s: &Scope<'t>) {
-        let file = if namespace == "self" {
-            Some(s.file.to_string())
-        } else {
-            // The namespace is bound by an import in the file that calls the macro; fall back
-            // to any import of that namespace so a miss can only over-report.
-            let in_file = |t: &tera::Template| {
-                t.imported_macro_files
-                    .iter()
-                    .find(|(_, ns)| ns == namespace)
-                    .map(|(f, _)| f.clone())
-            };
-            self.tera
-                .get_template(s.file)
-                .ok()
-                .and_then(in_file)
-                .or_else(|| {
-                    self.tera
-                        .get_template_names()
-                        .filter_map(|n| self.tera.get_template(n).ok())
-                        .find_map(in_file)
-                })
-        };
-        let Some(file) = file else { return };
-        let key = (file.clone(), name.to_string(), s.place, s.html);
-        if !self.visited_macros.insert(key) {
-            return;
+    /// The file a macro call refers to: its own file for `self`, else the file its caller
+    /// imported under that namespace (or any import of it: a miss only over-reports).
+    fn macro_file(&self, namespace: &str, s: &Scope<'t>) -> Option<String> {
+        if namespace == "self" {
+            return Some(s.file.to_string());
         }
+        let in_file = |t: &tera::Template| {
+            t.imported_macro_files
+                .iter()
+                .find(|(_, ns)| ns == namespace)
+                .map(|(f, _)| f.clone())
+        };
+        self.tera
+            .get_template(s.file)
+            .ok()
+            .and_then(in_file)
+            .or_else(|| {
+                self.tera
+                    .get_template_names()
+                    .filter_map(|n| self.tera.get_template(n).ok())
+                    .find_map(in_file)
+            })
+    }
+
+    fn walk_macro(&mut self, call: &'t tera::ast::MacroCall, s: &Scope<'t>) -> Flow {
+        let mut passed = Vec::with_capacity(call.args.len());
+        for (name, a) in &call.args {
+            let f = self.walk_expr(a, s);
+            passed.push((name.clone(), f));
+        }
+        let Some(file) = self.macro_file(&call.namespace, s) else {
+            return Flow::default();
+        };
         let tera: &'t Tera = self.tera;
         let Ok(tpl) = tera.get_template(&file) else {
-            return;
+            return Flow::default();
         };
-        let Some(def) = tpl.macros.get(name) else {
-            return;
+        let Some((name, def)) = tpl.macros.get_key_value(&call.name) else {
+            return Flow::default();
         };
-        for (arg, default) in &def.args {
-            self.locals.insert(arg.clone());
-            if let Some(d) = default {
-                self.walk_expr(d, s, false);
-            }
+        for (param, flow) in passed {
+            self.flows
+                .params
+                .entry((tpl.name.clone(), name.clone(), param))
+                .or_default()
+                .join(&flow);
         }
-        let inner = Scope {
-            file: &tpl.name,
-            block: None,
-            ..*s
-        };
-        self.walk_nodes(&def.body, &inner);
+        let key = (tpl.name.clone(), name.clone());
+        let tag = format!("macro {}::{}", tpl.name, name);
+        let first = self
+            .visited_macros
+            .insert((key.0.clone(), key.1.clone(), s.place, s.html));
+        if self.stack.contains(&tag) {
+            self.usage.recursion.insert(tag);
+        } else if first && self.enter(tag) {
+            for (arg, default) in &def.args {
+                let mut f = Flow::default();
+                if let Some(d) = default {
+                    f = self.walk_expr(d, s);
+                }
+                self.flows
+                    .params
+                    .entry((tpl.name.clone(), name.clone(), arg.clone()))
+                    .or_default()
+                    .join(&f);
+            }
+            let inner = Scope {
+                file: &tpl.name,
+                block: None,
+                in_macro: Some((&tpl.name, name)),
+                ..*s
+            };
+            self.outs.push(Flow::default());
+            self.walk_nodes(&def.body, &inner);
+            let out = self.outs.pop().unwrap_or_default();
+            self.flows
+                .macro_out
+                .entry(key.clone())
+                .or_default()
+                .join(&Flow {
+                    fields: out.fields,
+                    nest: 0,
+                });
+            self.stack.pop();
+        }
+        self.flows.macro_out.get(&key).cloned().unwrap_or_default()
     }
 
-    fn ident(&mut self, ident: &str, s: &Scope<'t>, safe: bool) {
+    fn ident(&mut self, ident: &str, s: &Scope<'t>) -> Flow {
+        let mut flow = Flow::default();
         for (i, name) in ident_roots(ident).into_iter().enumerate() {
-            // Only the root of the path is printed; a subscript variable is merely read.
-            let safe = safe && i == 0;
+            // Only the root's value is the value; a subscript variable is merely read.
+            let mut root = Flow::default();
             if name == "__tera_context" {
                 self.usage.whole_context = true;
                 for f in self.fields.iter() {
                     self.usage.add(f, s.place);
-                    if s.html {
-                        self.usage.unescaped.insert((*f).to_string());
-                    }
+                    root.fields.insert((*f).to_string());
                 }
-            } else if self.fields.contains(name.as_str()) {
-                // A local of the same name never hides a field: over-reporting is safe,
-                // under-reporting is not.
-                self.usage.add(&name, s.place);
-                if safe {
-                    self.usage.unescaped.insert(name);
-                }
-            } else if TOOL_VARIABLES.contains(&name.as_str())
-                || name == "loop"
-                || self.locals.contains(&name)
-            {
+                root.nest = 1;
             } else {
-                let hint = did_you_mean(&name, self.fields.iter().copied());
-                self.candidates.entry(name).or_insert(hint);
+                let param = s.in_macro.and_then(|(file, m)| {
+                    self.flows
+                        .params
+                        .get(&(file.to_string(), m.to_string(), name.clone()))
+                });
+                let known_local = param.is_some() || self.flows.vars.contains_key(&name);
+                if let Some(p) = param {
+                    root.join(p);
+                }
+                if let Some(v) = self.flows.vars.get(&name) {
+                    root.join(v);
+                }
+                if self.fields.contains(name.as_str()) {
+                    // A local of the same name never hides a field: over-reporting is safe,
+                    // under-reporting is not.
+                    self.usage.add(&name, s.place);
+                    root.join(&Flow::field(&name));
+                } else if name == "preheader" {
+                    root.join(&self.flows.preheader.clone());
+                } else if known_local || TOOL_VARIABLES.contains(&name.as_str()) || name == "loop" {
+                } else {
+                    let hint = did_you_mean(&name, self.fields.iter().copied());
+                    self.candidates.entry(name).or_insert(hint);
+                }
+            }
+            if i == 0 {
+                flow = root;
             }
         }
+        flow
     }
+}
+
+/// Whether Tera prints this expression without escaping it, in an autoescaped part: marked
+/// `safe` (anywhere in the chain: over-reporting is safe), inside a filter section that may
+/// undo escaping, a bare `~` concatenation (Tera 1.20 escapes none), or a list (whose
+/// strings Tera prints raw; only a list literal printed as is has its items escaped).
+fn prints_unescaped(expr: &Expr, flow: &Flow, s: &Scope<'_>) -> bool {
+    let filtered = expr
+        .filters
+        .iter()
+        .any(|f| f.name != "safe" && f.name != "default");
+    s.raw
+        || expr.filters.iter().any(|f| f.name == "safe")
+        || (!filtered && matches!(expr.val, ExprVal::StringConcat(_)))
+        || (flow.nest > 0
+            && !(matches!(expr.val, ExprVal::Array(_)) && !filtered && flow.nest == 1))
 }
 
 fn is_html(name: &str) -> bool {
@@ -777,7 +1180,9 @@ mod tests {
 
     #[test]
     fn filter_sections_and_safe_in_html() {
-        let html = "{% filter upper %}{{ last_name }}{% endfilter %}{{ first_name | safe }}{% filter safe %}{{ postcode }}{% endfilter %}";
+        // `{% filter safe %}` escapes its body as usual (Tera renders the body first); a
+        // `replace` section can turn the escaped text back into markup.
+        let html = r#"{% filter upper %}{{ last_name }}{% endfilter %}{{ first_name | safe }}{% filter safe %}{{ postcode }}{% endfilter %}{% filter replace(from="&lt;", to="<") %}{{ cart_items }}{% endfilter %}"#;
         let u = used(
             &[
                 ("t.txt.tera", "{{ nickname | safe }}"),
@@ -787,13 +1192,144 @@ mod tests {
         );
         assert_eq!(
             fields(&u),
-            ["first_name", "last_name", "nickname", "postcode"]
+            [
+                "cart_items",
+                "first_name",
+                "last_name",
+                "nickname",
+                "postcode"
+            ]
         );
         // `safe` only matters where autoescaping would have applied.
         assert_eq!(
             u.unescaped.iter().map(String::as_str).collect::<Vec<_>>(),
-            ["first_name", "postcode"]
+            ["cart_items", "first_name"]
         );
+    }
+
+    fn unescaped_of(files: &[(&str, &str)], preheader: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in files {
+            std::fs::write(dir.path().join(name), body).unwrap();
+        }
+        let t = Templates::load(dir.path(), "t", Path::new("c.toml"), "", preheader).unwrap();
+        t.usage(FIELDS).unescaped.into_iter().collect()
+    }
+
+    /// Every route of a value into `| safe` (or into a print Tera does not escape) in HTML.
+    #[test]
+    fn taint_follows_sets_loops_macros_filter_arguments_and_the_preheader() {
+        let m = r#"{% macro raw(v, w="x") %}{{ v | safe }}{{ w }}{% endmacro raw %}"#;
+        for (what, html, preheader) in [
+            ("set", "{% set x = first_name %}{{ x | safe }}", ""),
+            (
+                "for",
+                "{% for c in [first_name] %}{{ c | safe }}{% endfor %}",
+                "",
+            ),
+            (
+                "macro",
+                r#"{% import "m.html.tera" as m %}{{ m::raw(v=first_name) }}"#,
+                "",
+            ),
+            (
+                "filter argument",
+                r#"{{ "X" | replace(from="X", to=first_name) | safe }}"#,
+                "",
+            ),
+            ("preheader", "{{ preheader | safe }}", "{{ first_name }}"),
+            ("concatenation", r#"{{ "a" ~ first_name }}"#, ""),
+            ("list by set", "{% set l = [first_name] %}{{ l }}", ""),
+            ("split", r#"{{ first_name | split(pat=",") }}"#, ""),
+            (
+                "set after use",
+                "{% for i in [1, 2] %}{{ y | default(value='') | safe }}{% set_global y = first_name %}{% endfor %}",
+                "",
+            ),
+            (
+                "macro output kept raw by set",
+                r#"{% import "m.html.tera" as m %}{% set r = m::raw(v="a", w=first_name) %}{{ r | safe }}"#,
+                "",
+            ),
+            (
+                "filter section argument",
+                r#"{% filter replace(from="a", to=first_name) %}a{% endfilter %}"#,
+                "",
+            ),
+        ] {
+            let got = unescaped_of(
+                &[
+                    ("t.txt.tera", "x"),
+                    ("m.html.tera", m),
+                    ("t.html.tera", html),
+                ],
+                preheader,
+            );
+            assert_eq!(got, ["first_name"], "{what}: {html}");
+        }
+        for (what, html) in [
+            ("set then print", "{% set x = first_name %}{{ x }}"),
+            (
+                "escaped macro argument",
+                r#"{% import "m.html.tera" as m %}{{ m::raw(v="a", w=first_name) }}"#,
+            ),
+            ("list literal", "{{ [first_name] }}"),
+            ("length", "{{ first_name | length | safe }}"),
+            (
+                "safe tool variable",
+                "{{ campaign | safe }}{{ first_name }}",
+            ),
+            (
+                "upper section",
+                "{% filter upper %}{{ first_name }}{% endfilter %}",
+            ),
+        ] {
+            let got = unescaped_of(
+                &[
+                    ("t.txt.tera", "x"),
+                    ("m.html.tera", m),
+                    ("t.html.tera", html),
+                ],
+                "",
+            );
+            assert!(got.is_empty(), "{what}: {html}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn recursion_and_runaway_depth_are_found() {
+        let u = used(
+            &[(
+                "t.txt.tera",
+                "{% macro f(n) %}{{ self::f(n=n) }}{% endmacro f %}{{ self::f(n=1) }}",
+            )],
+            "",
+        );
+        assert_eq!(u.recursion.len(), 1, "{u:?}");
+        let u = used(
+            &[
+                ("t.txt.tera", r#"{% include "a.txt.tera" %}"#),
+                ("a.txt.tera", r#"{% include "t.txt.tera" %}"#),
+            ],
+            "",
+        );
+        assert_eq!(u.recursion.len(), 1, "{u:?}");
+        let mut files: Vec<(String, String)> = (0..40)
+            .map(|i| {
+                (
+                    format!("i{i}.txt.tera"),
+                    format!("{{% include \"i{}.txt.tera\" %}}", i + 1),
+                )
+            })
+            .collect();
+        files.push(("i40.txt.tera".into(), "end".into()));
+        files.push(("t.txt.tera".into(), r#"{% include "i0.txt.tera" %}"#.into()));
+        let borrowed: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let u = used(&borrowed, "");
+        assert!(!u.too_deep.is_empty(), "{u:?}");
     }
 
     #[test]
@@ -850,6 +1386,8 @@ mod tests {
     fn get_env_is_locked_out() {
         let t = load(&[("t.txt.tera", r#"{{ get_env(name="HOME") }}"#)], "").unwrap();
         let vars = ToolVars {
+            now: DateTime::UNIX_EPOCH,
+            seed: 0,
             personalised: false,
             unsubscribe_url: "u".into(),
             postal_address: "p".into(),
@@ -889,6 +1427,8 @@ mod tests {
         )
         .unwrap();
         let vars = ToolVars {
+            now: DateTime::UNIX_EPOCH,
+            seed: 0,
             personalised: true,
             unsubscribe_url: "u".into(),
             postal_address: "p".into(),
@@ -961,6 +1501,8 @@ mod tests {
                 let t = load(&borrowed, &subject).unwrap();
                 let extracted: BTreeSet<String> = t.usage(F).fields.keys().cloned().collect();
                 let vars = ToolVars {
+                    now: DateTime::UNIX_EPOCH,
+                    seed: 0,
                     personalised: true,
                     unsubscribe_url: "u".into(),
                     postal_address: "p".into(),

@@ -8,6 +8,7 @@ mod report;
 mod schedule;
 mod send;
 mod store;
+mod taint;
 mod tui;
 mod usage;
 mod util;

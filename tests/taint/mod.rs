@@ -1,0 +1,190 @@
+//! Hostile templates against `tact check`: every route a customer value can take to the HTML
+//! part unescaped must block, named by field; the self-check must not fire on functions whose
+//! value changes between renders; an unsubscribe link written with `| safe` still counts.
+
+use serde_json::Value;
+
+use crate::util::*;
+
+const GREETING: &str = "Hi {{ first_name }},";
+
+/// `check --json` on a copy of the winter sale after `edit`.
+fn check_after(edit: impl FnOnce(&Tree)) -> (Run, Value) {
+    let t = Tree::new();
+    edit(&t);
+    check_json(
+        t.tact()
+            .arg("check")
+            .arg(t.campaign("winter-sale"))
+            .arg("--json"),
+    )
+}
+
+fn greeting(replacement: &'static str) -> impl FnOnce(&Tree) {
+    move |t: &Tree| {
+        t.edit("templates/winter-sale.html.tera", |s| {
+            s.replace(GREETING, replacement)
+        })
+    }
+}
+
+fn unescaped_fields(v: &Value) -> Vec<String> {
+    v["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["rule"] == "unescaped-field")
+        .flat_map(|f| f["fields"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect()
+}
+
+fn assert_blocks_first_name(what: &str, (r, v): (Run, Value)) {
+    assert_eq!(
+        r.code, 4,
+        "{what}: exit {} (wanted 4)\n{}\n{}",
+        r.code, r.stdout, r.stderr
+    );
+    let fields = unescaped_fields(&v);
+    assert!(
+        fields.iter().any(|f| f == "first_name"),
+        "{what}: unescaped-field does not name first_name: {}",
+        v["findings"]
+    );
+}
+
+#[test]
+fn unescaped_through_set() {
+    assert_blocks_first_name(
+        "set",
+        check_after(greeting("{% set x = first_name %}Hi {{ x | safe }},")),
+    );
+}
+
+#[test]
+fn unescaped_through_a_loop_variable() {
+    assert_blocks_first_name(
+        "for",
+        check_after(greeting(
+            "Hi {% for c in [first_name] %}{{ c | safe }}{% endfor %},",
+        )),
+    );
+}
+
+#[test]
+fn unescaped_through_a_macro_argument() {
+    assert_blocks_first_name(
+        "macro",
+        check_after(|t| {
+            t.edit("templates/macros.html.tera", |s| {
+                format!("{s}\n{{% macro raw(v) %}}{{{{ v | safe }}}}{{% endmacro raw %}}\n")
+            });
+            greeting("Hi {{ ui::raw(v=first_name) }},")(t);
+        }),
+    );
+}
+
+#[test]
+fn unescaped_through_a_filter_argument() {
+    assert_blocks_first_name(
+        "filter argument",
+        check_after(greeting(
+            r#"Hi {{ "X" | replace(from="X", to=first_name) | safe }},"#,
+        )),
+    );
+}
+
+#[test]
+fn unescaped_through_the_preheader() {
+    assert_blocks_first_name(
+        "preheader",
+        check_after(|t| {
+            t.edit("sample-data/campaigns/winter-sale.toml", |s| {
+                s.replace(
+                    "preheader = \"Warm coats",
+                    "preheader = \"{% if personalised %}{{ first_name }}: {% endif %}Warm coats",
+                )
+            });
+            t.edit("templates/base.html.tera", |s| {
+                s.replace("{{ preheader }}", "{{ preheader | safe }}")
+            });
+        }),
+    );
+}
+
+/// Routes the walker has no rule for must still be caught by the rendered output: a filter
+/// section that turns the escaped text back into markup, a concatenation (Tera does not
+/// escape `~`), and a list built by `set` (Tera prints a list's strings raw).
+#[test]
+fn unescaped_through_routes_only_the_output_shows() {
+    for (what, html) in [
+        (
+            "filter section",
+            r#"Hi {% filter replace(from="&lt;", to="<") %}{{ first_name }}{% endfilter %},"#,
+        ),
+        ("concatenation", r#"Hi {{ "" ~ first_name }},"#),
+        ("list", "{% set names = [first_name] %}Hi {{ names }},"),
+    ] {
+        assert_blocks_first_name(what, check_after(greeting(html)));
+    }
+}
+
+/// Only the customer's data is at stake: `| safe` on tact's own variables and on constant
+/// markup is fine, and escaping that holds must not be reported.
+#[test]
+fn escaped_routes_do_not_block() {
+    for (what, html) in [
+        ("set then print", "{% set x = first_name %}Hi {{ x }},"),
+        ("upper", "Hi {{ first_name | upper }},"),
+        (
+            "markup constant",
+            r#"Hi {{ "<b>" | safe }}{{ first_name }},"#,
+        ),
+        (
+            "tool variable",
+            "Hi {{ campaign | safe }} {{ first_name }},",
+        ),
+    ] {
+        let (r, v) = check_after(greeting(html));
+        assert!(
+            unescaped_fields(&v).is_empty(),
+            "{what}: {}\n{}",
+            v["findings"],
+            r.stderr
+        );
+        assert_eq!(r.code, 0, "{what}: {}\n{}", r.stdout, r.stderr);
+    }
+}
+
+#[test]
+fn now_and_get_random_do_not_trip_the_self_check() {
+    let (r, v) = check_after(|t| {
+        greeting(
+            r#"Hi {{ first_name }}, it is {{ now() | date(format="%A") }} ({{ now(timestamp=true) }}), lucky number {{ get_random(end=1000) }},"#,
+        )(t);
+        t.edit("templates/winter-sale.txt.tera", |s| {
+            format!("{s}\nSent {{{{ now() }}}}, draw {{{{ get_random(start=1, end=1000000) }}}}\n")
+        });
+    });
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(v["self_check"], serde_json::json!([]), "{v}");
+}
+
+#[test]
+fn an_unsubscribe_link_written_with_safe_counts() {
+    let (r, v) = check_after(|t| {
+        t.edit("templates/base.html.tera", |s| {
+            s.replace("{{ unsubscribe_url }}", "{{ unsubscribe_url | safe }}")
+        })
+    });
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        !v["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .any(|f| f["rule"] == "missing-unsubscribe"),
+        "{}",
+        v["findings"]
+    );
+}
