@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::audience::TOOL_VARIABLES;
 use crate::campaign::Acknowledgement;
 use crate::plan::{Counts, Decision, Facts, Outcome, Plan, Prepared, Reason};
-use crate::schema::FieldClass;
+use crate::schema::{FieldClass, FieldType};
 use crate::state::Keys;
 use crate::template::{Place, ToolVars};
 
@@ -98,6 +98,8 @@ pub struct RenderStats {
     pub postal_missing_text: usize,
     /// Per field, recipients who would be shown a value observed over 90 days ago.
     pub stale: Vec<(String, usize)>,
+    /// Fields whose canary the self-check saw printed unescaped in the HTML part.
+    pub canary_unescaped: BTreeSet<String>,
 }
 
 /// A difference between the minimised and the full-row render: the walker missed a field.
@@ -330,6 +332,194 @@ pub fn self_check(p: &Prepared, keys: &Keys) -> Vec<SelfCheckMiss> {
     misses
 }
 
+/// How many sample rows the canary renders use. The canaries replace every customer value,
+/// so rows differ only in what decides branches (the per-field renders keep the rest of the
+/// row real); three is enough to take the common branches and keeps it to a few dozen
+/// renders per check, whatever the audience's size.
+const CANARY_ROWS: usize = 3;
+
+/// A value that shows where it went: markup that autoescaping must turn into text, and a
+/// line break that must never reach a header. Distinct per field (`n`), and the break sits
+/// inside the value so `| trim` cannot drop it.
+pub fn canary(n: usize) -> String {
+    format!("<i data-tact-canary=\"{n}\">\n</i>")
+}
+
+/// A canary for a typed field that typed filters still accept (`date`, `round`, `int`):
+/// used when markup in that field makes the render fail. It carries no markup, so it marks
+/// only the route; a number, date or boolean cannot carry markup either, so nothing is lost
+/// on the HTML side, and the walker still judges the field statically.
+fn typed_canary(ty: FieldType, n: usize) -> Option<String> {
+    match ty {
+        FieldType::Number => Some(format!("{}", 7000 + n)),
+        FieldType::Date => Some(format!("2001-{:02}-{:02}", 1 + n % 12, 1 + n % 28)),
+        FieldType::Bool => Some("true".into()),
+        FieldType::Text => None,
+    }
+}
+
+/// The canary numbers printed unescaped in `html`: a raw `<i data-tact-canary` or a raw
+/// quote after the attribute name. Autoescaped, it reads `&lt;i data-tact-canary=&quot;N`;
+/// case is ignored, so `| upper | safe` is still found.
+pub fn unescaped_canaries(html: &str) -> BTreeSet<usize> {
+    const MARK: &str = "data-tact-canary=";
+    let lower = html.to_ascii_lowercase();
+    let mut found = BTreeSet::new();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find(MARK) {
+        let start = from + at;
+        let after = &lower[start + MARK.len()..];
+        let raw_tag = lower[..start].ends_with("<i ");
+        let escaped_value = after.starts_with('&');
+        if raw_tag || !escaped_value {
+            let digits: String = after
+                .trim_start_matches(['"', '\''])
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(n) = digits.parse() {
+                found.insert(n);
+            }
+        }
+        from = start + MARK.len();
+    }
+    found
+}
+
+/// What the canary renders showed.
+#[derive(Debug, Clone, Default)]
+pub struct CanaryResult {
+    /// Fields whose canary reached the HTML part unescaped.
+    pub unescaped: BTreeSet<String>,
+    /// A canary's line break that got past the header guard into a built message: a bug in
+    /// tact itself, reported like a walker miss.
+    pub misses: Vec<SelfCheckMiss>,
+}
+
+/// DESIGN §8 output-based taint check: sample rows rendered with customer values replaced by
+/// canaries, in both variants (the generic one with the values present, as if they leaked
+/// into it), once with every value a canary and once per field with only that field one.
+/// Whatever route a template finds, a canary printed raw in the HTML part names its field,
+/// and one that reaches the subject with its line break must end as `bad_header_value`.
+pub fn canary_check(p: &Prepared, keys: &Keys) -> CanaryResult {
+    let header = &p.audience.header;
+    let names: Vec<(usize, &str)> = header
+        .names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !TOOL_VARIABLES.contains(&n.as_str()))
+        .map(|(i, n)| (i, n.as_str()))
+        .collect();
+    let typed: Vec<Option<String>> = names
+        .iter()
+        .map(|(i, n)| p.audience.column(n).and_then(|c| typed_canary(c.ty, *i)))
+        .collect();
+    let marks: Vec<String> = names.iter().map(|(i, _)| canary(*i)).collect();
+    let mut out = CanaryResult::default();
+    for (row, full) in p.audience.full_sample.iter().take(CANARY_ROWS).enumerate() {
+        // None: every field a canary; Some(k): only field k, the rest of the row real. Only
+        // fields the walker found get a render of their own: a field it missed can only
+        // show in the first, and is then a miss of the other self-check as well.
+        let used = names
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, n))| p.usage.fields.contains_key(*n))
+            .map(|(k, _)| Some(k));
+        let only = std::iter::once(None).chain(used);
+        for only in only {
+            for personalised in [true, false] {
+                let values = |typed_ok: bool| -> Vec<(&str, &str)> {
+                    names
+                        .iter()
+                        .enumerate()
+                        .map(|(k, (i, n))| {
+                            let v = if only.is_none_or(|o| o == k) {
+                                match (&typed[k], typed_ok) {
+                                    (Some(t), true) => t.as_str(),
+                                    _ => marks[k].as_str(),
+                                }
+                            } else {
+                                full.get(*i).map_or("", String::as_str)
+                            };
+                            (*n, v)
+                        })
+                        .collect()
+                };
+                let (vars, hash) = p.tool_vars(keys, row, personalised);
+                let markup = values(false);
+                let letter = match p.letter_with(row, personalised, vars.clone(), hash, &markup) {
+                    Err(e) if e.reason == Reason::RenderError => {
+                        // Markup in a typed field broke a typed filter: not a finding.
+                        p.letter_with(row, personalised, vars, hash, &values(true))
+                    }
+                    other => other,
+                };
+                observe(p, &names, &marks, row, personalised, letter, &mut out);
+            }
+        }
+    }
+    out
+}
+
+fn observe(
+    p: &Prepared,
+    names: &[(usize, &str)],
+    marks: &[String],
+    row: usize,
+    personalised: bool,
+    letter: std::result::Result<crate::plan::Letter, crate::plan::Excluded>,
+    out: &mut CanaryResult,
+) {
+    let variant = if personalised {
+        "personalised"
+    } else {
+        "generic"
+    };
+    let letter = match letter {
+        // The guard's job: a canary's line break in the subject must stop here.
+        Err(_) => return,
+        Ok(l) => l,
+    };
+    if let Some(html) = &letter.rendered.html {
+        for n in unescaped_canaries(html) {
+            if let Some((_, name)) = names.iter().find(|(i, _)| *i == n) {
+                out.unescaped.insert((*name).to_string());
+            }
+        }
+    }
+    // Past the guard: the message as it would be sent must carry no canary line break in
+    // its headers (a canary's break would start a header line with `</i>`).
+    let subject = &letter.rendered.subject;
+    if !subject.to_ascii_lowercase().contains("tact-canary") {
+        return;
+    }
+    let leaked_subject = marks.iter().any(|m| subject.contains(m.as_str()));
+    let leaked_header = crate::message::build(
+        &p.campaign,
+        &letter,
+        "canary@example.invalid",
+        std::time::SystemTime::UNIX_EPOCH,
+        "",
+    )
+    .map(|m| {
+        let raw = m.formatted();
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(raw.len());
+        let head = String::from_utf8_lossy(&raw[..end]);
+        head.lines().any(|l| l.starts_with("</i>"))
+    })
+    .unwrap_or(false);
+    if leaked_subject || leaked_header {
+        out.misses.push(SelfCheckMiss {
+            line: p.audience.line(row),
+            variant,
+            part: "header",
+        });
+    }
+}
+
 /// Plans, renders everyone, applies every rule.
 pub fn run(p: &Prepared, keys: &Keys, facts: &Facts, now: DateTime<Utc>) -> (Plan, Report) {
     let mut plan = p.plan(keys, facts, now);
@@ -341,7 +531,16 @@ pub fn run(p: &Prepared, keys: &Keys, facts: &Facts, now: DateTime<Utc>) -> (Pla
 /// applies every rule to the final counts.
 pub fn finish(p: &Prepared, keys: &Keys, plan: &mut Plan, now: DateTime<Utc>) -> Report {
     let stats = render_all(p, keys, plan, now);
-    report(p, plan.counts(), stats, self_check(p, keys))
+    with_self_checks(p, keys, plan.counts(), stats)
+}
+
+/// The report, after both self-checks: the walker against the render, and the canaries.
+fn with_self_checks(p: &Prepared, keys: &Keys, counts: Counts, mut stats: RenderStats) -> Report {
+    let canaries = canary_check(p, keys);
+    stats.canary_unescaped = canaries.unescaped;
+    let mut misses = self_check(p, keys);
+    misses.extend(canaries.misses);
+    report(p, counts, stats, misses)
 }
 
 /// `finish` that gives up when `cancelled` says so (see `render_all_unless`).
@@ -353,7 +552,7 @@ pub fn finish_unless(
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Option<Report> {
     let stats = render_all_unless(p, keys, plan, now, cancelled)?;
-    Some(report(p, plan.counts(), stats, self_check(p, keys)))
+    Some(with_self_checks(p, keys, plan.counts(), stats))
 }
 
 /// What is known before anyone is rendered: the plan's counts and the findings of the rules
@@ -487,13 +686,30 @@ pub fn rules(p: &Prepared, counts: &Counts, stats: &RenderStats) -> Vec<Finding>
             "Guard every customer field with {% if personalised %} … {% else %}generic copy{% endif %}.",
         ));
     }
-    if !p.usage.unescaped.is_empty() || p.usage.whole_context {
-        let fields: Vec<String> = p.usage.unescaped.iter().cloned().collect();
+    let unescaped: BTreeSet<&String> = p
+        .usage
+        .unescaped
+        .iter()
+        .chain(&stats.canary_unescaped)
+        .collect();
+    if !unescaped.is_empty() || p.usage.whole_context {
+        let fields: Vec<String> = unescaped.iter().map(|f| (*f).clone()).collect();
+        let seen: Vec<String> = stats
+            .canary_unescaped
+            .iter()
+            .filter(|f| !p.usage.unescaped.contains(*f))
+            .cloned()
+            .collect();
         let message = if p.usage.whole_context {
             "`__tera_context` prints every field of the recipient".to_string()
+        } else if seen.is_empty() {
+            format!(
+                "{} reach the HTML part unescaped (`| safe`, or a print Tera does not escape)",
+                list(&fields)
+            )
         } else {
             format!(
-                "{} reach the HTML part through `safe`, unescaped",
+                "{} reach the HTML part unescaped: a canary value with markup was printed raw in the rendered HTML",
                 list(&fields)
             )
         };
@@ -726,6 +942,12 @@ mod tests {
 
     impl Fx {
         fn report(&self) -> Report {
+            let (_dir, p) = self.prepared();
+            let keys = Keys::from_master(&[3; 32]);
+            run(&p, &keys, &Facts::default(), now()).1
+        }
+
+        fn prepared(&self) -> (tempfile::TempDir, Prepared) {
             let dir = tempfile::tempdir().unwrap();
             let d = dir.path();
             let mut csv = format!(
@@ -765,9 +987,107 @@ mod tests {
             );
             std::fs::write(d.join("t.toml"), campaign).unwrap();
             let p = Prepared::load(&d.join("t.toml"), now()).unwrap();
-            let keys = Keys::from_master(&[3; 32]);
-            run(&p, &keys, &Facts::default(), now()).1
+            (dir, p)
         }
+    }
+
+    #[test]
+    fn canaries_are_found_raw_in_any_case_and_not_when_escaped() {
+        let c = canary(7);
+        assert_eq!(unescaped_canaries(&format!("a{c}b")), BTreeSet::from([7]));
+        assert_eq!(
+            unescaped_canaries(&c.to_uppercase()),
+            BTreeSet::from([7]),
+            "| upper | safe"
+        );
+        assert_eq!(
+            unescaped_canaries(&c.replace('<', "")),
+            BTreeSet::from([7]),
+            "a raw quote is enough to break out of an attribute"
+        );
+        assert!(unescaped_canaries(&tera::escape_html(&c)).is_empty());
+        assert!(unescaped_canaries(&tera::escape_html(&c).to_uppercase()).is_empty());
+        assert!(unescaped_canaries("no canary here").is_empty());
+    }
+
+    /// The canary renders see what the walker does not: with the walker's verdict removed,
+    /// the rendered output alone still names the field, also when markup in a typed field
+    /// (a date given to `date`) makes the all-markup render fail.
+    #[test]
+    fn the_canary_check_stands_on_its_own() {
+        let fx = Fx {
+            html: Some(
+                r#"{{ birth_date | date(format="%Y") }}{% set n = first_name %}{{ n | safe }}{{ postcode }} {{ unsubscribe_url }}"#.into(),
+            ),
+            ..Fx::default()
+        };
+        let (_dir, mut p) = fx.prepared();
+        assert!(p.usage.unescaped.contains("first_name"));
+        // As if the walker had missed the field entirely: only the all-canary render is left,
+        // and it needs the typed fallback for `birth_date`.
+        p.usage.unescaped.clear();
+        p.usage.fields.remove("first_name");
+        let keys = Keys::from_master(&[3; 32]);
+        let c = canary_check(&p, &keys);
+        assert_eq!(
+            c.unescaped.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["first_name"]
+        );
+        assert!(c.misses.is_empty(), "{:?}", c.misses);
+        let r = run(&p, &keys, &Facts::default(), now()).1;
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.rule == "unescaped-field")
+            .expect("unescaped-field");
+        assert_eq!(f.fields, ["first_name"]);
+        assert!(f.message.contains("canary"), "{}", f.message);
+        assert_eq!(r.verdict, Level::Block);
+    }
+
+    /// A canary in the subject ends as `bad_header_value`; were the guard ever bypassed, the
+    /// message built from it is looked at and the self-check fails.
+    #[test]
+    fn a_canary_in_the_subject_is_stopped_and_a_bypass_would_be_seen() {
+        let fx = Fx {
+            subject: "{% if personalised %}{{ first_name }}{% endif %} news".into(),
+            ..Fx::default()
+        };
+        let (_dir, p) = fx.prepared();
+        let keys = Keys::from_master(&[3; 32]);
+        assert!(canary_check(&p, &keys).misses.is_empty());
+        let n = p
+            .audience
+            .header
+            .names
+            .iter()
+            .position(|n| n == "first_name")
+            .unwrap();
+        let mark = canary(n);
+        let (vars, hash) = p.tool_vars(&keys, 0, true);
+        let e = p
+            .letter_with(0, true, vars.clone(), hash, &[("first_name", &mark)])
+            .err()
+            .expect("the guard stops a canary in the subject");
+        assert_eq!(e.reason, Reason::BadHeaderValue);
+        // A guard that let it through: the letter as the guard would have passed it.
+        let bypass = crate::plan::Letter {
+            row: 0,
+            personalised: true,
+            rendered: crate::template::Rendered {
+                subject: format!("{mark} news"),
+                preheader: String::new(),
+                text: "x".into(),
+                html: None,
+            },
+            unsubscribe_url: vars.unsubscribe_url,
+            hash,
+        };
+        let names: Vec<(usize, &str)> = vec![(n, "first_name")];
+        let mut out = CanaryResult::default();
+        observe(&p, &names, &[mark], 0, true, Ok(bypass), &mut out);
+        assert_eq!(out.misses.len(), 1);
+        assert_eq!(out.misses[0].part, "header");
     }
 
     fn rules_of(r: &Report) -> Vec<(&'static str, Level)> {

@@ -519,13 +519,23 @@ impl Prepared {
         } else {
             Vec::new()
         };
-        let rendered = self
-            .templates
-            .render(&vars, &fields)
-            .map_err(|f| Excluded {
-                reason: Reason::RenderError,
-                detail: format!("{} part: {}", f.part, scrub(&f.message, &fields)),
-            })?;
+        self.letter_with(row, personalised, vars, hash, &fields)
+    }
+
+    /// `letter` from given tool variables and fields: one render and the header guard. The
+    /// self-check's canary renders go through here too, so what they prove holds for sends.
+    pub fn letter_with(
+        &self,
+        row: usize,
+        personalised: bool,
+        vars: ToolVars,
+        hash: RecipientHash,
+        fields: &[(&str, &str)],
+    ) -> std::result::Result<Letter, Excluded> {
+        let rendered = self.templates.render(&vars, fields).map_err(|f| Excluded {
+            reason: Reason::RenderError,
+            detail: format!("{} part: {}", f.part, scrub(&f.message, fields)),
+        })?;
         if rendered.subject.chars().any(unsafe_in_header) {
             return Err(Excluded {
                 reason: Reason::BadHeaderValue,
