@@ -1067,8 +1067,7 @@ mod tests {
         let (vars, hash) = p.tool_vars(&keys, 0, true);
         let e = p
             .letter_with(0, true, vars.clone(), hash, &[("first_name", &mark)])
-            .err()
-            .expect("the guard stops a canary in the subject");
+            .expect_err("the guard stops a canary in the subject");
         assert_eq!(e.reason, Reason::BadHeaderValue);
         // A guard that let it through: the letter as the guard would have passed it.
         let bypass = crate::plan::Letter {
