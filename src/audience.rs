@@ -11,6 +11,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Location, Result, did_you_mean};
+use crate::names::{self, normalise_name};
 use crate::schema::{FieldType, Schema};
 
 /// Variables tact provides to every template; a CSV column of the same name is hidden.
@@ -22,37 +23,6 @@ pub const TOOL_VARIABLES: [&str; 6] = [
     "campaign",
     "why_you_got_this",
 ];
-
-/// `First Name` → `first_name`; identifiers are kept as written.
-pub fn normalise_name(raw: &str) -> String {
-    let raw = raw.trim();
-    if is_identifier(raw) {
-        return raw.to_string();
-    }
-    let mut out = String::with_capacity(raw.len());
-    let mut pending_sep = false;
-    for ch in raw.chars() {
-        if ch.is_ascii_alphanumeric() {
-            if pending_sep && !out.is_empty() {
-                out.push('_');
-            }
-            pending_sep = false;
-            out.push(ch.to_ascii_lowercase());
-        } else {
-            pending_sep = true;
-        }
-    }
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
-}
-
-pub fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -71,6 +41,47 @@ impl Role {
             Role::ConsentAt => "consent_at",
         }
     }
+
+    /// What the plan does when the file has no such column (DESIGN §2).
+    pub fn when_missing(self) -> &'static str {
+        match self {
+            Role::Email => "nothing can be read without addresses",
+            Role::ConsentMarketing => "nobody can be sent marketing (no_marketing_consent)",
+            Role::ConsentPersonalisation => "everyone gets the generic variant",
+            Role::ConsentAt => "no consent can be shown to be current (undated-consent)",
+        }
+    }
+}
+
+/// A role column the audience lacks, said loudly: a marketing-consent column spelt in a
+/// way tact does not know otherwise reads as "nobody consented" and nothing more.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MissingRole {
+    /// The role's default column name (`consent_marketing`, …).
+    pub role: &'static str,
+    /// `error` when nobody can be sent anything without it, else `notice`.
+    pub level: &'static str,
+    /// The header most like it, if any (a header name, never a value).
+    pub did_you_mean: Option<String>,
+    pub effect: &'static str,
+}
+
+impl std::fmt::Display for MissingRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no `{}` column", self.role)?;
+        let mapped = match &self.did_you_mean {
+            Some(c) => {
+                write!(f, " (did you mean `{c}`?)")?;
+                c.as_str()
+            }
+            None => "…",
+        };
+        write!(
+            f,
+            ": {}; map it in the schema with [columns] {} = \"{mapped}\"",
+            self.effect, self.role
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -84,11 +95,26 @@ pub struct Header {
     pub consent_marketing: Option<usize>,
     pub consent_personalisation: Option<usize>,
     pub consent_at: Option<usize>,
+    /// The consent roles with no column, with the closest header.
+    pub missing: Vec<MissingRole>,
 }
 
 impl Header {
     pub fn index(&self, name: &str) -> Option<usize> {
         self.names.iter().position(|n| n == name)
+    }
+
+    /// The variable name of the column a schema entry means: exactly, else the one column
+    /// that is the same but for case and separators.
+    pub fn resolve(&self, name: &str) -> Option<&str> {
+        if let Some(i) = self.index(name) {
+            return Some(&self.names[i]);
+        }
+        let mut fits = self.names.iter().filter(|n| names::same(n, name));
+        match (fits.next(), fits.next()) {
+            (Some(n), None) => Some(n),
+            _ => None,
+        }
     }
 
     pub fn role_index(&self, role: Role) -> Option<usize> {
@@ -127,6 +153,7 @@ fn open_reader(path: &Path) -> Result<csv::Reader<LineCounter<File>>> {
         offset: 0,
         newlines: VecDeque::new(),
         passed: 0,
+        row_start: 0,
     };
     Ok(csv::ReaderBuilder::new()
         .flexible(true)
@@ -136,15 +163,50 @@ fn open_reader(path: &Path) -> Result<csv::Reader<LineCounter<File>>> {
 
 /// Counts lines by the bytes that pass through. The csv crate's own line numbers are one
 /// short after every CRLF header (csv 1.4), and a marketer's spreadsheet writes CRLF.
+///
+/// It also bounds a row: the csv reader buffers a whole record before it returns it, so a
+/// 4 GB value (or an unclosed quote swallowing the rest of the file) would otherwise be
+/// read into memory first and judged after.
 struct LineCounter<R> {
     inner: R,
     offset: u64,
     newlines: VecDeque<u64>,
     passed: u64,
+    /// Where the record being read began (set before each read).
+    row_start: u64,
+}
+
+/// No customer field is this long; a value that is has nearly always swallowed the rows
+/// after an unclosed quote.
+pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+/// A row, quoted line breaks included: reading stops here, before the csv reader has
+/// buffered more.
+pub const MAX_ROW_BYTES: u64 = 1024 * 1024;
+
+/// The reader's refusal to read a row past `MAX_ROW_BYTES`.
+#[derive(Debug)]
+struct RowTooLong;
+
+impl std::fmt::Display for RowTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a row longer than {} bytes", MAX_ROW_BYTES)
+    }
+}
+
+impl std::error::Error for RowTooLong {}
+
+fn is_row_too_long(e: &csv::Error) -> bool {
+    matches!(e.kind(), csv::ErrorKind::Io(io) if io.get_ref().is_some_and(|r| r.is::<RowTooLong>()))
 }
 
 impl<R: Read> Read for LineCounter<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.offset.saturating_sub(self.row_start) > MAX_ROW_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                RowTooLong,
+            ));
+        }
         let n = self.inner.read(buf)?;
         for (i, b) in buf[..n].iter().enumerate() {
             if *b == b'\n' {
@@ -168,6 +230,52 @@ impl<R> LineCounter<R> {
     }
 }
 
+/// The row starting at byte `start` (line `line`) ran past `MAX_ROW_BYTES`: read it again
+/// up to the limit to name the column that had not ended there.
+fn row_too_long(path: &Path, start: u64, line: u64, names: &[String]) -> Error {
+    use std::io::{Seek, SeekFrom};
+    let column = File::open(path)
+        .and_then(|mut f| f.seek(SeekFrom::Start(start)).map(|_| f))
+        .ok()
+        .and_then(|f| {
+            let mut r = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(f.take(MAX_ROW_BYTES));
+            let mut rec = csv::ByteRecord::new();
+            r.read_byte_record(&mut rec).ok().map(|_| rec.len())
+        })
+        .unwrap_or(1)
+        .max(1);
+    Error::input(
+        Location::at(path, line as usize, column),
+        format!(
+            "the row runs on past {} MiB in column {column}{}: is a quote left open, or is this not a CSV file?",
+            MAX_ROW_BYTES / (1024 * 1024),
+            column_name(names, column - 1)
+        ),
+    )
+}
+
+fn field_too_long(path: &Path, line: u64, index: usize, len: usize, names: &[String]) -> Error {
+    Error::input(
+        Location::at(path, line as usize, index + 1),
+        format!(
+            "the value in column {}{} is {len} bytes long; the limit is {} KiB: is a quote left open?",
+            index + 1,
+            column_name(names, index),
+            MAX_FIELD_BYTES / 1024
+        ),
+    )
+}
+
+fn column_name(names: &[String], index: usize) -> String {
+    names
+        .get(index)
+        .map(|n| format!(" (`{n}`)"))
+        .unwrap_or_default()
+}
+
 fn csv_error(path: &Path, e: &csv::Error) -> Error {
     match e.position() {
         Some(p) => Error::input(
@@ -185,8 +293,17 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
     let mut reader = open_reader(path)?;
     let raw_header = reader
         .byte_headers()
-        .map_err(|e| csv_error(path, &e))?
+        .map_err(|e| {
+            if is_row_too_long(&e) {
+                row_too_long(path, 0, 1, &[])
+            } else {
+                csv_error(path, &e)
+            }
+        })?
         .clone();
+    if let Some(i) = raw_header.iter().position(|f| f.len() > MAX_FIELD_BYTES) {
+        return Err(field_too_long(path, 1, i, raw_header[i].len(), &[]));
+    }
     let mut raw = Vec::with_capacity(raw_header.len());
     for (i, field) in raw_header.iter().enumerate() {
         let field = if i == 0 {
@@ -228,52 +345,104 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
         }
         names.push(n);
     }
+    let schema_at = || {
+        schema
+            .path
+            .as_deref()
+            .map_or_else(|| Location::file(path), Location::file)
+    };
+    // A role column is found whatever its case or separators (`Consent_Marketing`,
+    // `ConsentMarketing`); two columns that both fit are a question only the user can answer.
     let find = |role: Role, renamed: &Option<String>| -> Result<Option<usize>> {
-        match renamed {
-            Some(col) => {
-                let idx = raw
-                    .iter()
-                    .position(|r| r == col.trim())
-                    .or_else(|| names.iter().position(|n| *n == normalise_name(col)));
-                match idx {
-                    Some(i) => Ok(Some(i)),
-                    None => Err(Error::input(
-                        schema
-                            .path
-                            .as_deref()
-                            .map_or_else(|| Location::file(path), Location::file),
-                        format!(
-                            "[columns] {} = \"{col}\", but {} has no such column{}",
-                            role.default_column(),
-                            path.display(),
-                            did_you_mean(col, raw.iter().map(String::as_str))
-                        ),
-                    )),
-                }
-            }
-            None => Ok(names.iter().position(|n| n == role.default_column())),
+        let wanted = renamed.as_deref().map_or(role.default_column(), str::trim);
+        if renamed.is_some()
+            && let Some(i) = raw.iter().position(|r| r == wanted)
+        {
+            return Ok(Some(i));
+        }
+        let fits: Vec<usize> = (0..raw.len())
+            .filter(|&i| names::same(&raw[i], wanted))
+            .collect();
+        match fits.as_slice() {
+            [] if renamed.is_some() => Err(Error::input(
+                schema_at(),
+                format!(
+                    "[columns] {} = \"{wanted}\", but {} has no such column{}",
+                    role.default_column(),
+                    path.display(),
+                    did_you_mean(wanted, raw.iter().map(String::as_str))
+                ),
+            )),
+            [] => Ok(None),
+            [i] => Ok(Some(*i)),
+            [i, j, ..] => Err(Error::input(
+                Location::at(path, 1, j + 1),
+                format!(
+                    "columns `{}` and `{}` could both be the {} column: map the right one in the schema with [columns] {} = \"…\"",
+                    raw[*i],
+                    raw[*j],
+                    role.default_column(),
+                    role.default_column()
+                ),
+            )),
         }
     };
     let email = find(Role::Email, &schema.columns.email)?.ok_or_else(|| {
+        let hint = names::closest("email", raw.iter().map(String::as_str))
+            .map(|c| format!(" (did you mean `{c}`?)"))
+            .unwrap_or_default();
         Error::input(
             Location::at(path, 1, 1),
             format!(
-                "no `email` column (columns are: {}); name it `email` or map it in the schema with [columns] email = \"…\"",
+                "no `email` column{hint} (columns are: {}); name it `email` or map it in the schema with [columns] email = \"…\"",
                 raw.join(", ")
             ),
         )
     })?;
+    let consent_marketing = find(Role::ConsentMarketing, &schema.columns.consent_marketing)?;
+    let consent_personalisation = find(
+        Role::ConsentPersonalisation,
+        &schema.columns.consent_personalisation,
+    )?;
+    let consent_at = find(Role::ConsentAt, &schema.columns.consent_at)?;
+    let taken = [
+        Some(email),
+        consent_marketing,
+        consent_personalisation,
+        consent_at,
+    ];
+    let free: Vec<&str> = (0..raw.len())
+        .filter(|i| !taken.contains(&Some(*i)))
+        .map(|i| raw[i].as_str())
+        .collect();
+    let missing = [
+        (Role::ConsentMarketing, consent_marketing),
+        (Role::ConsentPersonalisation, consent_personalisation),
+        (Role::ConsentAt, consent_at),
+    ]
+    .into_iter()
+    .filter(|(_, idx)| idx.is_none())
+    .map(|(role, _)| MissingRole {
+        role: role.default_column(),
+        level: if role == Role::ConsentMarketing {
+            "error"
+        } else {
+            "notice"
+        },
+        did_you_mean: names::closest(role.default_column(), free.iter().copied())
+            .map(str::to_string),
+        effect: role.when_missing(),
+    })
+    .collect();
     Ok(Header {
         path: path.to_path_buf(),
-        consent_marketing: find(Role::ConsentMarketing, &schema.columns.consent_marketing)?,
-        consent_personalisation: find(
-            Role::ConsentPersonalisation,
-            &schema.columns.consent_personalisation,
-        )?,
-        consent_at: find(Role::ConsentAt, &schema.columns.consent_at)?,
+        consent_marketing,
+        consent_personalisation,
+        consent_at,
         raw,
         names,
         email,
+        missing,
     })
 }
 
@@ -455,12 +624,20 @@ impl Audience {
         let mut malformed = Vec::new();
         let mut full_sample = Vec::new();
         let mut reader = open_reader(&path)?;
+        // Read past the header first, so each row's start below is its own.
+        reader.byte_headers().map_err(|e| csv_error(&path, &e))?;
         let width = header.names.len();
         let mut record = csv::ByteRecord::new();
         loop {
+            let start = reader.position().byte();
+            reader.get_mut().row_start = start;
             match reader.read_byte_record(&mut record) {
                 Ok(false) => break,
                 Ok(true) => {}
+                Err(e) if is_row_too_long(&e) => {
+                    let line = reader.get_mut().line_at(start);
+                    return Err(row_too_long(&path, start, line, &header.names));
+                }
                 Err(e) => {
                     // An I/O error mid-file cannot be skipped past safely.
                     if let csv::ErrorKind::Io(_) = e.kind() {
@@ -481,6 +658,17 @@ impl Audience {
                 Some(p) => reader.get_mut().line_at(p.byte()),
                 None => 0,
             };
+            if record.as_slice().len() > MAX_FIELD_BYTES
+                && let Some(i) = (0..record.len()).find(|&i| record[i].len() > MAX_FIELD_BYTES)
+            {
+                return Err(field_too_long(
+                    &path,
+                    line,
+                    i,
+                    record[i].len(),
+                    &header.names,
+                ));
+            }
             if record.len() != width {
                 malformed.push(Malformed {
                     line,
@@ -534,8 +722,7 @@ impl Audience {
             .map(|(&idx, data)| {
                 let name = header.names[idx].clone();
                 let ty = schema
-                    .fields
-                    .get(&name)
+                    .field(&name)
                     .and_then(|s| s.ty)
                     .unwrap_or_else(|| crate::schema::infer_type(data.iter()));
                 Column { name, ty, data }
@@ -604,16 +791,6 @@ mod tests {
         let header = read_header(f.path(), &schema)?;
         let fields: BTreeSet<String> = header.names.iter().cloned().collect();
         Audience::load(header, &fields, &schema)
-    }
-
-    #[test]
-    fn names_normalise() {
-        assert_eq!(normalise_name("First Name"), "first_name");
-        assert_eq!(normalise_name("first_name"), "first_name");
-        assert_eq!(normalise_name("FirstName"), "FirstName");
-        assert_eq!(normalise_name("  E-mail Address  "), "e_mail_address");
-        assert_eq!(normalise_name("Total Spent (£)"), "total_spent");
-        assert_eq!(normalise_name("2fa"), "_2fa");
     }
 
     #[test]

@@ -289,6 +289,13 @@ impl Campaign {
                 format!("template `{template}` must be a plain name like `winter-sale`"),
             ));
         }
+        if let Some(seg) = &raw.segment
+            && let Err((_, why)) = crate::segment::check_limits(seg.get_ref())
+        {
+            // Refused here, before any parser recurses into it; the position is the
+            // segment's value in this file, the column in `why` one inside the segment.
+            return Err(at(seg.span(), format!("segment {why}")));
+        }
         for (i, ack) in raw.policy.acknowledge.iter().enumerate() {
             if ack.reason.trim().is_empty() {
                 return Err(Error::input(

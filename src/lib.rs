@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! campaign.rs   campaign TOML → checked Campaign (paths resolved, keys validated)
+//! names.rs      header → variable name; case-, separator- and camelCase-blind matching
 //! schema.rs     schema TOML + name patterns → field classes and types
 //! audience.rs   CSV header → column roles; rows → only the used columns, columnar
 //! template.rs   Tera (locked down) → every field used, by place; renders both variants
@@ -40,6 +41,7 @@ pub mod check;
 pub mod consent;
 pub mod error;
 pub mod message;
+pub mod names;
 pub mod person;
 pub mod plan;
 pub mod schema;

@@ -226,7 +226,7 @@ impl Prepared {
             }
         }
         let mut keep: BTreeSet<String> = usage.names();
-        let observed = observed_columns(&usage, &schema);
+        let observed = observed_columns(&usage, &schema, &header);
         for (field, col) in &observed {
             if header.index(col).is_none() {
                 return Err(Error::input(
@@ -287,7 +287,7 @@ impl Prepared {
                 usage.add(f, Place::Segment);
             }
         }
-        let observed = observed_columns(&usage, &self.schema);
+        let observed = observed_columns(&usage, &self.schema, &self.audience.header);
         let missing = usage
             .fields
             .keys()
@@ -566,17 +566,21 @@ impl Prepared {
     }
 }
 
-/// The `observed_at` column of each used field that has one (normalised).
-fn observed_columns(usage: &Usage, schema: &Schema) -> BTreeMap<String, String> {
+/// The `observed_at` column of each used field that has one (as the header names it).
+fn observed_columns(
+    usage: &Usage,
+    schema: &Schema,
+    header: &audience::Header,
+) -> BTreeMap<String, String> {
     usage
         .fields
         .keys()
         .filter_map(|f| {
-            schema
-                .fields
-                .get(f)
-                .and_then(|s| s.observed_at.clone())
-                .map(|o| (f.clone(), audience::normalise_name(&o)))
+            let o = schema.field(f)?.observed_at.as_deref()?;
+            let col = header
+                .resolve(o)
+                .map_or_else(|| crate::names::normalise_name(o), str::to_string);
+            Some((f.clone(), col))
         })
         .collect()
 }

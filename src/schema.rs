@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Location, Result};
+use crate::names;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -171,8 +172,16 @@ struct SchemaFile {
 pub struct Schema {
     pub path: Option<PathBuf>,
     pub columns: ColumnRoles,
-    /// Keyed by normalised field name.
+    /// Keyed by `names::squash` of the field name: use `field` to look one up.
     pub fields: BTreeMap<String, FieldSpec>,
+}
+
+impl Schema {
+    /// What the schema says about a field, however its case and separators differ from
+    /// the header's (`[fields] birth_date` covers a `BirthDate` column).
+    pub fn field(&self, name: &str) -> Option<&FieldSpec> {
+        self.fields.get(&names::squash(name))
+    }
 }
 
 impl Schema {
@@ -182,11 +191,19 @@ impl Schema {
             source,
         })?;
         let file: SchemaFile = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
-        let fields = file
-            .fields
-            .into_iter()
-            .map(|(k, v)| (crate::audience::normalise_name(&k), v))
-            .collect();
+        let mut fields = BTreeMap::new();
+        let mut spelt: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in file.fields {
+            let key = names::squash(&k);
+            if let Some(first) = spelt.get(&key) {
+                return Err(Error::input(
+                    Location::file(path),
+                    format!("[fields] `{first}` and `{k}` name the same field: keep one"),
+                ));
+            }
+            spelt.insert(key.clone(), k);
+            fields.insert(key, v);
+        }
         Ok(Schema {
             path: Some(path.to_path_buf()),
             columns: file.columns,
@@ -260,7 +277,7 @@ impl Classification {
 
 pub fn classify(name: &str, schema: &Schema) -> Classification {
     let by_name = classify_by_name(name);
-    if let Some(spec) = schema.fields.get(name) {
+    if let Some(spec) = schema.field(name) {
         if let Some(class) = spec.class {
             let inferred = spec
                 .inferred
@@ -478,16 +495,23 @@ fn matches_any(token: &str, patterns: &[&str]) -> bool {
 
 /// The built-in table of name patterns (DESIGN §4), most sensitive first, so a
 /// `health_score` is special and an `email_opens` behavioural.
+///
+/// Judged by whole words (`names::words`: case, separators and camelCase ignored), never
+/// by substring, so `reunion_date` is no union and `page_views` no age. Two neighbouring
+/// words also count joined (`Post Code` is a postcode, `net_worth` a net worth).
 pub fn classify_by_name(name: &str) -> Option<Classification> {
-    let tokens: Vec<&str> = name.split('_').filter(|t| !t.is_empty()).collect();
-    let has = |patterns: &[&str]| {
-        tokens.iter().any(|t| matches_any(t, patterns)) || matches_any(name, patterns)
-    };
+    let words = names::words(name);
+    let mut candidates: Vec<String> = words.clone();
+    for pair in words.windows(2) {
+        candidates.push(pair.concat());
+        candidates.push(pair.join("_"));
+    }
+    let has = |patterns: &[&str]| candidates.iter().any(|t| matches_any(t, patterns));
     let inferred = has(INFERRED);
-    let is_email = tokens.iter().any(|t| *t == "email" || *t == "mail");
+    let is_email = words.iter().any(|t| t == "email" || t == "mail");
     let base = if has(SPECIAL) {
         FieldClass::Special
-    } else if has(HIGH_RISK) && !(is_email && tokens.contains(&"address")) {
+    } else if has(HIGH_RISK) && !(is_email && words.iter().any(|t| t == "address")) {
         FieldClass::HighRisk
     } else if has(QUASI) {
         FieldClass::QuasiIdentifier

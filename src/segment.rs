@@ -17,6 +17,332 @@ use crate::template::ident_roots;
 
 const WRAP_OPEN: &str = "{% if ";
 
+/// The longest segment accepted, in characters. Far above any condition a marketer
+/// writes, and small enough that nothing built from it can be deep.
+pub const MAX_SEGMENT_CHARS: usize = 4096;
+/// How deep brackets and `not`s may nest. Tera's parser recurses on every level (2,000
+/// parentheses overflow the stack), so depth is counted here, before it sees anything.
+pub const MAX_SEGMENT_DEPTH: usize = 32;
+
+/// Why a segment is refused before any parser sees it: the 1-based character column and
+/// what is wrong there.
+pub fn check_limits(source: &str) -> std::result::Result<(), (usize, String)> {
+    let len = source.chars().count();
+    if len > MAX_SEGMENT_CHARS {
+        return Err((
+            MAX_SEGMENT_CHARS + 1,
+            format!(
+                "is {len} characters long; the limit is {MAX_SEGMENT_CHARS} (at column {})",
+                MAX_SEGMENT_CHARS + 1
+            ),
+        ));
+    }
+    let chars: Vec<char> = source.chars().collect();
+    let mut brackets = 0usize;
+    let mut nots = 0usize;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let deeper = match c {
+            '"' | '\'' | '`' => {
+                i = skip_string(&chars, i);
+                nots = 0;
+                continue;
+            }
+            '(' | '[' | '{' => {
+                brackets += 1;
+                true
+            }
+            ')' | ']' | '}' => {
+                brackets = brackets.saturating_sub(1);
+                nots = 0;
+                false
+            }
+            c if c.is_whitespace() => false,
+            _ if keyword_at(&chars, i, "not") => {
+                nots += 1;
+                i += 2;
+                true
+            }
+            _ => {
+                nots = 0;
+                false
+            }
+        };
+        if deeper && brackets + nots > MAX_SEGMENT_DEPTH {
+            let column = if c == 'n' { i - 1 } else { i + 1 };
+            return Err((
+                column,
+                format!(
+                    "is nested more than {MAX_SEGMENT_DEPTH} levels deep (brackets and `not`) at column {column}"
+                ),
+            ));
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// The index after the string literal opening at `i` (Tera strings have no escapes).
+fn skip_string(chars: &[char], i: usize) -> usize {
+    let quote = chars[i];
+    chars[i + 1..]
+        .iter()
+        .position(|&c| c == quote)
+        .map_or(chars.len(), |p| i + p + 2)
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '.'
+}
+
+/// `word` stands alone at `i`: not part of a longer name.
+fn keyword_at(chars: &[char], i: usize, word: &str) -> bool {
+    let n = word.chars().count();
+    i + n <= chars.len()
+        && chars[i..i + n].iter().copied().eq(word.chars())
+        && (i == 0 || !is_word_char(chars[i - 1]))
+        && chars.get(i + n).is_none_or(|&c| !is_word_char(c))
+}
+
+/// The segment as quoted in errors: a long one is cut, so an error stays one line.
+fn shown(source: &str) -> String {
+    if source.chars().count() <= 60 {
+        return source.to_string();
+    }
+    let head: String = source.chars().take(57).collect();
+    format!("{head}…")
+}
+
+/// The boolean layer of a segment (`or`, `and`, `not`, grouping parentheses), parsed here
+/// so each comparison reaches Tera's parser on its own.
+///
+/// Tera's grammar takes `not` only before a comparison, so `not (a or b)` and `not not a`
+/// were refused; and it builds `a or b or c …` as a chain as deep as it is long. Here a
+/// run of one operator becomes a balanced tree (and/or are associative, in three-valued
+/// logic too), so no segment within the limits is deep.
+struct Shell<'a> {
+    source: &'a str,
+    chars: Vec<char>,
+    /// Byte offset of each char, and of the end.
+    bytes: Vec<usize>,
+    pos: usize,
+}
+
+/// A parse error at a 1-based character column, with Tera's or our own words
+/// ("expected …").
+struct ShellError {
+    column: Option<usize>,
+    expected: String,
+}
+
+impl<'a> Shell<'a> {
+    fn new(source: &'a str) -> Shell<'a> {
+        let chars: Vec<char> = source.chars().collect();
+        let mut bytes: Vec<usize> = source.char_indices().map(|(b, _)| b).collect();
+        bytes.push(source.len());
+        Shell {
+            source,
+            chars,
+            bytes,
+            pos: 0,
+        }
+    }
+
+    fn err(&self, at: usize, expected: &str) -> ShellError {
+        ShellError {
+            column: Some(at + 1),
+            expected: format!("expected {expected}"),
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while self.chars.get(self.pos).is_some_and(|c| c.is_whitespace()) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat_keyword(&mut self, word: &str) -> bool {
+        self.skip_ws();
+        if keyword_at(&self.chars, self.pos, word) {
+            self.pos += word.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn parse(mut self) -> std::result::Result<Expr, ShellError> {
+        let e = self.or(0)?;
+        self.skip_ws();
+        if self.pos < self.chars.len() {
+            return Err(self.err(self.pos, "`)` without its `(`"));
+        }
+        Ok(e)
+    }
+
+    fn or(&mut self, depth: usize) -> std::result::Result<Expr, ShellError> {
+        let mut items = vec![self.and(depth)?];
+        while self.eat_keyword("or") {
+            items.push(self.and(depth)?);
+        }
+        Ok(balanced(items, LogicOperator::Or))
+    }
+
+    fn and(&mut self, depth: usize) -> std::result::Result<Expr, ShellError> {
+        let mut items = vec![self.not(depth)?];
+        while self.eat_keyword("and") {
+            items.push(self.not(depth)?);
+        }
+        Ok(balanced(items, LogicOperator::And))
+    }
+
+    fn not(&mut self, depth: usize) -> std::result::Result<Expr, ShellError> {
+        if depth > MAX_SEGMENT_DEPTH {
+            return Err(self.err(self.pos, "nesting within the limit"));
+        }
+        if self.eat_keyword("not") {
+            let mut e = self.not(depth + 1)?;
+            e.negated = !e.negated;
+            return Ok(e);
+        }
+        self.skip_ws();
+        if self.chars.get(self.pos) == Some(&'(')
+            && let Some(close) = self.closing(self.pos)
+            && self.ends_operand(close + 1)
+        {
+            self.pos += 1;
+            let e = self.or(depth + 1)?;
+            self.skip_ws();
+            if self.pos != close {
+                return Err(self.err(self.pos, "`)`"));
+            }
+            self.pos = close + 1;
+            return Ok(e);
+        }
+        self.leaf()
+    }
+
+    /// The `)` closing the bracket at `open`, if it is closed.
+    fn closing(&self, open: usize) -> Option<usize> {
+        let mut depth = 0usize;
+        let mut i = open;
+        while i < self.chars.len() {
+            match self.chars[i] {
+                '"' | '\'' | '`' => {
+                    i = skip_string(&self.chars, i);
+                    continue;
+                }
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => {
+                    depth = depth.checked_sub(1)?;
+                    if depth == 0 {
+                        return (self.chars[i] == ')').then_some(i);
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// Whether an operand ends at `i`: the end, a `)`, or `and`/`or`. Otherwise the
+    /// bracket before `i` belongs to a comparison, as in `(total_spent) > 10`.
+    fn ends_operand(&self, mut i: usize) -> bool {
+        while self.chars.get(i).is_some_and(|c| c.is_whitespace()) {
+            i += 1;
+        }
+        i >= self.chars.len()
+            || self.chars[i] == ')'
+            || keyword_at(&self.chars, i, "and")
+            || keyword_at(&self.chars, i, "or")
+    }
+
+    /// One comparison, test or field, up to the next `and`/`or` or unmatched `)` outside
+    /// brackets and strings: parsed by Tera.
+    fn leaf(&mut self) -> std::result::Result<Expr, ShellError> {
+        let start = self.pos;
+        let mut depth = 0usize;
+        let mut i = start;
+        while i < self.chars.len() {
+            match self.chars[i] {
+                '"' | '\'' | '`' => {
+                    i = skip_string(&self.chars, i);
+                    continue;
+                }
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' if depth == 0 => break,
+                ')' | ']' | '}' => depth -= 1,
+                _ if depth == 0
+                    && (keyword_at(&self.chars, i, "and") || keyword_at(&self.chars, i, "or")) =>
+                {
+                    break;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        let text = self.source[self.bytes[start]..self.bytes[i.min(self.chars.len())]].trim_end();
+        self.pos = i.min(self.chars.len());
+        if text.is_empty() {
+            return Err(self.err(start, "a condition, like country == \"GB\""));
+        }
+        parse_leaf(text).map_err(|(col, expected)| ShellError {
+            column: col.map(|c| c + start),
+            expected,
+        })
+    }
+}
+
+/// `items` joined by `op` as a balanced tree, so its depth is logarithmic in its length.
+fn balanced(mut items: Vec<Expr>, op: LogicOperator) -> Expr {
+    if items.len() == 1 {
+        return items
+            .pop()
+            .unwrap_or_else(|| Expr::new(ExprVal::Bool(false)));
+    }
+    let rhs = items.split_off(items.len() / 2);
+    Expr::new(ExprVal::Logic(tera::ast::LogicExpr {
+        lhs: Box::new(balanced(items, op)),
+        rhs: Box::new(balanced(rhs, op)),
+        operator: op,
+    }))
+}
+
+/// One operand through Tera's expression grammar; a parse error as the column within
+/// `text` and Tera's "expected …".
+fn parse_leaf(text: &str) -> std::result::Result<Expr, (Option<usize>, String)> {
+    let wrapped = format!("{WRAP_OPEN}{text} %}}{{% endif %}}");
+    let tpl = tera::Template::new("segment", None, &wrapped).map_err(|e| {
+        let message = error_text(&e);
+        let pos = message.lines().find_map(|l| {
+            let (line, col) = l
+                .trim_start()
+                .strip_prefix("--> ")?
+                .trim()
+                .split_once(':')?;
+            Some((line.parse::<usize>().ok()?, col.parse::<usize>().ok()?))
+        });
+        let expected = message
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("= "))
+            .unwrap_or("cannot parse")
+            .to_string();
+        // A leaf holds no line break Tera could count past the first line, bar one in a
+        // string; the column is on the first line.
+        let col = pos.map(|(_, col)| col.saturating_sub(WRAP_OPEN.len()).max(1));
+        (col, expected)
+    })?;
+    match tpl.ast.first() {
+        Some(Node::If(if_node, _)) if tpl.ast.len() == 1 => {
+            if_node.conditions.first().map(|c| c.1.clone())
+        }
+        _ => None,
+    }
+    .ok_or((None, "it must be a single expression".to_string()))
+}
+
 /// A parsed, not yet compiled, segment.
 #[derive(Debug, Clone)]
 pub struct Segment {
@@ -28,45 +354,25 @@ pub struct Segment {
 impl Segment {
     /// `campaign` is only used to name the file in errors.
     pub fn parse(source: &str, campaign: &Path) -> Result<Segment> {
-        let wrapped = format!("{WRAP_OPEN}{source} %}}{{% endif %}}");
-        let tpl = tera::Template::new("segment", None, &wrapped).map_err(|e| {
-            let text = error_text(&e);
-            let pos = text.lines().find_map(|l| {
-                let (line, col) = l
-                    .trim_start()
-                    .strip_prefix("--> ")?
-                    .trim()
-                    .split_once(':')?;
-                Some((line.parse::<usize>().ok()?, col.parse::<usize>().ok()?))
-            });
-            let expected = text
-                .lines()
-                .find_map(|l| l.trim_start().strip_prefix("= "))
-                .unwrap_or("cannot parse");
-            let at = match pos {
-                Some((1, col)) => {
-                    format!(" at column {}", col.saturating_sub(WRAP_OPEN.len()).max(1))
-                }
-                Some((line, col)) => format!(" at line {line}, column {col}"),
-                None => String::new(),
-            };
+        let refuse = |at: Option<usize>, what: String| {
+            let at = at.map_or_else(String::new, |c| format!(" at column {c}"));
             Error::input(
                 Location::file(campaign),
-                format!("segment `{source}` is not a valid expression{at}: {expected}"),
+                format!(
+                    "segment `{}` is not a valid expression{at}: {what}",
+                    shown(source)
+                ),
             )
-        })?;
-        let expr = match tpl.ast.first() {
-            Some(Node::If(if_node, _)) if tpl.ast.len() == 1 => {
-                if_node.conditions.first().map(|c| c.1.clone())
-            }
-            _ => None,
-        }
-        .ok_or_else(|| {
+        };
+        check_limits(source).map_err(|(_, msg)| {
             Error::input(
                 Location::file(campaign),
-                format!("segment `{source}` must be a single expression"),
+                format!("segment `{}` {msg}", shown(source)),
             )
         })?;
+        let expr = Shell::new(source)
+            .parse()
+            .map_err(|e| refuse(e.column, e.expected))?;
         let mut fields = BTreeSet::new();
         collect_idents(&expr, &mut fields);
         Ok(Segment {
@@ -279,7 +585,7 @@ impl Compiler<'_> {
     fn err(&self, msg: String) -> Error {
         Error::input(
             Location::file(self.campaign),
-            format!("segment `{}`: {msg}", self.source),
+            format!("segment `{}`: {msg}", shown(self.source)),
         )
     }
 

@@ -38,6 +38,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     if args.json {
         let mut v = serde_json::to_value(&report)?;
         v["state"] = serde_json::Value::String(state.store.to_string());
+        v["missing_roles"] = serde_json::to_value(&p.audience.header.missing)?;
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
     } else {

@@ -100,6 +100,14 @@ pub fn write_report(w: &mut dyn Write, p: &Prepared, r: &Report, style: Style) -
         style.bold("audience"),
         p.audience.header.path.display()
     )?;
+    for m in &p.audience.header.missing {
+        let level = if m.level == "error" {
+            style.paint("1;31", "ERROR")
+        } else {
+            style.level(Level::Notice)
+        };
+        writeln!(w, "  {level} {m}")?;
+    }
     writeln!(w, "  {:<28}{:>9}", "rows", c.rows)?;
     writeln!(w, "  {:<28}{:>9}", "personalised", c.personalised)?;
     writeln!(w, "  {:<28}{:>9}", "generic", c.generic)?;

@@ -1,0 +1,177 @@
+//! Column and field names: the template variable a header becomes, and the insensitive
+//! matching that classification, column roles and schema lookups share.
+//!
+//! A marketer's export says `Diagnosis`, `DATE_OF_BIRTH`, `sexualOrientation` or
+//! `Consent_Marketing`; each must be judged like `diagnosis`, `date_of_birth`,
+//! `sexual_orientation` and `consent_marketing`, or a special-category field passes as
+//! unclassified and a consent column goes unseen. The variable name itself keeps its
+//! case (Tera is case-sensitive), so only the comparisons here ignore it.
+
+/// `First Name` → `first_name`; identifiers are kept as written.
+pub fn normalise_name(raw: &str) -> String {
+    let raw = raw.trim();
+    if is_identifier(raw) {
+        return raw.to_string();
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut pending_sep = false;
+    for ch in raw.chars() {
+        if ch.is_ascii_alphanumeric() {
+            if pending_sep && !out.is_empty() {
+                out.push('_');
+            }
+            pending_sep = false;
+            out.push(ch.to_ascii_lowercase());
+        } else {
+            pending_sep = true;
+        }
+    }
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The lowercase words of a name: split at separators, at camelCase humps (an acronym
+/// ends before its last capital: `HIVStatus` → `hiv`, `status`) and between letters and
+/// digits (`address2` → `address`, `2`).
+pub fn words(name: &str) -> Vec<String> {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if !c.is_alphanumeric() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            continue;
+        }
+        if !cur.is_empty() && i > 0 {
+            let prev = chars[i - 1];
+            let next = chars.get(i + 1).copied();
+            let hump = prev.is_lowercase() && c.is_uppercase();
+            let acronym_end =
+                prev.is_uppercase() && c.is_uppercase() && next.is_some_and(char::is_lowercase);
+            let digits = prev.is_numeric() != c.is_numeric();
+            if hump || acronym_end || digits {
+                out.push(std::mem::take(&mut cur));
+            }
+        }
+        cur.extend(c.to_lowercase());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// The words joined by `_`: `DATE_OF_BIRTH`, `dateOfBirth` and `Date of birth` all give
+/// `date_of_birth`.
+pub fn key(name: &str) -> String {
+    words(name).join("_")
+}
+
+/// The words run together, for equality: `Consent_Marketing`, `consentMarketing`,
+/// `consent-marketing` and `CONSENTMARKETING` are one name, as are `E-mail` and `email`.
+pub fn squash(name: &str) -> String {
+    words(name).concat()
+}
+
+/// Whether two names are the same but for case, separators and camelCase.
+pub fn same(a: &str, b: &str) -> bool {
+    squash(a) == squash(b)
+}
+
+/// The candidate most like `wanted`, judged by shared words as well as by spelling, so
+/// `opt_in_marketing` is offered for a missing `consent_marketing` and `e_mail_address`
+/// for `email`.
+pub fn closest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let want = words(wanted);
+    let want_key = want.join("_");
+    candidates
+        .into_iter()
+        .map(|c| {
+            let theirs = words(c);
+            let shared = want
+                .iter()
+                .filter(|w| {
+                    theirs
+                        .iter()
+                        .any(|t| t == *w || (t.len() > 3 && w.contains(t.as_str())))
+                })
+                .count();
+            let spelling = strsim::jaro_winkler(&want_key, &theirs.join("_"));
+            (spelling + 0.5 * shared as f64 / want.len().max(1) as f64, c)
+        })
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_normalise() {
+        assert_eq!(normalise_name("First Name"), "first_name");
+        assert_eq!(normalise_name("first_name"), "first_name");
+        assert_eq!(normalise_name("FirstName"), "FirstName");
+        assert_eq!(normalise_name("  E-mail Address  "), "e_mail_address");
+        assert_eq!(normalise_name("Total Spent (£)"), "total_spent");
+        assert_eq!(normalise_name("2fa"), "_2fa");
+    }
+
+    #[test]
+    fn words_split_case_separators_and_digits() {
+        let cases: [(&str, &[&str]); 12] = [
+            ("Diagnosis", &["diagnosis"]),
+            ("HEALTH_STATUS", &["health", "status"]),
+            ("sexualOrientation", &["sexual", "orientation"]),
+            ("trade-union", &["trade", "union"]),
+            ("DATE_OF_BIRTH", &["date", "of", "birth"]),
+            ("BirthDate", &["birth", "date"]),
+            ("Post Code", &["post", "code"]),
+            ("HIVStatus", &["hiv", "status"]),
+            ("IPAddress", &["ip", "address"]),
+            ("address_line2", &["address", "line", "2"]),
+            ("__x__", &["x"]),
+            ("", &[]),
+        ];
+        for (name, want) in cases {
+            assert_eq!(words(name), want, "{name}");
+        }
+        assert_eq!(key("dateOfBirth"), "date_of_birth");
+        assert!(same("Consent_Marketing", "consent_marketing"));
+        assert!(same("ConsentMarketing", "consent_marketing"));
+        assert!(same("E-mail", "email"));
+        assert!(!same("consent_marketing", "consent_personalisation"));
+    }
+
+    #[test]
+    fn closest_prefers_shared_words() {
+        let headers = ["email", "first_name", "opt_in_marketing", "signup_date"];
+        assert_eq!(
+            closest("consent_marketing", headers),
+            Some("opt_in_marketing")
+        );
+        assert_eq!(
+            closest("email", ["e_mail_address", "name"]),
+            Some("e_mail_address")
+        );
+        assert_eq!(
+            closest("consent_at", ["consent_date", "country"]),
+            Some("consent_date")
+        );
+        assert_eq!(
+            closest("consent_marketing", ["first_name", "country"]),
+            None
+        );
+    }
+}
