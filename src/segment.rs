@@ -38,12 +38,11 @@ pub fn check_limits(source: &str) -> std::result::Result<(), (usize, String)> {
         ));
     }
     let chars: Vec<char> = source.chars().collect();
-    let mut brackets = 0usize;
-    let mut nots = 0usize;
+    let (mut brackets, mut nots) = (0usize, 0usize);
     let mut i = 0;
     while i < chars.len() {
-        let c = chars[i];
-        let deeper = match c {
+        let start = i;
+        let deeper = match chars[i] {
             '"' | '\'' | '`' => {
                 i = skip_string(&chars, i);
                 nots = 0;
@@ -59,6 +58,7 @@ pub fn check_limits(source: &str) -> std::result::Result<(), (usize, String)> {
                 false
             }
             c if c.is_whitespace() => false,
+            // `not not not …` nests as surely as brackets do.
             _ if keyword_at(&chars, i, "not") => {
                 nots += 1;
                 i += 2;
@@ -69,8 +69,9 @@ pub fn check_limits(source: &str) -> std::result::Result<(), (usize, String)> {
                 false
             }
         };
+        i += 1;
         if deeper && brackets + nots > MAX_SEGMENT_DEPTH {
-            let column = if c == 'n' { i - 1 } else { i + 1 };
+            let column = start + 1;
             return Err((
                 column,
                 format!(
@@ -78,7 +79,6 @@ pub fn check_limits(source: &str) -> std::result::Result<(), (usize, String)> {
                 ),
             ));
         }
-        i += 1;
     }
     Ok(())
 }
@@ -329,9 +329,16 @@ fn parse_leaf(text: &str) -> std::result::Result<Expr, (Option<usize>, String)> 
             .find_map(|l| l.trim_start().strip_prefix("= "))
             .unwrap_or("cannot parse")
             .to_string();
-        // A leaf holds no line break Tera could count past the first line, bar one in a
-        // string; the column is on the first line.
-        let col = pos.map(|(_, col)| col.saturating_sub(WRAP_OPEN.len()).max(1));
+        // Tera counts lines and columns; a segment may hold line breaks (a TOML
+        // multi-line string), so count back to a column within the whole leaf.
+        let col = pos.map(|(line, col)| {
+            let before: usize = wrapped
+                .split('\n')
+                .take(line.saturating_sub(1))
+                .map(|l| l.chars().count() + 1)
+                .sum();
+            (before + col).saturating_sub(WRAP_OPEN.len()).max(1)
+        });
         (col, expected)
     })?;
     match tpl.ast.first() {
@@ -355,7 +362,9 @@ impl Segment {
     /// `campaign` is only used to name the file in errors.
     pub fn parse(source: &str, campaign: &Path) -> Result<Segment> {
         let refuse = |at: Option<usize>, what: String| {
-            let at = at.map_or_else(String::new, |c| format!(" at column {c}"));
+            // Tera points one past a trailing space it added; never past the end.
+            let end = source.chars().count() + 1;
+            let at = at.map_or_else(String::new, |c| format!(" at column {}", c.min(end)));
             Error::input(
                 Location::file(campaign),
                 format!(
@@ -1120,6 +1129,14 @@ k@x.example,GB,80,2026-11-01,x,no,x
             .unwrap_err()
             .to_string();
         assert!(e.contains("at column 17"), "{e}");
+        let e = Segment::parse("country ==\n\"GB\" andd x", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at column 17"), "{e}");
+        let e = Segment::parse("country ==", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at column 11"), "{e}");
     }
 
     #[test]
@@ -1133,5 +1150,308 @@ k@x.example,GB,80,2026-11-01,x,no,x
             s.fields.iter().map(String::as_str).collect::<Vec<_>>(),
             ["country", "last_order_at"]
         );
+    }
+
+    /// `not` before a group, `not not`, and groups anywhere: what Tera's grammar refused.
+    /// Kleene logic keeps De Morgan and double negation, so each must equal a form the old
+    /// parser took; the first is also spelt out by hand.
+    #[test]
+    fn not_applies_to_groups_and_to_not() {
+        assert_eq!(
+            run(r#"not (country == "DE" or country == "FR")"#).unwrap(),
+            "acefghijk"
+        );
+        let same = [
+            (
+                r#"not (country == "GB" and total_spent > 40) or vip"#,
+                r#"not country == "GB" or not total_spent > 40 or vip"#,
+            ),
+            ("not not vip", "vip"),
+            ("not not not vip", "not vip"),
+            ("not (not vip)", "vip"),
+            (
+                r#"not ((country == "DE") or (vip and total_spent > 10))"#,
+                r#"not country == "DE" and (not vip or not total_spent > 10)"#,
+            ),
+            ("(total_spent) > 10", "total_spent > 10"),
+            (
+                r#"(country == "GB") and ((total_spent > 40))"#,
+                r#"country == "GB" and total_spent > 40"#,
+            ),
+            (r#"not(country == "GB")"#, r#"not country == "GB""#),
+        ];
+        for (new, old) in same {
+            assert_eq!(run(new).unwrap(), run(old).unwrap(), "{new}  vs  {old}");
+        }
+        // `and` binds tighter than `or`, as in Tera.
+        assert_eq!(
+            run(r#"country == "DE" or country == "GB" and total_spent > 100"#).unwrap(),
+            "ab"
+        );
+    }
+
+    #[test]
+    fn keywords_inside_names_and_strings_are_not_operators() {
+        let s = Segment::parse(
+            r#"brand_or_store == "x and (y" or notes is starting_with("not (") and android"#,
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            s.fields.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["android", "brand_or_store", "notes"]
+        );
+    }
+
+    #[test]
+    fn length_and_depth_are_bounded_before_parsing() {
+        let c = Path::new("c.toml");
+        let deep = format!("{}country{}", "(".repeat(2_000), ")".repeat(2_000));
+        let e = Segment::parse(&deep, c).unwrap_err().to_string();
+        assert!(
+            e.contains("nested more than 32") && e.contains("at column 33"),
+            "{e}"
+        );
+        assert!(e.len() < 300, "{e}");
+        let nots = format!("{}vip", "not ".repeat(1_000));
+        let e = Segment::parse(&nots, c).unwrap_err().to_string();
+        assert!(
+            e.contains("nested more than 32") && e.contains("at column 129"),
+            "{e}"
+        );
+        let arrays = format!("x in {}1{}", "[".repeat(100), "]".repeat(100));
+        let e = Segment::parse(&arrays, c).unwrap_err().to_string();
+        assert!(e.contains("at column 38"), "{e}");
+        let long = format!("x == \"{}\"", "a".repeat(100_000));
+        let e = Segment::parse(&long, c).unwrap_err().to_string();
+        assert!(
+            e.contains("the limit is 4096") && e.contains("at column 4097"),
+            "{e}"
+        );
+        assert!(e.len() < 300, "{e}");
+        // Brackets inside a string are text, and 32 levels are allowed.
+        let quoted = format!("note == \"{}\"", "(".repeat(500));
+        assert!(Segment::parse(&quoted, c).is_ok());
+        let ok = format!("{}vip{}", "(".repeat(32), ")".repeat(32));
+        assert!(Segment::parse(&ok, c).is_ok());
+        let e = Segment::parse(&format!("({ok})"), c)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nested"), "{e}");
+    }
+
+    /// A chain as long as the limit allows is shallow: it parses, compiles and runs on a
+    /// thread with a small stack.
+    #[test]
+    fn a_long_chain_is_not_deep() {
+        let chain = vec![r#"country == "GB""#; 4096 / 20].join(" or ");
+        let chain = format!("{chain} and not vip");
+        let out = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || run(&chain).map_err(|e| e.to_string()))
+            .unwrap()
+            .join()
+            .unwrap()
+            .unwrap();
+        assert_eq!(out, run(r#"country == "GB""#).unwrap());
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Atoms over the fixture's columns, with their complement (true exactly where the
+        /// atom is false): together they give each row's three-valued truth independently
+        /// of `and`, `or`, `not` and brackets.
+        const ATOMS: [(&str, &str); 6] = [
+            (r#"country == "GB""#, r#"country != "GB""#),
+            ("total_spent > 50", "total_spent <= 50"),
+            ("vip", "vip == false"),
+            (
+                r#"postcode is starting_with("BS")"#,
+                r#"postcode is not starting_with("BS")"#,
+            ),
+            (
+                r#"country in ["DE", "FR"]"#,
+                r#"country not in ["DE", "FR"]"#,
+            ),
+            (
+                r#"last_order_at > "2026-06-01""#,
+                r#"last_order_at <= "2026-06-01""#,
+            ),
+        ];
+
+        #[derive(Debug, Clone)]
+        enum E {
+            Atom(usize),
+            Not(Box<E>),
+            And(Box<E>, Box<E>),
+            Or(Box<E>, Box<E>),
+        }
+
+        fn expr() -> impl Strategy<Value = E> {
+            (0..ATOMS.len())
+                .prop_map(E::Atom)
+                .prop_recursive(5, 24, 2, |inner| {
+                    prop_oneof![
+                        inner.clone().prop_map(|e| E::Not(Box::new(e))),
+                        (inner.clone(), inner.clone())
+                            .prop_map(|(a, b)| E::And(Box::new(a), Box::new(b))),
+                        (inner.clone(), inner).prop_map(|(a, b)| E::Or(Box::new(a), Box::new(b))),
+                    ]
+                })
+        }
+
+        /// The text of `e` with as few brackets as precedence allows (`and` over `or`,
+        /// `not` over both); `style` adds brackets and line breaks, never meaning.
+        fn text(e: &E, style: &mut impl Iterator<Item = bool>) -> String {
+            let compound = |x: &E| matches!(x, E::And(..) | E::Or(..));
+            let t = match e {
+                E::Atom(i) => ATOMS[*i].0.to_string(),
+                E::Not(x) => {
+                    let inner = text(x, style);
+                    if compound(x) || style.next().unwrap_or(false) {
+                        format!("not ({inner})")
+                    } else {
+                        format!("not {inner}")
+                    }
+                }
+                E::And(a, b) => {
+                    let side = |x: &E, t: String| {
+                        if matches!(x, E::Or(..)) {
+                            format!("({t})")
+                        } else {
+                            t
+                        }
+                    };
+                    let (l, r) = (text(a, style), text(b, style));
+                    format!("{}  and {}", side(a, l), side(b, r))
+                }
+                E::Or(a, b) => format!("{} or\n{}", text(a, style), text(b, style)),
+            };
+            if style.next().unwrap_or(false) {
+                format!("({t})")
+            } else {
+                t
+            }
+        }
+
+        /// Row by row: Err for a row error, else Kleene logic, evaluated left to right
+        /// with the same short-circuit the evaluator has.
+        fn reference(e: &E, atoms: &Truth, row: usize) -> std::result::Result<Option<bool>, ()> {
+            Ok(match e {
+                E::Atom(i) => atoms[*i][row]?,
+                E::Not(x) => reference(x, atoms, row)?.map(|b| !b),
+                E::And(a, b) => match reference(a, atoms, row)? {
+                    Some(false) => Some(false),
+                    l => match (l, reference(b, atoms, row)?) {
+                        (_, Some(false)) => Some(false),
+                        (Some(true), Some(true)) => Some(true),
+                        _ => None,
+                    },
+                },
+                E::Or(a, b) => match reference(a, atoms, row)? {
+                    Some(true) => Some(true),
+                    l => match (l, reference(b, atoms, row)?) {
+                        (_, Some(true)) => Some(true),
+                        (Some(false), Some(false)) => Some(false),
+                        _ => None,
+                    },
+                },
+            })
+        }
+
+        type Truth = Vec<Vec<std::result::Result<Option<bool>, ()>>>;
+
+        /// Each atom's truth per row, worked out once.
+        fn atom_truth() -> &'static Truth {
+            static TRUTH: std::sync::OnceLock<Truth> = std::sync::OnceLock::new();
+            TRUTH.get_or_init(|| {
+                ATOMS
+                    .iter()
+                    .map(|(yes, no)| {
+                        let (y, n) = (run(yes).unwrap(), run(no).unwrap());
+                        let (_f, a) = audience();
+                        (0..a.len())
+                            .map(|r| {
+                                let letter = a.email(r).chars().next().unwrap_or('?');
+                                if y.contains('!') && bad_row(yes, r) {
+                                    Err(())
+                                } else if y.contains(letter) {
+                                    Ok(Some(true))
+                                } else if n.contains(letter) {
+                                    Ok(Some(false))
+                                } else {
+                                    Ok(None)
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+        }
+
+        fn bad_row(seg: &str, row: usize) -> bool {
+            let (_f, a) = audience();
+            let c = Segment::parse(seg, Path::new("c.toml"))
+                .unwrap()
+                .compile(&a, now(), Path::new("c.toml"))
+                .unwrap();
+            c.matches(&a, row).is_err()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn generated_segments_evaluate_as_three_valued_logic(e in expr(), style in proptest::collection::vec(any::<bool>(), 64)) {
+                let atoms = atom_truth();
+                let src = text(&e, &mut style.into_iter());
+                let (_f, a) = audience();
+                let c = Segment::parse(&src, Path::new("c.toml")).unwrap().compile(&a, now(), Path::new("c.toml")).unwrap();
+                for row in 0..a.len() {
+                    let want = reference(&e, &atoms, row);
+                    let got = c.matches(&a, row);
+                    match want {
+                        Err(()) => prop_assert!(got.is_err(), "row {}: {:?} for {}", row, got, src),
+                        Ok(w) => prop_assert_eq!(got.ok(), Some(w == Some(true)), "row {} of {}", row, src),
+                    }
+                }
+            }
+
+            #[test]
+            fn any_text_is_a_segment_or_an_error_with_a_column_inside_it(
+                src in proptest::string::string_regex(r#"([a-z_]{1,8}|not |and |or |[()\[\]{}"'`|,=<>!~+*.-]|[0-9]{1,3}| |\n){0,40}"#).unwrap()
+            ) {
+                let (_f, a) = audience();
+                match Segment::parse(&src, Path::new("c.toml")) {
+                    Ok(s) => {
+                        if let Ok(c) = s.compile(&a, now(), Path::new("c.toml")) {
+                            for row in 0..a.len() {
+                                let _ = c.matches(&a, row);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let e = e.to_string();
+                        prop_assert!(e.starts_with("c.toml: segment"), "{}", e);
+                        if let Some(at) = e.find("at column ") {
+                            let col: usize = e[at + 10..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap();
+                            prop_assert!(col >= 1 && col <= src.chars().count() + 1, "column {} of {:?}: {}", col, src, e);
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn deep_or_long_text_never_overflows(
+                depth in 0usize..3_000,
+                open in prop_oneof![Just("("), Just("["), Just("not "), Just("not ("), Just("{")],
+                tail in "[a-z =\"0-9]{0,10}",
+            ) {
+                let src = format!("{}{tail}{}", open.repeat(depth), ")".repeat(depth));
+                let _ = Segment::parse(&src, Path::new("c.toml"));
+            }
+        }
     }
 }

@@ -370,6 +370,31 @@ fn a_syntax_error_shows_its_column_and_keeps_the_counts() {
     assert!(a.segment_error.as_deref().unwrap().contains("did you mean"));
 }
 
+/// The live editor recounts through the same parser as `check`: a segment built to
+/// overflow the stack is an error with its column, the counts stay, nothing crashes.
+#[test]
+fn a_hostile_segment_in_the_editor_is_an_error_not_a_crash() {
+    let mut a = app("winter-sale");
+    let deep = format!(
+        "{}country == \"GB\"{}",
+        "(".repeat(2_000),
+        ")".repeat(2_000)
+    );
+    type_segment(&mut a, &deep);
+    let e = a
+        .segment_error
+        .clone()
+        .expect("no error for 2,000 parentheses");
+    assert!(e.contains("nested"), "{e}");
+    assert_eq!(error_column(&e), Some(33), "{e}");
+    assert!(e.len() < 300, "the error repeats the segment: {e}");
+    assert_eq!(recipients(&a), 220);
+    type_segment(&mut a, &format!("{}vip", "not ".repeat(1_000)));
+    assert!(a.segment_error.as_deref().unwrap().contains("nested"));
+    type_segment(&mut a, "not (country == \"GB\")");
+    assert!(a.segment_error.is_none(), "{:?}", a.segment_error);
+}
+
 /// Runs only the load's first step: the counts, without the full check.
 fn counted(name: &str) -> App {
     let mut a = App::opening(campaign(name), ctx());
