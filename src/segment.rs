@@ -1410,7 +1410,7 @@ k@x.example,GB,80,2026-11-01,x,no,x
                 let (_f, a) = audience();
                 let c = Segment::parse(&src, Path::new("c.toml")).unwrap().compile(&a, now(), Path::new("c.toml")).unwrap();
                 for row in 0..a.len() {
-                    let want = reference(&e, &atoms, row);
+                    let want = reference(&e, atoms, row);
                     let got = c.matches(&a, row);
                     match want {
                         Err(()) => prop_assert!(got.is_err(), "row {}: {:?} for {}", row, got, src),
