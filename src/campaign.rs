@@ -296,10 +296,22 @@ impl Campaign {
             // segment's value in this file, the column in `why` one inside the segment.
             return Err(at(seg.span(), format!("segment {why}")));
         }
+        let at_key = |steps: &[Step], msg: String| {
+            let (line, col) = position_of(text, steps);
+            Error::input(Location::at(path, line, col), msg)
+        };
+        let ack_at = |i: usize, key: &'static str| {
+            [
+                Step::Key("policy"),
+                Step::Key("acknowledge"),
+                Step::Index(i),
+                Step::Key(key),
+            ]
+        };
         for (i, ack) in raw.policy.acknowledge.iter().enumerate() {
             if ack.reason.trim().is_empty() {
-                return Err(Error::input(
-                    Location::file(path),
+                return Err(at_key(
+                    &ack_at(i, "reason"),
                     format!(
                         "[policy].acknowledge[{i}] ({}) needs a reason: say why this is acceptable",
                         ack.rule
@@ -307,8 +319,8 @@ impl Campaign {
                 ));
             }
             if ack.fields.is_empty() {
-                return Err(Error::input(
-                    Location::file(path),
+                return Err(at_key(
+                    &ack_at(i, "fields"),
                     format!(
                         "[policy].acknowledge[{i}] ({}) must list the fields it covers",
                         ack.rule
@@ -320,9 +332,14 @@ impl Campaign {
             || raw.send.rate_per_second.is_nan()
             || raw.send.rate_per_second <= 0.0
         {
-            return Err(Error::input(
-                Location::file(path),
-                "[send] concurrency and rate_per_second must be above 0",
+            let key = if raw.send.concurrency == 0 {
+                "concurrency"
+            } else {
+                "rate_per_second"
+            };
+            return Err(at_key(
+                &[Step::Key("send"), Step::Key(key)],
+                "[send] concurrency and rate_per_second must be above 0".into(),
             ));
         }
         if raw.send.max_attempts == 0
@@ -330,36 +347,60 @@ impl Campaign {
             || raw.send.retry_delay_seconds <= 0.0
             || raw.send.retry_delay_seconds > 86_400.0
         {
-            return Err(Error::input(
-                Location::file(path),
-                "[send] max_attempts must be above 0, and retry_delay_seconds above 0 and at most 86400",
+            let key = if raw.send.max_attempts == 0 {
+                "max_attempts"
+            } else {
+                "retry_delay_seconds"
+            };
+            return Err(at_key(
+                &[Step::Key("send"), Step::Key(key)],
+                "[send] max_attempts must be above 0, and retry_delay_seconds above 0 and at most 86400".into(),
             ));
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, r) in raw.send.relay.iter_mut().enumerate() {
             let name = r.name.get_or_insert_with(|| format!("relay-{}", i + 1));
-            let bad = |m: String| Err(Error::input(Location::file(path), m));
+            let bad = |key: &'static str, m: String| {
+                Err(at_key(
+                    &[
+                        Step::Key("send"),
+                        Step::Key("relay"),
+                        Step::Index(i),
+                        Step::Key(key),
+                    ],
+                    m,
+                ))
+            };
             if name.is_empty()
                 || !name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             {
-                return bad(format!(
-                    "[[send.relay]] {}: a name is letters, digits, `-`, `_` and `.`",
-                    i + 1
-                ));
+                return bad(
+                    "name",
+                    format!(
+                        "[[send.relay]] {}: a name is letters, digits, `-`, `_` and `.`",
+                        i + 1
+                    ),
+                );
             }
             if !names.insert(name.clone()) {
-                return bad(format!("[[send.relay]] name `{name}` is used twice"));
+                return bad(
+                    "name",
+                    format!("[[send.relay]] name `{name}` is used twice"),
+                );
             }
             if r.concurrency == 0
                 || r.rate_per_second.is_nan()
                 || r.rate_per_second <= 0.0
                 || r.daily_quota == Some(0)
             {
-                return bad(format!(
-                    "[[send.relay]] `{name}`: concurrency, rate_per_second and daily_quota must be above 0"
-                ));
+                return bad(
+                    "url",
+                    format!(
+                        "[[send.relay]] `{name}`: concurrency, rate_per_second and daily_quota must be above 0"
+                    ),
+                );
             }
         }
         let audience = clean(dir.join(raw.audience.get_ref()));
@@ -370,9 +411,10 @@ impl Campaign {
         let templates = match &raw.templates {
             Some(t) => clean(dir.join(t.get_ref())),
             None => nearest_templates(&dir).ok_or_else(|| {
-                Error::input(
-                    Location::file(path),
-                    "no `templates` key and no templates/ folder in this or a parent directory",
+                at(
+                    raw.template.span(),
+                    "no `templates` key and no templates/ folder in this or a parent directory"
+                        .into(),
                 )
             })?,
         };
@@ -439,6 +481,42 @@ fn nearest_templates(start: &Path) -> Option<PathBuf> {
         .ancestors()
         .map(|d| d.join("templates"))
         .find(|t| t.is_dir())
+}
+
+/// One step of a path into the campaign file: a key, or an index into an array.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The line and column of the deepest part of `steps` found in `text`, for the checks
+/// that run after serde (whose spans end at the value it read). The text has parsed once
+/// already, so only a path that is not there falls back to the start of the file.
+fn position_of(text: &str, steps: &[Step]) -> (usize, usize) {
+    let Ok(doc) = toml_edit::Document::parse(text) else {
+        return (1, 1);
+    };
+    let mut item = doc.as_item();
+    let mut best: Option<std::ops::Range<usize>> = None;
+    for step in steps {
+        let next = match step {
+            Step::Key(k) => {
+                item.as_table_like()
+                    .and_then(|t| t.get_key_value(k))
+                    .map(|(key, v)| {
+                        best = key.span().or(best.clone());
+                        v
+                    })
+            }
+            Step::Index(i) => item.get(*i),
+        };
+        let Some(next) = next else { break };
+        if let Some(span) = next.span().filter(|_| matches!(step, Step::Index(_))) {
+            best = Some(span);
+        }
+        item = next;
+    }
+    best.map_or((1, 1), |s| line_col(text, s.start))
 }
 
 /// serde's "unknown field" error plus a "did you mean" from the keys valid at that place.
@@ -528,5 +606,153 @@ min_segment_size = 20
             .unwrap_err()
             .to_string();
         assert!(e.contains("needs a reason"), "{e}");
+    }
+
+    #[test]
+    fn a_hostile_segment_is_refused_at_its_line() {
+        let deep = format!(
+            "segment = \"{}x{}\"\n",
+            "(".repeat(2_000),
+            ")".repeat(2_000)
+        );
+        let e = parse(&GOOD.replace("[policy]\n", &format!("{deep}[policy]\n")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("winter-sale.toml:10:11:"), "{e}");
+        assert!(e.contains("nested") && e.contains("at column 33"), "{e}");
+        let long = format!("segment = '{}'\n", "a".repeat(5_000));
+        let e = parse(&GOOD.replace("[policy]\n", &format!("{long}[policy]\n")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("winter-sale.toml:10:11:") && e.contains("4096"),
+            "{e}"
+        );
+        assert!(e.len() < 300, "{e}");
+    }
+
+    /// The checks after serde's point at the key they judge, not just the file.
+    #[test]
+    fn later_checks_point_at_their_key() {
+        let cases = [
+            (
+                "[[policy.acknowledge]]\nrule = \"high-risk-field\"\nfields = [\"income\"]\nreason = \"\"\n",
+                "needs a reason",
+                ":15:1:",
+            ),
+            (
+                "acknowledge = [{ rule = \"r\", fields = [], reason = \"ok\" }]\n",
+                "must list the fields",
+                ":12:30:",
+            ),
+            ("[send]\nconcurrency = 0\n", "above 0", ":13:1:"),
+            ("[send]\nmax_attempts = 0\n", "max_attempts", ":13:1:"),
+            (
+                "[[send.relay]]\nurl = \"smtp://x\"\nname = \"a b\"\n",
+                "a name is",
+                ":14:1:",
+            ),
+            (
+                "[[send.relay]]\nurl = \"smtp://x\"\ndaily_quota = 0\n",
+                "daily_quota",
+                ":13:1:",
+            ),
+        ];
+        for (extra, what, at) in cases {
+            let e = parse(&format!("{GOOD}{extra}")).unwrap_err().to_string();
+            assert!(e.contains(what) && e.contains(at), "{extra}: {e}");
+        }
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Lines a campaign file might hold, right and wrong.
+        const LINES: &[&str] = &[
+            "name = \"x\"",
+            "name = \"Bad Name\"",
+            "audience = \"a.csv\"",
+            "templates = \"t\"",
+            "template = \"t\"",
+            "template = \"../t\"",
+            "subject = \"s\"",
+            "from = \"A <a@b.example>\"",
+            "from = \"nobody\"",
+            "reply_to = \"x\"",
+            "return_path = \"@\"",
+            "unsubscribe_url = \"https://u.example/u\"",
+            "unsubscribe_url = \"http://u\"",
+            "unsubscribe_url = \"https://u#f\"",
+            "segment = 'country == \"GB\"'",
+            "segment = \"((((((((((((((((((((((((((((((((((x\"",
+            "send_at = \"tomorrow\"",
+            "[policy]",
+            "min_segment_size = -1",
+            "consent_max_age_days = 99999999999",
+            "acknowledge = [{ rule = \"r\", fields = [], reason = \"\" }]",
+            "acknowledge = [{ rule = \"r\", fields = [\"f\"], reason = \" \" }]",
+            "[[policy.acknowledge]]",
+            "rule = \"x\"",
+            "[send]",
+            "concurrency = 0",
+            "rate_per_second = nan",
+            "rate_per_second = -inf",
+            "retry_delay_seconds = 1e9",
+            "max_attempts = 0",
+            "[[send.relay]]",
+            "url = \"smtp://x\"",
+            "name = \"a b\"",
+            "daily_quota = 0",
+            "[dkim]",
+            "domain = 1",
+            "subjct = \"typo\"",
+            "= =",
+            "\"unterminated",
+            "[[[",
+            "a.b.c = 1",
+            "x = [1, [2, [3]]]",
+            "\u{0}",
+            "é = 'ü'",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Any mix of right and wrong lines, and any bytes spliced into a good file:
+            /// a campaign, or an input error naming the file, with a line and column
+            /// inside the text. Never a panic.
+            #[test]
+            fn any_campaign_text_parses_or_names_file_line_and_column(
+                on_good in proptest::bool::weighted(0.8),
+                picks in proptest::collection::vec(0..LINES.len(), 0..5),
+                splice in proptest::option::of((0usize..400, "[ -~\n\"'\\[\\]=]{0,12}")),
+            ) {
+                let picked = picks.iter().map(|i| LINES[*i]).collect::<Vec<_>>().join("\n");
+                // Most picks follow a good file, so the checks after serde's are reached.
+                let mut text = if on_good { format!("{GOOD}{picked}") } else { picked };
+                if let Some((at, junk)) = splice {
+                    let mut at = at.min(text.len());
+                    while !text.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    text.insert_str(at, &junk);
+                }
+                let path = Path::new("/c/campaigns/p.toml");
+                if let Err(e) = Campaign::parse(path, &text) {
+                    let Error::Input { location, message } = &e else {
+                        return Err(TestCaseError::fail(format!("not an input error: {e}")));
+                    };
+                    prop_assert_eq!(&location.path, path);
+                    prop_assert!(!message.is_empty());
+                    let (Some(line), Some(col)) = (location.line, location.column) else {
+                        return Err(TestCaseError::fail(format!("no line and column: {e}\n{text}")));
+                    };
+                    let lines: Vec<&str> = text.split('\n').collect();
+                    prop_assert!(line >= 1 && line <= lines.len(), "{}\n{}", e, text);
+                    prop_assert!(col >= 1 && col <= lines[line - 1].chars().count() + 1, "{}\n{}", e, text);
+                }
+            }
+        }
     }
 }

@@ -885,7 +885,7 @@ l@x.example,y,,2026-11-01,Lu,50,DE
         prepared_csv(CSV, segment)
     }
 
-    fn prepared_csv(csv: &str, segment: &str) -> (tempfile::TempDir, Prepared) {
+    fn prepared_csv(csv: impl AsRef<[u8]>, segment: &str) -> (tempfile::TempDir, Prepared) {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(d.join("people.csv"), csv).unwrap();
@@ -1334,5 +1334,71 @@ segment = '{segment}'
             unsubscribe_url("https://x.example/u?", "T"),
             "https://x.example/u?t=T"
         );
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn field() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                Just(b"a@x.example".to_vec()),
+                Just(b" A@X.example ".to_vec()),
+                Just(b"b@x.example".to_vec()),
+                Just(b"c@x.example".to_vec()),
+                Just(b"not-an-address".to_vec()),
+                Just(b"yes".to_vec()),
+                Just(b"no".to_vec()),
+                Just(b"".to_vec()),
+                Just(b"2026-11-01".to_vec()),
+                Just(b"2019-01-01".to_vec()),
+                Just(b"50".to_vec()),
+                Just(b"GB".to_vec()),
+                Just(b"lots".to_vec()),
+                Just(b"\"q,\"\"x\"\"\r\ny\"".to_vec()),
+                Just(b"\"open".to_vec()),
+                Just(vec![0xff, 0xfe]),
+                Just(b"A\r\nBcc: z@x.example".to_vec()),
+                Just(b"\"A\r\nBcc: z@x.example\"".to_vec()),
+                Just(b"{{ first_name }}".to_vec()),
+                proptest::collection::vec(any::<u8>(), 1..5),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Whatever the rows hold (quotes, CR, CRLF, invalid UTF-8, header injections,
+            /// duplicates, suppressed and already-sent people), every row of the file is
+            /// counted exactly once: rows = personalised + generic + Σ excluded, after the
+            /// render stage too.
+            #[test]
+            fn every_row_is_counted_once_through_the_plan(
+                bom in any::<bool>(),
+                crlf in any::<bool>(),
+                rows in proptest::collection::vec(proptest::collection::vec(field(), 0..9), 0..25),
+            ) {
+                let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+                let mut bytes = if bom { b"\xEF\xBB\xBF".to_vec() } else { Vec::new() };
+                bytes.extend(b"email,consent_marketing,consent_personalisation,consent_at,first_name,total_spent,country");
+                bytes.extend(eol);
+                for r in &rows {
+                    bytes.extend(r.join(&b","[..]));
+                    bytes.extend(eol);
+                }
+                let (_d, p) = prepared_csv(&bytes, r#"country == "GB" or total_spent == "50""#);
+                let keys = Keys::from_master(&[3; 32]);
+                let facts = Facts {
+                    suppressed: HashSet::from([keys.recipient_hash("a@x.example")]),
+                    already: HashSet::from([keys.recipient_hash("b@x.example")]),
+                    recent: HashSet::new(),
+                };
+                let (plan, report) = crate::check::run(&p, &keys, &facts, now());
+                let c = &report.audience;
+                prop_assert_eq!(c.rows, p.audience.rows());
+                prop_assert_eq!(c.rows, c.personalised + c.generic + c.excluded_total());
+                prop_assert_eq!(plan.recipients().count(), c.personalised + c.generic);
+            }
+        }
     }
 }
