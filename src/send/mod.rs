@@ -12,8 +12,8 @@ pub mod setup;
 mod smtp;
 
 pub use dkim::{DKIM_HEADERS, load_dkim_key, sign};
-use smtp::{Attempt, Conn, connect, transact};
-pub use smtp::{SmtpTarget, redact_url};
+use smtp::{After, Attempt, Conn, connect, transact};
+pub use smtp::{SmtpTarget, Timeouts, redact_url};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -182,12 +182,25 @@ impl Transport {
     /// `smtp://…`, `smtps://…` or `sendmail:…`; the password, if an SMTP URL names a
     /// user, is `password`.
     pub fn parse(url: &str, password: Option<String>) -> Result<Transport> {
+        Transport::parse_for(url, password, "TACT_SMTP_PASSWORD")
+    }
+
+    /// `parse`, where the password comes from the variable `var`.
+    pub fn parse_for(url: &str, password: Option<String>, var: &str) -> Result<Transport> {
         if url.starts_with("sendmail:") {
             let t = sendmail::SendmailTarget::parse(url)?;
             t.check()?;
             return Ok(Transport::Sendmail(t));
         }
-        Ok(Transport::Smtp(SmtpTarget::parse(url, password)?))
+        Ok(Transport::Smtp(SmtpTarget::parse_for(url, password, var)?))
+    }
+
+    /// Where it goes, as messages name it: `host:port`, or the sendmail program.
+    pub fn address(&self) -> String {
+        match self {
+            Transport::Smtp(t) => t.address(),
+            Transport::Sendmail(t) => format!("sendmail:{}", t.program.display()),
+        }
     }
 }
 
@@ -225,7 +238,7 @@ impl Relay {
                 let var = r.password_env.as_deref().unwrap_or("TACT_SMTP_PASSWORD");
                 Ok(Relay {
                     name: r.name.clone().unwrap_or_else(|| format!("relay-{}", i + 1)),
-                    transport: Transport::parse(&r.url, env(var))?,
+                    transport: Transport::parse_for(&r.url, env(var), var)?,
                     concurrency: r.concurrency,
                     rate_per_second: r.rate_per_second,
                     daily_quota: r.daily_quota,
@@ -277,6 +290,12 @@ struct RelayState {
     down_until: Mutex<Option<Instant>>,
     failures: AtomicU32,
     sent: AtomicUsize,
+    /// Faults (failed connects, stalls, hang-ups, 421s) since the relay last answered a
+    /// transaction, over all its connections, and the last one's cause.
+    faults: AtomicU32,
+    last_fault: Mutex<String>,
+    /// Given up for this run after `fault_limit` faults in a row.
+    out: AtomicBool,
 }
 
 impl RelayState {
@@ -292,6 +311,49 @@ impl RelayState {
 
     fn recovered(&self) {
         self.failures.store(0, Ordering::SeqCst);
+    }
+
+    /// The relay answered a transaction (even with a refusal): it is there.
+    fn answered(&self) {
+        self.faults.store(0, Ordering::SeqCst);
+    }
+
+    /// How many faults in a row end the relay's part in the run: five, and at least one
+    /// more than its connections, so that one moment in which every connection breaks at
+    /// once (a restart) is not the end of it.
+    fn fault_limit(&self) -> u32 {
+        let c = u32::try_from(self.spec.concurrency).unwrap_or(u32::MAX);
+        MAX_FAULTS.max(c.saturating_add(1))
+    }
+
+    /// Counts a fault; true if it is the one that puts the relay out of the run. A
+    /// `decisive` one does at once.
+    fn fault(&self, why: String, decisive: bool) -> bool {
+        let n = self.faults.fetch_add(1, Ordering::SeqCst) + 1;
+        *lock(&self.last_fault) = why;
+        (decisive || n >= self.fault_limit()) && !self.out.swap(true, Ordering::SeqCst)
+    }
+
+    fn is_out(&self) -> bool {
+        self.out.load(Ordering::SeqCst)
+    }
+
+    /// `relay 127.0.0.1:2525` for `--smtp`, `relay ses (email-smtp…:587)` for a named one.
+    fn label(&self) -> String {
+        let at = self.spec.transport.address();
+        if self.spec.name == "smtp" {
+            format!("relay {at}")
+        } else {
+            format!("relay {} ({at})", self.spec.name)
+        }
+    }
+
+    /// The one line that says why the relay is out.
+    fn out_line(&self) -> String {
+        let n = self.faults.load(Ordering::SeqCst);
+        let why = lock(&self.last_fault).clone();
+        let s = if n == 1 { "" } else { "s" };
+        format!("{}: {why} ({n} attempt{s})", self.label())
     }
 
     /// Takes one message off the quota; `false` when none is left.
@@ -315,6 +377,10 @@ impl RelayState {
             .is_some_and(|l| l.load(Ordering::SeqCst) <= 0)
     }
 }
+
+/// Faults in a row (counted over a relay's connections and reconnects) after which a relay
+/// is given up for the run; see `RelayState::fault_limit`.
+const MAX_FAULTS: u32 = 5;
 
 /// Fresh jobs in plan order, and retries each with the moment it may go.
 #[derive(Default)]
@@ -410,6 +476,22 @@ impl Shared<'_> {
         }
     }
 
+    /// A relay fault: the relay rests, and when it was the last relay still in the run,
+    /// the run stops with one line per relay that gave out. Nobody is marked: whoever was
+    /// not handed over is still pending.
+    fn relay_fault(&self, r: &RelayState, why: String, decisive: bool) {
+        r.rest(self.opts.backoff);
+        if r.fault(why, decisive) && self.relays.iter().all(|x| x.is_out() || x.quota_spent()) {
+            let lines: Vec<String> = self
+                .relays
+                .iter()
+                .filter(|x| x.is_out())
+                .map(RelayState::out_line)
+                .collect();
+            self.pause(lines.join("; "));
+        }
+    }
+
     fn backoff(&self, attempts: u32) -> Duration {
         self.opts
             .backoff
@@ -477,6 +559,9 @@ pub fn send_all(
             down_until: Mutex::new(None),
             failures: AtomicU32::new(0),
             sent: AtomicUsize::new(0),
+            faults: AtomicU32::new(0),
+            last_fault: Mutex::new(String::new()),
+            out: AtomicBool::new(false),
         });
     }
     let batch = ledger.claim_batch().max(1);
@@ -587,15 +672,15 @@ async fn worker(s: &Shared<'_>, r: &RelayState) {
     // Claimed (`sending` in the ledger), not yet handed to the relay.
     let mut claimed: VecDeque<(Job, RecipientHash)> = VecDeque::new();
     loop {
-        if s.stop.load(Ordering::SeqCst) {
+        if s.stop.load(Ordering::SeqCst) || r.is_out() {
             break;
         }
         if let Some(until) = r.resting() {
             // Claimed ones go back for the other relays; the resting one waits.
             settle(s, &mut done, campaign);
             release(s, &mut claimed, campaign);
-            if let Some(mut dead) = conn.take() {
-                dead.smtp.abort().await;
+            if let Some(idle) = conn.take() {
+                idle.quit().await;
             }
             if s.drained() {
                 break;
@@ -675,8 +760,8 @@ async fn worker(s: &Shared<'_>, r: &RelayState) {
     }
     settle(s, &mut done, campaign);
     release(s, &mut claimed, campaign);
-    if let Some(mut c) = conn {
-        let _ = c.smtp.quit().await;
+    if let Some(c) = conn {
+        c.quit().await;
     }
 }
 
@@ -761,36 +846,61 @@ async fn attempt(
         return;
     };
     let body = msg.formatted();
-    let (outcome, keep) = match &r.spec.transport {
+    let (outcome, after) = match &r.spec.transport {
         Transport::Smtp(target) => {
             if conn.is_none() {
                 match connect(target, &s.hello).await {
                     Ok(c) => *conn = Some(c),
-                    Err(why) => {
+                    Err(e) => {
                         // Nothing was handed over: the recipient goes back, at once, for
-                        // whichever relay is up; this one rests.
+                        // whichever relay is up; this one rests, or is out of the run.
                         release(&Reply::default());
-                        r.rest(s.opts.backoff);
                         s.requeue(job, None);
-                        s.tally.retries.fetch_add(1, Ordering::Relaxed);
-                        note_failure(s, &why);
+                        if e.fatal {
+                            s.pause(format!("{}: {}", r.label(), e.why));
+                        } else {
+                            s.tally.retries.fetch_add(1, Ordering::Relaxed);
+                            s.relay_fault(r, e.why, false);
+                        }
                         return;
                     }
                 }
             }
             let Some(c) = conn.as_mut() else { return };
-            let (outcome, keep) = transact(c, &s.from, &to, &body).await;
-            if !keep && let Some(mut dead) = conn.take() {
-                dead.smtp.abort().await;
+            let (outcome, after) = transact(c, &s.from, &to, &body).await;
+            if after != After::Open {
+                // A broken connection is dropped, not QUIT: it may not answer anymore.
+                *conn = None;
             }
-            (outcome, keep)
+            (outcome, after)
         }
         // A temporary failure of the local MTA is the MTA's, not the recipient's: it
         // rests like a relay that closed the connection.
         Transport::Sendmail(t) => match sendmail::submit(t, &s.from, &to, &body).await {
-            Attempt::Retry(reply) => (Attempt::Retry(reply), false),
-            other => (other, true),
+            Attempt::Retry(reply) => {
+                let why = match (&reply.enhanced, reply.code) {
+                    (Some(x), _) => format!("refused the message ({x})"),
+                    (None, Some(c)) => format!("refused the message ({c})"),
+                    (None, None) => "did not take the message".to_string(),
+                };
+                (Attempt::Retry(reply), After::Fault(why))
+            }
+            other => (other, After::Open),
         },
+    };
+    let keep = match after {
+        After::Fault(why) => {
+            s.relay_fault(r, why, false);
+            false
+        }
+        After::Stalled(why) => {
+            s.relay_fault(r, why, true);
+            false
+        }
+        After::Open | After::Drop => {
+            r.answered();
+            true
+        }
     };
     let now = s.clock();
     let record = |status: Status, reply: &Reply| {
@@ -824,6 +934,22 @@ async fn attempt(
             s.tally.failed.fetch_add(1, Ordering::Relaxed);
             note_failure(s, "permanent refusals");
         }
+        Attempt::SenderRefused(reply) => {
+            // The sender's problem: the recipient stays pending, and the run stops before
+            // it marks anyone else.
+            record(Status::Pending, &reply);
+            s.requeue(job, None);
+            let code = match (reply.code, &reply.enhanced) {
+                (Some(c), Some(x)) => format!("{c} {x}"),
+                (Some(c), None) => c.to_string(),
+                (None, Some(x)) => x.clone(),
+                (None, None) => "refused".to_string(),
+            };
+            s.pause(format!(
+                "{}: the sender was refused at MAIL FROM ({code}); nobody was marked failed: fix the sender address or the relay's policy for it, then run again",
+                r.label()
+            ));
+        }
         Attempt::Retry(reply) => {
             record(Status::Pending, &reply);
             let attempts = s.ledger().attempts(campaign, &hash).unwrap_or(u32::MAX);
@@ -837,7 +963,6 @@ async fn attempt(
                 } else {
                     // The relay is going away (421, or it dropped the connection before the
                     // message): it rests, and the others take the recipient now.
-                    r.rest(s.opts.backoff);
                     s.requeue(job, None);
                 }
             }
@@ -877,6 +1002,11 @@ pub fn send_tests(
             (None, Some(e)) => format!("refused ({e})"),
             (None, None) => "refused".to_string(),
         },
+        Attempt::SenderRefused(r) => match (r.code, r.enhanced) {
+            (Some(c), _) => format!("sender refused ({c})"),
+            (None, Some(e)) => format!("sender refused ({e})"),
+            (None, None) => "sender refused".to_string(),
+        },
         Attempt::Uncertain => "uncertain".to_string(),
     };
     let from = campaign
@@ -888,13 +1018,15 @@ pub fn send_tests(
         match transport {
             Transport::Smtp(target) => {
                 let hello = ClientId::Domain(campaign.from_domain().to_string());
-                let mut conn = connect(target, &hello).await.map_err(Error::Other)?;
+                let mut conn = connect(target, &hello)
+                    .await
+                    .map_err(|e| Error::Other(format!("relay {}: {}", target.address(), e.why)))?;
                 for (to, msg) in messages {
                     let msg = sign(campaign, msg).map_err(Error::Other)?;
                     let (attempt, _) = transact(&mut conn, &from, &to, &msg.formatted()).await;
                     results.push(said(attempt));
                 }
-                let _ = conn.smtp.quit().await;
+                conn.quit().await;
             }
             Transport::Sendmail(t) => {
                 for (to, msg) in messages {

@@ -16,7 +16,11 @@
 //! | killed, or timed out, after the whole message was written | `Uncertain` | it may have been queued |
 //! | exit 0 before the whole message was written, any other code | `Uncertain` | unknown meaning |
 //! | a recipient that is not a plain `local@domain` (see `plain_address`) | `Failed` (`5.1.3`) | never run |
-//! | a return path that is not (a campaign setting: `plain_address` lets a run refuse it first) | `Retry` (`5.1.7`) | never run |
+//! | a return path that is not (a campaign setting: `plain_address` lets a run refuse it first) | `SenderRefused` (`5.1.7`) | never run |
+//! | a permanent status with the program saying the sender was refused (msmtp: "envelope from address … not accepted") | `SenderRefused` | the sender's problem, not the recipient's |
+//!
+//! A `SenderRefused` stops the run with every recipient still pending, as a 5xx to MAIL FROM
+//! does over SMTP; a `Retry` counts as a fault of the relay (see `RelayState::fault`).
 //!
 //! Postfix's own `sendmail` turns every fatal error into 75 (its run-time error handler
 //! exits `EX_TEMPFAIL`) and checks addresses only after queueing, where a refusal becomes a
@@ -363,7 +367,7 @@ pub(super) async fn submit_noted(
             code: None,
             enhanced: Some("5.1.7".into()),
         };
-        return (Attempt::Retry(reply), None);
+        return (Attempt::SenderRefused(reply), None);
     }
     if !plain_address(to) {
         let reply = Reply {
@@ -419,17 +423,34 @@ pub(super) async fn submit_noted(
         }
     }
     .await;
+    let mut outcome = attempt(ending);
     let note = match ending {
         Ending::Exited { code: 0, fed: true } => None,
         // A process the program left behind (a background delivery) may hold stderr open:
         // what has come by a moment after the exit is all there is.
         _ => match tokio::time::timeout(Duration::from_millis(200), &mut reader).await {
-            Ok(Ok(err)) => note_of(&err, from, to),
+            Ok(Ok(err)) => {
+                if let Attempt::Failed(reply) = &outcome
+                    && sender_refused(&err)
+                {
+                    outcome = Attempt::SenderRefused(reply.clone());
+                }
+                note_of(&err, from, to)
+            }
             _ => None,
         },
     };
     reader.abort();
-    (attempt(ending), note)
+    (outcome, note)
+}
+
+/// Whether the program said the relay refused the sender, not the recipient: the same
+/// permanent exit status (msmtp exits 65 for both) would otherwise mark every recipient
+/// failed for what is the sender's problem.
+fn sender_refused(stderr: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(stderr).to_lowercase();
+    // msmtp: "envelope from address X not accepted by the server".
+    text.contains("envelope from address")
 }
 
 /// What became of one hand-over, as `send_one` reports it.
@@ -441,6 +462,8 @@ pub enum Submitted {
     Retry(Reply),
     /// Refused for good.
     Failed(Reply),
+    /// The sender was refused: nobody is marked, the run stops.
+    SenderRefused(Reply),
     /// May or may not have been queued: never tried again.
     Uncertain,
 }
@@ -451,6 +474,7 @@ impl From<Attempt> for Submitted {
             Attempt::Sent(_) => Submitted::Queued,
             Attempt::Retry(r) => Submitted::Retry(r),
             Attempt::Failed(r) => Submitted::Failed(r),
+            Attempt::SenderRefused(r) => Submitted::SenderRefused(r),
             Attempt::Uncertain => Submitted::Uncertain,
         }
     }
@@ -689,7 +713,7 @@ mod tests {
         };
         assert_eq!(Submitted::from(a), Submitted::Failed(reply("5.1.3")));
         let a = submit(&t, &addr("-oQ@example.com"), &good, body).await;
-        assert_eq!(Submitted::from(a), Submitted::Retry(reply("5.1.7")));
+        assert_eq!(Submitted::from(a), Submitted::SenderRefused(reply("5.1.7")));
     }
 
     #[tokio::test]

@@ -19,6 +19,32 @@ use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter,
 use crate::error::{Error, Location, Result};
 use crate::state::ledger::Reply;
 
+/// How long tact waits on a relay before it counts as not answering. A stall before the
+/// message's content leaves the recipient pending; a stall after it, uncertain (the relay
+/// may have taken the message), so `data` is the generous one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    /// For the TCP connection (and, with smtps://, the TLS handshake).
+    pub connect: Duration,
+    /// For the greeting and the reply to EHLO.
+    pub greeting: Duration,
+    /// For each other command: STARTTLS, AUTH, MAIL, RCPT, DATA.
+    pub command: Duration,
+    /// For the reply to the end of a message's content.
+    pub data: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            greeting: Duration::from_secs(30),
+            command: Duration::from_secs(30),
+            data: Duration::from_secs(120),
+        }
+    }
+}
+
 /// How to reach the relay. The password comes only from the environment.
 #[derive(Debug, Clone)]
 pub struct SmtpTarget {
@@ -27,11 +53,21 @@ pub struct SmtpTarget {
     pub implicit_tls: bool,
     pub user: Option<String>,
     pub password: Option<String>,
+    pub timeouts: Timeouts,
+    /// `starttls=required`: even a loopback relay must offer STARTTLS.
+    pub require_tls: bool,
 }
 
 impl SmtpTarget {
-    /// `smtp://[user@]host:port` (STARTTLS) or `smtps://[user@]host:port` (implicit TLS).
+    /// `smtp://[user@]host:port` (STARTTLS) or `smtps://[user@]host:port` (implicit TLS),
+    /// with optional `?connect_timeout=S&greeting_timeout=S&command_timeout=S&data_timeout=S`
+    /// (seconds) and `starttls=required`. A URL with a user needs its password.
     pub fn parse(url: &str, password: Option<String>) -> Result<SmtpTarget> {
+        SmtpTarget::parse_for(url, password, "TACT_SMTP_PASSWORD")
+    }
+
+    /// `parse`, where the password comes from the variable `var`.
+    pub fn parse_for(url: &str, password: Option<String>, var: &str) -> Result<SmtpTarget> {
         let bad = |m: &str| {
             Error::input(
                 Location::file("--smtp"),
@@ -45,6 +81,10 @@ impl SmtpTarget {
             "smtp" => false,
             "smtps" => true,
             _ => return Err(bad("the scheme must be smtp or smtps")),
+        };
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
         };
         let rest = rest.trim_end_matches('/');
         let (user, hostport) = match rest.rsplit_once('@') {
@@ -72,13 +112,67 @@ impl SmtpTarget {
         if host.is_empty() {
             return Err(bad("no host"));
         }
+        let mut timeouts = Timeouts::default();
+        let mut require_tls = false;
+        let mut seen = Vec::new();
+        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| bad(&format!("`{pair}`: expected KEY=VALUE")))?;
+            if seen.contains(&key) {
+                return Err(bad(&format!("`{key}` is given twice")));
+            }
+            seen.push(key);
+            let seconds = || {
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| bad(&format!("{key} is seconds, more than 0 and at most 3600")))
+            };
+            match key {
+                "connect_timeout" => timeouts.connect = seconds()?,
+                "greeting_timeout" => timeouts.greeting = seconds()?,
+                "command_timeout" => timeouts.command = seconds()?,
+                "data_timeout" => timeouts.data = seconds()?,
+                "starttls" if value == "required" && !implicit_tls => require_tls = true,
+                "starttls" => {
+                    return Err(bad(
+                        "starttls takes one value, `required`, and only with smtp://",
+                    ));
+                }
+                _ => {
+                    return Err(bad(&format!(
+                        "unknown option `{key}` (there are connect_timeout, greeting_timeout, command_timeout, data_timeout and starttls)"
+                    )));
+                }
+            }
+        }
+        if user.is_some() && password.as_deref().is_none_or(str::is_empty) {
+            // Said now, not as one failed login per recipient once the run has started.
+            return Err(bad(&format!(
+                "the URL names a user but {var} is not set: export the password in {var}"
+            )));
+        }
         Ok(SmtpTarget {
             host,
             port,
             implicit_tls,
             user,
             password,
+            timeouts,
+            require_tls,
         })
+    }
+
+    /// `host:port`, as messages name the relay (never the user).
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 }
 
@@ -113,13 +207,20 @@ struct Resolved {
     loopback: bool,
 }
 
-async fn resolve(t: &SmtpTarget) -> Result<Resolved> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((t.host.as_str(), t.port))
-        .await
-        .map_err(|e| Error::Other(format!("cannot resolve SMTP host {}: {e}", t.host)))?
-        .collect();
+async fn resolve(t: &SmtpTarget) -> std::result::Result<Resolved, String> {
+    let lookup = tokio::net::lookup_host((t.host.as_str(), t.port));
+    let addrs: Vec<SocketAddr> = match tokio::time::timeout(t.timeouts.connect, lookup).await {
+        Ok(Ok(a)) => a.collect(),
+        Ok(Err(e)) => return Err(format!("cannot resolve the host: {}", os_error(&e))),
+        Err(_) => {
+            return Err(format!(
+                "cannot resolve the host within {}",
+                secs(t.timeouts.connect)
+            ));
+        }
+    };
     if addrs.is_empty() {
-        return Err(Error::Other(format!("SMTP host {} has no address", t.host)));
+        return Err("the host has no address".into());
     }
     let loopback = addrs.iter().all(|a| match a.ip() {
         IpAddr::V4(ip) => ip.is_loopback(),
@@ -137,87 +238,212 @@ pub(super) struct Conn {
     /// round trip instead of three. lettre does not record the keyword, so `connect` asks
     /// with a second EHLO.
     pipelining: bool,
+    timeouts: Timeouts,
 }
 
-pub(super) async fn connect(t: &SmtpTarget, hello: &ClientId) -> std::result::Result<Conn, String> {
+impl Conn {
+    /// QUIT, politely but briefly: a relay that does not answer it is simply dropped.
+    pub(super) async fn quit(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.smtp.quit()).await;
+    }
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug)]
+pub(super) struct ConnectError {
+    /// Trying again cannot help (no STARTTLS where it is required, a refused login, a TLS
+    /// failure): the run stops at once.
+    pub(super) fatal: bool,
+    /// The cause, without host or port (the caller names the relay).
+    pub(super) why: String,
+}
+
+fn transient(why: String) -> ConnectError {
+    ConnectError { fatal: false, why }
+}
+
+fn fatal(why: String) -> ConnectError {
+    ConnectError { fatal: true, why }
+}
+
+/// `1s`, `0.5s`.
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+/// An OS error as a person reads it: `connection refused`, not `Connection refused (os
+/// error 111)`.
+fn os_error(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => text.as_str(),
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "unknown error".into(),
+    }
+}
+
+/// What went wrong with a command, without the server's text (it may quote addresses):
+/// the reply code, or how the connection failed.
+fn cause(e: &lettre::transport::smtp::Error) -> String {
+    use std::error::Error as _;
+    let r = reply_of(e);
+    if let Some(c) = r.code {
+        return match r.enhanced {
+            Some(x) => format!("{c} {x}"),
+            None => c.to_string(),
+        };
+    }
+    if e.is_tls() {
+        return format!("TLS failed: {e}");
+    }
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return os_error(io);
+        }
+        source = s.source();
+    }
+    if e.is_response() {
+        // lettre's word for an end of stream before a whole reply.
+        "closed the connection".into()
+    } else {
+        "connection error".into()
+    }
+}
+
+/// Whether to go on without STARTTLS: only on loopback, and not even there when the URL
+/// says `starttls=required`. Everything else must be encrypted or is not sent.
+pub(super) fn plain_allowed(offers_starttls: bool, loopback: bool, required: bool) -> bool {
+    !offers_starttls && loopback && !required
+}
+
+pub(super) async fn connect(
+    t: &SmtpTarget,
+    hello: &ClientId,
+) -> std::result::Result<Conn, ConnectError> {
     // Resolved on every connect: a relay's addresses may change during a long run, and a
     // name that does not resolve is one more reason for the relay to rest.
-    let r = resolve(t).await.map_err(|e| e.to_string())?;
+    let r = resolve(t).await.map_err(transient)?;
     let mut smtp = open(t, &r, hello).await?;
-    let pipelining = match smtp.command(Ehlo::new(hello.clone())).await {
-        Ok(resp) => resp
+    let ehlo = tokio::time::timeout(t.timeouts.command, smtp.command(Ehlo::new(hello.clone())));
+    let pipelining = match ehlo.await {
+        Ok(Ok(resp)) => resp
             .message()
             .any(|l| l.trim().eq_ignore_ascii_case("PIPELINING")),
-        Err(e) => return Err(format!("EHLO: {}", code_of(&e))),
+        Ok(Err(e)) => return Err(transient(format!("{} at EHLO", cause(&e)))),
+        Err(_) => {
+            return Err(transient(format!(
+                "no answer to EHLO within {}",
+                secs(t.timeouts.command)
+            )));
+        }
     };
-    Ok(Conn { smtp, pipelining })
+    Ok(Conn {
+        smtp,
+        pipelining,
+        timeouts: t.timeouts,
+    })
 }
 
 async fn open(
     t: &SmtpTarget,
     r: &Resolved,
     hello: &ClientId,
-) -> std::result::Result<AsyncSmtpConnection, String> {
-    let tls = || TlsParameters::new(t.host.clone()).map_err(|e| format!("TLS setup: {e}"));
+) -> std::result::Result<AsyncSmtpConnection, ConnectError> {
+    let tm = t.timeouts;
+    let tls = || TlsParameters::new(t.host.clone()).map_err(|e| fatal(format!("TLS setup: {e}")));
     let mut conn = if t.implicit_tls {
         // lettre opens this socket itself, so implicit TLS goes without TCP_NODELAY.
-        AsyncSmtpConnection::connect_tokio1(
+        let opened = AsyncSmtpConnection::connect_tokio1(
             r.addrs.as_slice(),
-            Some(Duration::from_secs(30)),
+            Some(tm.connect),
             hello,
             Some(tls()?),
             None,
-        )
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?
+        );
+        match tokio::time::timeout(tm.connect + tm.greeting, opened).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) if e.is_tls() => return Err(fatal(cause(&e))),
+            Ok(Err(e)) => return Err(transient(cause(&e))),
+            Err(_) => {
+                return Err(transient(format!(
+                    "no greeting within {}",
+                    secs(tm.connect + tm.greeting)
+                )));
+            }
+        }
     } else {
         let mut last = String::from("no address");
         let mut stream = None;
         for addr in &r.addrs {
-            match tokio::time::timeout(
-                Duration::from_secs(30),
-                tokio::net::TcpStream::connect(addr),
-            )
-            .await
-            {
+            match tokio::time::timeout(tm.connect, tokio::net::TcpStream::connect(addr)).await {
                 Ok(Ok(s)) => {
                     stream = Some(s);
                     break;
                 }
-                Ok(Err(e)) => last = e.to_string(),
-                Err(_) => last = "timed out".into(),
+                Ok(Err(e)) => last = os_error(&e),
+                Err(_) => last = format!("no answer to connect within {}", secs(tm.connect)),
             }
         }
-        let stream =
-            stream.ok_or_else(|| format!("cannot connect to {}:{}: {last}", t.host, t.port))?;
+        let stream = stream.ok_or_else(|| transient(last))?;
         stream
             .set_nodelay(true)
-            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
-        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), hello)
-            .await
-            .map_err(|e| format!("greeting: {e}"))?;
+            .map_err(|e| transient(format!("TCP_NODELAY: {}", os_error(&e))))?;
+        let greeted = AsyncSmtpConnection::connect_with_transport(Box::new(stream), hello);
+        let mut conn = match tokio::time::timeout(tm.greeting, greeted).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(transient(format!("{} at the greeting", cause(&e)))),
+            Err(_) => {
+                return Err(transient(format!(
+                    "no greeting within {}",
+                    secs(tm.greeting)
+                )));
+            }
+        };
         if conn.can_starttls() {
-            conn.starttls(tls()?, hello)
-                .await
-                .map_err(|e| format!("STARTTLS: {e}"))?;
-        } else if !r.loopback {
-            let _ = conn.quit().await;
-            return Err(format!(
-                "{} does not offer STARTTLS; tact sends in clear text only to loopback addresses (use smtps:// or a relay with TLS)",
-                t.host
-            ));
+            match tokio::time::timeout(tm.command, conn.starttls(tls()?, hello)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(fatal(format!("STARTTLS failed: {}", cause(&e)))),
+                Err(_) => {
+                    return Err(transient(format!(
+                        "no answer to STARTTLS within {}",
+                        secs(tm.command)
+                    )));
+                }
+            }
+        } else if !plain_allowed(false, r.loopback, t.require_tls) {
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+            return Err(fatal(if r.loopback {
+                "does not offer STARTTLS, and the URL says starttls=required".into()
+            } else {
+                "does not offer STARTTLS; tact sends in clear text only to loopback addresses (use smtps:// or a relay with TLS)".into()
+            }));
         }
         conn
     };
     if let Some(user) = &t.user {
-        let password = t
-            .password
-            .clone()
-            .ok_or("the URL names a user but TACT_SMTP_PASSWORD is not set")?;
+        let password = t.password.clone().ok_or_else(|| {
+            fatal("the URL names a user but TACT_SMTP_PASSWORD is not set".into())
+        })?;
         let creds = Credentials::new(user.clone(), password);
-        conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
-            .await
-            .map_err(|e| format!("authentication failed: {}", code_of(&e)))?;
+        let login = conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds);
+        match tokio::time::timeout(tm.command, login).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.is_permanent() => {
+                return Err(fatal(format!("authentication refused ({})", cause(&e))));
+            }
+            Ok(Err(e)) => return Err(transient(format!("{} at AUTH", cause(&e)))),
+            Err(_) => {
+                return Err(transient(format!(
+                    "no answer to AUTH within {}",
+                    secs(tm.command)
+                )));
+            }
+        }
     }
     Ok(conn)
 }
@@ -241,17 +467,6 @@ fn reply_of(e: &lettre::transport::smtp::Error) -> Reply {
     Reply { code, enhanced }
 }
 
-fn code_of(e: &lettre::transport::smtp::Error) -> String {
-    let r = reply_of(e);
-    match (r.code, r.enhanced) {
-        (Some(c), Some(x)) => format!("{c} {x}"),
-        (Some(c), None) => c.to_string(),
-        _ if e.is_timeout() => "timeout".into(),
-        _ if e.is_tls() => "TLS error".into(),
-        _ => "connection error".into(),
-    }
-}
-
 fn reply_of_response(r: &lettre::transport::smtp::response::Response) -> Reply {
     let code = r.code().to_string().parse::<u16>().ok();
     let enhanced = r
@@ -266,10 +481,28 @@ pub(super) enum Attempt {
     Sent(Reply),
     /// 4xx, or the connection failed before the message could have been accepted.
     Retry(Reply),
-    /// 5xx: never retried.
+    /// 5xx to RCPT or to the message: never retried.
     Failed(Reply),
+    /// The sender was refused (5xx to MAIL FROM): the sender's problem, not the
+    /// recipient's, who stays pending while the run stops.
+    SenderRefused(Reply),
     /// The connection failed after the message was handed over: it may have arrived.
     Uncertain,
+}
+
+/// What is left of the connection after an attempt.
+#[derive(Debug, PartialEq)]
+pub(super) enum After {
+    /// Ready for the next message.
+    Open,
+    /// The relay answered, but the connection is no longer usable: open a new one.
+    Drop,
+    /// The relay stopped answering, hung up, or is going away (421): the connection is
+    /// gone and the relay counts a fault (why, without host or port).
+    Fault(String),
+    /// It took a whole message and then did not answer within the data timeout: the
+    /// message is uncertain, and a relay that does this gets no more of them this run.
+    Stalled(String),
 }
 
 /// An error reply to a command, or `None` for a dead connection (lettre reports an
@@ -278,18 +511,6 @@ fn refusal(e: &lettre::transport::smtp::Error) -> Option<(Reply, bool)> {
     e.status()
         .is_some()
         .then(|| (reply_of(e), e.is_permanent()))
-}
-
-/// The attempt a refusal makes, and whether the connection can go on (421: the server is
-/// closing it, RFC 5321 §3.8).
-fn refused(reply: Reply, permanent: bool) -> (Attempt, bool) {
-    let open = reply.code != Some(421);
-    let attempt = if permanent {
-        Attempt::Failed(reply)
-    } else {
-        Attempt::Retry(reply)
-    };
-    (attempt, open)
 }
 
 /// Several commands written at once (RFC 2920 pipelining).
@@ -332,12 +553,16 @@ impl std::fmt::Display for Content {
     }
 }
 
+const STEPS: [&str; 3] = ["MAIL FROM", "RCPT TO", "DATA"];
+
 pub(super) async fn transact(
     conn: &mut Conn,
     from: &Address,
     to: &Address,
     body: &[u8],
-) -> (Attempt, bool) {
+) -> (Attempt, After) {
+    let tm = conn.timeouts;
+    let pipelining = conn.pipelining;
     let smtp = &mut conn.smtp;
     let mut params = Vec::new();
     if !body.is_ascii() && smtp.server_info().supports_feature(Extension::EightBitMime) {
@@ -346,67 +571,118 @@ pub(super) async fn transact(
     let mail = Mail::new(Some(from.clone()), params);
     let rcpt = Rcpt::new(to.clone(), vec![]);
     // Before DATA's content is written, nothing can have been delivered.
-    let replies = if conn.pipelining {
-        // Every reply is read, even after a refusal, to keep the stream in step.
-        let first = smtp.command(Group(mail, rcpt, Data)).await;
-        if first.as_ref().is_err_and(|e| refusal(e).is_none()) {
-            vec![first]
-        } else {
-            let second = smtp.read_response().await;
-            let third = if second.as_ref().is_err_and(|e| refusal(e).is_none()) {
-                None
+    let envelope = async {
+        if pipelining {
+            // Every reply is read, even after a refusal, to keep the stream in step.
+            let first = smtp.command(Group(mail, rcpt, Data)).await;
+            if first.as_ref().is_err_and(|e| refusal(e).is_none()) {
+                vec![first]
             } else {
-                Some(smtp.read_response().await)
-            };
-            [Some(first), Some(second), third]
-                .into_iter()
-                .flatten()
-                .collect()
-        }
-    } else {
-        let mut replies = Vec::new();
-        for step in 0..3 {
-            let r = match step {
-                0 => smtp.command(mail.clone()).await,
-                1 => smtp.command(rcpt.clone()).await,
-                _ => smtp.command(Data).await,
-            };
-            let stop = r.is_err();
-            replies.push(r);
-            if stop {
-                break;
+                let second = smtp.read_response().await;
+                let third = if second.as_ref().is_err_and(|e| refusal(e).is_none()) {
+                    None
+                } else {
+                    Some(smtp.read_response().await)
+                };
+                [Some(first), Some(second), third]
+                    .into_iter()
+                    .flatten()
+                    .collect()
             }
+        } else {
+            let mut replies = Vec::new();
+            for step in 0..3 {
+                let r = match step {
+                    0 => smtp.command(mail.clone()).await,
+                    1 => smtp.command(rcpt.clone()).await,
+                    _ => smtp.command(Data).await,
+                };
+                let stop = r.is_err();
+                replies.push(r);
+                if stop {
+                    break;
+                }
+            }
+            replies
         }
-        replies
+    };
+    let Ok(replies) = tokio::time::timeout(tm.command, envelope).await else {
+        return (
+            Attempt::Retry(Reply::default()),
+            After::Fault(format!(
+                "no answer to MAIL FROM, RCPT TO or DATA within {}",
+                secs(tm.command)
+            )),
+        );
     };
     let accepted_data = replies.len() == 3 && replies[2].is_ok();
-    if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
+    if let Some((step, e)) = replies
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
+    {
         let Some((reply, permanent)) = refusal(e) else {
-            return (Attempt::Retry(reply_of(e)), false);
+            return (
+                Attempt::Retry(reply_of(e)),
+                After::Fault(format!("{} at {}", cause(e), STEPS[step])),
+            );
         };
+        let said = format!("{} at {}", cause(e), STEPS[step]);
+        let attempt = if step == 0 && permanent {
+            Attempt::SenderRefused(reply.clone())
+        } else if permanent {
+            Attempt::Failed(reply.clone())
+        } else {
+            Attempt::Retry(reply.clone())
+        };
+        if reply.code == Some(421) {
+            // RFC 5321 §3.8: the server is closing the connection, whatever the command.
+            return (attempt, After::Fault(said));
+        }
         if accepted_data {
             // A server that said 354 after refusing the sender or recipient (allowed under
             // pipelining) gets an empty message, which has no valid recipient.
-            if smtp.command(Content::new("")).await.is_err() {
-                return (refused(reply, permanent).0, false);
+            let empty = tokio::time::timeout(tm.data, smtp.command(Content::new(""))).await;
+            if !matches!(empty, Ok(Ok(_))) {
+                return (attempt, After::Drop);
             }
         }
-        let (attempt, open) = refused(reply, permanent);
-        if open {
-            let _ = smtp.command(Rset).await;
-        }
-        return (attempt, open);
+        let reset = tokio::time::timeout(tm.command, smtp.command(Rset)).await;
+        let after = if matches!(reset, Ok(Ok(_))) {
+            After::Open
+        } else {
+            After::Drop
+        };
+        return (attempt, after);
     }
-    let written = match std::str::from_utf8(body) {
-        Ok(text) => smtp.command(Content::new(text)).await,
-        Err(_) => smtp.message(body).await,
-    };
+    let written = tokio::time::timeout(tm.data, async {
+        match std::str::from_utf8(body) {
+            Ok(text) => smtp.command(Content::new(text)).await,
+            Err(_) => smtp.message(body).await,
+        }
+    })
+    .await;
     match written {
-        Ok(resp) => (Attempt::Sent(reply_of_response(&resp)), true),
-        Err(e) => match refusal(&e) {
-            Some((reply, permanent)) => refused(reply, permanent),
-            None => (Attempt::Uncertain, false),
+        Ok(Ok(resp)) => (Attempt::Sent(reply_of_response(&resp)), After::Open),
+        Ok(Err(e)) => match refusal(&e) {
+            Some((reply, _)) if reply.code == Some(421) => (
+                Attempt::Retry(reply),
+                After::Fault(format!("{} after a message", cause(&e))),
+            ),
+            Some((reply, true)) => (Attempt::Failed(reply), After::Open),
+            Some((reply, false)) => (Attempt::Retry(reply), After::Open),
+            None => (
+                Attempt::Uncertain,
+                After::Fault(format!("{} after a message", cause(&e))),
+            ),
         },
+        Err(_) => (
+            Attempt::Uncertain,
+            After::Stalled(format!(
+                "no answer to the end of a message within {}",
+                secs(tm.data)
+            )),
+        ),
     }
 }
 
@@ -448,5 +724,81 @@ mod tests {
             "{e}"
         );
         assert!(SmtpTarget::parse("http://x", None).is_err());
+    }
+
+    #[test]
+    fn a_user_without_a_password_is_refused_naming_the_variable() {
+        for pw in [None, Some(String::new())] {
+            let e = SmtpTarget::parse_for("smtp://mailer@relay.example:587", pw, "TACT_SES_PW")
+                .unwrap_err();
+            assert!(e.is_input(), "{e}");
+            assert!(e.to_string().contains("TACT_SES_PW"), "{e}");
+        }
+        assert!(SmtpTarget::parse("smtp://relay.example:587", None).is_ok());
+    }
+
+    #[test]
+    fn timeouts_and_starttls_from_the_query() {
+        let t = SmtpTarget::parse("smtp://127.0.0.1:2525", None).unwrap();
+        assert_eq!(t.timeouts, Timeouts::default());
+        assert!(!t.require_tls);
+        let t = SmtpTarget::parse(
+            "smtp://127.0.0.1:2525?connect_timeout=0.5&greeting_timeout=2&command_timeout=3&data_timeout=4&starttls=required",
+            None,
+        )
+        .unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 2525));
+        assert_eq!(
+            t.timeouts,
+            Timeouts {
+                connect: Duration::from_millis(500),
+                greeting: Duration::from_secs(2),
+                command: Duration::from_secs(3),
+                data: Duration::from_secs(4),
+            }
+        );
+        assert!(t.require_tls);
+        let t =
+            SmtpTarget::parse("smtps://u@relay.example?data_timeout=9", Some("p".into())).unwrap();
+        assert_eq!((t.port, t.timeouts.data), (465, Duration::from_secs(9)));
+        for bad in [
+            "smtp://h:25?connect_timeout=0",
+            "smtp://h:25?connect_timeout=soon",
+            "smtp://h:25?connect_timeout=1&connect_timeout=2",
+            "smtp://h:25?timeout=1",
+            "smtp://h:25?starttls=maybe",
+            "smtps://h:465?starttls=required",
+            "smtp://h:25?data_timeout",
+        ] {
+            let e = SmtpTarget::parse(bad, None).unwrap_err();
+            assert!(e.is_input(), "{bad}: {e}");
+        }
+    }
+
+    /// Clear text only to loopback, and not even there when STARTTLS is required.
+    #[test]
+    fn starttls_is_required_off_loopback() {
+        for (offers, loopback, required, plain) in [
+            (true, true, false, false),
+            (true, false, false, false),
+            (false, true, false, true),
+            (false, true, true, false),
+            (false, false, false, false),
+            (false, false, true, false),
+        ] {
+            assert_eq!(
+                plain_allowed(offers, loopback, required),
+                plain,
+                "offers {offers} loopback {loopback} required {required}"
+            );
+        }
+    }
+
+    #[test]
+    fn os_errors_read_like_words() {
+        let e = std::io::Error::from_raw_os_error(111);
+        assert_eq!(os_error(&e), "connection refused");
+        assert_eq!(secs(Duration::from_secs(30)), "30s");
+        assert_eq!(secs(Duration::from_millis(500)), "0.5s");
     }
 }

@@ -1301,22 +1301,24 @@ fn submit_prompt(app: &mut App) -> Option<Action> {
     let prompt = app.prompt.as_mut()?;
     let typed = prompt.input.text.trim().to_string();
     match prompt.kind {
-        PromptKind::SmtpUrl => match tact::send::Transport::parse(&typed, None) {
-            Ok(_) => {
-                app.smtp_url = Some(typed.clone());
-                if let Some(to) = app.pending_test.take() {
-                    start_test(app, typed, to);
-                    return None;
+        PromptKind::SmtpUrl => {
+            match tact::send::Transport::parse(&typed, std::env::var("TACT_SMTP_PASSWORD").ok()) {
+                Ok(_) => {
+                    app.smtp_url = Some(typed.clone());
+                    if let Some(to) = app.pending_test.take() {
+                        start_test(app, typed, to);
+                        return None;
+                    }
+                    let n = app.recipients_count();
+                    app.prompt = Some(Prompt {
+                        kind: PromptKind::ConfirmCount(n),
+                        input: TextInput::default(),
+                        error: None,
+                    });
                 }
-                let n = app.recipients_count();
-                app.prompt = Some(Prompt {
-                    kind: PromptKind::ConfirmCount(n),
-                    input: TextInput::default(),
-                    error: None,
-                });
+                Err(e) => prompt.error = Some(e.to_string()),
             }
-            Err(e) => prompt.error = Some(e.to_string()),
-        },
+        }
         PromptKind::ConfirmCount(n) => {
             if typed == n.to_string() {
                 let url = app.smtp_url.clone()?;

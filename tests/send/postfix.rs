@@ -463,6 +463,19 @@ fn relay_refusals_through_msmtp_are_failed_or_retried() {
     assert_eq!(outcome, Submitted::Failed(sysexit(65)));
     assert!(!note.unwrap_or_default().contains('@'));
 
+    // 5xx to MAIL FROM: the same EX_DATAERR, but the sender's problem, not the recipient's
+    // (msmtp says "envelope from address … not accepted"): nobody is marked failed.
+    let no_sender = Sink::start(&dump, &["-f", "MAIL"]);
+    let (outcome, note) = send_one(
+        &msmtp(&msmtprc(dir.path(), no_sender.port), "10"),
+        &from,
+        &to,
+        body,
+    )
+    .unwrap();
+    assert_eq!(outcome, Submitted::SenderRefused(sysexit(65)));
+    assert!(!note.unwrap_or_default().contains('@'));
+
     // 4xx to RCPT: EX_UNAVAILABLE, tried again later.
     let soft = Sink::start(&dump, &["-r", "RCPT"]);
     let (outcome, _) = send_one(

@@ -126,6 +126,23 @@ impl DumpDir {
     }
 }
 
+impl DumpDir {
+    /// Every complete message of a sink that was killed: a file it had not finished is a
+    /// transaction it never acknowledged (at most uncertain for the sender), not a
+    /// delivery, and nothing more will be written to it.
+    pub fn deliveries_after_kill(&self) -> Vec<Delivery> {
+        let mut names: Vec<_> = fs::read_dir(self.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .filter_map(|p| parse_dump(p, &fs::read(p).unwrap()))
+            .collect()
+    }
+}
+
 /// Splits a dump file into the sink's envelope headers and the message.
 fn parse_dump(path: &Path, bytes: &[u8]) -> Option<Delivery> {
     let text = String::from_utf8_lossy(bytes);
