@@ -116,21 +116,8 @@ fn dkim_keys_from_openssl_3s_default_commands_sign_and_verify() {
     }
     let got = dump.deliveries();
     assert_eq!(got.len(), 2 * cases.len());
-    let msgs = t.path("delivered");
-    fs::create_dir_all(&msgs).unwrap();
-    let mut files = Vec::new();
-    for d in &got {
-        let f = msgs.join(&d.file);
-        fs::write(&f, &d.raw).unwrap();
-        files.push(f);
-    }
-    let dns = Value::Object(dns).to_string();
-    let mut args: Vec<&std::ffi::OsStr> = vec![script.as_os_str(), "verify".as_ref(), dns.as_ref()];
-    args.extend(files.iter().map(|f| f.as_os_str()));
-    let results: Vec<Value> = py(&args)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let files = write_deliveries(&t.path("delivered"), &got);
+    let results = dkim_verify(&script, dns, &files);
     assert_eq!(results.len(), files.len());
     let mut per_selector: BTreeMap<String, usize> = BTreeMap::new();
     for r in &results {

@@ -122,24 +122,7 @@ fn serve(
     out.write_all(b"220 scripted ESMTP\r\n")?;
     let mut rcpts: Vec<String> = Vec::new();
     let mut line = String::new();
-    loop {
-        line.clear();
-        match lines.read_line(&mut line) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                if stop.load(Ordering::SeqCst) {
-                    return Ok(());
-                }
-                continue;
-            }
-            Err(e) => return Err(e),
-        }
+    while next_line(&mut lines, &mut line, stop)? {
         let verb = line
             .split_whitespace()
             .next()
@@ -181,22 +164,11 @@ fn serve(
                 out.write_all(b"354 go ahead\r\n")?;
                 // Up to the lone dot.
                 loop {
-                    line.clear();
-                    match lines.read_line(&mut line) {
-                        Ok(0) => return Ok(()),
-                        Ok(_) if line == ".\r\n" => break,
-                        Ok(_) => {}
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            ) =>
-                        {
-                            if stop.load(Ordering::SeqCst) {
-                                return Ok(());
-                            }
-                        }
-                        Err(e) => return Err(e),
+                    if !next_line(&mut lines, &mut line, stop)? {
+                        return Ok(());
+                    }
+                    if line == ".\r\n" {
+                        break;
                     }
                 }
                 if script == Script::StallAfterData {
@@ -216,6 +188,34 @@ fn serve(
             _ => b"502 5.5.2 scripted: not implemented\r\n",
         };
         out.write_all(reply)?;
+    }
+    Ok(())
+}
+
+/// The next line into `line`, waiting out read timeouts; false at the end of the stream or
+/// once the server stops.
+fn next_line(
+    lines: &mut BufReader<TcpStream>,
+    line: &mut String,
+    stop: &AtomicBool,
+) -> std::io::Result<bool> {
+    loop {
+        line.clear();
+        match lines.read_line(line) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(false);
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

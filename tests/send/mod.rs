@@ -1455,6 +1455,34 @@ fn py(args: &[&std::ffi::OsStr]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Each delivery as a file in `dir`, for the verifier.
+fn write_deliveries(dir: &Path, got: &[Delivery]) -> Vec<PathBuf> {
+    fs::create_dir_all(dir).unwrap();
+    got.iter()
+        .map(|d| {
+            let f = dir.join(&d.file);
+            fs::write(&f, &d.raw).unwrap();
+            f
+        })
+        .collect()
+}
+
+/// dkimpy's verdict on each file, with `dns` ("selector._domainkey.domain." → TXT record)
+/// as the only DNS: one JSON object per file (`file`, `ok`, `tags`).
+fn dkim_verify(
+    script: &Path,
+    dns: serde_json::Map<String, Value>,
+    files: &[PathBuf],
+) -> Vec<Value> {
+    let dns = Value::Object(dns).to_string();
+    let mut args: Vec<&std::ffi::OsStr> = vec![script.as_os_str(), "verify".as_ref(), dns.as_ref()];
+    args.extend(files.iter().map(|f| f.as_os_str()));
+    py(&args)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn dkim_signatures_verify_with_an_independent_verifier() {
     let script = python();
@@ -1503,13 +1531,7 @@ fn dkim_signatures_verify_with_an_independent_verifier() {
     let got = dump.deliveries();
     assert_eq!(got.len(), 8);
     let msgs = t.path("delivered");
-    fs::create_dir_all(&msgs).unwrap();
-    let mut files = Vec::new();
-    for d in &got {
-        let f = msgs.join(&d.file);
-        fs::write(&f, &d.raw).unwrap();
-        files.push(f);
-    }
+    let mut files = write_deliveries(&msgs, &got);
     // A tampered copy must fail: the verifier really verifies.
     let tampered = msgs.join("tampered");
     let raw = String::from_utf8(got[0].raw.clone()).unwrap();
@@ -1521,13 +1543,7 @@ fn dkim_signatures_verify_with_an_independent_verifier() {
     .unwrap();
     files.push(tampered);
 
-    let dns = Value::Object(dns).to_string();
-    let mut args: Vec<&std::ffi::OsStr> = vec![script.as_os_str(), "verify".as_ref(), dns.as_ref()];
-    args.extend(files.iter().map(|f| f.as_os_str()));
-    let results: Vec<Value> = py(&args)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let results = dkim_verify(&script, dns, &files);
     assert_eq!(results.len(), 9);
     let mut algorithms = BTreeSet::new();
     for r in &results {
