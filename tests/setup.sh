@@ -4,9 +4,9 @@
 # as a private instance in a temp dir, never touching /etc/postfix), msmtp (a sendmail that
 # relays by SMTP, for the refusals Postfix reports only as bounces), tmux (to drive the TUI
 # as a person would), PostgreSQL (the shared store's tests start their own throwaway server
-# on 127.0.0.1; no cluster is started here), openssl (a test certificate for the store's
-# TLS test), and Python's dkimpy + PyNaCl (an independent DKIM verifier for the signing
-# test). Safe to rerun.
+# on 127.0.0.1; no cluster is started here), openssl (DKIM keys in OpenSSL 3's formats and
+# a test certificate for the store's TLS test), and Python's dkimpy + PyNaCl (an
+# independent DKIM verifier for the signing test). Safe to rerun.
 set -euo pipefail
 
 need=()

@@ -341,6 +341,12 @@ fn print_summary(
     if !s.quota_spent.is_empty() {
         println!("daily quota spent: {}", s.quota_spent.join(", "));
     }
+    if s.paused.is_none() {
+        // When every relay gave out, the `stopped:` line says it.
+        for line in &s.relays_out {
+            println!("given up: {line}");
+        }
+    }
     if s.suppressed_during_send > 0 {
         println!("suppressed while sending: {}", s.suppressed_during_send);
     }

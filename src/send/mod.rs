@@ -102,6 +102,9 @@ pub struct Summary {
     pub paused: Option<String>,
     /// Relays whose daily quota is spent (what is left waits for a later run).
     pub quota_spent: Vec<String>,
+    /// Relays given up during the run after faults in a row, one line each (`relay NAME
+    /// (host:port): cause (N attempts)`); the others went on without them.
+    pub relays_out: Vec<String>,
 }
 
 /// One recipient to send to: the row, and the variant in the top bit. Four bytes, because
@@ -634,6 +637,12 @@ pub fn send_all(
             .iter()
             .filter(|r| r.quota_spent())
             .map(|r| r.spec.name.clone())
+            .collect(),
+        relays_out: shared
+            .relays
+            .iter()
+            .filter(|r| r.is_out())
+            .map(RelayState::out_line)
             .collect(),
     })
 }

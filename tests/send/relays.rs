@@ -306,3 +306,34 @@ fn a_permanent_refusal_at_one_relay_is_not_retried_at_another() {
     assert_eq!(n(&v, "summary.sent"), 0);
     assert_eq!(db.count(), sent);
 }
+
+/// A relay that refuses every connection beside one that works: it is given up after five
+/// tries and named once in the summary, and the run completes through the other.
+#[test]
+fn a_dead_relay_beside_a_live_one_is_given_up_and_named() {
+    let t = tree();
+    let people = pick(&t, 3, 3);
+    narrow(&t, WINTER, &people);
+    let dump = DumpDir::new();
+    let live = Sink::start(&dump, &[]);
+    let port = closed_port();
+    // The live relay takes six seconds; the dead one is out after about three (rests of
+    // 0.2, 0.4, 0.8 and 1.6 s between its five tries).
+    use_relays(
+        &t,
+        WINTER,
+        &[
+            relay("dead", format!("smtp://127.0.0.1:{port}"), 1000, 1),
+            relay("live", live.url(), 1, 1),
+        ],
+    );
+    let r = run_expect(t.tact().arg("send").arg(t.campaign(WINTER)), 0);
+    let line = format!("given up: relay dead (127.0.0.1:{port}): connection refused (5 attempts)");
+    assert_eq!(
+        r.stdout.lines().filter(|l| *l == line).count(),
+        1,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(delivered_once(&dump.deliveries()), emails(&people));
+}
