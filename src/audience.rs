@@ -338,8 +338,10 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
             return Err(Error::input(
                 Location::at(path, 1, i + 1),
                 format!(
-                    "columns `{}` and `{}` both become the variable `{n}`: rename one of them",
-                    raw[j], r
+                    "columns `{}` and `{}` both become the variable `{}`: rename one of them",
+                    names::excerpt(&raw[j], 60),
+                    names::excerpt(r, 60),
+                    names::excerpt(&n, 60)
                 ),
             ));
         }
@@ -379,8 +381,8 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
                 Location::at(path, 1, j + 1),
                 format!(
                     "columns `{}` and `{}` could both be the {} column: map the right one in the schema with [columns] {} = \"…\"",
-                    raw[*i],
-                    raw[*j],
+                    names::excerpt(&raw[*i], 60),
+                    names::excerpt(&raw[*j], 60),
                     role.default_column(),
                     role.default_column()
                 ),
@@ -395,7 +397,7 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
             Location::at(path, 1, 1),
             format!(
                 "no `email` column{hint} (columns are: {}); name it `email` or map it in the schema with [columns] email = \"…\"",
-                raw.join(", ")
+                names::listed(raw.iter().map(String::as_str))
             ),
         )
     })?;

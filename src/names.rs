@@ -96,6 +96,8 @@ pub fn closest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) 
     let want_key = want.join("_");
     candidates
         .into_iter()
+        // Nobody means a name longer than a line; judging one would only echo it.
+        .filter(|c| c.len() <= 120)
         .map(|c| {
             let theirs = words(c);
             let shared = want
@@ -112,6 +114,27 @@ pub fn closest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) 
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
+}
+
+/// A name or text as quoted in a message: cut after `max` characters, so a hostile 64 KiB
+/// header or 4 KiB segment never becomes a 64 KiB error line.
+pub fn excerpt(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max.saturating_sub(1)).collect();
+    format!("{head}…")
+}
+
+/// Column names for a message: the first few, each cut short.
+pub fn listed<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    const SHOWN: usize = 20;
+    let all: Vec<&str> = names.into_iter().collect();
+    let mut out: Vec<String> = all.iter().take(SHOWN).map(|n| excerpt(n, 40)).collect();
+    if all.len() > SHOWN {
+        out.push(format!("… {} more", all.len() - SHOWN));
+    }
+    out.join(", ")
 }
 
 #[cfg(test)]
@@ -173,5 +196,18 @@ mod tests {
             closest("consent_marketing", ["first_name", "country"]),
             None
         );
+    }
+
+    #[test]
+    fn long_names_are_cut_in_messages() {
+        assert_eq!(excerpt("short", 10), "short");
+        assert_eq!(excerpt(&"x".repeat(100), 10), format!("{}…", "x".repeat(9)));
+        let many: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
+        let l = listed(many.iter().map(String::as_str));
+        assert!(
+            l.starts_with("c0, c1,") && l.ends_with("c19, … 10 more"),
+            "{l}"
+        );
+        assert_eq!(closest("email", [&*"email_".repeat(30)]), None);
     }
 }

@@ -107,11 +107,7 @@ fn keyword_at(chars: &[char], i: usize, word: &str) -> bool {
 
 /// The segment as quoted in errors: a long one is cut, so an error stays one line.
 fn shown(source: &str) -> String {
-    if source.chars().count() <= 60 {
-        return source.to_string();
-    }
-    let head: String = source.chars().take(57).collect();
-    format!("{head}…")
+    crate::names::excerpt(source, 60)
 }
 
 /// The boolean layer of a segment (`or`, `and`, `not`, grouping parentheses), parsed here

@@ -550,3 +550,15 @@ fn a_huge_csv_field_names_file_line_and_column() {
     let r = fx.check();
     assert_input_error(&r, &["people.csv:1:2"]);
 }
+
+/// Header names are not values, but a hostile header must not become a megabyte of error.
+#[test]
+fn errors_about_huge_headers_stay_short() {
+    let fx = Fixture::new(&format!("{ROLES},note"), "x", &[], None);
+    let long: Vec<String> = (0..400)
+        .map(|i| format!("{}{i}", "h".repeat(2_000)))
+        .collect();
+    write_csv(fx.dir.path(), format!("{}\n", long.join(",")).as_bytes());
+    let r = fx.check();
+    assert_input_error(&r, &["people.csv:1:1", "no `email` column", "more"]);
+}
