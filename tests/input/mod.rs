@@ -186,6 +186,34 @@ fn field_classes_ignore_case_separators_and_camel_case() {
         ("ZipCode", "ZipCode", "quasi-identifier", "caution"),
         ("Age", "Age", "quasi-identifier", "caution"),
         ("Employer", "Employer", "quasi-identifier", "caution"),
+        ("ChurnScore", "ChurnScore", "high-risk", "caution"),
+        ("LikelyToBuy", "LikelyToBuy", "high-risk", "caution"),
+        (
+            "LastViewedProduct",
+            "LastViewedProduct",
+            "behavioural",
+            "notice",
+        ),
+        ("CartItems", "CartItems", "behavioural", "notice"),
+        ("EMAIL_OPENS", "EMAIL_OPENS", "behavioural", "notice"),
+        ("OrderCount", "OrderCount", "transactional", "notice"),
+        ("TotalSpent", "TotalSpent", "transactional", "notice"),
+        (
+            "Last Order Category",
+            "last_order_category",
+            "transactional",
+            "notice",
+        ),
+        ("FirstName", "FirstName", "declared", "notice"),
+        ("LoyaltyTier", "LoyaltyTier", "declared", "notice"),
+        (
+            "FavouriteCategory",
+            "FavouriteCategory",
+            "declared",
+            "notice",
+        ),
+        ("CustomerID", "CustomerID", "routing", "notice"),
+        ("Country", "Country", "routing", "notice"),
     ];
     let mut failures = Vec::new();
     for (header, var, class, verdict) in cases {
