@@ -8,7 +8,7 @@
 //! followed by `plan_on` (the segment step).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -94,21 +94,9 @@ pub struct Decision {
     pub outcome: Outcome,
 }
 
-/// What the state directory knows, by keyed hash. Empty for a campaign never sent.
-#[derive(Debug, Clone, Default)]
-pub struct Facts {
-    pub suppressed: HashSet<RecipientHash>,
-    /// Reached by this campaign, or left uncertain by a crash.
-    pub already: HashSet<RecipientHash>,
-    /// Reached by another campaign within `min_hours_between`.
-    pub recent: HashSet<RecipientHash>,
-}
-
-impl Facts {
-    fn is_empty(&self) -> bool {
-        self.suppressed.is_empty() && self.already.is_empty() && self.recent.is_empty()
-    }
-}
+/// What the ledger knows: kept beside the ledger (so `state` needs nothing of the plan),
+/// named here too because the plan is made of it.
+pub use crate::state::ledger::Facts;
 
 #[derive(Debug, Clone)]
 pub struct FieldInfo {
@@ -364,7 +352,7 @@ impl Prepared {
                     if facts.suppressed.contains(&h) {
                         return Base::Out(Reason::Suppressed);
                     }
-                    if facts.already.contains(&h) {
+                    if facts.already.contains(&h) || facts.closed_to(&h) {
                         ledger = Some(Reason::AlreadySent);
                     } else if facts.recent.contains(&h) {
                         ledger = Some(Reason::FrequencyCapped);
@@ -861,6 +849,8 @@ impl Plan {
 mod tests {
     use super::*;
 
+    use std::collections::HashSet;
+
     use crate::state::Keys;
 
     const CSV: &str =
@@ -924,6 +914,7 @@ segment = '{segment}'
             suppressed: HashSet::from([h("c@x.example"), h("d@x.example")]),
             already: HashSet::from([h("g@x.example"), h("h@x.example")]),
             recent: HashSet::from([h("h@x.example"), h("i@x.example")]),
+            ..Facts::default()
         };
         let mut plan = p.plan(&keys, &facts, now());
         let stats = crate::check::render_all(&p, &keys, &mut plan, now());
@@ -958,6 +949,43 @@ segment = '{segment}'
         assert_eq!(p.audience.malformed[0].line, 15);
         assert_eq!(c.rows, c.personalised + c.generic + c.excluded_total());
         assert_eq!(c.targeted(), 2, "already_sent counts as targeted");
+    }
+
+    /// A complete campaign sends nobody new: the plan says so (not only `send`), after a
+    /// purge took its rows too; `--retry-uncertain` reopens it for the uncertain alone.
+    #[test]
+    fn a_complete_campaign_plans_nobody_but_the_uncertain_being_retried() {
+        let (_d, p) = prepared("total_spent > 10");
+        let keys = Keys::from_master(&[1; 32]);
+        let open = p.plan(&keys, &Facts::default(), now()).counts();
+        assert!(open.recipients() > 1);
+        assert_eq!(open.targeted(), open.recipients());
+        let purged = Facts {
+            completed_at: Some(now()),
+            ..Facts::default()
+        };
+        let c = p.plan(&keys, &purged, now()).counts();
+        assert_eq!(c.recipients(), 0, "{c:?}");
+        assert_eq!(
+            c.targeted(),
+            open.targeted(),
+            "judged as it was the first time"
+        );
+        assert_eq!(c.excluded(Reason::AlreadySent), open.recipients());
+        let uncertain = p.plan(&keys, &Facts::default(), now());
+        let first = uncertain.recipients().next().unwrap().0;
+        let u = keys.recipient_hash(p.audience.email(first));
+        let facts = Facts {
+            completed_at: Some(now()),
+            already: HashSet::from([u]),
+            uncertain: HashSet::from([u]),
+            ..Facts::default()
+        };
+        assert_eq!(p.plan(&keys, &facts, now()).counts().recipients(), 0);
+        let retrying = facts.retrying_uncertain();
+        let plan = p.plan(&keys, &retrying, now());
+        let rows: Vec<usize> = plan.recipients().map(|r| r.0).collect();
+        assert_eq!(rows, [first], "the uncertain one alone");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use tact::plan::Prepared;
+use tact::send::orchestrate;
 
 use super::Globals;
 use super::report::{Style, write_report, write_row_warnings};
@@ -39,6 +40,10 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         let mut v = serde_json::to_value(&report)?;
         v["state"] = serde_json::Value::String(state.store.to_string());
         v["missing_roles"] = serde_json::to_value(&p.audience.header.missing)?;
+        v["ledger"] = serde_json::json!({
+            "completed_at": facts.completed_at.map(|t| t.to_rfc3339()),
+            "uncertain": facts.uncertain.len(),
+        });
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
     } else {
@@ -48,6 +53,12 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             p.campaign.name, state.store
         )?;
         write_report(&mut out, &p, &report, Style::detect())?;
+        if let Some(at) = facts.completed_at {
+            writeln!(out, "{}", orchestrate::completed_note(&p.campaign.name, at))?;
+        }
+    }
+    if let Some(note) = orchestrate::uncertain_note(facts.uncertain.len()) {
+        writeln!(stderr, "tact: {note}")?;
     }
     if report.audience.targeted() == 0 {
         writeln!(
@@ -63,5 +74,10 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             "tact: error: the self-check found a field the report missed; refusing to under-report"
         )?;
     }
-    Ok(report.exit_code() as u8)
+    // Uncertain rows make it 5 only when it would be 0: a verdict that stops the send
+    // (3, 4, or 1 for a self-check miss) is the first thing to fix.
+    Ok(match report.exit_code() {
+        0 if !facts.uncertain.is_empty() => 5,
+        code => code as u8,
+    })
 }

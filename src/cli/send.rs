@@ -1,7 +1,6 @@
 //! `tact send CAMPAIGN [--smtp URL] [--dry-run] [--test ADDR...] [--retry-uncertain]`:
 //! the check gate, then every recipient at most once over real SMTP.
 
-use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,9 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rayon::prelude::*;
 
-use tact::plan::Prepared;
-use tact::send::{Relay, Run, SendOptions, Summary, Tally, Transport};
-use tact::state::RecipientHash;
+use tact::campaign::Campaign;
+use tact::send::orchestrate::{
+    self, Checked, Completed, Gate, Purpose, Ready, Refusal, Refused, Request, Sent, uncertain_note,
+};
+use tact::send::{Summary, Tally};
+use tact::state::State;
 
 use super::Globals;
 use super::report::{Style, write_report, write_row_warnings};
@@ -52,260 +54,205 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let Some(state) = g.existing_state()? else {
         return Ok(2);
     };
-    let env = |k: &str| std::env::var(k).ok();
-    let flag = match &args.smtp {
-        Some(url) => Some(Transport::parse(url, env("TACT_SMTP_PASSWORD"))?),
-        None => None,
-    };
-    if flag.is_none() && !args.dry_run {
-        // Cheap: the campaign file alone says whether it names its relays.
-        let c = tact::campaign::Campaign::load(&args.campaign)
-            .with_context(|| format!("cannot send {}", args.campaign.display()))?;
-        if c.send.relay.is_empty() {
-            eprintln!(
-                "tact: error: no SMTP server: pass --smtp URL, set TACT_SMTP_URL or add [[send.relay]] to the campaign (tact never guesses)"
-            );
-            return Ok(2);
-        }
-    }
-    let mut ledger = state.ledger(args.durable)?;
-    let p = Prepared::load(&args.campaign, g.now)
+    let campaign = Campaign::load(&args.campaign)
         .with_context(|| format!("cannot send {}", args.campaign.display()))?;
-    let name = p.campaign.name.clone();
-    // When set, this run sends to these recipients only.
-    let mut only: Option<HashSet<RecipientHash>> = None;
-    if !args.dry_run && args.test.is_empty() {
-        let completed = ledger.completed_at(&name)?;
-        if args.retry_uncertain {
-            let uncertain = ledger.uncertain(&name)?;
-            let n = ledger.release_uncertain(&name)?;
-            eprintln!("released {n} uncertain recipient(s) for resending");
-            // A complete campaign resends them and nobody else (not rows the CSV gained).
-            if completed.is_some() && n > 0 {
-                only = Some(uncertain);
-            }
-        }
-        if let (None, Some(t)) = (&only, completed) {
-            if args.json {
-                let v = serde_json::json!({
-                    "campaign": name,
-                    "state": state.store.to_string(),
-                    "completed_at": t.to_rfc3339(),
-                    "summary": Summary::default(),
-                    "ledger": ledger.counts(&name)?,
-                });
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!(
-                    "campaign {name} completed on {}: nothing to send (state: {})",
-                    t.format("%Y-%m-%d %H:%M UTC"),
-                    state.store
-                );
-            }
-            return Ok(0);
-        }
-    }
-    // An unusable DKIM key (unreadable, readable by others, not a key) stops every mode
-    // before a message is built, rather than pausing the run on its first message or
-    // making a dry run count nothing.
-    if let Some(d) = &p.campaign.dkim {
-        tact::send::load_dkim_key(&d.private_key)?;
-    }
-    let opts = SendOptions::for_campaign(&p.campaign);
-    let relays = match flag {
-        Some(t) => vec![Relay::single(t, &opts)],
-        None => Relay::from_campaign(&p.campaign, &env)?,
+    let purpose = if !args.test.is_empty() {
+        Purpose::Test
+    } else if args.dry_run {
+        Purpose::DryRun
+    } else {
+        Purpose::Send
     };
-    let facts = ledger.facts(&name, p.campaign.policy.min_hours_between, g.now)?;
-    let (plan, report) = tact::check::run(&p, &state.keys, &facts, g.now);
+    let env = |k: &str| std::env::var(k).ok();
+    let request = Request {
+        state: &state,
+        campaign,
+        smtp: args.smtp.as_deref(),
+        env: &env,
+        retry_uncertain: args.retry_uncertain,
+        durable: args.durable,
+        purpose,
+        now: g.now,
+    };
+    let ready = match orchestrate::gate(request)
+        .with_context(|| format!("cannot send {}", args.campaign.display()))?
     {
-        // Scoped: the progress thread writes to stderr later, and a held lock would block it.
+        Gate::Completed(c) => return completed(&state, &c, args.json),
+        Gate::Refused(r) => return refused(&r),
+        Gate::Passed(ready) => ready,
+    };
+    let c = &ready.checked;
+    // Scoped: the progress thread writes to stderr later, and a held lock would block it.
+    {
         let mut stderr = std::io::stderr().lock();
-        write_row_warnings(&mut stderr, &p, &report.problems, 20)?;
-        if report.audience.targeted() == 0 {
-            writeln!(
-                stderr,
-                "tact: error: campaign {name} has 0 recipients: check the segment and the consent columns"
-            )?;
-            return Ok(2);
-        }
-        let code = report.exit_code();
-        if code != 0 {
-            write_report(&mut stderr, &p, &report, Style::detect())?;
-            writeln!(
-                stderr,
-                "tact: nothing sent: the check verdict is {}",
-                report.verdict.as_str()
-            )?;
-            return Ok(code as u8);
+        write_row_warnings(&mut stderr, &c.prepared, &c.report.problems, 20)?;
+        if let Some(note) = uncertain_note(c.uncertain) {
+            writeln!(stderr, "tact: {note}")?;
         }
     }
-    let recipients: Vec<(usize, bool)> = plan
-        .recipients()
-        .filter(|&(row, _)| {
-            only.as_ref()
-                .is_none_or(|o| o.contains(&state.keys.recipient_hash(p.audience.email(row))))
-        })
-        .collect();
+    let uncertain = c.uncertain;
+    match purpose {
+        Purpose::Test => send_test(&state, &ready, &args.test),
+        Purpose::DryRun => dry_run(&state, c).map(|()| if uncertain > 0 { 5 } else { 0 }),
+        Purpose::Send => send(&state, *ready, args.json),
+    }
+}
 
-    if !args.test.is_empty() {
-        let Some(transport) = relays.first().map(|r| r.transport.clone()) else {
-            anyhow::bail!("--test needs --smtp or a [[send.relay]]");
+/// A complete campaign: nothing to send, build or test, and its uncertain rows said again.
+fn completed(state: &State, c: &Completed, json: bool) -> anyhow::Result<u8> {
+    if json {
+        let v = serde_json::json!({
+            "campaign": c.campaign,
+            "state": state.store.to_string(),
+            "completed_at": c.at.to_rfc3339(),
+            "summary": Summary::default(),
+            "ledger": c.ledger,
+            "uncertain": c.uncertain,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{} (state: {})",
+            orchestrate::completed_note(&c.campaign, c.at),
+            state.store
+        );
+    }
+    if let Some(note) = uncertain_note(c.uncertain) {
+        eprintln!("tact: {note}");
+    }
+    Ok(c.exit_code())
+}
+
+fn refused(r: &Refused) -> anyhow::Result<u8> {
+    let mut stderr = std::io::stderr().lock();
+    if let Some(c) = &r.checked {
+        write_row_warnings(&mut stderr, &c.prepared, &c.report.problems, 20)?;
+        if matches!(r.refusal, Refusal::Verdict { .. }) {
+            write_report(&mut stderr, &c.prepared, &c.report, Style::detect())?;
+        }
+    }
+    let prefix = match r.refusal {
+        Refusal::Verdict { .. } => "tact:",
+        _ => "tact: error:",
+    };
+    writeln!(stderr, "{prefix} {}", r.refusal.message(&r.campaign))?;
+    if let Some(note) = r.checked.as_ref().and_then(|c| uncertain_note(c.uncertain)) {
+        writeln!(stderr, "tact: {note}")?;
+    }
+    Ok(r.refusal.exit_code())
+}
+
+/// `--test`: the first personalised and the first generic recipient's messages to the
+/// given addresses, subject prefixed `[TEST] `; nothing recorded.
+fn send_test(state: &State, ready: &Ready<'_>, to: &[String]) -> anyhow::Result<u8> {
+    let Some(transport) = ready.relays.first().map(|r| r.transport.clone()) else {
+        anyhow::bail!("--test needs --smtp or a [[send.relay]]");
+    };
+    let p = &ready.checked.prepared;
+    let recipients: Vec<(usize, bool)> = ready.checked.plan.recipients().collect();
+    let mut messages = Vec::new();
+    for pick in [true, false] {
+        let Some(&(row, personalised)) = recipients.iter().find(|r| r.1 == pick) else {
+            continue;
         };
-        let mut messages = Vec::new();
-        for pick in [true, false] {
-            let Some(&(row, personalised)) = recipients.iter().find(|r| r.1 == pick) else {
-                continue;
-            };
-            let letter = p
-                .letter(&state.keys, row, personalised)
-                .map_err(|e| anyhow::anyhow!(e.detail))?;
-            for addr in &args.test {
-                let to: lettre::Address = addr
-                    .parse()
-                    .with_context(|| format!("--test {addr} is not an address"))?;
-                let msg = tact::message::build(
-                    &p.campaign,
-                    &letter,
-                    addr,
-                    std::time::SystemTime::now(),
-                    "[TEST] ",
-                )?;
-                messages.push((to, msg));
-            }
+        let letter = p
+            .letter(&state.keys, row, personalised)
+            .map_err(|e| anyhow::anyhow!(e.detail))?;
+        for addr in to {
+            let to: lettre::Address = addr
+                .parse()
+                .with_context(|| format!("--test {addr} is not an address"))?;
+            let msg = tact::message::build(
+                &p.campaign,
+                &letter,
+                addr,
+                std::time::SystemTime::now(),
+                "[TEST] ",
+            )?;
+            messages.push((to, msg));
         }
-        let results = tact::send::send_tests(&transport, &p.campaign, messages)?;
-        println!(
-            "test messages: {} ({} not recorded in the ledger)",
-            results.join(", "),
-            results.len()
-        );
-        return Ok(0);
     }
+    let results = tact::send::send_tests(&transport, &p.campaign, messages)?;
+    println!(
+        "test messages: {} ({} not recorded in the ledger)",
+        results.join(", "),
+        results.len()
+    );
+    Ok(0)
+}
 
-    if args.dry_run {
-        let started = Instant::now();
-        let built: usize = recipients
-            .par_iter()
-            .filter(|&&(row, personalised)| {
-                p.letter(&state.keys, row, personalised)
+/// Builds (and signs) every message a send would send; sends and records nothing.
+fn dry_run(state: &State, c: &Checked) -> anyhow::Result<()> {
+    let p = &c.prepared;
+    let recipients: Vec<(usize, bool)> = c.plan.recipients().collect();
+    let started = Instant::now();
+    let built: usize = recipients
+        .par_iter()
+        .filter(|&&(row, personalised)| {
+            p.letter(&state.keys, row, personalised)
+                .ok()
+                .and_then(|l| {
+                    tact::message::build(
+                        &p.campaign,
+                        &l,
+                        p.audience.email(row),
+                        std::time::SystemTime::now(),
+                        "",
+                    )
                     .ok()
-                    .and_then(|l| {
-                        tact::message::build(
-                            &p.campaign,
-                            &l,
-                            p.audience.email(row),
-                            std::time::SystemTime::now(),
-                            "",
-                        )
-                        .ok()
-                    })
-                    .and_then(|m| tact::send::sign(&p.campaign, m).ok())
-                    .is_some()
-            })
-            .count();
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "dry run: {built} message(s) built ({} personalised, {} generic) in {secs:.2}s; nothing sent, nothing recorded",
-            report.audience.personalised, report.audience.generic
-        );
-        return Ok(0);
-    }
+                })
+                .and_then(|m| tact::send::sign(&p.campaign, m).ok())
+                .is_some()
+        })
+        .count();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "dry run: {built} message(s) built ({} personalised, {} generic) in {secs:.2}s; nothing sent, nothing recorded",
+        c.report.audience.personalised, c.report.audience.generic
+    );
+    Ok(())
+}
 
-    let jobs = tact::send::queue(&p, &state.keys, &mut ledger, &recipients, g.now)?;
-    // A million recipients' plan and list are no longer needed: the jobs are.
-    drop((plan, recipients));
-    ledger.audit_append(
-        &state.keys,
-        &name,
-        "send-started",
-        &started_event(&report, jobs.len()),
-        g.now,
-    )?;
+/// The real run, with a progress display and Ctrl-C, then its summary.
+fn send(state: &State, ready: Ready<'_>, json: bool) -> anyhow::Result<u8> {
     let tally = Tally::default();
     let stop = AtomicBool::new(false);
     let finished = AtomicBool::new(false);
-    let run_started = Instant::now();
-    let summary = std::thread::scope(|scope| {
+    let sent = std::thread::scope(|scope| {
         scope.spawn(|| watch_ctrl_c(&stop, &finished));
         let progress = scope.spawn(|| show_progress(&tally, &finished));
-        let run = Run {
-            prepared: &p,
-            keys: &state.keys,
-            tally: &tally,
-            stop: &stop,
-            now: g.now,
-        };
-        let result = tact::send::send_all(run, ledger, jobs, &relays, opts);
+        let result = orchestrate::send(ready, &tally, &stop);
         finished.store(true, Ordering::SeqCst);
         let _ = progress.join();
         result
     })?;
-    let mut ledger = state.ledger(false)?;
-    let totals = ledger.counts(&name)?;
-    let finished_event = serde_json::json!({ "summary": summary, "ledger": totals });
-    ledger.audit_append(
-        &state.keys,
-        &name,
-        "send-finished",
-        &finished_event,
-        g.now + chrono::TimeDelta::from_std(run_started.elapsed()).unwrap_or_default(),
-    )?;
-    if args.json {
+    if sent.released > 0 {
+        eprintln!(
+            "released {} uncertain recipient(s) for resending",
+            sent.released
+        );
+    }
+    if json {
         let v = serde_json::json!({
-            "campaign": name,
+            "campaign": sent.campaign,
             "state": state.store.to_string(),
-            "summary": summary,
-            "skipped": report.audience.excluded,
-            "ledger": totals,
+            "summary": sent.summary,
+            "skipped": sent.audience.excluded,
+            "ledger": sent.ledger,
+            "uncertain": sent.uncertain(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print_summary(&summary, &report, &totals);
+        print_summary(&sent);
     }
-    Ok(exit_code(&summary))
-}
-
-/// What the audit log keeps of a run's start: the verdict it ran on, the acknowledgements
-/// that allowed it, the fields it used with their classes, and who would get what.
-fn started_event(report: &tact::check::Report, recipients: usize) -> serde_json::Value {
-    let acks: Vec<_> = report
-        .findings
-        .iter()
-        .filter(|f| f.acknowledged)
-        .map(|f| serde_json::json!({ "rule": f.rule, "fields": f.fields, "reason": f.reason }))
-        .collect();
-    let fields: Vec<_> = report
-        .fields
-        .iter()
-        .map(|f| serde_json::json!({ "name": f.name, "class": f.class, "places": f.places }))
-        .collect();
-    serde_json::json!({
-        "verdict": report.verdict,
-        "acknowledged": acks,
-        "fields": fields,
-        "recipients": recipients,
-        "audience": report.audience,
-    })
-}
-
-fn exit_code(s: &Summary) -> u8 {
-    if s.interrupted {
-        130
-    } else if s.paused.is_some() {
-        1
-    } else if s.failed > 0 || s.uncertain > 0 || s.deferred > 0 {
-        5
-    } else {
-        0
+    if let Some(note) = uncertain_note(sent.uncertain_earlier) {
+        eprintln!("tact: {note}");
     }
+    Ok(sent.exit_code())
 }
 
-fn print_summary(
-    s: &Summary,
-    report: &tact::check::Report,
-    totals: &tact::state::ledger::StatusCounts,
-) {
+fn print_summary(sent: &Sent) {
+    let s = &sent.summary;
     println!(
         "sent {} in {:.1}s ({:.0}/s)",
         s.sent, s.elapsed_seconds, s.rate_per_second
@@ -351,11 +298,12 @@ fn print_summary(
         println!("suppressed while sending: {}", s.suppressed_during_send);
     }
     for reason in tact::plan::Reason::ALL {
-        let n = report.audience.excluded(reason);
+        let n = sent.audience.excluded(reason);
         if n > 0 {
             println!("skipped {}: {n}", reason.key());
         }
     }
+    let totals = &sent.ledger;
     println!(
         "ledger for this campaign: {} sent, {} failed, {} uncertain, {} pending",
         totals.sent, totals.failed, totals.sending, totals.pending

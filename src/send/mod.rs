@@ -7,6 +7,7 @@
 
 mod commit;
 mod dkim;
+pub mod orchestrate;
 pub mod sendmail;
 pub mod setup;
 mod smtp;
@@ -764,6 +765,9 @@ async fn worker(s: &Shared<'_>, r: &RelayState) {
             break;
         }
         r.rate.wait().await;
+        if s.batch > 1 && suppressed_since_claim(s, &mut claimed, job, &hash, campaign) {
+            continue;
+        }
         attempt(s, r, &mut conn, &mut done, job, hash, campaign).await;
         s.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
@@ -814,6 +818,50 @@ fn unclaimed(s: &Shared<'_>, hash: &RecipientHash, campaign: &str) {
             s.pause(format!("ledger: {e}"));
         }
         s.tally.suppressed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A shared store claims a batch at a time (`Store::claim_batch`), so an opt-out may land
+/// between the claim and this recipient's turn: one indexed lookup right before MAIL FROM
+/// (DESIGN §6). A suppressed one is never handed over; like one the claim found suppressed,
+/// its row is dropped and the campaign can complete without them. When the lookup fails,
+/// nobody is sent on a guess: the run pauses and the recipient goes back to pending.
+fn suppressed_since_claim(
+    s: &Shared<'_>,
+    claimed: &mut VecDeque<(Job, RecipientHash)>,
+    job: Job,
+    hash: &RecipientHash,
+    campaign: &str,
+) -> bool {
+    let l = s.ledger();
+    match l.is_suppressed(hash) {
+        Ok(false) => false,
+        Ok(true) => {
+            let dropped = l
+                .finish(
+                    campaign,
+                    hash,
+                    Status::Pending,
+                    &Reply::default(),
+                    None,
+                    s.clock(),
+                )
+                .and_then(|()| l.drop_pending(campaign, hash));
+            drop(l);
+            if let Err(e) = dropped {
+                s.pause(format!("ledger: {e}"));
+            }
+            s.tally.suppressed.fetch_add(1, Ordering::Relaxed);
+            s.in_flight.fetch_sub(1, Ordering::SeqCst);
+            true
+        }
+        Err(e) => {
+            drop(l);
+            // Back in front of the claimed ones: the worker stops and releases them all.
+            claimed.push_front((job, *hash));
+            s.pause(format!("ledger: {e}"));
+            true
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! construction. SMTP replies are kept as code and enhanced status only, because servers
 //! quote addresses in their text.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -35,6 +36,51 @@ impl Status {
             Status::Sent => "sent",
             Status::Failed => "failed",
         }
+    }
+}
+
+/// What the ledger knows of a campaign and the others, by keyed hash: what the plan is made
+/// of, so that `check`, `preview`, the dry run, the composer and `send` all count alike.
+/// Empty for a campaign never sent.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub suppressed: HashSet<RecipientHash>,
+    /// Reached by this campaign, refused for good, or left uncertain by a broken run.
+    pub already: HashSet<RecipientHash>,
+    /// Reached by another campaign within `min_hours_between`.
+    pub recent: HashSet<RecipientHash>,
+    /// Left `sending` by a run that broke off around the hand-over: maybe delivered, maybe
+    /// not. Also in `already`, so never resent unless the operator asks.
+    pub uncertain: HashSet<RecipientHash>,
+    /// When a run of this campaign ended with nothing pending. Nobody else gets it then,
+    /// not even rows the CSV gained, and not after a purge took the per-recipient rows.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// The uncertain recipients `--retry-uncertain` puts back in the plan: in a complete
+    /// campaign, they alone.
+    pub retrying: HashSet<RecipientHash>,
+}
+
+impl Facts {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.suppressed.is_empty()
+            && self.already.is_empty()
+            && self.recent.is_empty()
+            && self.completed_at.is_none()
+    }
+
+    /// Whether completion keeps this recipient out (a complete campaign sends nobody new).
+    pub(crate) fn closed_to(&self, h: &RecipientHash) -> bool {
+        self.completed_at.is_some() && !self.retrying.contains(h)
+    }
+
+    /// The facts as `--retry-uncertain` will make them once the gate has passed: the
+    /// uncertain recipients are pending again (and, in a complete campaign, the only ones).
+    pub fn retrying_uncertain(mut self) -> Facts {
+        for h in &self.uncertain {
+            self.already.remove(h);
+        }
+        self.retrying = std::mem::take(&mut self.uncertain);
+        self
     }
 }
 

@@ -24,13 +24,13 @@ use postgres::{Client, Config, GenericClient, NoTls, Statement};
 
 use super::audit::{self, Broken, Event, Verified};
 use super::erase::{Delivery, REASON_ERASURE};
+use super::ledger::Facts;
 use super::ledger::{Delivered, Reply, Status, StatusCounts};
 use super::retention::{self, Checkpoint, Purged};
 use super::sqlite::variant;
 use super::store::{Store, key_mismatch};
 use super::{KeyId, Keys, RecipientHash};
 use crate::error::{Error, Location, Result};
-use crate::plan::Facts;
 
 /// Advisory lock keys ("tact" and a number): schema creation, and the audit chain's head.
 const SCHEMA_LOCK: i64 = 0x7461_6374_0001;
@@ -564,6 +564,17 @@ impl Store for PgStore {
                     "SELECT recipient FROM deliveries WHERE campaign = $1 AND status IN ('sending', 'sent', 'failed')",
                     &[&campaign],
                 )?),
+                uncertain: hashes(&tx.query(
+                    "SELECT recipient FROM deliveries WHERE campaign = $1 AND status = 'sending'",
+                    &[&campaign],
+                )?),
+                completed_at: tx
+                    .query_opt(
+                        "SELECT completed_at FROM campaigns WHERE name = $1",
+                        &[&campaign],
+                    )?
+                    .and_then(|r| r.get::<_, Option<i64>>(0))
+                    .and_then(|t| DateTime::from_timestamp(t, 0)),
                 ..Facts::default()
             };
             if min_hours_between > 0 {

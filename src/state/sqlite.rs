@@ -9,12 +9,12 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::audit::{self, Broken, Event, Verified};
 use super::erase::{Delivery, REASON_ERASURE};
+use super::ledger::Facts;
 use super::ledger::{Delivered, Reply, Status, StatusCounts};
 use super::retention::{self, Checkpoint, Purged};
 use super::store::{Store, key_mismatch};
 use super::{KeyId, Keys, RecipientHash};
 use crate::error::{Error, Result};
-use crate::plan::Facts;
 
 pub const LEDGER_FILE: &str = "ledger.db";
 
@@ -202,6 +202,15 @@ impl Store for SqliteStore {
             q.query_map([campaign], |r| r.get::<_, Vec<u8>>(0))
                 .map_err(&e)?,
         )?;
+        let mut q = self
+            .conn
+            .prepare("SELECT recipient FROM deliveries WHERE campaign = ?1 AND status = 'sending'")
+            .map_err(&e)?;
+        facts.uncertain = collect_hashes(
+            q.query_map([campaign], |r| r.get::<_, Vec<u8>>(0))
+                .map_err(&e)?,
+        )?;
+        facts.completed_at = self.completed_at(campaign)?;
         if min_hours_between > 0 {
             let since = (now - TimeDelta::hours(i64::from(min_hours_between))).timestamp();
             let mut q = self

@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 
 use super::audit::{Broken, Event, Verified};
 use super::erase::{Delivery, REASON_UNSUBSCRIBE, Unsubscribed};
+use super::ledger::Facts;
 use super::ledger::{Delivered, Reply, Status, StatusCounts};
 use super::retention::{Checkpoint, Purged};
 use super::{KeyId, Keys, RecipientHash, TokenKey};
 use crate::error::Result;
-use crate::plan::Facts;
 
 /// The ledger, suppression list and audit log of one state, wherever they are kept.
 ///

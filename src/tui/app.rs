@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tact::campaign::{Acknowledgement, Campaign};
 use tact::check::{Level, Report};
 use tact::plan::{BasePlan, Facts, Outcome, Plan, Prepared, Reason};
-use tact::send::{Summary, Tally};
+use tact::send::Tally;
+use tact::send::orchestrate::Sent;
 use tact::state::Keys;
 
 use super::source::SourceFile;
@@ -122,7 +123,7 @@ pub enum Action {
     },
     DryRunDone(Result<DryRunSummary, String>),
     TestSent(Result<String, String>),
-    SendDone(Result<Summary, String>),
+    SendDone(Result<Box<Sent>, String>),
     Saved {
         /// The segment was written, so the file now matches the screen.
         segment: bool,
@@ -152,8 +153,9 @@ pub enum Effect {
         plan: Box<Plan>,
     },
     DryRun,
+    /// None: through the campaign's `[[send.relay]]` entries.
     Send {
-        url: String,
+        url: Option<String>,
     },
     /// `send --test`: the first personalised and generic renderings to these addresses.
     TestSend {
@@ -365,7 +367,7 @@ pub struct Sending {
     pub tally: Arc<Tally>,
     pub stop: Arc<AtomicBool>,
     pub started: Instant,
-    pub result: Option<Result<Summary, String>>,
+    pub result: Option<Result<Box<Sent>, String>>,
 }
 
 /// What the loader needs besides the file: keys, where the ledger lives, and "now".
@@ -1092,7 +1094,9 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 app.set_status("no recipients to send to");
                 return None;
             }
-            let kind = if app.smtp_url.is_some() {
+            // A campaign that names its relays sends through them, as `tact send` does.
+            let relays = !l.prepared.campaign.send.relay.is_empty();
+            let kind = if app.smtp_url.is_some() || relays {
                 PromptKind::ConfirmCount(l.report.audience.recipients())
             } else {
                 PromptKind::SmtpUrl
@@ -1321,7 +1325,7 @@ fn submit_prompt(app: &mut App) -> Option<Action> {
         }
         PromptKind::ConfirmCount(n) => {
             if typed == n.to_string() {
-                let url = app.smtp_url.clone()?;
+                let url = app.smtp_url.clone();
                 app.prompt = None;
                 app.sending = Some(Sending {
                     tally: Arc::new(Tally::default()),

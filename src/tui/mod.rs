@@ -13,6 +13,8 @@ mod view;
 mod work;
 
 #[cfg(test)]
+mod send_tests;
+#[cfg(test)]
 mod tests;
 
 use std::io::{self, IsTerminal as _};
@@ -256,7 +258,7 @@ pub fn perform(app: &App, effect: Effect, tx: &Sender<Action>) {
             let tally = Arc::clone(&s.tally);
             let stop = Arc::clone(&s.stop);
             std::thread::spawn(move || {
-                let r = work::send(campaign, &ctx, &url, &tally, &stop);
+                let r = work::send(campaign, &ctx, url.as_deref(), &tally, &stop);
                 let _ = tx.send(Action::SendDone(r));
             });
         }

@@ -1018,11 +1018,15 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
             "stopping: in-flight messages finish and are recorded…".to_string()
         }
         None => "sending… Esc stops after in-flight messages".to_string(),
-        Some(Ok(sum)) => {
+        Some(Ok(sent)) => {
+            let sum = &sent.summary;
             let mut out = format!(
                 "done: sent {} in {:.1}s, failed {}, uncertain {}, deferred {}",
                 sum.sent, sum.elapsed_seconds, sum.failed, sum.uncertain, sum.deferred
             );
+            if let Some(note) = tact::send::orchestrate::uncertain_note(sent.uncertain_earlier) {
+                out.push_str(&format!(" · {note}"));
+            }
             if sum.interrupted {
                 out.push_str(" · stopped: run again to continue");
             }

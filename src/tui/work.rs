@@ -11,7 +11,8 @@ use rayon::prelude::*;
 
 use tact::campaign::{Acknowledgement, Campaign};
 use tact::plan::{BasePlan, Facts, Plan, Prepared};
-use tact::send::{Relay, Run, SendOptions, Summary, Tally, Transport};
+use tact::send::orchestrate::{self, Outcome, Purpose, Request, Sent, uncertain_note};
+use tact::send::{Tally, Transport};
 use tact::state::{Keys, State};
 
 use super::app::{Checked, Ctx, DryRunSummary, Loaded, excluded_rows};
@@ -184,15 +185,16 @@ pub fn dry_run(
     }
 }
 
-/// A real send, with the same gates as `tact send`: existing state, the campaign not yet
-/// complete, a fresh plan from the ledger, and a sendable verdict.
+/// A real send: `tact send`'s own orchestration (existing state, completion, the check
+/// gate, the campaign's `[[send.relay]]` unless a URL was given, the audit events), so
+/// the composer can neither skip a step nor drift from the command line.
 pub fn send(
     campaign: Campaign,
     ctx: &Ctx,
-    url: &str,
+    url: Option<&str>,
     tally: &Tally,
     stop: &AtomicBool,
-) -> Result<Summary, String> {
+) -> Result<Box<Sent>, String> {
     let dir = ctx
         .state_dir
         .as_deref()
@@ -200,42 +202,32 @@ pub fn send(
     let state = State::open_existing(dir)
         .map_err(|e| chain(&e))?
         .with_store(ctx.store.clone());
-    let target =
-        Transport::parse(url, std::env::var("TACT_SMTP_PASSWORD").ok()).map_err(|e| chain(&e))?;
-    let ledger = state.ledger(false).map_err(|e| chain(&e))?;
-    let name = campaign.name.clone();
-    if let Some(t) = ledger.completed_at(&name).map_err(|e| chain(&e))? {
-        return Err(format!(
-            "campaign {name} completed on {}: nothing to send",
-            t.format("%Y-%m-%d %H:%M UTC")
-        ));
-    }
-    let facts = ledger
-        .facts(&name, campaign.policy.min_hours_between, ctx.now)
-        .map_err(|e| chain(&e))?;
-    let p = Prepared::from_campaign(campaign, ctx.now).map_err(|e| chain(&e))?;
-    let (plan, report) = tact::check::run(&p, &state.keys, &facts, ctx.now);
-    if !report.sendable() {
-        return Err(format!(
-            "nothing sent: the check verdict is {}",
-            report.verdict.as_str()
-        ));
-    }
-    let recipients: Vec<(usize, bool)> = plan.recipients().collect();
-    let mut ledger = ledger;
-    let jobs = tact::send::queue(&p, &state.keys, &mut ledger, &recipients, ctx.now)
-        .map_err(|e| chain(&e))?;
-    drop((plan, recipients));
-    let opts = SendOptions::for_campaign(&p.campaign);
-    let relays = [Relay::single(target, &opts)];
-    let run = Run {
-        prepared: &p,
-        keys: &state.keys,
-        tally,
-        stop,
+    let env = |k: &str| std::env::var(k).ok();
+    let request = Request {
+        state: &state,
+        campaign,
+        smtp: url,
+        env: &env,
+        retry_uncertain: false,
+        durable: false,
+        purpose: Purpose::Send,
         now: ctx.now,
     };
-    tact::send::send_all(run, ledger, jobs, &relays, opts).map_err(|e| chain(&e))
+    let with_note = |msg: String, uncertain: usize| match uncertain_note(uncertain) {
+        Some(note) => format!("{msg}; {note}"),
+        None => msg,
+    };
+    match orchestrate::run(request, tally, stop).map_err(|e| chain(&e))? {
+        Outcome::Sent(sent) => Ok(sent),
+        Outcome::Completed(c) => Err(with_note(
+            orchestrate::completed_note(&c.campaign, c.at),
+            c.uncertain,
+        )),
+        Outcome::Refused(r) => Err(with_note(
+            r.refusal.message(&r.campaign),
+            r.checked.as_ref().map_or(0, |c| c.uncertain),
+        )),
+    }
 }
 
 /// `tact send --test`: the first personalised and the first generic recipient's messages,
