@@ -315,7 +315,7 @@ mod state_tests {
         let err = work::send(
             loaded.prepared.campaign.clone(),
             &ctx,
-            "smtp://127.0.0.1:1",
+            Some("smtp://127.0.0.1:1"),
             &tally,
             &stop,
         )
