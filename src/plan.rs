@@ -1420,6 +1420,7 @@ segment = '{segment}'
                     suppressed: HashSet::from([keys.recipient_hash("a@x.example")]),
                     already: HashSet::from([keys.recipient_hash("b@x.example")]),
                     recent: HashSet::new(),
+                    ..Facts::default()
                 };
                 let (plan, report) = crate::check::run(&p, &keys, &facts, now());
                 let c = &report.audience;
