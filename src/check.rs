@@ -682,7 +682,7 @@ pub fn rules(p: &Prepared, counts: &Counts, stats: &RenderStats) -> Vec<Finding>
             "generic-variant-fails",
             Level::Block,
             Vec::new(),
-            format!("the generic variant does not render ({} part): {}", e.part, e.message),
+            format!("the generic variant does not render: {}", p.describe_failure(&e)),
             "Guard every customer field with {% if personalised %} … {% else %}generic copy{% endif %}.",
         ));
     }

@@ -522,7 +522,7 @@ impl Prepared {
     ) -> std::result::Result<Letter, Excluded> {
         let rendered = self.templates.render(&vars, fields).map_err(|f| Excluded {
             reason: Reason::RenderError,
-            detail: format!("{} part: {}", f.part, scrub(&f.message, fields)),
+            detail: self.describe_failure(&f),
         })?;
         if rendered.subject.chars().any(unsafe_in_header) {
             return Err(Excluded {
@@ -537,6 +537,23 @@ impl Prepared {
             unsubscribe_url: vars.unsubscribe_url,
             hash,
         })
+    }
+
+    /// A render failure in words: its kind and names, and the fields whose values can reach
+    /// the failing filter or function (by the walker), so the marketer knows which column
+    /// to look at. The row is named by its line where this is reported; never a value.
+    pub fn describe_failure(&self, f: &RenderFailure) -> String {
+        let fields = f
+            .call
+            .as_ref()
+            .and_then(|c| self.usage.flows_into.get(c))
+            .filter(|fs| !fs.is_empty())
+            .map(|fs| {
+                let names: Vec<String> = fs.iter().map(|n| format!("`{n}`")).collect();
+                format!("; the value of {} reaches it", names.join(", "))
+            })
+            .unwrap_or_default();
+        format!("{}{fields}", f.message)
     }
 
     /// A render with no recipient at all: the generic variant must stand on its own.
@@ -590,26 +607,6 @@ fn field_infos(
             observed_at: observed.get(name).cloned(),
         })
         .collect()
-}
-
-/// Tera quotes the offending value in some errors (a filter given a bad date, say); name
-/// the field instead, so a customer's data never reaches a log.
-pub fn scrub(message: &str, fields: &[(&str, &str)]) -> String {
-    let mut out = message.to_string();
-    let mut values: Vec<&(&str, &str)> = fields
-        .iter()
-        .filter(|(_, v)| !v.trim().is_empty())
-        .collect();
-    // Longest first, so a value containing another is replaced whole.
-    values.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
-    for (name, value) in values {
-        out = out.replace(value, &format!("<{name}>"));
-        let trimmed = value.trim();
-        if trimmed != *value {
-            out = out.replace(trimmed, &format!("<{name}>"));
-        }
-    }
-    out
 }
 
 /// A row the render stage excluded, with a reason that names parts and variables only.
@@ -1324,15 +1321,6 @@ segment = '{segment}'
             assert!(c.excluded(*r) > 0, "no row is {}: {c:?}", r.key());
         }
         assert!(c.personalised > 0 && c.generic == 0);
-    }
-
-    #[test]
-    fn render_errors_never_quote_customer_values() {
-        let msg = "Filter `date` received an incorrect type: Error parsing ` 1990-13-45` as date";
-        assert_eq!(
-            scrub(msg, &[("birth_date", " 1990-13-45"), ("first_name", "")]),
-            "Filter `date` received an incorrect type: Error parsing `<birth_date>` as date"
-        );
     }
 
     #[test]

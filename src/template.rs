@@ -44,6 +44,8 @@ pub const PREHEADER: &str = "__tact/preheader";
 pub struct Templates {
     pub dir: PathBuf,
     tera: Tera,
+    /// Every template's source (and name), joined: a render failure names only what is here.
+    vocabulary: std::sync::Arc<str>,
     pub text: String,
     pub html: Option<String>,
 }
@@ -201,6 +203,11 @@ impl Templates {
         );
         tera.register_function("now", render_now);
         tera.register_function("get_random", render_random);
+        let vocabulary: std::sync::Arc<str> = sources
+            .iter()
+            .flat_map(|(n, t)| [n.as_str(), "\n", t.as_str(), "\n"])
+            .collect::<String>()
+            .into();
         tera.add_raw_templates(sources).map_err(|e| {
             let (_, msg) = tera_location(&e);
             Error::input(
@@ -225,6 +232,7 @@ impl Templates {
         Ok(Templates {
             dir: dir.to_path_buf(),
             tera,
+            vocabulary,
             text,
             html,
         })
@@ -261,21 +269,24 @@ impl Templates {
         ctx.insert("postal_address", &vars.postal_address);
         ctx.insert("campaign", &vars.campaign);
         ctx.insert("why_you_got_this", &vars.why_you_got_this);
-        let fail = |part: &'static str| {
-            move |e: tera::Error| RenderFailure {
-                part,
-                message: chain(&e),
+        let render = |name: &str, part: &'static str, ctx: &Context| {
+            // Tera 1.20 panics on some values (a subscript whose value holds a multi-byte
+            // character slices it mid-character): one row's data must not bring the whole
+            // run down, and the panic's text, which quotes the value, is not printed.
+            quiet_panics();
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.tera.render(name, ctx)
+            })) {
+                Ok(r) => r.map_err(|e| self.failure(part, &e)),
+                Err(_) => Err(RenderFailure::engine_fault(part)),
             }
         };
-        let preheader = self
-            .tera
-            .render(PREHEADER, &ctx)
-            .map_err(fail("preheader"))?;
+        let preheader = render(PREHEADER, "preheader", &ctx)?;
         ctx.insert("preheader", preheader.trim());
-        let subject = self.tera.render(SUBJECT, &ctx).map_err(fail("subject"))?;
-        let text = self.tera.render(&self.text, &ctx).map_err(fail("text"))?;
+        let subject = render(SUBJECT, "subject", &ctx)?;
+        let text = render(&self.text, "text", &ctx)?;
         let html = match &self.html {
-            Some(h) => Some(self.tera.render(h, &ctx).map_err(fail("html"))?),
+            Some(h) => Some(render(h, "html", &ctx)?),
             None => None,
         };
         Ok(Rendered {
@@ -287,14 +298,220 @@ impl Templates {
     }
 }
 
-fn chain(e: &tera::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = std::error::Error::source(e);
-    while let Some(s) = cur {
-        parts.push(s.to_string());
-        cur = s.source();
+/// What kind of render failure, from the structure of Tera's error. Tera's texts quote
+/// values (`Error parsing "ZELDA0" as a date`, `throw(message=first_name)`), and a value
+/// transformed by a filter escapes any search for the original: so no text of Tera's is
+/// ever passed on. Only names that sit in a slot where Tera puts a template's own names
+/// (a variable, a filter, a template file) are kept, and only if the templates contain them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    MissingVariable,
+    NotANumber,
+    DivisionByZero,
+    NotADate,
+    WrongInputType,
+    WrongArgument,
+    NotIterable,
+    NotConcatenable,
+    Thrown,
+    /// Tera itself panicked on this row's values.
+    EngineFault,
+    /// `get_env`, which tact disables.
+    GetEnv,
+    Other,
+}
+
+impl FailureKind {
+    fn describe(self) -> &'static str {
+        match self {
+            FailureKind::MissingVariable => {
+                "a variable is not defined (or a subscript found nothing)"
+            }
+            FailureKind::NotANumber => "math on a value that is not a number",
+            FailureKind::DivisionByZero => "a division or modulo by zero",
+            FailureKind::NotADate => "a value that is not a date",
+            FailureKind::WrongInputType => "a value of the wrong type",
+            FailureKind::WrongArgument => "an argument of the wrong type",
+            FailureKind::NotIterable => "a loop over a value that cannot be looped over",
+            FailureKind::NotConcatenable => "`~` on a value that is not text or a number",
+            FailureKind::Thrown => "the template called `throw`",
+            FailureKind::GetEnv => {
+                "get_env is disabled in tact templates: environment variables may hold secrets"
+            }
+            FailureKind::EngineFault => {
+                "the template engine failed on this row's values (a fault in Tera)"
+            }
+            FailureKind::Other => "the render failed",
+        }
     }
-    parts.join(": ")
+}
+
+/// Why a render failed, built from the error's structure (see `FailureKind`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderFailure {
+    pub part: &'static str,
+    pub kind: FailureKind,
+    /// The filter, function or test that failed, if one did.
+    pub call: Option<String>,
+    /// The kind in words, with the call, the variable Tera names (as written in the
+    /// template), the macro and the template file: names and kinds, never a value.
+    pub message: String,
+}
+
+/// The names `classify` finds while reading Tera's error chain.
+#[derive(Default)]
+struct Names {
+    variable: Option<String>,
+    template: Option<String>,
+    in_macro: Option<String>,
+}
+
+impl RenderFailure {
+    fn engine_fault(part: &'static str) -> RenderFailure {
+        RenderFailure {
+            part,
+            kind: FailureKind::EngineFault,
+            call: None,
+            message: format!("{part} part: {}", FailureKind::EngineFault.describe()),
+        }
+    }
+}
+
+/// Installs, once, a panic hook that stays silent for panics inside a render (the default
+/// hook prints the panic's message, and Tera's quote the value) and defers to the previous
+/// hook everywhere else.
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let rendering = RENDER_ENV
+                .try_with(|e| e.try_borrow().map(|e| e.is_some()).unwrap_or(true))
+                .unwrap_or(false);
+            if !rendering {
+                previous(info);
+            }
+        }));
+    });
+}
+
+impl Templates {
+    fn failure(&self, part: &'static str, e: &tera::Error) -> RenderFailure {
+        let mut f = RenderFailure {
+            part,
+            kind: FailureKind::Other,
+            call: None,
+            message: String::new(),
+        };
+        let mut names = Names::default();
+        // Only a name the templates themselves contain can be a template's own name.
+        let known = |name: &str| {
+            !name.is_empty()
+                && name.len() <= 200
+                && name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || "_.[]\"'-/ ".contains(c))
+                && self.vocabulary.contains(name)
+        };
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = cur {
+            if let Some(te) = err.downcast_ref::<tera::Error>() {
+                match &te.kind {
+                    tera::ErrorKind::CallFilter(n)
+                    | tera::ErrorKind::CallFunction(n)
+                    | tera::ErrorKind::CallTest(n) => {
+                        if known(n) && f.call.is_none() {
+                            f.call = Some(n.clone());
+                        }
+                        if let tera::ErrorKind::CallFunction(n) = &te.kind {
+                            match n.as_str() {
+                                "throw" => f.kind = FailureKind::Thrown,
+                                "get_env" => f.kind = FailureKind::GetEnv,
+                                _ => {}
+                            }
+                        }
+                    }
+                    tera::ErrorKind::Msg(m) => classify(m, &mut f.kind, &mut names, &known),
+                    _ => {}
+                }
+            }
+            cur = err.source();
+        }
+        let mut msg = format!("{} part: {}", part, f.kind.describe());
+        let named = matches!(f.kind, FailureKind::Thrown | FailureKind::GetEnv);
+        if let Some(c) = f.call.as_ref().filter(|_| !named) {
+            msg.push_str(&format!(" in `{c}`"));
+        }
+        if let Some(v) = &names.variable {
+            msg.push_str(&format!(" (variable `{v}`)"));
+        }
+        if let Some(m) = &names.in_macro {
+            msg.push_str(&format!(", in macro `{m}`"));
+        }
+        if let Some(t) = &names.template {
+            msg.push_str(&format!(", in {t}"));
+        }
+        f.message = msg;
+        f
+    }
+}
+
+/// One message of Tera's error chain → kind and names; the message itself is dropped.
+fn classify(m: &str, kind: &mut FailureKind, f: &mut Names, known: &dyn Fn(&str) -> bool) {
+    let between = |s: &str, open: &str, close: char| -> Option<String> {
+        let rest = &s[s.find(open)? + open.len()..];
+        Some(rest[..rest.find(close)?].to_string())
+    };
+    let mut set_kind = |k: FailureKind| {
+        if *kind == FailureKind::Other {
+            *kind = k;
+        }
+    };
+    if let Some(rest) = m.strip_prefix("Failed to render '") {
+        let top = rest.split('\'').next().unwrap_or_default();
+        let inner = between(m, "(error happened in '", '\'');
+        if let Some(t) = inner
+            .filter(|t| known(t))
+            .or(Some(top.to_string()).filter(|t| known(t)))
+        {
+            f.template = Some(t);
+        }
+        if let Some(mac) =
+            between(m, "error while rendering macro `", '`').filter(|t| t.split("::").all(known))
+        {
+            f.in_macro = Some(mac);
+        }
+        return;
+    }
+    let var = if m.starts_with("Variable `") {
+        between(m, "Variable `", '`')
+    } else if m.starts_with("Tried to concat") {
+        m.rsplit("from ident ").next().map(str::to_string)
+    } else if m.starts_with("Tried to iterate") {
+        between(m, "on variable `", '`')
+    } else {
+        None
+    };
+    if let Some(v) = var.filter(|v| known(v)) {
+        f.variable.get_or_insert(v);
+    }
+    if m.starts_with("Variable `") && m.contains("not found") {
+        set_kind(FailureKind::MissingVariable);
+    } else if m.contains("math operation") || m.starts_with("Tried to do math") {
+        set_kind(FailureKind::NotANumber);
+    } else if m.contains("by zero") {
+        set_kind(FailureKind::DivisionByZero);
+    } else if m.starts_with("Error parsing") && m.contains("date") {
+        set_kind(FailureKind::NotADate);
+    } else if m.starts_with("Tried to iterate") || m.contains("for loop") {
+        set_kind(FailureKind::NotIterable);
+    } else if m.contains("incorrect type for arg") || m.contains("received an incorrect") {
+        set_kind(FailureKind::WrongArgument);
+    } else if m.contains("incorrect value") || m.contains("isn't a") || m.contains("is not a") {
+        set_kind(FailureKind::WrongInputType);
+    } else if m.starts_with("Tried to concat") {
+        set_kind(FailureKind::NotConcatenable);
+    }
 }
 
 /// What `now()` and `get_random()` see during one render. Tera's own read the clock and
@@ -423,14 +640,6 @@ pub struct Rendered {
     pub preheader: String,
     pub text: String,
     pub html: Option<String>,
-}
-
-/// Why a render failed: which part, and Tera's whole cause chain. The chain names template
-/// variables and positions, never values.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderFailure {
-    pub part: &'static str,
-    pub message: String,
 }
 
 /// What may flow into a value: the customer fields whose text can end up in it, and how
@@ -831,10 +1040,16 @@ impl<'t> Walker<'t> {
                 Flow::default()
             }
             ExprVal::Test(t) => {
-                self.ident(&t.ident, s);
+                let mut input = self.ident(&t.ident, s);
                 for a in &t.args {
-                    self.walk_expr(a, s);
+                    let f = self.walk_expr(a, s);
+                    input.join(&f);
                 }
+                self.usage
+                    .flows_into
+                    .entry(t.name.clone())
+                    .or_default()
+                    .extend(input.fields);
                 Flow::default()
             }
             ExprVal::FunctionCall(f) => {
@@ -1396,6 +1611,115 @@ mod tests {
         };
         let e = t.render(&vars, &[]).unwrap_err();
         assert!(e.message.contains("get_env is disabled"), "{}", e.message);
+    }
+
+    fn vars(seed: u64) -> ToolVars {
+        ToolVars {
+            now: crate::consent::parse_time("2026-11-23T12:00:00Z").unwrap(),
+            seed,
+            personalised: true,
+            unsubscribe_url: "u".into(),
+            postal_address: "p".into(),
+            campaign: "c".into(),
+            why_you_got_this: "w".into(),
+        }
+    }
+
+    #[test]
+    fn now_and_get_random_are_fixed_per_recipient() {
+        let t = load(
+            &[(
+                "t.txt.tera",
+                "{{ now(utc=true) }} {{ now(timestamp=true) }} {{ get_random(end=1000000) }} {{ get_random(start=5, end=10) }}",
+            )],
+            "",
+        )
+        .unwrap();
+        let a = t.render(&vars(1), &[]).unwrap().text;
+        assert_eq!(a, t.render(&vars(1), &[]).unwrap().text);
+        assert!(
+            a.starts_with("2026-11-23T12:00:00+00:00 1795435200 "),
+            "{a}"
+        );
+        assert_ne!(a, t.render(&vars(2), &[]).unwrap().text);
+        // Tera's own get_random panics on an empty range; ours is a render error.
+        let t = load(&[("t.txt.tera", "{{ get_random(start=3, end=3) }}")], "").unwrap();
+        assert!(t.render(&vars(1), &[]).is_err());
+    }
+
+    /// A value Tera chokes on (it panics slicing a multi-byte character in a subscript) is a
+    /// render error of that row, not a crash, and the message quotes nothing.
+    #[test]
+    fn a_panic_inside_tera_is_a_render_error() {
+        let t = load(&[("t.txt.tera", "{{ first_name[last_name] }}")], "").unwrap();
+        let e = t
+            .render(&vars(1), &[("first_name", "Zelda"), ("last_name", "李")])
+            .unwrap_err();
+        assert_eq!(e.kind, FailureKind::EngineFault);
+        assert!(!e.message.contains('李'), "{}", e.message);
+    }
+
+    #[test]
+    fn render_failures_are_described_by_names_only() {
+        for (body, kind, call, variable) in [
+            (
+                r#"{{ first_name | date(format="%Y") }}"#,
+                FailureKind::NotADate,
+                Some("date"),
+                None,
+            ),
+            (
+                "{{ first_name * 2 }}",
+                FailureKind::NotANumber,
+                None,
+                Some("first_name"),
+            ),
+            (
+                "{{ throw(message=first_name) }}",
+                FailureKind::Thrown,
+                Some("throw"),
+                None,
+            ),
+            (
+                "{{ nickname }}",
+                FailureKind::MissingVariable,
+                None,
+                Some("nickname"),
+            ),
+            (
+                "{{ last_name | truncate(length=first_name) }}",
+                FailureKind::WrongArgument,
+                Some("truncate"),
+                None,
+            ),
+        ] {
+            let t = load(&[("t.txt.tera", body)], "").unwrap();
+            let e = t
+                .render(
+                    &vars(1),
+                    &[("first_name", "ZeLdA9"), ("last_name", "ZeLdA8")],
+                )
+                .unwrap_err();
+            assert_eq!(e.kind, kind, "{body}");
+            assert_eq!(e.call.as_deref(), call, "{body}");
+            if let Some(v) = variable {
+                assert!(
+                    e.message.contains(&format!("(variable `{v}`)")),
+                    "{body}: {}",
+                    e.message
+                );
+            }
+            assert!(
+                e.message.ends_with(", in t.txt.tera"),
+                "{body}: {}",
+                e.message
+            );
+            assert!(
+                !e.message.to_lowercase().contains("zelda"),
+                "{body}: {}",
+                e.message
+            );
+        }
     }
 
     #[test]

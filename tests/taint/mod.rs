@@ -188,3 +188,120 @@ fn an_unsubscribe_link_written_with_safe_counts() {
         v["findings"]
     );
 }
+
+/// Canary values for `first_name` and `last_name` on every row, so any trace of them in the
+/// output is a leak. Returns the canaries' stems.
+fn canary_names(t: &Tree) -> [&'static str; 2] {
+    // A multi-byte character: Tera panics on some of those (see `render_errors_…`).
+    const STEMS: [&str; 2] = ["Qx7Zelda", "Wv3Økafor"];
+    let path = "sample-data/customers.csv";
+    let text = t.read(path);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).expect("column");
+    let (first, last) = (col("first_name"), col("last_name"));
+    let mut out = header.join(",") + "\n";
+    for (i, line) in lines.enumerate() {
+        let mut cells: Vec<String> = line.split(',').map(str::to_string).collect();
+        // Rows with quoted commas keep their values: the canaries only need most rows.
+        if cells.len() == header.len() {
+            cells[first] = format!("{}{i}", STEMS[0]);
+            cells[last] = format!("{}{i}", STEMS[1]);
+        }
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    t.write(path, &out);
+    STEMS
+}
+
+/// Every 5-character window of each stem, forwards and backwards, in lower case: a value
+/// upper-cased, truncated, quoted or reversed by a filter still shows one.
+fn traces(stems: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in stems {
+        let lower = s.to_lowercase();
+        let rev: String = lower.chars().rev().collect();
+        for w in [lower, rev] {
+            let chars: Vec<char> = w.chars().collect();
+            for win in chars.windows(5) {
+                out.push(win.iter().collect());
+            }
+        }
+    }
+    out
+}
+
+fn assert_no_trace(what: &str, text: &str, traces: &[String]) {
+    let lower = text.to_lowercase();
+    for t in traces {
+        assert!(
+            !lower.contains(t.as_str()),
+            "{what}: a customer value leaked (`{t}`):\n{text}"
+        );
+    }
+}
+
+/// Every way a render can fail on a customer's value: a filter given the wrong type, an
+/// unparseable date, math on text, a modulo by zero, `throw` with the value, a bad argument,
+/// a subscript that evaluates the value, a loop over a non-map, a test on text. Whatever Tera
+/// says, `check`, `preview` and `send --dry-run` (text and JSON, stdout and stderr) describe
+/// the failure by part, filter and field, never by the value.
+#[test]
+fn render_errors_never_carry_a_customer_value() {
+    let constructs = [
+        r#"{{ first_name | upper | date(format="%Y") }}"#,
+        r#"{{ first_name | date(format="%Y") }}"#,
+        "{{ first_name | round }}",
+        "{{ first_name * 2 }}",
+        "{% set n = first_name | length %}{{ 10 % (n - n) }}",
+        "{{ throw(message=first_name ~ last_name) }}",
+        "{{ last_name | truncate(length=first_name) }}",
+        "{{ first_name[last_name] }}",
+        "{% for k, v in first_name %}{{ k }}{% endfor %}",
+        "{% if first_name is divisibleby(2) %}x{% endif %}",
+        r#"{{ first_name | split(pat="a") | nth(n=last_name) }}"#,
+        r#"{{ first_name | replace(from=last_name, to=1) }}"#,
+    ];
+    for construct in constructs {
+        let t = Tree::new();
+        let stems = canary_names(&t);
+        let traces = traces(&stems);
+        t.edit("templates/winter-sale.txt.tera", |s| {
+            s.replace(
+                "Hi {{ first_name }},",
+                &format!("Hi {{{{ first_name }}}},{construct}"),
+            )
+        });
+        let c = t.campaign("winter-sale");
+        let check = run(t.tact().arg("check").arg(&c));
+        assert!(
+            check.stdout.contains("render_error") || check.stderr.contains("render_error"),
+            "{construct}: no render_error reported\n{}\n{}",
+            check.stdout,
+            check.stderr
+        );
+        assert_no_trace(&format!("check: {construct}"), &check.all_output(), &traces);
+        let json = run(t.tact().arg("check").arg(&c).arg("--json"));
+        assert_no_trace(
+            &format!("check --json: {construct}"),
+            &json.all_output(),
+            &traces,
+        );
+        let out = t.path("previews");
+        let preview = run(t.tact().arg("preview").arg(&c).arg("--out").arg(&out));
+        assert_no_trace(
+            &format!("preview: {construct}"),
+            &preview.all_output(),
+            &traces,
+        );
+        for dry in [vec!["--dry-run"], vec!["--dry-run", "--json"]] {
+            let r = run(t.tact().arg("send").arg(&c).args(&dry));
+            assert_no_trace(
+                &format!("send {dry:?}: {construct}"),
+                &r.all_output(),
+                &traces,
+            );
+        }
+    }
+}
