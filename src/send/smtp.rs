@@ -334,6 +334,7 @@ pub(super) async fn connect(
         Ok(Ok(resp)) => resp
             .message()
             .any(|l| l.trim().eq_ignore_ascii_case("PIPELINING")),
+        Ok(Err(e)) if e.is_permanent() => return Err(fatal(format!("{} at EHLO", cause(&e)))),
         Ok(Err(e)) => return Err(transient(format!("{} at EHLO", cause(&e)))),
         Err(_) => {
             return Err(transient(format!(
@@ -396,6 +397,10 @@ async fn open(
         let greeted = AsyncSmtpConnection::connect_with_transport(Box::new(stream), hello);
         let mut conn = match tokio::time::timeout(tm.greeting, greeted).await {
             Ok(Ok(c)) => c,
+            // RFC 5321 §3.1: a 554 greeting (or a 5xx to EHLO) is "no service for you here".
+            Ok(Err(e)) if e.is_permanent() => {
+                return Err(fatal(format!("{} at the greeting", cause(&e))));
+            }
             Ok(Err(e)) => return Err(transient(format!("{} at the greeting", cause(&e)))),
             Err(_) => {
                 return Err(transient(format!(

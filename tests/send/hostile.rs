@@ -22,6 +22,8 @@ use super::*;
 enum Script {
     /// Accepts connections and never says a word.
     Silent,
+    /// 554 5.7.1 for a greeting: no service for this client.
+    RefuseClient,
     /// 550 5.7.1 to every MAIL FROM.
     RefuseSender,
     /// Takes this many messages, then answers the next MAIL FROM with 421 and hangs up;
@@ -117,6 +119,10 @@ fn serve(
     };
     if going_away(delivered) {
         out.write_all(b"421 4.3.2 scripted: service shutting down\r\n")?;
+        return Ok(());
+    }
+    if script == Script::RefuseClient {
+        out.write_all(b"554 5.7.1 scripted: no service for you\r\n")?;
         return Ok(());
     }
     out.write_all(b"220 scripted ESMTP\r\n")?;
@@ -380,6 +386,28 @@ fn a_relay_that_hangs_up_after_the_greeting_stops_the_run() {
     );
     assert_eq!(dump.count(), 0);
     only_pending(&t, WINTER_RECIPIENTS);
+    rerun_delivers_the_rest(&t, &[], 0);
+}
+
+/// A 5xx greeting or answer to EHLO is a refusal of the client: said at once, not tried
+/// five times.
+#[test]
+fn a_relay_that_refuses_us_at_the_greeting_stops_the_run_at_once() {
+    let t = hostile_tree();
+    let scripted = Scripted::start(Script::RefuseClient);
+    let dump = DumpDir::new();
+    let sink = Sink::start(&dump, &["-f", "ehlo"]);
+    for (port, url, code) in [
+        (scripted.port, scripted.url(""), "554 5.7.1 at the greeting"),
+        (sink.port, sink.url(), "500 5.3.0 at the greeting"),
+    ] {
+        let (r, _) = hostile_send(&t, &url, 1);
+        let line = says_once(&t, &r, &[&format!("relay 127.0.0.1:{port}"), code]);
+        assert!(!line.contains("attempts"), "tried again: {line}");
+        only_pending(&t, WINTER_RECIPIENTS);
+    }
+    assert!(scripted.connections.load(Ordering::SeqCst) <= CONCURRENCY);
+    assert_eq!(dump.count(), 0);
     rerun_delivers_the_rest(&t, &[], 0);
 }
 
