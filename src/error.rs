@@ -82,6 +82,12 @@ pub enum Error {
     #[error("no state at {}: run `tact init` or point TACT_HOME at your existing state", path.display())]
     NoState { path: PathBuf },
 
+    /// The same for a shared database that `tact init` never set up (a typo in its URL).
+    #[error(
+        "no tact store in {store}: check the database URL, or run `tact init` with it to set it up"
+    )]
+    NoStore { store: String },
+
     #[error("{0}")]
     Other(String),
 }
@@ -102,6 +108,7 @@ impl Error {
                 | Error::Template { .. }
                 | Error::Read { .. }
                 | Error::NoState { .. }
+                | Error::NoStore { .. }
         )
     }
 }

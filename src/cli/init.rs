@@ -45,7 +45,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     // Opening the store records this key's identifier in a new one, and refuses a key that
     // differs from the one recorded (exit 2): better at init than at the first send.
     let s = s.with_store(g.store.clone());
-    s.ledger(false)?;
+    s.init_ledger()?;
     println!("store: {} (key id {})", s.store, s.keys.key_id_short());
     if let Some(file) = &args.unsubscribe_key {
         s.keys.unsubscribe_key().export(file)?;

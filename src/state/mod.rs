@@ -452,10 +452,24 @@ impl State {
         self
     }
 
-    /// Opens the store and checks that it belongs to this key: the first key to open an
-    /// empty store is recorded, and any other is refused (exit 2).
+    /// Opens the store and checks that it belongs to this key (any other is refused, exit
+    /// 2). A shared database that `tact init` never set up is refused too (`NoStore`): a
+    /// typo in its URL that names another database must not start over there with an
+    /// empty suppression list. The local SQLite store comes with its directory.
     pub fn ledger(&self, durable: bool) -> Result<Ledger> {
         let mut ledger = Ledger::open_at(&self.store, durable)?;
+        if matches!(self.store, Location::Postgres(_)) && !ledger.key_recorded()? {
+            return Err(Error::NoStore {
+                store: self.store.to_string(),
+            });
+        }
+        ledger.check_key(&self.keys.key_id())?;
+        Ok(ledger)
+    }
+
+    /// `tact init`: opens the store, recording this key's identifier in a new one.
+    pub fn init_ledger(&self) -> Result<Ledger> {
+        let mut ledger = Ledger::open_at(&self.store, false)?;
         ledger.check_key(&self.keys.key_id())?;
         Ok(ledger)
     }

@@ -520,6 +520,14 @@ impl Store for PgStore {
         self.shown.clone()
     }
 
+    fn key_recorded(&self) -> Result<bool> {
+        self.with("look for the key", |c| {
+            Ok(c.client
+                .query_opt("SELECT 1 FROM meta WHERE name = 'key_id'", &[])?
+                .is_some())
+        })
+    }
+
     fn check_key(&mut self, id: &KeyId) -> Result<()> {
         let stored: Vec<u8> = self.with("check the key", |c| {
             // Read first: every open checks, and only the first needs a write.

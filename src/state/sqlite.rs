@@ -144,6 +144,14 @@ impl Store for SqliteStore {
         self.path.display().to_string()
     }
 
+    fn key_recorded(&self) -> Result<bool> {
+        self.conn
+            .query_row("SELECT 1 FROM meta WHERE name = 'key_id'", [], |_| Ok(()))
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(db_err(&self.path))
+    }
+
     fn check_key(&mut self, id: &KeyId) -> Result<()> {
         let path = self.path.clone();
         let e = db_err(&path);

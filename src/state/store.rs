@@ -32,6 +32,10 @@ pub trait Store: Send {
     /// or their hashes and tokens would not agree. An input error (exit 2) on a mismatch.
     fn check_key(&mut self, id: &KeyId) -> Result<()>;
 
+    /// Whether some key's identifier is recorded: a shared database is set up by
+    /// `tact init`, and one that never was is not where this state lives.
+    fn key_recorded(&self) -> Result<bool>;
+
     /// What the plan needs to know about this campaign and the others.
     fn facts(&self, campaign: &str, min_hours_between: u32, now: DateTime<Utc>) -> Result<Facts>;
 

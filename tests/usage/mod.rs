@@ -552,3 +552,76 @@ fn check_blocks_on_a_dkim_key_or_relay_that_send_would_refuse() {
     assert_eq!(r.code, 2, "{}", r.all_output());
     assert!(r.stderr.contains("readable by others"), "{}", r.stderr);
 }
+
+// ---------------------------------------------------------------------------------------
+// A database URL that names the wrong database
+// ---------------------------------------------------------------------------------------
+
+/// A host whose store is the database at `url` (password in PGPASSWORD).
+fn pg_host(state: &Path, url: &str) -> Command {
+    let mut cmd = bare(&repo());
+    cmd.env("PGPASSWORD", crate::store::server::PASSWORD)
+        .env("TACT_DATABASE_URL", url)
+        .arg("--state")
+        .arg(state);
+    cmd
+}
+
+#[test]
+fn a_database_that_tact_init_never_set_up_is_refused_and_gets_nothing() {
+    let Some(server) = crate::store::server::PgServer::start() else {
+        return;
+    };
+    let real = server.new_database();
+    // Exists (say, a typo naming another database), but was never set up by `tact init`.
+    let typo = server.new_database();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    run_expect(pg_host(&state, &real).arg("init"), 0);
+    run_expect(
+        pg_host(&state, &real).args(["suppress", "add", "ann@example.com"]),
+        0,
+    );
+    let campaign = sample_campaign("winter-sale").display().to_string();
+    let csv = sample_csv().display().to_string();
+    for args in [
+        vec!["suppress", "add", "bob@example.com"],
+        vec!["suppress", "check", "ann@example.com"],
+        vec!["forget", "bob@example.com", "--audience", &csv],
+        vec!["export", "ann@example.com", "--audience", &csv],
+        vec!["audit"],
+        vec!["purge", "--older-than", "30"],
+        vec!["check", &campaign],
+        vec!["send", &campaign, "--dry-run"],
+    ] {
+        let r = run(pg_host(&state, &typo).args(&args));
+        assert_eq!(r.code, 2, "{args:?}: {}", r.all_output());
+        assert!(
+            r.stderr.contains("no tact store in postgres://")
+                && r.stderr.contains("run `tact init` with it"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(
+            !r.all_output().contains(crate::store::server::PASSWORD),
+            "{}",
+            r.all_output()
+        );
+    }
+    // The refused `suppress add` landed nowhere: neither in the real store nor, once it is
+    // set up, in the other one; the real store still has its opt-out.
+    let r = run_expect(
+        pg_host(&state, &real).args(["suppress", "check", "ann@example.com"]),
+        0,
+    );
+    assert!(r.stdout.contains("suppressed: manual"), "{}", r.stdout);
+    run_expect(
+        pg_host(&state, &real).args(["suppress", "check", "bob@example.com"]),
+        6,
+    );
+    run_expect(pg_host(&state, &typo).arg("init"), 0);
+    run_expect(
+        pg_host(&state, &typo).args(["suppress", "check", "bob@example.com"]),
+        6,
+    );
+}
