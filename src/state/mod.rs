@@ -222,7 +222,7 @@ impl UnsubscribeKey {
                 Location::Local(dir.to_path_buf())
             }
         };
-        let mut ledger = Ledger::open_at(&location, false)?;
+        let mut ledger = open_set_up(&location, false)?;
         ledger.check_key(&self.key_id)?;
         Ok(ledger)
     }
@@ -453,16 +453,9 @@ impl State {
     }
 
     /// Opens the store and checks that it belongs to this key (any other is refused, exit
-    /// 2). A shared database that `tact init` never set up is refused too (`NoStore`): a
-    /// typo in its URL that names another database must not start over there with an
-    /// empty suppression list. The local SQLite store comes with its directory.
+    /// 2); a shared database that `tact init` never set up is refused too.
     pub fn ledger(&self, durable: bool) -> Result<Ledger> {
-        let mut ledger = Ledger::open_at(&self.store, durable)?;
-        if matches!(self.store, Location::Postgres(_)) && !ledger.key_recorded()? {
-            return Err(Error::NoStore {
-                store: self.store.to_string(),
-            });
-        }
+        let mut ledger = open_set_up(&self.store, durable)?;
         ledger.check_key(&self.keys.key_id())?;
         Ok(ledger)
     }
@@ -473,6 +466,20 @@ impl State {
         ledger.check_key(&self.keys.key_id())?;
         Ok(ledger)
     }
+}
+
+/// Opens a store that `tact init` set up. A shared database where no key was ever
+/// recorded is refused (`NoStore`): a typo in its URL that names another database must not
+/// start over there with an empty suppression list. The SQLite file comes with its state
+/// directory, whose own absence is refused before this.
+fn open_set_up(location: &Location, durable: bool) -> Result<Ledger> {
+    let ledger = Ledger::open_at(location, durable)?;
+    if matches!(location, Location::Postgres(_)) && !ledger.key_recorded()? {
+        return Err(Error::NoStore {
+            store: location.to_string(),
+        });
+    }
+    Ok(ledger)
 }
 
 /// Reads a master key file the way `open_existing` expects it.

@@ -44,6 +44,17 @@ fn state_commands(t: &Tree, email: &str) -> Vec<Vec<String>> {
     fs::write(&list, format!("{email}\n")).unwrap();
     let list = list.display().to_string();
     let folder = t.path("sample-data/campaigns").display().to_string();
+    // The unsubscribe server runs on an exported key; its store is the missing state.
+    let key = t.path("unsubscribe.key");
+    run_expect(
+        bare(t.root())
+            .arg("--state")
+            .arg(t.path("elsewhere"))
+            .args(["init", "--unsubscribe-key"])
+            .arg(&key),
+        0,
+    );
+    let key = key.display().to_string();
     let token = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     [
         vec!["suppress", "add", email],
@@ -56,7 +67,13 @@ fn state_commands(t: &Tree, email: &str) -> Vec<Vec<String>> {
         vec!["audit", "--verify"],
         vec!["audit", "winter-sale", "--json"],
         vec!["purge", "--older-than", "30"],
-        vec!["unsubscribe-server", "--listen", "127.0.0.1:0"],
+        vec![
+            "unsubscribe-server",
+            "--listen",
+            "127.0.0.1:0",
+            "--key",
+            &key,
+        ],
         vec!["send", &campaign, "--dry-run"],
         vec!["run-due", &folder],
     ]
@@ -560,8 +577,10 @@ fn check_blocks_on_a_dkim_key_or_relay_that_send_would_refuse() {
 /// A host whose store is the database at `url` (password in PGPASSWORD).
 fn pg_host(state: &Path, url: &str) -> Command {
     let mut cmd = bare(&repo());
+    // A server that should have been refused would otherwise listen until killed.
     cmd.env("PGPASSWORD", crate::store::server::PASSWORD)
         .env("TACT_DATABASE_URL", url)
+        .timeout(std::time::Duration::from_secs(60))
         .arg("--state")
         .arg(state);
     cmd
@@ -577,14 +596,28 @@ fn a_database_that_tact_init_never_set_up_is_refused_and_gets_nothing() {
     let typo = server.new_database();
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    run_expect(pg_host(&state, &real).arg("init"), 0);
+    let key = tmp.path().join("unsubscribe.key");
+    run_expect(
+        pg_host(&state, &real)
+            .args(["init", "--unsubscribe-key"])
+            .arg(&key),
+        0,
+    );
     run_expect(
         pg_host(&state, &real).args(["suppress", "add", "ann@example.com"]),
         0,
     );
     let campaign = sample_campaign("winter-sale").display().to_string();
     let csv = sample_csv().display().to_string();
+    let key = key.display().to_string();
     for args in [
+        vec![
+            "unsubscribe-server",
+            "--listen",
+            "127.0.0.1:0",
+            "--key",
+            &key,
+        ],
         vec!["suppress", "add", "bob@example.com"],
         vec!["suppress", "check", "ann@example.com"],
         vec!["forget", "bob@example.com", "--audience", &csv],
