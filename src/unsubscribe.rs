@@ -40,6 +40,9 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// ... and the whole request (head and body) must have arrived by this deadline.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long a stop waits for requests still being read or answered.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// What to answer, free of any HTTP machinery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -516,10 +519,12 @@ fn linger_close(mut stream: TcpStream) {
 }
 
 /// Accepts until `stop` is set (and a connection wakes the loop: see `wake`), each
-/// connection on its own thread; waits for those running before it returns.
+/// connection on its own thread. Then waits for those still running, at most
+/// `SHUTDOWN_GRACE`: a client stalling its request must not hold up a stop, and an answer
+/// is only written after its suppression is committed, so a cut connection loses nothing
+/// (the client sees no 200 and may try again).
 pub fn serve(listener: &TcpListener, ep: &Arc<Endpoint>, stop: &AtomicBool) {
     let active = Arc::new(AtomicUsize::new(0));
-    let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -529,7 +534,6 @@ pub fn serve(listener: &TcpListener, ep: &Arc<Endpoint>, stop: &AtomicBool) {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         };
-        threads.retain(|t| !t.is_finished());
         if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
             // Never read here: a canned answer fits the socket buffer, and close.
             let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
@@ -546,15 +550,13 @@ pub fn serve(listener: &TcpListener, ep: &Arc<Endpoint>, stop: &AtomicBool) {
                 serve_connection(stream, &ep);
                 count.fetch_sub(1, Ordering::SeqCst);
             });
-        match spawned {
-            Ok(t) => threads.push(t),
-            Err(_) => {
-                active.fetch_sub(1, Ordering::SeqCst);
-            }
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::SeqCst);
         }
     }
-    for t in threads {
-        let _ = t.join();
+    let until = Instant::now() + SHUTDOWN_GRACE;
+    while active.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

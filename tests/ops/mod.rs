@@ -906,9 +906,19 @@ fn unsubscribe_server_answers_everyone_while_150_slow_clients_hold_connections()
             "person {i} not suppressed"
         );
     }
-    drop(stalled);
+    // A stop does not wait for stalled clients: fresh ones would hold each connection for
+    // the 5 s read timeout (and the 10 s deadline), the stop takes at most its 2 s grace.
+    let fresh: Vec<_> = (0..20).map(|_| stall(&addr, kinds[1])).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
     let (code, _) = server.interrupt();
     assert_eq!(code, Some(130));
+    assert!(
+        t.elapsed() < Duration::from_millis(4500),
+        "stopping took {:?}",
+        t.elapsed()
+    );
+    drop((stalled, fresh));
 }
 
 /// Sends `bytes` on a new connection (as far as the server lets it), then reads whatever
