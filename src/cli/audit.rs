@@ -16,6 +16,10 @@ pub struct Args {
     /// Check that no event was edited or deleted; exit 1 naming the first broken one.
     #[arg(long)]
     verify: bool,
+    /// With --verify: the head an earlier --verify printed (SEQ:MAC), kept outside the
+    /// store; exit 1 unless the log still holds that event (a restored older copy does not).
+    #[arg(long, value_name = "SEQ:MAC", requires = "verify")]
+    expect_head: Option<String>,
 }
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
@@ -24,25 +28,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     };
     let ledger = state.ledger(false)?;
     if args.verify {
-        return Ok(match ledger.audit_verify(&state.keys)? {
-            Ok(v) => {
-                // The head, to keep elsewhere: a restore of the whole store to an earlier
-                // moment is the one change the store itself cannot show.
-                let head = v.head.map_or_else(
-                    || "no events yet".to_string(),
-                    |(seq, mac)| format!("head: event {seq}, mac {mac}"),
-                );
-                println!(
-                    "audit log intact: {} event(s) verified, {head} (state: {})",
-                    v.events, state.store
-                );
-                0
-            }
-            Err(b) => {
-                eprintln!("tact: audit log broken at event {}: it {}", b.seq, b.why);
-                1
-            }
-        });
+        return verify(&ledger, &state, args.expect_head.as_deref());
     }
     let events = ledger.audit_events(args.campaign.as_deref())?;
     if args.json {
@@ -109,6 +95,44 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             e.operator
         );
     }
+    Ok(0)
+}
+
+fn verify(
+    ledger: &tact::state::ledger::Ledger,
+    state: &tact::state::State,
+    expect_head: Option<&str>,
+) -> anyhow::Result<u8> {
+    let v = match ledger.audit_verify(&state.keys)? {
+        Ok(v) => v,
+        Err(b) => {
+            eprintln!("tact: audit log broken at event {}: it {}", b.seq, b.why);
+            return Ok(1);
+        }
+    };
+    if let Some(recorded) = expect_head {
+        let reached = match v.reaches(recorded) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("tact: error: {e}");
+                return Ok(2);
+            }
+        };
+        if let Err(why) = reached {
+            eprintln!("tact: audit log does not reach the recorded head {recorded}: it {why}");
+            return Ok(1);
+        }
+    }
+    // The head, to keep elsewhere and pass back as --expect-head: a restore of the whole
+    // store to an earlier moment is the one change the store itself cannot show.
+    let head = v.head_mark().map_or_else(
+        || "no events yet".to_string(),
+        |mark| format!("head {mark}"),
+    );
+    println!(
+        "audit log intact: {} event(s) verified, {head} (state: {})",
+        v.events, state.store
+    );
     Ok(0)
 }
 

@@ -42,6 +42,46 @@ pub struct Verified {
     /// The last sequence number and a prefix of its MAC in hex; `None` for a log that
     /// never had an event.
     pub head: Option<(i64, String)>,
+    /// Every verified event (and the purge checkpoint's) as (seq, MAC prefix in hex), to
+    /// check a head recorded earlier against.
+    marks: Vec<(i64, String)>,
+}
+
+impl Verified {
+    /// The head as `SEQ:MAC`, the form `audit --verify --expect-head` takes back.
+    pub fn head_mark(&self) -> Option<String> {
+        self.head.as_ref().map(|(seq, mac)| format!("{seq}:{mac}"))
+    }
+
+    /// Checks a head recorded earlier (`SEQ:MAC`, as `head_mark` gave it) against this
+    /// log: the log must still hold that very event. This is what catches a restore of the
+    /// whole store to an earlier moment, which no check inside the store can see. `Err`
+    /// says why, as a phrase; an input error for a mark that does not parse.
+    pub fn reaches(&self, recorded: &str) -> Result<std::result::Result<(), String>> {
+        let parsed = recorded.trim().split_once(':').and_then(|(seq, mac)| {
+            let mac = mac.trim().to_ascii_lowercase();
+            let ok = mac.len() == 16 && mac.bytes().all(|b| b.is_ascii_hexdigit());
+            Some((seq.trim().parse::<i64>().ok()?, mac)).filter(|_| ok)
+        });
+        let Some((seq, mac)) = parsed else {
+            return Err(crate::Error::Other(format!(
+                "--expect-head {recorded:?}: expected SEQ:MAC as `audit --verify` prints it (like 12:0a1b2c3d4e5f6071)"
+            )));
+        };
+        let last = self.head.as_ref().map_or(0, |h| h.0);
+        Ok(match self.marks.iter().find(|(s, _)| *s == seq) {
+            Some((_, m)) if *m == mac => Ok(()),
+            Some(_) => Err(format!(
+                "holds another event {seq} than the recorded head: the log was rewritten from there"
+            )),
+            None if seq > last => Err(format!(
+                "ends at event {last}, before the recorded head (event {seq}): the store was rolled back to an earlier copy"
+            )),
+            None => Err(format!(
+                "no longer holds event {seq} (purged): the recorded head cannot be checked; record the current one"
+            )),
+        })
+    }
 }
 
 /// The sealed head of the chain as a store keeps it (one row): the newest event's
@@ -179,6 +219,11 @@ pub(super) fn verify(
     };
     let mut expected_seq = start;
     let mut n = 0;
+    let mark = |seq: i64, mac: &[u8]| (seq, super::hex(&mac[..8.min(mac.len())]));
+    let mut marks = Vec::new();
+    if start > 1 {
+        marks.push(mark(start - 1, &expected_prev));
+    }
     for r in rows {
         let r = r?;
         if r.seq != expected_seq {
@@ -197,6 +242,7 @@ pub(super) fn verify(
         if want[..] != r.mac[..] {
             return Ok(Err(broken(r.seq, "was edited after it was written")));
         }
+        marks.push(mark(r.seq, &r.mac));
         expected_prev = r.mac;
         expected_seq = r.seq + 1;
         n += 1;
@@ -208,6 +254,7 @@ pub(super) fn verify(
             Ok(Verified {
                 events: 0,
                 head: None,
+                marks,
             })
         } else {
             Err(broken(
@@ -253,6 +300,7 @@ pub(super) fn verify(
     }
     Ok(Ok(Verified {
         events: n,
-        head: Some((head.seq, super::hex(&head.mac[..8.min(head.mac.len())]))),
+        head: Some(mark(head.seq, &head.mac)),
+        marks,
     }))
 }

@@ -792,7 +792,7 @@ fn audit_verify_reports_a_log_cut_short_or_emptied() {
     }
     let ok = run_expect(tact(state.path()).args(["audit", "--verify"]), 0);
     assert!(
-        ok.stdout.contains("5 event(s) verified") && ok.stdout.contains("head: event 5"),
+        ok.stdout.contains("5 event(s) verified") && ok.stdout.contains("head 5:"),
         "{}",
         ok.stdout
     );
@@ -1150,4 +1150,69 @@ fn unsubscribe_server_runs_on_the_exported_key_without_the_master_key() {
         2,
     );
     assert!(r.stderr.contains("different master key"), "{}", r.stderr);
+}
+
+/// The head `audit --verify` prints, as `SEQ:MAC`.
+fn head_mark(state: &Path) -> String {
+    let r = run_expect(tact(state).args(["audit", "--verify"]), 0);
+    r.stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "head")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no head in {}", r.stdout))
+        .to_string()
+}
+
+/// A restore of the whole store to an earlier copy is consistent inside: only a head
+/// recorded outside it (`--expect-head`, as a cron job would keep it) can tell.
+#[test]
+fn audit_verify_with_a_recorded_head_catches_a_store_rolled_back_to_an_older_copy() {
+    let state = tempfile::tempdir().unwrap();
+    run_expect(tact(state.path()).arg("init"), 0);
+    let purge = || run_expect(tact(state.path()).args(["purge", "--older-than", "1"]), 0);
+    for _ in 0..3 {
+        purge();
+    }
+    let at3 = head_mark(state.path());
+    assert!(at3.starts_with("3:"), "{at3}");
+    let backup = tempfile::tempdir().unwrap();
+    let files = |from: &Path, to: &Path| {
+        for f in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
+            let _ = fs::remove_file(to.join(f));
+            if from.join(f).exists() {
+                fs::copy(from.join(f), to.join(f)).unwrap();
+            }
+        }
+    };
+    files(state.path(), backup.path());
+    purge();
+    purge();
+    let at5 = head_mark(state.path());
+    run_expect(
+        tact(state.path()).args(["audit", "--verify", "--expect-head", &at3]),
+        0,
+    );
+    run_expect(
+        tact(state.path()).args(["audit", "--verify", "--expect-head", &at5]),
+        0,
+    );
+
+    files(backup.path(), state.path());
+    // Inside, the old copy is a perfectly good log of 3 events ...
+    run_expect(tact(state.path()).args(["audit", "--verify"]), 0);
+    // ... which does not reach the head recorded after event 5.
+    let r = run(tact(state.path()).args(["audit", "--verify", "--expect-head", &at5]));
+    assert_eq!(r.code, 1, "a rolled-back store verified: {}", r.stdout);
+    assert!(
+        r.stderr.contains("rolled back") && r.stderr.contains(&at5),
+        "{}",
+        r.stderr
+    );
+    // Another event 3 than the one recorded: rewritten.
+    let forged = format!("3:{}", "0".repeat(16));
+    let r = run(tact(state.path()).args(["audit", "--verify", "--expect-head", &forged]));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("rewritten"), "{}", r.stderr);
+    let r = run(tact(state.path()).args(["audit", "--verify", "--expect-head", "five"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
 }
