@@ -91,6 +91,14 @@ pub struct Acknowledgement {
     pub reason: String,
 }
 
+impl Acknowledgement {
+    /// Whether it covers a finding of `rule` on `fields`: only when every field of the
+    /// finding is among its own.
+    pub fn covers(&self, rule: &str, fields: &[String]) -> bool {
+        self.rule == rule && fields.iter().all(|x| self.fields.contains(x))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {

@@ -874,10 +874,7 @@ pub fn rules(p: &Prepared, counts: &Counts, stats: &RenderStats) -> Vec<Finding>
 /// An acknowledgement covers a caution only when the finding's fields are all among its own.
 pub fn acknowledge(findings: &mut [Finding], acks: &[Acknowledgement]) {
     for f in findings.iter_mut().filter(|f| f.level == Level::Caution) {
-        if let Some(a) = acks
-            .iter()
-            .find(|a| a.rule == f.rule && f.fields.iter().all(|x| a.fields.contains(x)))
-        {
+        if let Some(a) = acks.iter().find(|a| a.covers(f.rule, &f.fields)) {
             f.acknowledged = true;
             f.reason = Some(a.reason.clone());
         }

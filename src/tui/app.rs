@@ -19,6 +19,9 @@ use super::source::SourceFile;
 /// The start of the status that asks to wait for the check; the check's end clears it.
 const STILL_CHECKING: &str = "still checking every recipient";
 
+/// The shortest reason an acknowledgement may give: a sentence, not "ok".
+pub const MIN_REASON: usize = 20;
+
 /// How long the segment must stay unchanged before it is recounted.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
 
@@ -87,6 +90,8 @@ pub enum Action {
     ToggleVariant,
     StartEdit,
     Input(char),
+    /// Text pasted by the terminal (bracketed paste): always text, never keys.
+    Paste(String),
     Backspace,
     CursorLeft,
     CursorRight,
@@ -101,17 +106,23 @@ pub enum Action {
     RealSend,
     /// Send → a test to the marketer's own address(es), not recorded in the ledger.
     TestSend,
-    /// Preview → jump to a recipient by address.
+    /// Preview → jump to a recipient by part of an address or a name.
     Find,
+    /// Picker → a new campaign copied from the one highlighted.
+    NewCampaign,
     /// Esc while sending: in-flight messages finish, nothing new starts.
     Stop,
     Save,
     Acknowledge,
+    /// `A` on the Check screen: take back an acknowledgement written earlier.
+    Revoke,
     Editor,
+    /// The editor came back: Err says how it failed (the files are reloaded either way).
+    EditorDone(Result<(), String>),
     Reload,
     Resize,
     Tick(Instant),
-    Loaded(Box<Result<(Loaded, Facts), String>>),
+    Loaded(Box<Result<(Loaded, Facts), LoadError>>),
     Recounted {
         generation: u64,
         result: Box<Result<Loaded, String>>,
@@ -172,7 +183,31 @@ pub enum Effect {
         path: PathBuf,
         ack: Acknowledgement,
     },
-    Editor(PathBuf),
+    /// Remove the acknowledgement of this rule and these fields from `[policy].acknowledge`.
+    Revoke {
+        path: PathBuf,
+        rule: String,
+        fields: Vec<String>,
+    },
+    /// Open this file in $EDITOR (at this line, for editors that take `+LINE`).
+    Editor {
+        path: PathBuf,
+        line: Option<usize>,
+    },
+}
+
+/// Why a campaign did not open: the message, and where the fault is when the core knows
+/// (a template syntax error names its file, line and column): `e` opens that place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub message: String,
+    pub at: Option<tact::error::Location>,
+}
+
+impl From<String> for LoadError {
+    fn from(message: String) -> LoadError {
+        LoadError { message, at: None }
+    }
 }
 
 /// What the loader and the recount hand back: one plan, counted at once; `report` is
@@ -279,6 +314,23 @@ impl Loaded {
         self.plan.recipients().collect()
     }
 
+    /// The excluded rows with `reason` (every one for None), in file order.
+    pub fn shown_excluded(&self, reason: Option<&str>) -> Vec<&ExcludedRow> {
+        self.excluded
+            .iter()
+            .filter(|r| reason.is_none_or(|want| r.reason == want))
+            .collect()
+    }
+
+    /// The reasons that exclude at least one row, in the order of `Reason::ALL`.
+    pub fn exclusion_reasons(&self) -> Vec<&'static str> {
+        Reason::ALL
+            .iter()
+            .map(|r| r.key())
+            .filter(|k| self.excluded.iter().any(|r| r.reason == *k))
+            .collect()
+    }
+
     /// The address of an excluded row (None for a malformed one).
     pub fn excluded_email(&self, r: &ExcludedRow) -> Option<&str> {
         r.row.map(|row| self.prepared.audience.email(row as usize))
@@ -322,6 +374,12 @@ impl TextInput {
         self.cursor += 1;
     }
 
+    fn insert_str(&mut self, s: &str) {
+        let at = self.byte(self.cursor);
+        self.text.insert_str(at, s);
+        self.cursor += s.chars().count();
+    }
+
     fn backspace(&mut self) -> bool {
         if self.cursor == 0 {
             return false;
@@ -339,6 +397,19 @@ impl TextInput {
     fn right(&mut self) {
         self.cursor = (self.cursor + 1).min(self.text.chars().count());
     }
+}
+
+/// Pasted text as one line of a text field: a line break (CR, LF or CRLF) or a tab is a
+/// space, other control characters are dropped. A paste is never a key press.
+pub fn pasted(text: &str) -> String {
+    let text = text.replace("\r\n", " ");
+    text.chars()
+        .filter_map(|c| match c {
+            '\r' | '\n' | '\t' => Some(' '),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,7 +481,7 @@ pub struct App {
     pub path: Option<PathBuf>,
     pub loading: bool,
     pub loaded: Option<Loaded>,
-    pub load_error: Option<String>,
+    pub load_error: Option<LoadError>,
     pub facts: Arc<Facts>,
     pub tab: Tab,
     pub help: bool,
@@ -418,6 +489,10 @@ pub struct App {
     // Audience
     pub reveal: bool,
     pub excluded_index: usize,
+    /// Audience: only the excluded rows with this reason (None: every reason).
+    pub excluded_filter: Option<&'static str>,
+    /// Preview: the last text searched for, offered again so `f` Enter finds the next.
+    pub find_last: String,
     // Segment
     pub segment: TextInput,
     pub editing: bool,
@@ -429,9 +504,14 @@ pub struct App {
     pub latest: Arc<AtomicU64>,
     /// `d` was pressed while the check was still running: the dry run starts after it.
     pub dry_run_pending: bool,
-    pub recounting: bool,
-    /// The segment differs from the file.
-    pub dirty: bool,
+    /// The generation of the recount in flight. A recount whose generation was overtaken
+    /// (a reload, a newer recount) is not "running" any more, so nothing waits on it.
+    pub counting: Option<u64>,
+    /// The segment as the campaign file holds it (trimmed): the screen is unsaved when the
+    /// typed segment differs from it.
+    pub saved_segment: String,
+    /// The segment text of the save just asked for, until the file answers.
+    pub saving: Option<String>,
     // Check
     pub finding_index: usize,
     // Template
@@ -456,8 +536,9 @@ pub struct App {
     pub test_to: String,
     /// An unsaved segment to put back after a reload (the editor came and went).
     pub keep_segment: Option<String>,
-    /// `s` was pressed while the segment was still being counted.
-    pub save_pending: bool,
+    /// `s` was pressed while this segment (trimmed) was still being counted: it is saved
+    /// when its own count arrives, and cancelled if the text changes or the file reloads.
+    pub save_pending: Option<String>,
     pub effects: Vec<Effect>,
 }
 
@@ -481,6 +562,8 @@ impl App {
             status: None,
             reveal: false,
             excluded_index: 0,
+            excluded_filter: None,
+            find_last: String::new(),
             segment: TextInput::default(),
             editing: false,
             segment_error: None,
@@ -488,8 +571,9 @@ impl App {
             generation: 0,
             latest: Arc::new(AtomicU64::new(0)),
             dry_run_pending: false,
-            recounting: false,
-            dirty: false,
+            counting: None,
+            saved_segment: String::new(),
+            saving: None,
             finding_index: 0,
             template_index: 0,
             template_scroll: 0,
@@ -509,7 +593,7 @@ impl App {
             sending: None,
             test_to: std::env::var("TACT_TEST_TO").unwrap_or_default(),
             keep_segment: None,
-            save_pending: false,
+            save_pending: None,
             effects: Vec::new(),
         }
     }
@@ -532,7 +616,16 @@ impl App {
         self.loading = true;
         self.loaded = None;
         self.load_error = None;
-        self.dirty = false;
+        // Whatever was waiting on the plan being replaced waits no more: a count in flight
+        // is answered for an old generation (ignored), and a save or dry run asked for
+        // that plan must not land on the new one.
+        self.counting = None;
+        self.recount_due = None;
+        self.dry_run_pending = false;
+        self.dry_running = false;
+        if self.save_pending.take().is_some() {
+            self.set_status("save cancelled: the campaign was read again; s saves");
+        }
         self.tab = Tab::Overview;
         self.effects.push(Effect::Load(path.clone()));
         self.path = Some(path);
@@ -541,6 +634,21 @@ impl App {
     /// The picker shows when it exists and no campaign is open.
     pub fn in_picker(&self) -> bool {
         self.picker.is_some() && self.path.is_none()
+    }
+
+    /// The segment typed differs from the one in the campaign file.
+    pub fn dirty(&self) -> bool {
+        self.segment.text.trim() != self.saved_segment
+    }
+
+    /// A recount of the segment typed is on its way.
+    pub fn recounting(&self) -> bool {
+        self.counting == Some(self.generation)
+    }
+
+    /// The segment typed is not the one the counts on screen are for (yet).
+    pub fn counts_pending(&self) -> bool {
+        self.recount_due.is_some() || self.recounting()
     }
 
     pub fn is_sending(&self) -> bool {
@@ -581,9 +689,14 @@ impl App {
         });
     }
 
+    /// The segment text changed: recount soon, and drop a save asked for the old text.
     fn schedule_recount(&mut self) {
-        self.dirty = true;
         self.recount_due = Some(Instant::now() + DEBOUNCE);
+        if let Some(old) = self.save_pending.take() {
+            self.set_status(format!(
+                "save of `{old}` cancelled: the segment changed; s saves the new one"
+            ));
+        }
     }
 
     /// A new load or recount: whatever the workers still do for the old one is moot.
@@ -607,7 +720,7 @@ impl App {
     fn recount(&mut self, campaign: Campaign) {
         let generation = self.next_generation();
         let Some(l) = &self.loaded else { return };
-        self.recounting = true;
+        self.counting = Some(generation);
         self.effects.push(Effect::Recount {
             generation,
             base: Arc::clone(&l.prepared),
@@ -644,7 +757,11 @@ impl App {
             .and_then(|row| c.plan.recipients().position(|(r, _)| r == row))
             .unwrap_or(0);
         l.finish(c);
-        self.excluded_index = self.excluded_index.min(l.excluded.len().saturating_sub(1));
+        self.excluded_index = self.excluded_index.min(
+            l.shown_excluded(self.excluded_filter)
+                .len()
+                .saturating_sub(1),
+        );
         self.finding_index = self
             .finding_index
             .min(l.report.findings.len().saturating_sub(1));
@@ -666,7 +783,8 @@ impl App {
         self.loaded.as_ref().is_some_and(|l| !l.checked())
     }
 
-    /// Writes the segment into the campaign file, unless it has an error.
+    /// Writes the segment into the campaign file, unless it has an error or is not the
+    /// segment the counts on screen are for.
     fn save_now(&mut self) {
         let Some(path) = self.campaign_path().map(Path::to_path_buf) else {
             return;
@@ -675,11 +793,22 @@ impl App {
             self.set_status("not saved: the segment has an error; fix it first");
             return;
         }
-        let s = self.segment.text.trim();
+        let s = self.segment.text.trim().to_string();
+        if self.counted_segment() != Some(s.as_str()) {
+            self.set_status("not saved: the segment typed has not been counted yet");
+            return;
+        }
+        self.saving = Some(s.clone());
         self.effects.push(Effect::Save {
             path,
-            segment: (!s.is_empty()).then(|| s.to_string()),
+            segment: (!s.is_empty()).then_some(s),
         });
+    }
+
+    /// The segment the plan on screen was counted for ("" for none).
+    pub fn counted_segment(&self) -> Option<&str> {
+        let l = self.loaded.as_ref()?;
+        Some(l.prepared.campaign.segment.as_deref().unwrap_or("").trim())
     }
 
     /// After a recount, stays on the recipient shown if they still get a message.
@@ -697,9 +826,12 @@ impl App {
     }
 
     fn install(&mut self, loaded: Loaded) {
-        self.excluded_index = self
-            .excluded_index
-            .min(loaded.excluded.len().saturating_sub(1));
+        self.excluded_index = self.excluded_index.min(
+            loaded
+                .shown_excluded(self.excluded_filter)
+                .len()
+                .saturating_sub(1),
+        );
         self.finding_index = self
             .finding_index
             .min(loaded.report.findings.len().saturating_sub(1));
@@ -788,43 +920,90 @@ fn start_test(app: &mut App, url: String, to: Vec<String>) {
     app.effects.push(Effect::TestSend { url, to });
 }
 
-/// Where an address stands in the plan.
+/// Where a search lands in the plan.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found {
-    /// Its position among the recipients (as the Preview screen counts them).
-    Recipient(usize),
+    /// A recipient: its position (as the Preview screen counts them), which match it is
+    /// (1-based) and how many recipients match.
+    Recipient {
+        index: usize,
+        nth: usize,
+        matches: usize,
+    },
+    /// No recipient matches; the first excluded row that does, and how many others do.
     Excluded {
         line: u64,
         reason: &'static str,
+        more: usize,
     },
     Nowhere,
 }
 
-/// Finds an address as the plan does (trimmed, any case). A repeated address is decided
-/// by its first row, so that is the one reported.
-pub fn find(l: &Loaded, address: &str) -> Found {
-    let want = address.trim().to_lowercase();
+/// The columns a search looks in besides the address: the names loaded (`first_name`,
+/// `last_name`, `name`, …).
+fn name_columns(a: &tact::audience::Audience) -> Vec<&tact::audience::Column> {
+    a.columns
+        .iter()
+        .skip(1)
+        .filter(|c| c.name.to_lowercase().contains("name"))
+        .collect()
+}
+
+/// Finds recipients whose address or name contains `query` (trimmed, any case): the
+/// first after the recipient at `after` (so the same search again moves on), else the
+/// first of all. A repeated address is decided by its first row, as the plan does.
+pub fn find(l: &Loaded, query: &str, after: Option<usize>) -> Found {
+    let want = query.trim().to_lowercase();
     if want.is_empty() {
         return Found::Nowhere;
     }
     let a = &l.prepared.audience;
+    let names = name_columns(a);
+    let hit = |row: usize| {
+        a.email(row).trim().to_lowercase().contains(&want)
+            || names
+                .iter()
+                .any(|c| c.data.get(row).to_lowercase().contains(&want))
+    };
     let mut recipients = 0;
+    let mut hits: Vec<usize> = Vec::new();
+    let mut excluded: Option<(u64, &'static str)> = None;
+    let mut excluded_hits = 0;
     for d in &l.plan.decisions {
         let row = d.row as usize;
-        let hit = a.email(row).trim().to_lowercase() == want;
         match d.outcome {
-            Outcome::Excluded(r) if hit => {
-                return Found::Excluded {
-                    line: a.line(row),
-                    reason: r.key(),
-                };
+            Outcome::Excluded(r) => {
+                if hit(row) {
+                    excluded_hits += 1;
+                    excluded.get_or_insert((a.line(row), r.key()));
+                }
             }
-            Outcome::Excluded(_) => {}
-            _ if hit => return Found::Recipient(recipients),
-            _ => recipients += 1,
+            _ => {
+                if hit(row) {
+                    hits.push(recipients);
+                }
+                recipients += 1;
+            }
         }
     }
-    Found::Nowhere
+    if hits.is_empty() {
+        return match excluded {
+            Some((line, reason)) => Found::Excluded {
+                line,
+                reason,
+                more: excluded_hits - 1,
+            },
+            None => Found::Nowhere,
+        };
+    }
+    let nth = after
+        .and_then(|at| hits.iter().position(|i| *i > at))
+        .unwrap_or(0);
+    Found::Recipient {
+        index: hits[nth],
+        nth: nth + 1,
+        matches: hits.len(),
+    }
 }
 
 /// Masks an address for the screen: `n****@example.com`.
@@ -844,6 +1023,23 @@ pub fn mask(email: &str) -> String {
 
 /// The one place the composer's state changes. Returns a follow-up action, if any.
 pub fn update(app: &mut App, action: Action) -> Option<Action> {
+    // "q again leaves without saving" holds only for the very next key.
+    if !matches!(
+        action,
+        Action::Back
+            | Action::Quit
+            | Action::Tick(_)
+            | Action::Resize
+            | Action::Loaded(_)
+            | Action::Recounted { .. }
+            | Action::Checked { .. }
+            | Action::DryRunDone(_)
+            | Action::TestSent(_)
+            | Action::SendDone(_)
+            | Action::Saved { .. }
+    ) {
+        app.quit_armed = false;
+    }
     match action {
         Action::Quit => {
             if app.is_sending() {
@@ -851,6 +1047,12 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                     s.stop.store(true, Ordering::SeqCst);
                 }
                 app.set_status("stopping: in-flight messages finish first; quit when it ends");
+            } else if app.dirty() && app.path.is_some() && !app.quit_armed {
+                app.quit_armed = true;
+                app.editing = false;
+                app.set_status(
+                    "the segment is not saved: s saves it, Ctrl-C again quits without saving",
+                );
             } else {
                 app.quit = true;
             }
@@ -865,20 +1067,30 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 return Some(Action::Stop);
             } else if app.editing {
                 app.editing = false;
+            } else if app.dirty() && app.path.is_some() && !app.quit_armed {
+                // Asked before leaving the campaign, whether for the picker or the shell.
+                app.quit_armed = true;
+                app.set_status(if app.picker.is_some() {
+                    "the segment is not saved: s saves it, q again leaves without saving"
+                } else {
+                    "the segment is not saved: s saves it, q again quits without saving"
+                });
             } else if app.picker.is_some() && app.path.is_some() {
+                app.quit_armed = false;
                 app.next_generation();
                 app.path = None;
                 app.loaded = None;
                 app.loading = false;
                 app.load_error = None;
                 app.status = None;
-            } else if app.dirty && !app.quit_armed {
-                app.quit_armed = true;
-                app.set_status(
-                    "the segment is not saved: s saves it, q again quits without saving",
-                );
+                app.save_pending = None;
+                app.counting = None;
+                app.recount_due = None;
+                app.segment = TextInput::default();
+                app.saved_segment = String::new();
+                app.editing = false;
             } else {
-                return Some(Action::Quit);
+                app.quit = true;
             }
         }
         Action::NextTab | Action::PrevTab => {
@@ -891,8 +1103,12 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 -1
             };
             app.tab = app.tab.step(by);
-            app.editing = app.tab == Tab::Segment;
+            // The Segment screen shows the segment; typing starts with `/`, Enter or `i`,
+            // so a key meant as a command is never typed into it by arriving there.
+            app.editing = false;
             app.help = false;
+            // A message about the screen left behind would read as about this one.
+            app.status = None;
         }
         Action::Up | Action::Down | Action::PageUp | Action::PageDown => {
             let delta: isize = match action {
@@ -915,7 +1131,10 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             }
             let Some(l) = &app.loaded else { return None };
             match app.tab {
-                Tab::Audience => app.excluded_index = step(app.excluded_index, l.excluded.len()),
+                Tab::Audience => {
+                    let len = l.shown_excluded(app.excluded_filter).len();
+                    app.excluded_index = step(app.excluded_index, len);
+                }
                 Tab::Check => {
                     app.finding_index = step(app.finding_index, l.report.findings.len());
                 }
@@ -944,6 +1163,24 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 (app.template_index + len - 1) % len
             };
             app.template_scroll = 0;
+        }
+        Action::Left | Action::Right if app.tab == Tab::Audience && !app.in_picker() => {
+            let Some(l) = &app.loaded else { return None };
+            // Every reason, then each reason that excludes someone, round and round.
+            let mut choices: Vec<Option<&'static str>> = vec![None];
+            choices.extend(l.exclusion_reasons().into_iter().map(Some));
+            let at = choices
+                .iter()
+                .position(|c| *c == app.excluded_filter)
+                .unwrap_or(0);
+            let n = choices.len();
+            let next = if matches!(action, Action::Right) {
+                (at + 1) % n
+            } else {
+                (at + n - 1) % n
+            };
+            app.excluded_filter = choices[next];
+            app.excluded_index = 0;
         }
         Action::Left | Action::Right => {
             if app.tab != Tab::Preview || app.in_picker() {
@@ -1008,6 +1245,17 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 app.schedule_recount();
             }
         }
+        Action::Paste(text) => {
+            let text = pasted(&text);
+            if let Some(p) = &mut app.prompt {
+                p.input.insert_str(&text);
+            } else if app.editing {
+                app.segment.insert_str(&text);
+                app.schedule_recount();
+            } else if !text.is_empty() {
+                app.set_status("not typing: press / to edit the segment, then paste");
+            }
+        }
         Action::Backspace => {
             if let Some(p) = &mut app.prompt {
                 p.input.backspace();
@@ -1016,6 +1264,17 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             }
         }
         Action::CursorLeft | Action::CursorRight | Action::Home | Action::End => {
+            if app.prompt.is_none() && !app.editing && app.tab == Tab::Audience && !app.in_picker()
+            {
+                let Some(l) = &app.loaded else { return None };
+                let len = l.shown_excluded(app.excluded_filter).len();
+                app.excluded_index = match action {
+                    Action::Home => 0,
+                    Action::End => len.saturating_sub(1),
+                    _ => app.excluded_index,
+                };
+                return None;
+            }
             let input = match &mut app.prompt {
                 Some(p) => &mut p.input,
                 None if app.editing => &mut app.segment,
@@ -1047,12 +1306,19 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 }
             }
         }
+        // Esc closes what is open and stops typing or sending; it never leaves or quits.
         Action::Cancel => {
-            if app.prompt.is_some() {
+            if app.help {
+                app.help = false;
+            } else if app.prompt.is_some() {
                 app.prompt = None;
                 app.pending_test = None;
-            } else {
+            } else if app.is_sending() {
+                return Some(Action::Stop);
+            } else if app.editing {
                 app.editing = false;
+            } else {
+                app.status = None;
             }
         }
         Action::DryRun => {
@@ -1060,10 +1326,20 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 return None;
             }
             app.tab = Tab::Send;
+            if app.segment_error.is_some() {
+                app.set_status("no dry run: the segment typed has an error (see Segment)");
+                return None;
+            }
             app.dry_running = true;
             app.dry_run = None;
-            // Built on the checked plan, so render failures are not counted as recipients.
-            if app.checking() {
+            // Built on the checked plan of the segment typed, so render failures are not
+            // counted as recipients and an edit still being counted is not skipped.
+            if app.counts_pending() {
+                app.dry_run_pending = true;
+                if app.recount_due.is_some() && !app.recounting() {
+                    return app.start_recount();
+                }
+            } else if app.checking() {
                 app.dry_run_pending = true;
             } else {
                 app.effects.push(Effect::DryRun);
@@ -1086,7 +1362,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 ));
                 return None;
             }
-            if app.dirty {
+            if app.dirty() || app.counts_pending() {
                 app.set_status("save the campaign first (s), so the file says what was sent");
                 return None;
             }
@@ -1141,6 +1417,19 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             app.tab = Tab::Preview;
             app.prompt = Some(Prompt {
                 kind: PromptKind::Find,
+                input: TextInput::new(&app.find_last),
+                error: None,
+            });
+        }
+        Action::NewCampaign => {
+            let len = app.picker.as_ref().map_or(0, Vec::len);
+            if !app.in_picker() || len == 0 {
+                return None;
+            }
+            let from = app.picker_index.min(len - 1);
+            app.picker_copy = from;
+            app.prompt = Some(Prompt {
+                kind: PromptKind::NewCampaign(from),
                 input: TextInput::default(),
                 error: None,
             });
@@ -1158,12 +1447,13 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 return None;
             }
             // The error shown may belong to a segment already typed over: a save pressed
-            // while the recount is due or running waits for it rather than judging (or
-            // writing) the segment on stale facts.
-            if app.recount_due.is_some() || app.recounting {
-                app.save_pending = true;
-                app.set_status("saving once the segment is counted…");
-                if app.recount_due.is_some() && !app.recounting {
+            // while the recount is due or running waits for the count of exactly this
+            // text rather than judging (or writing) it on stale facts.
+            if app.counts_pending() {
+                let want = app.segment.text.trim().to_string();
+                app.set_status(format!("saving `{want}` once it is counted…"));
+                app.save_pending = Some(want);
+                if app.recount_due.is_some() && !app.recounting() {
                     return app.start_recount();
                 }
                 return None;
@@ -1187,32 +1477,69 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                         error: None,
                     });
                 }
-                Some(f) if f.acknowledged => app.set_status("already acknowledged"),
+                Some(f) if f.acknowledged => {
+                    app.set_status("already acknowledged: A takes the acknowledgement back");
+                }
                 Some(f) if f.level == Level::Block => {
                     app.set_status("a block cannot be acknowledged: change the campaign");
                 }
                 _ => app.set_status("only a caution can be acknowledged"),
             }
         }
+        Action::Revoke => {
+            let Some(l) = &app.loaded else { return None };
+            app.tab = Tab::Check;
+            let f = l.report.findings.get(app.finding_index)?;
+            if !f.acknowledged {
+                app.set_status("nothing to take back: this finding is not acknowledged");
+                return None;
+            }
+            let (rule, fields) = (f.rule.to_string(), f.fields.clone());
+            let path = app.path.clone()?;
+            let mut campaign = l.prepared.campaign.clone();
+            campaign
+                .policy
+                .acknowledge
+                .retain(|a| !a.covers(&rule, &fields));
+            app.effects.push(Effect::Revoke { path, rule, fields });
+            // As with `a`: the file changes only there; an unsaved segment stays unsaved.
+            let s = app.segment.text.trim();
+            campaign.segment = (!s.is_empty()).then(|| s.to_string());
+            app.recount(campaign);
+        }
         Action::Editor => {
             if app.is_sending() {
                 return None;
             }
-            // On the Template screen: the file shown; elsewhere the campaign file.
+            // A campaign that failed to open: the file and line at fault. On the Template
+            // screen: the file shown. Elsewhere the campaign file.
+            let at_fault = app
+                .load_error
+                .as_ref()
+                .and_then(|e| e.at.as_ref())
+                .map(|at| (at.path.clone(), at.line));
             let shown = match (&app.loaded, app.tab) {
-                (Some(l), Tab::Template) => {
-                    l.sources.get(app.template_index).map(|s| s.path.clone())
-                }
+                (Some(l), Tab::Template) => l
+                    .sources
+                    .get(app.template_index)
+                    .map(|s| (s.path.clone(), None)),
                 _ => None,
             };
-            if let Some(path) = shown.or_else(|| app.campaign_path().map(Path::to_path_buf)) {
-                app.effects.push(Effect::Editor(path));
+            if let Some((path, line)) = at_fault
+                .or(shown)
+                .or_else(|| app.campaign_path().map(|p| (p.to_path_buf(), None)))
+            {
+                app.effects.push(Effect::Editor { path, line });
             }
         }
+        Action::EditorDone(result) => match result {
+            Ok(()) => app.set_status("back from the editor: the campaign was read again"),
+            Err(e) => app.set_status(format!("{e}; the files were read again as they are")),
+        },
         Action::Reload => {
             if let Some(path) = app.path.clone() {
                 let tab = app.tab;
-                app.keep_segment = app.dirty.then(|| app.segment.text.clone());
+                app.keep_segment = app.dirty().then(|| app.segment.text.clone());
                 app.open(path);
                 app.tab = tab;
             }
@@ -1221,7 +1548,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
         Action::Tick(now) => {
             if let Some(due) = app.recount_due
                 && now >= due
-                && !app.recounting
+                && !app.recounting()
             {
                 return app.start_recount();
             }
@@ -1234,7 +1561,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                     let file = l.prepared.campaign.segment.clone().unwrap_or_default();
                     app.segment = TextInput::new(&file);
                     app.segment_error = None;
-                    app.dirty = false;
+                    app.saved_segment = file.trim().to_string();
                     app.preview_index = 0;
                     app.install(l);
                     app.load_error = None;
@@ -1254,7 +1581,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             if generation != app.generation {
                 return None;
             }
-            app.recounting = false;
+            app.counting = None;
             match *result {
                 Ok(l) => {
                     app.segment_error = None;
@@ -1265,8 +1592,14 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             // Also after an error: the recount's generation stopped the check of the plan
             // still on screen, which must not stay "checking…".
             app.start_check();
-            if app.save_pending && app.recount_due.is_none() {
-                app.save_pending = false;
+            if app.segment_error.is_some() && std::mem::take(&mut app.dry_run_pending) {
+                app.dry_running = false;
+                app.set_status("no dry run: the segment typed has an error (see Segment)");
+            }
+            // Edits cancel a pending save, so one still here was asked for this very text;
+            // save_now checks once more that it is the text these counts are for.
+            if app.save_pending.is_some() && app.recount_due.is_none() {
+                app.save_pending = None;
                 app.save_now();
             }
         }
@@ -1290,12 +1623,17 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
         }
         Action::Saved { segment, result } => match result {
             Ok(msg) => {
-                if segment {
-                    app.dirty = false;
+                if segment && let Some(s) = app.saving.take() {
+                    app.saved_segment = s;
                 }
                 app.set_status(msg);
             }
-            Err(e) => app.set_status(format!("not saved: {e}")),
+            Err(e) => {
+                if segment {
+                    app.saving = None;
+                }
+                app.set_status(format!("not saved: {e}"));
+            }
         },
     }
     None
@@ -1365,21 +1703,39 @@ fn submit_prompt(app: &mut App) -> Option<Action> {
         }
         PromptKind::Find => {
             let l = app.loaded.as_ref()?;
-            match find(l, &typed) {
-                Found::Recipient(i) => {
+            // The same text again moves on from the recipient shown; a new text starts
+            // from the top.
+            let after = (typed == app.find_last).then_some(app.preview_index);
+            match find(l, &typed, after) {
+                Found::Recipient {
+                    index,
+                    nth,
+                    matches,
+                } => {
                     app.prompt = None;
-                    app.preview_index = i;
+                    app.find_last = typed;
+                    app.preview_index = index;
                     app.preview_scroll = 0;
                     app.refresh_preview();
+                    if matches > 1 {
+                        app.set_status(format!(
+                            "match {nth} of {matches}: f then Enter shows the next"
+                        ));
+                    }
                 }
-                Found::Excluded { line, reason } => {
-                    prompt.error = Some(format!("line {line}: gets no message ({reason})"));
+                Found::Excluded { line, reason, more } => {
+                    let others = if more > 0 {
+                        format!("; {more} other excluded row(s) match too")
+                    } else {
+                        String::new()
+                    };
+                    prompt.error = Some(format!(
+                        "no recipient matches; line {line} does but gets no message ({reason}){others}"
+                    ));
                 }
                 Found::Nowhere => {
-                    prompt.error = Some(
-                        "not in the audience file (or on a malformed line, which has no address)"
-                            .into(),
-                    );
+                    prompt.error =
+                        Some("no address or name in the audience file contains that".into());
                 }
             }
         }
@@ -1404,8 +1760,10 @@ fn submit_prompt(app: &mut App) -> Option<Action> {
             }
         }
         PromptKind::AckReason(i) => {
-            if typed.len() < 3 {
-                prompt.error = Some("say why (a ticket, a DPO decision, …)".into());
+            if typed.chars().count() < MIN_REASON {
+                prompt.error = Some(format!(
+                    "say why in a sentence, at least {MIN_REASON} characters (a ticket, a DPO decision, …)"
+                ));
                 return None;
             }
             let l = app.loaded.as_ref()?;

@@ -77,7 +77,13 @@ use KeyCode::{
 use Scope::{Global, Picker, Text};
 
 pub const KEYS: &[Binding] = &[
-    ctrl(Global, 'c', "Ctrl-C", "quit", || Action::Quit),
+    ctrl(
+        Global,
+        'c',
+        "Ctrl-C",
+        "quit (asks first if unsaved)",
+        || Action::Quit,
+    ),
     b(Text, Enter, "Enter", "apply now / confirm", || {
         Action::Submit
     }),
@@ -102,6 +108,13 @@ pub const KEYS: &[Binding] = &[
         "Enter",
         "open the campaign (or name a new one)",
         || Action::Select,
+    ),
+    b(
+        Picker,
+        Char('n'),
+        "n",
+        "new campaign: a copy of the one highlighted",
+        || Action::NewCampaign,
     ),
     b(Picker, Up, "↑/↓ k/j", "choose", || Action::Up),
     b(Picker, Down, "", "", || Action::Down),
@@ -128,6 +141,32 @@ pub const KEYS: &[Binding] = &[
     ),
     b(Scope::Tab(Tab::Audience), PageDown, "", "", || {
         Action::PageDown
+    }),
+    b(
+        Scope::Tab(Tab::Audience),
+        Home,
+        "Home/End g/G",
+        "first / last row",
+        || Action::Home,
+    ),
+    b(Scope::Tab(Tab::Audience), End, "", "", || Action::End),
+    b(Scope::Tab(Tab::Audience), Char('g'), "", "", || {
+        Action::Home
+    }),
+    b(Scope::Tab(Tab::Audience), Char('G'), "", "", || Action::End),
+    b(
+        Scope::Tab(Tab::Audience),
+        Left,
+        "←/→ h/l",
+        "show one reason / the next / every reason",
+        || Action::Left,
+    ),
+    b(Scope::Tab(Tab::Audience), Right, "", "", || Action::Right),
+    b(Scope::Tab(Tab::Audience), Char('h'), "", "", || {
+        Action::Left
+    }),
+    b(Scope::Tab(Tab::Audience), Char('l'), "", "", || {
+        Action::Right
     }),
     b(
         Scope::Tab(Tab::Segment),
@@ -187,6 +226,13 @@ pub const KEYS: &[Binding] = &[
         || Action::Acknowledge,
     ),
     b(
+        Scope::Tab(Tab::Check),
+        Char('A'),
+        "A",
+        "take an acknowledgement back",
+        || Action::Revoke,
+    ),
+    b(
         Scope::Tab(Tab::Preview),
         Left,
         "←/→ h/l",
@@ -209,7 +255,7 @@ pub const KEYS: &[Binding] = &[
         Scope::Tab(Tab::Preview),
         Char('f'),
         "f",
-        "find a recipient by address",
+        "find a recipient by part of an address or name",
         || Action::Find,
     ),
     b(
@@ -273,8 +319,20 @@ pub const KEYS: &[Binding] = &[
         Action::ToggleReveal
     }),
     b(Global, Char('?'), "?", "this help", || Action::ToggleHelp),
-    b(Global, Char('q'), "q / Esc", "back; quit", || Action::Back),
-    b(Global, Esc, "", "", || Action::Back),
+    b(
+        Global,
+        Char('q'),
+        "q",
+        "back to the picker; quit (asks first if unsaved)",
+        || Action::Back,
+    ),
+    b(
+        Global,
+        Esc,
+        "Esc",
+        "close, stop typing or sending; never quits",
+        || Action::Cancel,
+    ),
 ];
 
 /// The scopes that apply right now, most specific first.
@@ -292,6 +350,8 @@ pub fn active_scopes(app: &App) -> Vec<Scope> {
 pub fn action_for_event(app: &App, ev: &Event) -> Option<Action> {
     match ev {
         Event::Key(k) if k.kind == KeyEventKind::Press => action_for_key(app, *k),
+        // A paste is text for the field being typed in, whatever it contains.
+        Event::Paste(text) if !app.help => Some(Action::Paste(text.clone())),
         Event::Resize(..) => Some(Action::Resize),
         // The wheel scrolls what ↑/↓ scroll; it does nothing while a prompt or help is up.
         Event::Mouse(m) if app.prompt.is_none() && !app.help => match m.kind {

@@ -18,13 +18,13 @@ mod send_tests;
 mod tests;
 
 use std::io::{self, IsTerminal as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use ratatui::Terminal;
 use ratatui::backend::Backend;
 use ratatui::crossterm::event::{self, Event};
@@ -37,8 +37,8 @@ pub use app::{Action, App, Ctx, Effect, update};
 #[derive(Debug, PartialEq, Eq)]
 pub enum Exit {
     Quit,
-    /// Open this file in $EDITOR with the terminal restored, then come back.
-    Editor(PathBuf),
+    /// Open this file (at this line) in $EDITOR with the terminal restored, then come back.
+    Editor(PathBuf, Option<usize>),
 }
 
 pub fn run(g: &Globals, campaign: Option<PathBuf>) -> anyhow::Result<u8> {
@@ -63,25 +63,29 @@ pub fn run(g: &Globals, campaign: Option<PathBuf>) -> anyhow::Result<u8> {
     };
     let (tx, rx) = mpsc::channel();
     // ratatui's hook (installed by init) restores raw mode and the screen; mouse reporting
-    // is ours to switch off, or a panic would leave the shell printing escape codes.
+    // and bracketed paste are ours to switch off, or a panic would leave the shell
+    // printing escape codes.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let _ = mouse(false);
+        let _ = modes(false);
         hook(info);
     }));
     loop {
         // ratatui::init installs a panic hook that restores the terminal first.
         let mut terminal = ratatui::init();
-        let exit = mouse(true)
+        let exit = modes(true)
             .map_err(anyhow::Error::from)
             .and_then(|()| run_loop(&mut terminal, &mut app, &tx, &rx, crossterm_event));
-        let _ = mouse(false);
+        let _ = modes(false);
         ratatui::restore();
         match exit? {
             Exit::Quit => return Ok(0),
-            Exit::Editor(path) => {
-                edit(&path)?;
+            Exit::Editor(path, line) => {
+                // An editor that fails is a message on screen, never the end of the app:
+                // the unsaved segment is still in memory.
+                let done = edit(&path, line);
                 dispatch(&mut app, Action::Reload);
+                dispatch(&mut app, Action::EditorDone(done));
             }
         }
     }
@@ -112,13 +116,16 @@ pub fn context(g: &Globals) -> anyhow::Result<Ctx> {
     })
 }
 
-/// Mouse reporting on (the wheel scrolls) or off (before the terminal is given back).
-fn mouse(on: bool) -> io::Result<()> {
-    use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+/// Mouse reporting (the wheel scrolls) and bracketed paste (a paste arrives as one text,
+/// never as key presses) on, or off before the terminal is given back.
+fn modes(on: bool) -> io::Result<()> {
+    use ratatui::crossterm::event::{
+        DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+    };
     if on {
-        ratatui::crossterm::execute!(io::stdout(), EnableMouseCapture)
+        ratatui::crossterm::execute!(io::stdout(), EnableMouseCapture, EnableBracketedPaste)
     } else {
-        ratatui::crossterm::execute!(io::stdout(), DisableMouseCapture)
+        ratatui::crossterm::execute!(io::stdout(), DisableMouseCapture, DisableBracketedPaste)
     }
 }
 
@@ -130,19 +137,73 @@ fn crossterm_event(_: &App, timeout: Duration) -> io::Result<Option<Event>> {
     }
 }
 
-fn edit(path: &std::path::Path) -> anyhow::Result<()> {
-    let editor = std::env::var("VISUAL")
-        .or_else(|_| std::env::var("EDITOR"))
-        .unwrap_or_else(|_| "vi".to_string());
-    // $EDITOR may carry arguments (`code --wait`).
-    let mut parts = editor.split_whitespace();
-    let program = parts.next().unwrap_or("vi");
-    std::process::Command::new(program)
-        .args(parts)
-        .arg(path)
+/// $VISUAL, else $EDITOR, else `vi`; an empty value counts as unset.
+fn editor() -> String {
+    ["VISUAL", "EDITOR"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "vi".to_string())
+}
+
+/// Editors known to take `+LINE` before the file to open it at that line. Others get the
+/// file alone (a `+12` would be read as a file name by, say, `code`).
+const PLUS_LINE: &[&str] = &[
+    "vi",
+    "vim",
+    "nvim",
+    "gvim",
+    "view",
+    "vis",
+    "nano",
+    "pico",
+    "emacs",
+    "emacsclient",
+    "mg",
+    "micro",
+    "joe",
+    "jed",
+    "ne",
+    "kak",
+];
+
+/// The command for `editor` on `path`, the way git runs its editor: through the shell, so
+/// `code --wait` and `sh -c '…' --` work, with the file as an argument (never pasted into
+/// the command line, so no name can inject shell syntax). `+LINE` goes first for the
+/// editors in `PLUS_LINE`.
+pub fn editor_command(editor: &str, path: &Path, line: Option<usize>) -> Command {
+    let program = editor.split_whitespace().next().unwrap_or_default();
+    let name = Path::new(program)
+        .file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let mut cmd = Command::new("sh");
+    // `$0` is `--`; "$@" is the arguments after it.
+    cmd.arg("-c").arg(format!("{editor} \"$@\"")).arg("--");
+    if let Some(line) = line
+        && PLUS_LINE.contains(&name.as_str())
+    {
+        cmd.arg(format!("+{line}"));
+    }
+    cmd.arg(path);
+    cmd
+}
+
+/// Runs the editor and waits; Err says how it failed, for the status line.
+pub fn run_editor(editor: &str, path: &Path, line: Option<usize>) -> Result<(), String> {
+    let status = editor_command(editor, path, line)
         .status()
-        .with_context(|| format!("cannot start the editor `{editor}`"))?;
-    Ok(())
+        .map_err(|e| format!("cannot start the editor `{editor}` (through sh): {e}"))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(127) => Err(format!("the editor `{editor}` was not found (exit 127)")),
+        Some(126) => Err(format!("the editor `{editor}` cannot be run (exit 126)")),
+        Some(n) => Err(format!("the editor `{editor}` exited with status {n}")),
+        None => Err(format!("the editor `{editor}` was stopped by a signal")),
+    }
+}
+
+fn edit(path: &Path, line: Option<usize>) -> Result<(), String> {
+    run_editor(&editor(), path, line)
 }
 
 /// Runs one action and everything it leads to.
@@ -188,8 +249,8 @@ where
         }
         dispatch(app, Action::Tick(Instant::now()));
         for effect in std::mem::take(&mut app.effects) {
-            if let Effect::Editor(path) = effect {
-                return Ok(Exit::Editor(path));
+            if let Effect::Editor { path, line } = effect {
+                return Ok(Exit::Editor(path, line));
             }
             perform(app, effect, tx);
         }
@@ -285,8 +346,15 @@ pub fn perform(app: &App, effect: Effect, tx: &Sender<Action>) {
                 result,
             });
         }
+        Effect::Revoke { path, rule, fields } => {
+            let result = work::revoke_acknowledgement(&path, &rule, &fields);
+            let _ = tx.send(Action::Saved {
+                segment: false,
+                result,
+            });
+        }
         // The loop handles it: the terminal must be given back first.
-        Effect::Editor(_) => {}
+        Effect::Editor { .. } => {}
     }
 }
 

@@ -39,7 +39,9 @@ fn campaign(name: &str) -> PathBuf {
 }
 
 /// Runs the effects the way the loop would, but on this thread, until none are left.
-fn settle(app: &mut App) {
+/// Returns the effects it does not run (saves, sends, the editor), in order.
+fn settle(app: &mut App) -> Vec<Effect> {
+    let mut skipped = Vec::new();
     while !app.effects.is_empty() {
         for e in std::mem::take(&mut app.effects) {
             let answer = match e {
@@ -72,11 +74,15 @@ fn settle(app: &mut App) {
                     s.seconds = 0.0;
                     Action::DryRunDone(Ok(s))
                 }
-                _ => continue,
+                e => {
+                    skipped.push(e);
+                    continue;
+                }
             };
             dispatch(app, answer);
         }
     }
+    skipped
 }
 
 fn app(name: &str) -> App {
@@ -139,7 +145,7 @@ fn loading_fills_the_overview_counts() {
     let c = &a.loaded.as_ref().unwrap().report.audience;
     assert_eq!((c.recipients(), c.personalised, c.generic), (220, 122, 98));
     assert_eq!(a.segment.text, "country == \"GB\"");
-    assert!(!a.dirty);
+    assert!(!a.dirty());
 }
 
 #[test]
@@ -147,12 +153,18 @@ fn a_load_error_is_shown_not_fatal() {
     let mut a = App::opening(campaign("no-such"), ctx());
     settle(&mut a);
     assert!(a.loaded.is_none());
-    assert!(a.load_error.as_deref().unwrap().contains("no-such.toml"));
+    assert!(
+        a.load_error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("no-such.toml")
+    );
     assert!(screen(&a, 80, 24).contains("cannot open this campaign"));
 }
 
 #[test]
-fn tabs_cycle_both_ways_and_the_segment_tab_starts_typing() {
+fn tabs_cycle_both_ways_and_the_segment_tab_waits_for_slash() {
     let mut a = app("winter-sale");
     assert_eq!(a.tab, Tab::Overview);
     update(&mut a, Action::PrevTab);
@@ -162,6 +174,11 @@ fn tabs_cycle_both_ways_and_the_segment_tab_starts_typing() {
     update(&mut a, Action::NextTab);
     update(&mut a, Action::NextTab);
     assert_eq!(a.tab, Tab::Segment);
+    assert!(
+        !a.editing,
+        "arriving on Segment is not typing: keys stay commands"
+    );
+    update(&mut a, Action::StartEdit);
     assert!(a.editing);
     update(&mut a, Action::NextTab);
     assert_eq!(a.tab, Tab::Template);
@@ -174,6 +191,7 @@ fn tabs_cycle_both_ways_and_the_segment_tab_starts_typing() {
 fn back_closes_help_then_prompt_then_typing_then_quits() {
     let mut a = app("winter-sale");
     go(&mut a, Tab::Segment);
+    dispatch(&mut a, Action::StartEdit);
     update(&mut a, Action::ToggleHelp);
     dispatch(&mut a, Action::Back);
     assert!(!a.help && a.editing && !a.quit);
@@ -187,7 +205,7 @@ fn back_closes_help_then_prompt_then_typing_then_quits() {
 fn quitting_with_an_unsaved_segment_asks_once() {
     let mut a = app("winter-sale");
     type_segment(&mut a, "country == \"DE\"");
-    assert!(a.dirty);
+    assert!(a.dirty());
     dispatch(&mut a, Action::Cancel);
     dispatch(&mut a, Action::Back);
     assert!(!a.quit);
@@ -331,7 +349,8 @@ fn typing_debounces_the_recount() {
     dispatch(&mut a, Action::StartEdit);
     assert_eq!(a.tab, Tab::Segment);
     dispatch(&mut a, Action::Input(' '));
-    assert!(a.dirty && a.recount_due.is_some());
+    // Only a blank added: recounted, but nothing differs from the file.
+    assert!(!a.dirty() && a.recount_due.is_some());
     dispatch(&mut a, Action::Tick(Instant::now()));
     assert!(a.effects.is_empty(), "recounted before the debounce");
     dispatch(
@@ -593,7 +612,7 @@ fn real_send_is_gated_by_the_verdict() {
 #[test]
 fn real_send_refuses_an_unsaved_segment() {
     let mut a = app("winter-sale");
-    type_segment(&mut a, "country == \"GB\" ");
+    type_segment(&mut a, "country == \"GB\" or country == \"IE\"");
     dispatch(&mut a, Action::Cancel);
     dispatch(&mut a, Action::RealSend);
     assert!(a.prompt.is_none());
@@ -658,7 +677,7 @@ fn save_asks_to_write_the_segment_and_saved_clears_dirty() {
             result: Ok("saved".into()),
         },
     );
-    assert!(!a.dirty);
+    assert!(!a.dirty());
 }
 
 #[test]
@@ -681,13 +700,21 @@ fn acknowledge_asks_for_a_reason_then_saves_and_recounts() {
         a.prompt.as_ref().unwrap().error.is_some(),
         "a reason is required"
     );
+    // A word or two is not a reason: under 20 characters is refused.
     for c in "DPO ticket PRIV-112".chars() {
+        dispatch(&mut a, Action::Input(c));
+    }
+    dispatch(&mut a, Action::Submit);
+    let e = a.prompt.as_ref().unwrap().error.clone().unwrap();
+    assert!(e.contains("at least 20 characters"), "{e}");
+    assert!(a.effects.is_empty());
+    for c in ": store finder".chars() {
         dispatch(&mut a, Action::Input(c));
     }
     dispatch(&mut a, Action::Submit);
     assert!(matches!(
         &a.effects[..],
-        [Effect::Acknowledge { ack, .. }, Effect::Recount { .. }] if ack.reason == "DPO ticket PRIV-112"
+        [Effect::Acknowledge { ack, .. }, Effect::Recount { .. }] if ack.reason == "DPO ticket PRIV-112: store finder"
     ));
     a.effects.retain(|e| matches!(e, Effect::Recount { .. }));
     settle(&mut a);
@@ -707,7 +734,9 @@ fn a_block_cannot_be_acknowledged() {
 fn editor_and_reload_ask_for_their_effects() {
     let mut a = app("winter-sale");
     dispatch(&mut a, Action::Editor);
-    assert!(matches!(&a.effects[..], [Effect::Editor(p)] if p == &campaign("winter-sale")));
+    assert!(
+        matches!(&a.effects[..], [Effect::Editor { path: p, .. }] if p == &campaign("winter-sale"))
+    );
     a.effects.clear();
     dispatch(&mut a, Action::Reload);
     assert!(a.loading);
@@ -779,13 +808,15 @@ fn e_on_the_template_tab_edits_the_file_shown_then_reloads_in_place() {
     let mut a = app("winter-sale");
     go(&mut a, Tab::Template);
     dispatch(&mut a, Action::Editor);
-    assert!(matches!(&a.effects[..], [Effect::Editor(p)] if p == &campaign("winter-sale")));
+    assert!(
+        matches!(&a.effects[..], [Effect::Editor { path: p, .. }] if p == &campaign("winter-sale"))
+    );
     a.effects.clear();
     dispatch(&mut a, Action::Right);
     dispatch(&mut a, Action::Editor);
     let want = a.loaded.as_ref().unwrap().sources[1].path.clone();
     assert!(want.ends_with("templates/winter-sale.txt.tera"), "{want:?}");
-    assert!(matches!(&a.effects[..], [Effect::Editor(p)] if p == &want));
+    assert!(matches!(&a.effects[..], [Effect::Editor { path: p, .. }] if p == &want));
     a.effects.clear();
     // Back from the editor: reloaded, still on this screen, an unsaved segment kept.
     type_segment(&mut a, "country == \"DE\"");
@@ -805,7 +836,7 @@ fn e_on_the_template_tab_edits_the_file_shown_then_reloads_in_place() {
     );
     settle(&mut a);
     assert_eq!(a.segment.text, "country == \"DE\"");
-    assert!(a.dirty);
+    assert!(a.dirty());
     assert_eq!(recipients(&a), de);
 }
 
@@ -981,10 +1012,43 @@ fn find_jumps_to_a_recipient_or_says_why_not_without_the_address() {
     let l = a.loaded.as_ref().unwrap();
     let third = l.plan.recipients().nth(2).unwrap().0;
     let addr = l.prepared.audience.email(third).to_uppercase();
-    assert_eq!(find(l, &format!("  {addr} ")), Found::Recipient(2));
-    assert_eq!(find(l, "nobody@nowhere.example"), Found::Nowhere);
-    let excluded = l.excluded[0].clone();
+    assert_eq!(
+        find(l, &format!("  {addr} "), None),
+        Found::Recipient {
+            index: 2,
+            nth: 1,
+            matches: 1
+        }
+    );
+    assert_eq!(find(l, "nobody@nowhere.example", None), Found::Nowhere);
+    // The first excluded row whose address no recipient's address or name contains (a
+    // duplicate row shares its address with a recipient, who is found instead).
+    let excluded = l
+        .excluded
+        .iter()
+        .find(|r| {
+            l.excluded_email(r)
+                .is_some_and(|e| matches!(find(l, e, None), Found::Excluded { .. }))
+        })
+        .unwrap()
+        .clone();
     let excluded_addr = l.excluded_email(&excluded).unwrap().to_string();
+    // Part of an address or a name finds recipients too.
+    let first = l.plan.recipients().next().unwrap().0;
+    let name_part = &l
+        .prepared
+        .audience
+        .column("first_name")
+        .unwrap()
+        .data
+        .get(first)[1..4];
+    let domain_part = l.prepared.audience.email(first).split('@').next().unwrap();
+    for part in [name_part.to_uppercase(), domain_part[2..].to_string()] {
+        match find(l, &part, None) {
+            Found::Recipient { matches, .. } => assert!(matches >= 1, "{part}"),
+            other => panic!("{part}: {other:?}"),
+        }
+    }
     dispatch(&mut a, Action::Find);
     assert_eq!(a.tab, Tab::Preview);
     assert_eq!(a.prompt.as_ref().unwrap().kind, PromptKind::Find);
@@ -1000,7 +1064,7 @@ fn find_jumps_to_a_recipient_or_says_why_not_without_the_address() {
     assert_eq!(
         e,
         format!(
-            "line {}: gets no message ({})",
+            "no recipient matches; line {} does but gets no message ({})",
             excluded.line, excluded.reason
         )
     );
@@ -1015,7 +1079,7 @@ fn find_jumps_to_a_recipient_or_says_why_not_without_the_address() {
             .error
             .as_deref()
             .unwrap()
-            .contains("not in the audience")
+            .contains("no address or name")
     );
     dispatch(&mut a, Action::Back);
     assert!(a.prompt.is_none());
@@ -1058,7 +1122,7 @@ fn save_pressed_before_the_recount_waits_for_it() {
     }
     dispatch(&mut a, Action::Cancel);
     dispatch(&mut a, Action::Save);
-    assert!(a.save_pending);
+    assert_eq!(a.save_pending.as_deref(), Some("country == \"GB\""));
     assert!(matches!(&a.effects[..], [Effect::Recount { .. }]));
     settle(&mut a);
     assert!(
@@ -1067,7 +1131,7 @@ fn save_pressed_before_the_recount_waits_for_it() {
             [Effect::Save { segment: Some(s), .. }] if s == "country == \"GB\""
         ) || a.effects.is_empty()
     );
-    assert!(!a.save_pending);
+    assert!(a.save_pending.is_none());
     assert!(a.segment_error.is_none());
     // settle() skips Save effects; ask again to see it issued at once now.
     dispatch(&mut a, Action::Save);
@@ -1298,9 +1362,26 @@ fn new_campaign_copies_the_highlighted_one_and_opens_it() {
         .collect();
     assert_eq!(
         changed,
-        [("name = \"winter-sale\"", "name = \"spring-sale-2\"")]
+        [
+            (
+                "# winter-sale: the clean example.",
+                "# spring-sale-2: the clean example."
+            ),
+            (
+                "# Expected: `tact check sample-data/campaigns/winter-sale.toml` -> verdict ok (perhaps",
+                "# Expected: `tact check sample-data/campaigns/spring-sale-2.toml` -> verdict ok (perhaps"
+            ),
+            ("name = \"winter-sale\"", "name = \"spring-sale-2\""),
+            ("template = \"winter-sale\"", "template = \"spring-sale-2\""),
+        ]
     );
-    assert!(made.starts_with("# winter-sale: the clean example."));
+    // Its own templates: the same text, in files of its own.
+    for kind in ["txt", "html"] {
+        let t = |n: &str| {
+            std::fs::read_to_string(dir.path().join(format!("templates/{n}.{kind}.tera"))).unwrap()
+        };
+        assert_eq!(t("spring-sale-2"), t("winter-sale"));
+    }
     // Opened exactly as if it had been picked.
     assert_eq!(a.path.as_deref(), Some(path.as_path()));
     assert!(!a.in_picker());
@@ -1310,6 +1391,24 @@ fn new_campaign_copies_the_highlighted_one_and_opens_it() {
     let l = a.loaded.as_ref().unwrap();
     assert_eq!(l.prepared.campaign.name, "spring-sale-2");
     assert_eq!(recipients(&a), 220);
+    // Editing the copy's template leaves the original alone.
+    let copy_txt = l
+        .sources
+        .iter()
+        .find(|s| s.label == "spring-sale-2.txt.tera")
+        .unwrap();
+    std::fs::write(&copy_txt.path, "changed {{ first_name }}").unwrap();
+    let original = App::opening(dir.path().join(campaign("winter-sale")), ctx());
+    let mut original = original;
+    settle(&mut original);
+    let o = original.loaded.as_ref().unwrap();
+    let txt = o
+        .sources
+        .iter()
+        .find(|s| s.label == "winter-sale.txt.tera")
+        .unwrap();
+    assert!(!txt.text.contains("changed"), "{}", txt.text);
+    assert_eq!(recipients(&original), 220);
     // Back shows the picker with the new campaign in it, highlighted.
     dispatch(&mut a, Action::Back);
     assert!(a.in_picker());
@@ -1327,16 +1426,34 @@ fn new_campaign_from_the_first_when_none_was_highlighted() {
     typed(&mut a, "b");
     dispatch(&mut a, Action::Submit);
     let made = std::fs::read_to_string(dir.path().join(campaign("b"))).unwrap();
-    let source = std::fs::read_to_string(dir.path().join(campaign("birthday-treat"))).unwrap();
+    assert!(made.contains("name = \"b\""), "{made}");
+    assert!(made.contains("template = \"b\""), "{made}");
+    assert!(dir.path().join("templates/b.txt.tera").is_file());
+    // `n` copies the campaign highlighted, whichever it is.
+    let (dir, mut a) = new_campaign_picker();
+    update(&mut a, Action::Down);
+    update(&mut a, Action::Up);
+    press(&mut a, &[key(KeyCode::Char('n'))]);
     assert_eq!(
-        made,
-        source.replace("name = \"birthday-treat\"", "name = \"b\"")
+        a.prompt.as_ref().map(|p| p.kind),
+        Some(PromptKind::NewCampaign(0))
+    );
+    typed(&mut a, "c");
+    dispatch(&mut a, Action::Submit);
+    let made = std::fs::read_to_string(dir.path().join(campaign("c"))).unwrap();
+    assert!(made.starts_with("# c: the CAUTION example."), "{made}");
+    let birthday =
+        std::fs::read_to_string(dir.path().join("templates/birthday-treat.txt.tera")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("templates/c.txt.tera")).unwrap(),
+        birthday
     );
 }
 
 #[test]
 fn new_campaign_refuses_bad_or_taken_names_and_esc_cancels() {
     let (dir, mut a) = new_campaign_picker();
+    std::fs::write(dir.path().join(campaign("taken")), "name = \"taken\"\n").unwrap();
     let before = campaign_files(dir.path());
     update(&mut a, Action::PageDown);
     update(&mut a, Action::Select);
@@ -1345,8 +1462,13 @@ fn new_campaign_refuses_bad_or_taken_names_and_esc_cancels() {
         ("Spring", "`S` is not allowed"),
         ("spring sale", "` ` is not allowed"),
         ("spring_sale", "`_` is not allowed"),
+        ("-", "start with a letter"),
+        ("2026-sale", "start with a letter"),
+        ("sale-", "only joins two words"),
+        ("spring--sale", "only joins two words"),
         ("../x", "`.` is not allowed"),
-        ("winter-sale", "already exists"),
+        ("base", "base.txt.tera already exists"),
+        ("taken", "taken.toml already exists"),
     ] {
         dispatch(&mut a, Action::ClearInput);
         typed(&mut a, name);
@@ -1532,4 +1654,612 @@ fn snapshots_of_overlays_and_states() {
     );
     p.colour = false;
     snap_all("picker", &p);
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 12: pasting, the save race, unsaved changes, the editor, template errors
+// ---------------------------------------------------------------------------------------
+
+/// Presses keys through the key table, as the loop does.
+fn press(a: &mut App, keys: &[KeyEvent]) {
+    for k in keys {
+        if let Some(action) = action_for_key(a, *k) {
+            dispatch(a, action);
+        }
+    }
+}
+
+fn chars(text: &str) -> Vec<KeyEvent> {
+    text.chars().map(|c| key(KeyCode::Char(c))).collect()
+}
+
+fn ctrl_key(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
+}
+
+/// The campaign in a temporary copy of the sample tree, loaded and checked.
+fn app_in(dir: &Path, name: &str) -> App {
+    let mut a = App::opening(dir.join(campaign(name)), ctx());
+    a.colour = false;
+    a.smtp_url = None;
+    settle(&mut a);
+    assert!(a.load_error.is_none(), "{:?}", a.load_error);
+    a
+}
+
+fn take_recount(a: &mut App) -> (u64, Action) {
+    let i = a
+        .effects
+        .iter()
+        .position(|e| matches!(e, Effect::Recount { .. }))
+        .expect("a recount asked for");
+    let Effect::Recount {
+        generation,
+        base,
+        rows,
+        campaign,
+    } = a.effects.remove(i)
+    else {
+        unreachable!()
+    };
+    let result = Box::new(work::recount_on(&base, &rows, *campaign, &a.ctx, &a.facts));
+    (generation, Action::Recounted { generation, result })
+}
+
+fn count_of(a: &App, segment: &str) -> usize {
+    let mut c = a.loaded.as_ref().unwrap().prepared.campaign.clone();
+    c.segment = Some(segment.to_string());
+    work::recount(c, &a.ctx, &a.facts)
+        .unwrap()
+        .report
+        .audience
+        .recipients()
+}
+
+#[test]
+fn a_paste_is_text_never_keys() {
+    let mut a = app("winter-sale");
+    go(&mut a, Tab::Segment);
+    let paste = Event::Paste("country == \"GB\"\r\nand total_spent > 100\n".into());
+    // Not typing yet: a paste changes nothing and says how to start.
+    let act = action_for_event(&a, &paste).unwrap();
+    dispatch(&mut a, act);
+    assert_eq!(a.segment.text, "country == \"GB\"");
+    assert!(a.status.as_deref().unwrap().contains("press /"));
+    assert!(a.effects.is_empty());
+    // Typing: the whole paste lands in the field, line breaks as spaces; no Enter, no
+    // `s` save, no `e` editor.
+    press(&mut a, &[key(KeyCode::Char('/')), ctrl_key('u')]);
+    let act = action_for_event(&a, &paste).unwrap();
+    dispatch(&mut a, act);
+    assert_eq!(a.segment.text, "country == \"GB\" and total_spent > 100 ");
+    assert!(a.editing, "a newline in a paste is not Enter");
+    assert!(a.prompt.is_none());
+    assert!(
+        !a.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Save { .. } | Effect::Editor { .. })),
+        "{:?}",
+        a.effects
+    );
+    dispatch(
+        &mut a,
+        Action::Tick(Instant::now() + Duration::from_secs(1)),
+    );
+    let skipped = settle(&mut a);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(
+        a.counted_segment(),
+        Some("country == \"GB\" and total_spent > 100")
+    );
+    // Into a prompt as well; control characters other than line breaks are dropped.
+    go(&mut a, Tab::Preview);
+    dispatch(&mut a, Action::Find);
+    dispatch(&mut a, Action::Paste("ngozi\u{1b}[2~\n.okafor".into()));
+    assert_eq!(a.prompt.as_ref().unwrap().input.text, "ngozi[2~ .okafor");
+}
+
+#[test]
+fn while_typing_every_printable_key_is_text() {
+    let mut a = app("winter-sale");
+    dispatch(&mut a, Action::StartEdit);
+    let printable = (' '..='~').chain("éß€ñ→".chars());
+    for c in printable {
+        let mut k = key(KeyCode::Char(c));
+        if c.is_ascii_uppercase() {
+            k.modifiers = KeyModifiers::SHIFT;
+        }
+        match action_for_key(&a, k) {
+            Some(Action::Input(got)) => assert_eq!(got, c),
+            other => panic!("{c:?} while typing became {other:?}"),
+        }
+    }
+    // The same in a prompt.
+    dispatch(&mut a, Action::Cancel);
+    go(&mut a, Tab::Send);
+    a.test_to = String::new();
+    dispatch(&mut a, Action::TestSend);
+    assert!(a.prompt.is_some());
+    for c in ' '..='~' {
+        assert!(
+            matches!(action_for_key(&a, key(KeyCode::Char(c))), Some(Action::Input(g)) if g == c),
+            "{c:?} in a prompt"
+        );
+    }
+}
+
+#[test]
+fn the_segment_screen_is_not_typing_until_slash() {
+    let mut a = app("winter-sale");
+    go(&mut a, Tab::Segment);
+    assert!(!a.editing);
+    // `s` and `e` are commands here, not letters of the segment.
+    assert!(matches!(
+        action_for_key(&a, key(KeyCode::Char('s'))),
+        Some(Action::Save)
+    ));
+    assert!(matches!(
+        action_for_key(&a, key(KeyCode::Char('e'))),
+        Some(Action::Editor)
+    ));
+    for start in [KeyCode::Char('/'), KeyCode::Enter, KeyCode::Char('i')] {
+        press(&mut a, &[key(start)]);
+        assert!(a.editing, "{start:?} starts typing");
+        press(&mut a, &[key(KeyCode::Esc)]);
+        assert!(!a.editing && !a.quit);
+    }
+}
+
+/// The race of issue 12, item 3, as keys: `/`, Ctrl-U, `country == "FR"`, Enter, `s`,
+/// `e` typed before the count comes back; the editor returns and the file is read again
+/// while that count is still in flight, and the answers arrive out of order.
+#[test]
+fn a_save_pressed_while_counting_belongs_to_its_segment_whatever_the_order() {
+    let (dir, _) = copy_tree();
+    let path = dir.path().join(campaign("winter-sale"));
+    let file_before = std::fs::read_to_string(&path).unwrap();
+    let mut a = app_in(dir.path(), "winter-sale");
+    let fr = "country == \"FR\"";
+    let fr_count = count_of(&a, fr);
+    assert_ne!(fr_count, 220);
+    go(&mut a, Tab::Segment);
+    press(&mut a, &[key(KeyCode::Char('/')), ctrl_key('u')]);
+    press(&mut a, &chars(fr));
+    press(&mut a, &[key(KeyCode::Enter)]);
+    assert!(!a.editing && a.recounting());
+    press(&mut a, &[key(KeyCode::Char('s'))]);
+    assert_eq!(a.save_pending.as_deref(), Some(fr));
+    assert!(!a.effects.iter().any(|e| matches!(e, Effect::Save { .. })));
+    // The counts on screen are GB's, and say so.
+    let s = screen(&a, 120, 40);
+    assert!(s.contains("these counts are for country == \"GB\""), "{s}");
+    assert!(s.contains("counting the segment typed"), "{s}");
+    press(&mut a, &[key(KeyCode::Char('e'))]);
+    assert!(a.effects.iter().any(|e| matches!(e, Effect::Editor { .. })));
+    let (_, stale) = take_recount(&mut a);
+    a.effects.clear();
+    // Back from the editor: the file is read again. The save asked for belonged to the
+    // plan being replaced, so it is cancelled, and says so.
+    dispatch(&mut a, Action::Reload);
+    dispatch(&mut a, Action::EditorDone(Ok(())));
+    assert!(a.save_pending.is_none());
+    assert!(!a.recounting(), "nothing waits on the count in flight");
+    // The FR count arrives now, for a generation that is gone: ignored.
+    dispatch(&mut a, stale);
+    assert!(a.loaded.is_none() && a.loading);
+    let skipped = settle(&mut a);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    // The typed FR is kept and counted after the reload: no freeze.
+    assert_eq!(a.segment.text, fr);
+    dispatch(
+        &mut a,
+        Action::Tick(Instant::now() + Duration::from_secs(1)),
+    );
+    let skipped = settle(&mut a);
+    assert!(skipped.is_empty(), "no save without s: {skipped:?}");
+    assert_eq!(a.counted_segment(), Some(fr));
+    assert_eq!(recipients(&a), fr_count);
+    assert!(!a.counts_pending());
+    assert!(a.dirty());
+    let s = screen(&a, 120, 40);
+    assert!(!s.contains("recounting"), "{s}");
+    assert!(!s.contains("saving"), "{s}");
+    // The dry run is of the segment on screen.
+    dispatch(&mut a, Action::DryRun);
+    settle(&mut a);
+    assert_eq!(a.dry_run.clone().unwrap().unwrap().built, fr_count);
+    // A new segment and Enter never write the file.
+    go(&mut a, Tab::Segment);
+    press(&mut a, &[key(KeyCode::Char('/')), ctrl_key('u')]);
+    press(&mut a, &chars("country == \"DE\""));
+    press(&mut a, &[key(KeyCode::Enter)]);
+    let skipped = settle(&mut a);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), file_before);
+}
+
+#[test]
+fn a_pending_save_is_cancelled_by_an_edit_and_counts_arrive_out_of_order() {
+    let mut a = app("winter-sale");
+    let de = "country == \"DE\"";
+    dispatch(&mut a, Action::StartEdit);
+    typed(&mut a, "country == \"FR\"");
+    dispatch(&mut a, Action::Submit);
+    dispatch(&mut a, Action::Save);
+    let (_, fr_answer) = take_recount(&mut a);
+    // Typing again before the count: the save was for FR, so it goes.
+    dispatch(&mut a, Action::StartEdit);
+    typed(&mut a, de);
+    assert!(a.save_pending.is_none());
+    assert!(a.status.as_deref().unwrap().contains("cancelled"));
+    dispatch(&mut a, Action::Submit);
+    let (_, de_answer) = take_recount(&mut a);
+    // The newer answer first, then the older one: the older is ignored.
+    dispatch(&mut a, de_answer);
+    dispatch(&mut a, fr_answer);
+    assert_eq!(a.counted_segment(), Some(de));
+    assert!(!a.effects.iter().any(|e| matches!(e, Effect::Save { .. })));
+    // `s` now, once counted, saves DE at once; a save for a broken segment is refused.
+    dispatch(&mut a, Action::Save);
+    assert!(matches!(
+        &a.effects[..],
+        [.., Effect::Save { segment: Some(s), .. }] if s == de
+    ));
+    a.effects.clear();
+    dispatch(&mut a, Action::StartEdit);
+    typed(&mut a, "country == ");
+    dispatch(&mut a, Action::Submit);
+    dispatch(&mut a, Action::Save);
+    let skipped = settle(&mut a);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert!(a.status.as_deref().unwrap().contains("has an error"));
+}
+
+#[test]
+fn unsaved_is_what_differs_from_the_file() {
+    let mut a = app("winter-sale");
+    type_segment(&mut a, "country == \"DE\"");
+    assert!(a.dirty());
+    assert!(screen(&a, 80, 24).contains("(unsaved)"));
+    type_segment(&mut a, "  country == \"GB\" ");
+    assert!(!a.dirty());
+    assert!(!screen(&a, 80, 24).contains("(unsaved)"));
+    // Saved: the file's segment is the one just written.
+    type_segment(&mut a, "country == \"DE\"");
+    dispatch(&mut a, Action::Save);
+    dispatch(
+        &mut a,
+        Action::Saved {
+            segment: true,
+            result: Ok("saved".into()),
+        },
+    );
+    assert!(!a.dirty());
+    type_segment(&mut a, "country == \"GB\"");
+    assert!(a.dirty(), "GB is no longer what the file holds");
+}
+
+#[test]
+fn nothing_unsaved_is_dropped_without_a_question_and_esc_never_quits() {
+    let list = vec![campaign("birthday-treat"), campaign("winter-sale")];
+    let mut a = App::picking(list, ctx());
+    a.colour = false;
+    // Esc in the picker does not quit.
+    press(&mut a, &[key(KeyCode::Esc)]);
+    assert!(!a.quit && a.in_picker());
+    press(&mut a, &[key(KeyCode::Down), key(KeyCode::Enter)]);
+    settle(&mut a);
+    assert_eq!(recipients(&a), 220);
+    // Esc on a campaign neither leaves nor quits.
+    press(&mut a, &[key(KeyCode::Esc), key(KeyCode::Esc)]);
+    assert!(!a.quit && !a.in_picker());
+    type_segment(&mut a, "country == \"DE\"");
+    press(&mut a, &[key(KeyCode::Esc)]);
+    assert!(!a.editing);
+    // q asks before going back to the picker.
+    press(&mut a, &[key(KeyCode::Char('q'))]);
+    assert!(!a.in_picker());
+    assert!(a.status.as_deref().unwrap().contains("not saved"));
+    // Another key in between: the question is asked again.
+    press(&mut a, &[key(KeyCode::Char('r')), key(KeyCode::Char('q'))]);
+    assert!(!a.in_picker());
+    // Ctrl-C asks too; then q (or Ctrl-C) again leaves without saving.
+    press(&mut a, &[key(KeyCode::Char('r')), ctrl_key('c')]);
+    assert!(!a.quit);
+    assert!(a.status.as_deref().unwrap().contains("Ctrl-C again"));
+    press(&mut a, &[key(KeyCode::Char('q'))]);
+    assert!(a.in_picker() && !a.quit);
+    // Nothing open, nothing unsaved: q quits.
+    press(&mut a, &[key(KeyCode::Char('q'))]);
+    assert!(a.quit);
+}
+
+#[test]
+fn a_failed_editor_is_a_message_and_the_segment_survives() {
+    let mut a = app("winter-sale");
+    type_segment(&mut a, "country == \"DE\"");
+    dispatch(&mut a, Action::Cancel);
+    dispatch(&mut a, Action::Editor);
+    a.effects.clear();
+    let failed = super::run_editor("/nonexistent", Path::new("x.toml"), None);
+    let e = failed.clone().unwrap_err();
+    assert!(e.contains("/nonexistent") && e.contains("127"), "{e}");
+    dispatch(&mut a, Action::Reload);
+    dispatch(&mut a, Action::EditorDone(failed));
+    dispatch(
+        &mut a,
+        Action::Tick(Instant::now() + Duration::from_secs(1)),
+    );
+    settle(&mut a);
+    dispatch(
+        &mut a,
+        Action::Tick(Instant::now() + Duration::from_secs(1)),
+    );
+    settle(&mut a);
+    assert!(!a.quit);
+    assert_eq!(a.segment.text, "country == \"DE\"");
+    assert!(a.dirty());
+    let s = screen(&a, 120, 40);
+    assert!(s.contains("the editor `/nonexistent` was not found"), "{s}");
+}
+
+#[test]
+fn the_editor_runs_through_the_shell_like_git() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("args");
+    // An editor named vi that takes options: it records what it was given.
+    let vi = dir.path().join("vi");
+    std::fs::write(
+        &vi,
+        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", out.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&vi, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // A file name the shell must not read as syntax.
+    let file = dir.path().join("it's $(touch pwned) a b.tera");
+    std::fs::write(&file, "x").unwrap();
+    let args = |editor: &str, line| {
+        super::run_editor(editor, &file, line).unwrap();
+        std::fs::read_to_string(&out).unwrap()
+    };
+    let vi_cmd = format!("{} --wait", vi.display());
+    assert_eq!(
+        args(&vi_cmd, Some(12)),
+        format!("--wait\n+12\n{}\n", file.display())
+    );
+    // An editor not known to take +LINE gets the file alone.
+    let other = dir.path().join("code");
+    std::fs::copy(&vi, &other).unwrap();
+    let code_cmd = format!("{} --wait", other.display());
+    assert_eq!(
+        args(&code_cmd, Some(12)),
+        format!("--wait\n{}\n", file.display())
+    );
+    // `sh -c '…' --`, as git users write it.
+    let sh_cmd = format!("sh -c 'printf \"%s\\n\" \"$@\" > {}' --", out.display());
+    assert_eq!(args(&sh_cmd, None), format!("{}\n", file.display()));
+    assert!(!dir.path().join("pwned").exists());
+    assert!(!Path::new("pwned").exists());
+    // A non-zero exit is reported.
+    let e = super::run_editor("sh -c 'exit 3' --", &file, None).unwrap_err();
+    assert!(e.contains("exited with status 3"), "{e}");
+}
+
+#[test]
+fn a_template_error_names_file_line_and_column_and_e_opens_it_there() {
+    let (dir, _) = copy_tree();
+    let broken = dir.path().join("templates/winter-sale.txt.tera");
+    let text = std::fs::read_to_string(&broken).unwrap();
+    std::fs::write(&broken, text.replacen("\n", "\n{% if %}\n", 1)).unwrap();
+    let mut a = App::opening(dir.path().join(campaign("winter-sale")), ctx());
+    a.colour = false;
+    settle(&mut a);
+    let e = a.load_error.clone().expect("a load error");
+    assert!(
+        e.message.contains("winter-sale.txt.tera:2:"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("template syntax error"), "{}", e.message);
+    let at = e.at.clone().unwrap();
+    assert_eq!(at.line, Some(2));
+    let s = screen(&a, 120, 40);
+    assert!(s.contains("winter-sale.txt.tera:2:"), "{s}");
+    assert!(s.contains("at line 2 in $EDITOR"), "{s}");
+    dispatch(&mut a, Action::Editor);
+    assert!(
+        matches!(&a.effects[..], [Effect::Editor { path, line: Some(2) }] if path == &at.path),
+        "{:?}",
+        a.effects
+    );
+}
+
+#[test]
+fn an_acknowledgement_can_be_taken_back() {
+    let (dir, _) = copy_tree();
+    let path = dir.path().join(campaign("birthday-treat"));
+    let ack = tact::campaign::Acknowledgement {
+        rule: "quasi-identifier-combination".into(),
+        fields: vec!["birth_date".into(), "postcode".into()],
+        reason: "DPO ticket PRIV-112: store finder".into(),
+    };
+    work::save_acknowledgement(&path, &ack).unwrap();
+    let mut a = app_in(dir.path(), "birthday-treat");
+    let i = a
+        .loaded
+        .as_ref()
+        .unwrap()
+        .report
+        .findings
+        .iter()
+        .position(|f| f.rule == "quasi-identifier-combination")
+        .unwrap();
+    assert!(a.loaded.as_ref().unwrap().report.findings[i].acknowledged);
+    go(&mut a, Tab::Check);
+    a.finding_index = i;
+    press(&mut a, &[key(KeyCode::Char('A'))]);
+    let Some(Effect::Revoke {
+        path: p,
+        rule,
+        fields,
+    }) = a.effects.first()
+    else {
+        panic!("{:?}", a.effects)
+    };
+    assert_eq!(p, &path);
+    let said = work::revoke_acknowledgement(p, rule, fields).unwrap();
+    assert!(said.contains("took back"), "{said}");
+    a.effects.remove(0);
+    settle(&mut a);
+    assert!(!a.loaded.as_ref().unwrap().report.findings[i].acknowledged);
+    let c = tact::campaign::Campaign::load(&path).unwrap();
+    assert!(c.policy.acknowledge.is_empty());
+    assert!(std::fs::read_to_string(&path).unwrap().contains("# "));
+    // Nothing left to take back.
+    press(&mut a, &[key(KeyCode::Char('A'))]);
+    assert!(a.status.as_deref().unwrap().contains("not acknowledged"));
+}
+
+#[test]
+fn snapshots_of_issue_12_screens() {
+    // Help on the Segment screen, where it is longest, wraps instead of cutting words.
+    let mut a = app("winter-sale");
+    go(&mut a, Tab::Segment);
+    a.help = true;
+    snap_all("help_segment", &a);
+    a.help = false;
+
+    // A long segment scrolls with its cursor; the caret of an error lines up below.
+    let long =
+        "country == \"GB\" and loyalty_tier == \"gold\" and favourite_category == \"coats\" and (";
+    type_segment(&mut a, long);
+    assert!(a.segment_error.is_some());
+    snap_all("segment_long_error", &a);
+    let s = screen(&a, 80, 24);
+    let lines: Vec<&str> = s.lines().collect();
+    let input = lines.iter().position(|l| l.starts_with("│… ")).expect(&s);
+    let caret = lines[input + 1].chars().position(|c| c == '^').expect(&s);
+    assert_eq!(
+        lines[input].chars().nth(caret - 1),
+        Some('('),
+        "the caret points just past the `(`:\n{s}"
+    );
+    // Not typing, the start shows again unless the error is further on.
+    dispatch(&mut a, Action::Cancel);
+    a.segment_error = None;
+    snap_all("segment_long_not_typing", &a);
+
+    // While a recount is due, the counts say which segment they are for.
+    let mut a = app("winter-sale");
+    dispatch(&mut a, Action::StartEdit);
+    typed(&mut a, "country == \"FR\"");
+    dispatch(&mut a, Action::Submit);
+    dispatch(&mut a, Action::Save);
+    snap_all("segment_counting", &a);
+    go(&mut a, Tab::Overview);
+    a.status = Some("saving `country == \"FR\"` once it is counted…".into());
+    snap_all("overview_counting", &a);
+
+    // q with an unsaved segment asks.
+    let mut a = app("winter-sale");
+    type_segment(&mut a, "country == \"DE\"");
+    dispatch(&mut a, Action::Cancel);
+    dispatch(&mut a, Action::Back);
+    snap_all("unsaved_question", &a);
+
+    // Audience, one reason, at the end.
+    let mut a = app("winter-sale");
+    go(&mut a, Tab::Audience);
+    dispatch(&mut a, Action::Right);
+    dispatch(&mut a, Action::End);
+    let l = a.loaded.as_ref().unwrap();
+    let want = l.exclusion_reasons()[0];
+    assert_eq!(a.excluded_filter, Some(want));
+    let n = l.shown_excluded(a.excluded_filter).len();
+    assert!(n > 0 && n < l.excluded.len());
+    assert_eq!(a.excluded_index, n - 1);
+    snap_all("audience_one_reason", &a);
+    dispatch(&mut a, Action::Home);
+    assert_eq!(a.excluded_index, 0);
+
+    // The acknowledgement prompt refusing a short reason.
+    let mut b = app("birthday-treat");
+    b.finding_index = b
+        .loaded
+        .as_ref()
+        .unwrap()
+        .report
+        .findings
+        .iter()
+        .position(|f| f.level == Level::Caution)
+        .unwrap();
+    dispatch(&mut b, Action::Acknowledge);
+    typed(&mut b, "ok");
+    dispatch(&mut b, Action::Submit);
+    snap_all("ack_short_reason", &b);
+
+    // The picker with its new-campaign prompt.
+    let mut p = App::picking(
+        vec![campaign("birthday-treat"), campaign("winter-sale")],
+        ctx(),
+    );
+    p.colour = false;
+    press(&mut p, &[key(KeyCode::Char('n'))]);
+    typed(&mut p, "spring_sale");
+    dispatch(&mut p, Action::Submit);
+    snap_all("picker_new_refused", &p);
+
+    // A template syntax error: file:line:col, and where `e` goes.
+    let (dir, _) = copy_tree();
+    let broken = dir.path().join("templates/winter-sale.txt.tera");
+    let text = std::fs::read_to_string(&broken).unwrap();
+    std::fs::write(&broken, text.replacen("\n", "\n{% if %}\n", 1)).unwrap();
+    let mut e = App::opening(dir.path().join(campaign("winter-sale")), ctx());
+    e.colour = false;
+    settle(&mut e);
+    // The temporary folder's name changes every run; the screen is otherwise the same.
+    let root = format!("{}/", dir.path().display());
+    let err = e.load_error.as_mut().unwrap();
+    err.message = err.message.replace(&root, "");
+    if let Some(at) = err.at.as_mut() {
+        at.path = at.path.strip_prefix(dir.path()).unwrap().to_path_buf();
+    }
+    e.path = Some(campaign("winter-sale"));
+    snap_all("template_error", &e);
+
+    // Below the minimum size: one message.
+    let a = app("winter-sale");
+    for (w, h) in [(79, 24), (80, 23), (40, 10)] {
+        let s = screen(&a, w, h);
+        assert!(s.contains("make the window larger"), "{w}x{h}\n{s}");
+        assert!(!s.contains("Overview"), "{w}x{h}\n{s}");
+    }
+    insta::assert_snapshot!("too_small_60x20", screen(&a, 60, 20));
+}
+
+#[test]
+fn preview_keeps_twelve_lines_of_the_message_at_80x24() {
+    let mut a = app("winter-sale");
+    go(&mut a, Tab::Preview);
+    let text: Vec<String> = a
+        .preview
+        .as_ref()
+        .unwrap()
+        .text
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let s = screen(&a, 80, 24);
+    // The twelfth line of the message (wrapped lines count as shown) is on screen, above
+    // the "why" block.
+    let shown: Vec<&str> = s
+        .lines()
+        .skip_while(|l| !l.starts_with("│Subject:"))
+        .skip(2)
+        .take_while(|l| !l.contains("why this person gets it"))
+        .collect();
+    assert!(shown.len() >= 12, "{s}");
+    assert!(shown[0].contains(&text[0]), "{s}");
+    assert!(s.contains("to n****@example.com"), "{s}");
 }

@@ -17,7 +17,7 @@ use tact::check::Level;
 use tact::plan::{Counts, Reason};
 use tact::schema::FieldClass;
 
-use super::app::{App, Loaded, PromptKind, Tab, mask};
+use super::app::{App, Loaded, MIN_REASON, PromptKind, Tab, mask};
 use super::keys::{KEYS, Scope, active_scopes};
 use super::source;
 
@@ -174,11 +174,47 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// The smallest window every screen is laid out for.
+pub const MIN_WIDTH: u16 = 80;
+pub const MIN_HEIGHT: u16 = 24;
+
+/// Below the minimum size: one message instead of screens cut in half.
+fn too_small(area: Rect, t: Theme, buf: &mut Buffer) {
+    let text = format!(
+        "make the window larger: tact needs {MIN_WIDTH}×{MIN_HEIGHT}, this one is {}×{}",
+        area.width, area.height
+    );
+    let mut lines: Vec<Line> = wrap(&text, area.width.max(1) as usize)
+        .into_iter()
+        .map(|l| Line::styled(l, t.bold()))
+        .collect();
+    lines.push(Line::raw(""));
+    lines.extend(
+        wrap(
+            "nothing is lost: the screens come back at that size",
+            area.width.max(1) as usize,
+        )
+        .into_iter()
+        .map(Line::raw),
+    );
+    let h = (lines.len() as u16).min(area.height);
+    let r = Rect {
+        y: area.y + (area.height - h) / 2,
+        height: h,
+        ..area
+    };
+    Paragraph::new(lines).render(r, buf);
+}
+
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let t = Theme {
             colour: self.colour,
         };
+        if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+            too_small(area, t, buf);
+            return;
+        }
         let [top, body, status] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Min(3),
@@ -199,7 +235,7 @@ impl Widget for &App {
             let title = format!(
                 " {}{} · {} ",
                 name,
-                if self.dirty { " (unsaved)" } else { "" },
+                if self.dirty() { " (unsaved)" } else { "" },
                 self.tab.title()
             );
             let block = Block::default()
@@ -210,12 +246,30 @@ impl Widget for &App {
             block.render(body, buf);
             match (&self.loaded, &self.load_error) {
                 (_, Some(e)) => {
+                    let open = match &e.at {
+                        Some(at) => match at.line {
+                            Some(line) => format!(
+                                "e opens {} at line {line} in $EDITOR; the campaign is read again when it closes",
+                                source::tidy(&at.path)
+                            ),
+                            None => format!(
+                                "e opens {} in $EDITOR; the campaign is read again when it closes",
+                                source::tidy(&at.path)
+                            ),
+                        },
+                        None => "e opens the campaign file in $EDITOR".to_string(),
+                    };
+                    let back = if self.picker.is_some() {
+                        "q goes back to the picker"
+                    } else {
+                        "q quits"
+                    };
                     Paragraph::new(vec![
                         Line::styled("cannot open this campaign:", t.level(Level::Block)),
                         Line::raw(""),
-                        Line::raw(e.clone()),
+                        Line::raw(e.message.clone()),
                         Line::raw(""),
-                        Line::raw("e opens the file in $EDITOR; q quits"),
+                        Line::raw(format!("{open}; {back}")),
                     ])
                     .wrap(Wrap { trim: false })
                     .render(inner, buf);
@@ -260,7 +314,7 @@ fn status_line(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
     if app.loading {
         spans.push(Span::styled("loading… ", t.fg(Color::Yellow)));
     }
-    if app.recounting || app.recount_due.is_some() {
+    if app.counts_pending() {
         spans.push(Span::styled("recounting… ", t.fg(Color::Yellow)));
     } else if app.checking() {
         spans.push(Span::styled(format!("{CHECKING} "), t.fg(Color::Yellow)));
@@ -269,14 +323,14 @@ fn status_line(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
         Some(s) => spans.push(Span::styled(s.clone(), t.bold())),
         None => {
             let hint = if app.in_picker() {
-                "Enter open · ↑/↓ choose · ? help · q quit"
+                "Enter open · n new from this one · ↑/↓ choose · ? help · q quit"
             } else if app.editing && app.prompt.is_none() {
-                "typing the segment: Enter apply · Esc stop typing · Ctrl-U clear · Tab next screen"
+                "typing: Enter apply · Esc stop typing · Ctrl-U clear · Tab next screen"
             } else {
                 match app.tab {
-                    Tab::Audience => "↑/↓ rows · r reveal · Tab next · ? help · q quit",
-                    Tab::Segment => "Enter edit · s save · Tab next · ? help · q quit",
-                    Tab::Check => "↑/↓ finding · a acknowledge · Tab next · ? help · q quit",
+                    Tab::Audience => "↑/↓ g/G rows · ←/→ reason · r reveal · ? help · q quit",
+                    Tab::Segment => "/ or Enter edit · s save · Tab next · ? help · q quit",
+                    Tab::Check => "↑/↓ finding · a acknowledge · A take back · ? help · q quit",
                     Tab::Template => "←/→ file · ↑/↓ scroll · e edit this file · ? help · q quit",
                     Tab::Preview => {
                         "←/→ recipient · f find · g variant · r reveal · ? help · q quit"
@@ -330,6 +384,30 @@ fn picker(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
     );
 }
 
+/// The segment the counts on screen are for, and a note while the one typed differs.
+fn counted_for(app: &App, t: Theme) -> Vec<Span<'static>> {
+    let counted = app.counted_segment().unwrap_or_default();
+    let mut spans = vec![Span::raw(if counted.is_empty() {
+        "(none: everyone with consent)".to_string()
+    } else {
+        counted.to_string()
+    })];
+    if app.counts_pending() {
+        spans.push(Span::styled(
+            "  (counting the segment typed…)",
+            t.fg(Color::Yellow),
+        ));
+    } else if app.segment_error.is_some() {
+        spans.push(Span::styled(
+            "  (the segment typed has an error; see Segment)",
+            t.fg(Color::Red),
+        ));
+    } else if app.dirty() {
+        spans.push(Span::styled("  (unsaved)", t.fg(Color::Yellow)));
+    }
+    spans
+}
+
 fn kv<'a>(t: Theme, key: &'a str, value: Vec<Span<'a>>) -> Line<'a> {
     let mut spans = vec![Span::styled(format!("{key:<12}"), t.bold())];
     spans.extend(value);
@@ -362,16 +440,7 @@ fn overview(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
                 c.rows
             ))],
         ),
-        kv(
-            t,
-            "Segment",
-            vec![Span::raw(
-                p.campaign
-                    .segment
-                    .clone()
-                    .unwrap_or_else(|| "(none: everyone with consent)".into()),
-            )],
-        ),
+        kv(t, "Segment", counted_for(app, t)),
         kv(t, "Subject", vec![Span::raw(p.campaign.subject.clone())]),
         Line::raw(""),
         kv(
@@ -511,17 +580,18 @@ fn audience(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     }
     Paragraph::new(reasons).render(right, buf);
 
+    let shown = l.shown_excluded(app.excluded_filter);
     let title = format!(
-        " excluded rows by line ({}; r {}) ",
-        l.excluded.len(),
+        " excluded rows by line: {} ({}; ←/→ reason, r {}) ",
+        app.excluded_filter.unwrap_or("every reason"),
+        shown.len(),
         if app.reveal {
             "masks addresses"
         } else {
             "reveals addresses"
         }
     );
-    let items: Vec<ListItem> = l
-        .excluded
+    let items: Vec<ListItem> = shown
         .iter()
         .map(|r| {
             let email = match l.excluded_email(r) {
@@ -555,50 +625,95 @@ pub fn error_column(e: &str) -> Option<usize> {
         .ok()
 }
 
+/// One line of a text field `width` columns wide, after a two-column lead: the window
+/// of the text that holds `focus` (the cursor, or an error's column), the cursor cell
+/// reversed when `cursor` is set, and `…` where text runs on past either edge. Returns
+/// the spans and the first character shown, so a caret below can line up.
+fn field<'a>(
+    text: &str,
+    cursor: Option<usize>,
+    focus: usize,
+    width: usize,
+    t: Theme,
+) -> (Vec<Span<'a>>, usize) {
+    let chars: Vec<char> = text.chars().collect();
+    // One column is kept for the cursor past the end, or for the `…` that says more follows.
+    let room = width.saturating_sub(1).max(1);
+    let offset = focus
+        .saturating_sub(room.saturating_sub(1))
+        .min(chars.len());
+    let shown: Vec<char> = chars.iter().skip(offset).take(room).copied().collect();
+    let mut spans = vec![Span::styled(if offset > 0 { "… " } else { "> " }, t.bold())];
+    match cursor {
+        Some(c) => {
+            let at = c.saturating_sub(offset).min(shown.len());
+            spans.push(Span::raw(shown[..at].iter().collect::<String>()));
+            spans.push(Span::styled(
+                shown.get(at).map_or(" ".to_string(), char::to_string),
+                t.selected(),
+            ));
+            spans.push(Span::raw(shown.iter().skip(at + 1).collect::<String>()));
+        }
+        None => spans.push(Span::raw(shown.iter().collect::<String>())),
+    }
+    if offset + shown.len() < chars.len() {
+        spans.push(Span::styled("…", t.bold()));
+    }
+    (spans, offset)
+}
+
+/// Where the caret of a segment error goes in the text as typed (0-based, in characters):
+/// the core counts columns in the trimmed segment (1-based) and may point just past its
+/// end, so leading blanks are added back and the column is kept within the text.
+pub fn caret_index(typed: &str, column: usize) -> usize {
+    let lead = typed.chars().take_while(|c| c.is_whitespace()).count();
+    let len = typed.trim().chars().count();
+    lead + column.saturating_sub(1).min(len)
+}
+
 fn segment(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     let c = &l.report.audience;
     let mut lines = vec![Line::styled(
-        "segment (Tera expression: country == \"GB\" and total_spent > 100)",
+        if app.editing {
+            "segment: typing (Enter applies now, Esc stops typing)"
+        } else {
+            "segment: / or Enter edits · e.g. country == \"GB\" and total_spent > 100"
+        },
         t.bold(),
     )];
-    let mut input = vec![Span::styled("> ", t.bold())];
-    let text: Vec<char> = app.segment.text.chars().collect();
-    if app.editing {
-        let before: String = text[..app.segment.cursor.min(text.len())].iter().collect();
-        let at: String = text
-            .get(app.segment.cursor)
-            .map_or(" ".to_string(), char::to_string);
-        let after: String = text.iter().skip(app.segment.cursor + 1).collect();
-        input.push(Span::raw(before));
-        input.push(Span::styled(at, t.selected()));
-        input.push(Span::raw(after));
+    let typed = &app.segment.text;
+    let caret = app
+        .segment_error
+        .as_deref()
+        .and_then(error_column)
+        .map(|col| caret_index(typed, col));
+    let width = area.width.saturating_sub(2) as usize;
+    let focus = if app.editing {
+        app.segment.cursor
     } else {
-        input.push(Span::raw(app.segment.text.clone()));
-    }
-    lines.push(Line::from(input));
+        caret.unwrap_or(0)
+    };
+    let (spans, offset) = field(
+        typed,
+        app.editing.then_some(app.segment.cursor),
+        focus,
+        width,
+        t,
+    );
+    lines.push(Line::from(spans));
     match &app.segment_error {
         Some(e) => {
-            let caret = error_column(e)
-                .map(|col| format!("{}^", " ".repeat(col + 1)))
+            let caret = caret
+                .filter(|i| *i >= offset && *i - offset < width)
+                .map(|i| format!("{}^", " ".repeat(i - offset + 2)))
                 .unwrap_or_default();
             lines.push(Line::styled(caret, t.level(Level::Block)));
             for w in wrap(e, area.width.saturating_sub(2) as usize) {
                 lines.push(Line::styled(w, t.fg(Color::Red)));
             }
-            lines.push(Line::styled(
-                "(the counts below are for the last segment that worked)",
-                t.dim(),
-            ));
         }
         None => lines.push(Line::raw("")),
     }
-    let working = if app.recounting || app.recount_due.is_some() {
-        "  recounting…"
-    } else if !l.checked() {
-        "  (before rendering)"
-    } else {
-        ""
-    };
     lines.push(Line::from(vec![
         Span::styled("recipients ", t.bold()),
         Span::styled(c.recipients().to_string(), t.bold()),
@@ -607,7 +722,33 @@ fn segment(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
             c.personalised, c.generic
         )),
         verdict_span(l, t),
-        Span::styled(working, t.fg(Color::Yellow)),
+        Span::styled(
+            if l.checked() {
+                ""
+            } else {
+                "  (before rendering)"
+            },
+            t.fg(Color::Yellow),
+        ),
+    ]));
+    // The counts always say which segment they are for: while an edit is being counted,
+    // or after an error, that is not the text above.
+    let counted = app.counted_segment().unwrap_or_default();
+    let (label, note) = if app.counts_pending() {
+        ("these counts are for ", "  (counting the segment typed…)")
+    } else if app.segment_error.is_some() {
+        ("these counts are for ", "  (the last segment that worked)")
+    } else {
+        ("these counts are for ", "")
+    };
+    lines.push(Line::from(vec![
+        Span::styled(label, t.dim()),
+        Span::raw(if counted.is_empty() {
+            "(no segment: everyone with consent)".to_string()
+        } else {
+            counted.to_string()
+        }),
+        Span::styled(note, t.fg(Color::Yellow)),
     ]));
     let seg_fields: Vec<String> = l
         .report
@@ -823,12 +964,17 @@ fn check(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     );
 }
 
+/// Below this height the Preview keeps the message text in view: the address goes into
+/// the head line, the Subject stays on top, the other headers follow the text.
+const PREVIEW_COMPACT: u16 = 30;
+
 fn preview(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
     let total = app.recipients_count();
     let Some(doc) = &app.preview else {
         Line::raw("no recipients: nothing to preview").render(area, buf);
         return;
     };
+    let compact = area.height < PREVIEW_COMPACT;
     let [head, body, why] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
@@ -843,7 +989,14 @@ fn preview(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
     } else {
         "generic"
     };
-    Line::from(vec![
+    let shown = |name: &str, value: &str| {
+        if name == "To" && !app.reveal {
+            mask(value)
+        } else {
+            value.to_string()
+        }
+    };
+    let mut head_spans = vec![
         Span::styled(format!("recipient {index} of {total}"), t.bold()),
         Span::raw(format!(" · line {} · ", doc.line)),
         Span::styled(
@@ -854,8 +1007,18 @@ fn preview(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
                 Color::Blue
             }),
         ),
-    ])
-    .render(head, buf);
+    ];
+    let header = |name: &str| doc.headers.iter().find(|(n, _)| n == name);
+    if compact && let Some((n, v)) = header("To") {
+        head_spans.push(Span::raw(format!(" · to {}", shown(n, v))));
+    }
+    Line::from(head_spans).render(head, buf);
+    let header_line = |name: &str, value: &str| {
+        Line::from(vec![
+            Span::styled(format!("{name}: "), t.bold()),
+            Span::raw(shown(name, value)),
+        ])
+    };
     let mut lines: Vec<Line> = Vec::new();
     if let Some(e) = &doc.error {
         lines.push(Line::styled(
@@ -863,25 +1026,43 @@ fn preview(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
             t.level(Level::Block),
         ));
     }
-    for (name, value) in &doc.headers {
-        let value = if name == "To" && !app.reveal {
-            mask(value)
-        } else {
-            value.clone()
-        };
-        lines.push(Line::from(vec![
-            Span::styled(format!("{name}: "), t.bold()),
-            Span::raw(value),
-        ]));
+    if compact {
+        if let Some((n, v)) = header("Subject") {
+            lines.push(header_line(n, v));
+        }
+    } else {
+        for (name, value) in &doc.headers {
+            lines.push(header_line(name, value));
+        }
     }
     lines.push(Line::raw(""));
     for l in doc.text.lines() {
         lines.push(Line::raw(l.to_string()));
     }
+    if compact {
+        let rest: Vec<_> = doc
+            .headers
+            .iter()
+            .filter(|(n, _)| n != "To" && n != "Subject")
+            .collect();
+        if !rest.is_empty() {
+            lines.push(Line::raw(""));
+            lines.push(Line::styled("── other headers ──", t.dim()));
+            for (name, value) in rest {
+                lines.push(header_line(name, value));
+            }
+        }
+    }
+    // Compact: the head line is the top edge; the row goes to the message.
+    let edge = if compact {
+        Block::default()
+    } else {
+        Block::default().borders(Borders::TOP).border_style(t.dim())
+    };
     Paragraph::new(lines)
         .wrap(Wrap { trim: false })
         .scroll((app.preview_scroll, 0))
-        .block(Block::default().borders(Borders::TOP).border_style(t.dim()))
+        .block(edge)
         .render(body, buf);
     Paragraph::new(
         doc.why
@@ -915,6 +1096,7 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
             verdict_span(l, t),
             Span::raw(format!(": {}", verdict_note(l))),
         ]),
+        kv(t, "Segment", counted_for(app, t)),
         kv(t, "SMTP", vec![Span::raw(smtp)]),
         Line::raw(""),
         kv(
@@ -1061,12 +1243,12 @@ fn prompt(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
         ),
         PromptKind::Find => (
             " find a recipient ".to_string(),
-            "the address to look for (any case); it is not written anywhere".to_string(),
+            "part of an address or a name (any case); the same text again finds the next; it is not written anywhere".to_string(),
         ),
         PromptKind::NewCampaign(i) => (
             " new campaign ".to_string(),
             format!(
-                "its name (lowercase letters, digits, '-'): a copy of {} with only `name` changed, saved beside it as <name>.toml",
+                "its name (lowercase letters and digits, words joined by '-'): a copy of {} beside it as <name>.toml, with its own copy of the template files (to copy another: Esc, highlight it, n)",
                 app.picker
                     .as_ref()
                     .and_then(|p| p.get(i))
@@ -1075,32 +1257,39 @@ fn prompt(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
         ),
         PromptKind::AckReason(_) => (
             " acknowledge the caution ".to_string(),
-            "why is this acceptable? (saved in [policy].acknowledge with the fields it covers)"
-                .to_string(),
+            format!("why is this acceptable? A sentence, at least {MIN_REASON} characters (saved in [policy].acknowledge with the fields it covers)"),
         ),
     };
-    let r = centered(area, 76, 8);
+    // As tall as what it says (the error wraps too), within the window.
+    let width = 76u16.min(area.width);
+    let text_width = width.saturating_sub(2) as usize;
+    let mut lines: Vec<Line> = wrap(&explain, text_width)
+        .into_iter()
+        .map(Line::raw)
+        .collect();
+    let (spans, _) = field(
+        &p.input.text,
+        Some(p.input.cursor),
+        p.input.cursor,
+        text_width.saturating_sub(2),
+        t,
+    );
+    lines.push(Line::from(spans));
+    if let Some(e) = &p.error {
+        lines.extend(
+            wrap(e, text_width)
+                .into_iter()
+                .map(|l| Line::styled(l, t.fg(Color::Red))),
+        );
+    }
+    let r = centered(area, width, (lines.len() as u16 + 2).max(8));
     Clear.render(r, buf);
     let block = Block::default()
         .borders(Borders::ALL)
         .title(Span::styled(title, t.bold()));
     let inner = block.inner(r);
     block.render(r, buf);
-    let mut lines: Vec<Line> = wrap(&explain, inner.width as usize)
-        .into_iter()
-        .map(Line::raw)
-        .collect();
-    lines.push(Line::from(vec![
-        Span::styled("> ", t.bold()),
-        Span::raw(p.input.text.clone()),
-        Span::styled(" ", t.selected()),
-    ]));
-    if let Some(e) = &p.error {
-        lines.push(Line::styled(e.clone(), t.fg(Color::Red)));
-    }
-    Paragraph::new(lines)
-        .wrap(Wrap { trim: false })
-        .render(inner, buf);
+    Paragraph::new(lines).render(inner, buf);
 }
 
 fn help(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
@@ -1108,6 +1297,10 @@ fn help(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
     if app.tab == Tab::Segment && !scopes.contains(&Scope::Text) {
         scopes.insert(0, Scope::Text);
     }
+    let width = area.width.saturating_sub(4).min(96);
+    // Border, two-space indent, the key column and a space; the text wraps after that.
+    const KEY: usize = 14;
+    let text_width = (width as usize).saturating_sub(2 + 2 + KEY + 1);
     let mut lines = Vec::new();
     for scope in scopes {
         let listed: Vec<_> = KEYS
@@ -1119,12 +1312,27 @@ fn help(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
         }
         lines.push(Line::styled(scope.title(), t.bold()));
         for k in listed {
-            lines.push(Line::raw(format!("  {:<14} {}", k.label, k.help)));
+            for (i, w) in wrap(k.help, text_width).into_iter().enumerate() {
+                let label = if i == 0 { k.label } else { "" };
+                lines.push(Line::from(vec![
+                    Span::styled(format!("  {label:<KEY$} "), t.bold()),
+                    Span::raw(w),
+                ]));
+            }
         }
     }
-    lines.push(Line::styled("any key closes this", t.dim()));
+    let room = area.height.saturating_sub(2) as usize;
+    if lines.len() + 1 > room {
+        lines.truncate(room.saturating_sub(1));
+        lines.push(Line::styled(
+            "… more keys in a taller window; any key closes this",
+            t.dim(),
+        ));
+    } else {
+        lines.push(Line::styled("any key closes this", t.dim()));
+    }
     let h = lines.len() as u16 + 2;
-    let r = centered(area, 72, h);
+    let r = centered(area, width, h);
     Clear.render(r, buf);
     Paragraph::new(lines)
         .block(Block::default().borders(Borders::ALL).title(" keys "))

@@ -15,7 +15,7 @@ use tact::send::orchestrate::{self, Outcome, Purpose, Request, Sent, uncertain_n
 use tact::send::{Tally, Transport};
 use tact::state::{Keys, State};
 
-use super::app::{Checked, Ctx, DryRunSummary, Loaded, excluded_rows};
+use super::app::{Checked, Ctx, DryRunSummary, LoadError, Loaded, excluded_rows};
 
 /// The whole error chain on one line, as the status line shows it.
 pub fn chain(err: &dyn std::error::Error) -> String {
@@ -50,19 +50,31 @@ pub fn facts(ctx: &Ctx, campaign: &Campaign) -> Result<Facts, String> {
 
 /// Loads a campaign file and plans it: the counts and the findings that need no rendering,
 /// for the first screen. The full check (`check`) follows as its own step.
-pub fn open(path: &Path, ctx: &Ctx) -> Result<(Loaded, Facts), String> {
-    let campaign = Campaign::load(path).map_err(|e| chain(&e))?;
+pub fn open(path: &Path, ctx: &Ctx) -> Result<(Loaded, Facts), LoadError> {
+    let campaign = Campaign::load(path).map_err(load_error)?;
     let facts = facts(ctx, &campaign)?;
-    let p = Prepared::from_campaign(campaign, ctx.now).map_err(segment_error)?;
+    let p = Prepared::from_campaign(campaign, ctx.now).map_err(load_error)?;
     let base = p.base(&ctx.keys, &facts, ctx.now);
     Ok((counted(p, Arc::new(base)), facts))
 }
 
 /// Loads a campaign file and runs the whole check on it, as `tact check` does.
 #[cfg(test)]
-pub fn load(path: &Path, ctx: &Ctx) -> Result<(Loaded, Facts), String> {
+pub fn load(path: &Path, ctx: &Ctx) -> Result<(Loaded, Facts), LoadError> {
     let (loaded, facts) = open(path, ctx)?;
     Ok((checked(loaded, ctx), facts))
+}
+
+/// A load failure with its place, so the screen shows file:line:col and `e` opens it.
+fn load_error(e: tact::Error) -> LoadError {
+    let at = match &e {
+        tact::Error::Input { location, .. } => Some(location.clone()),
+        _ => None,
+    };
+    LoadError {
+        message: chain(&e),
+        at,
+    }
 }
 
 fn segment_error(e: tact::Error) -> String {
@@ -341,6 +353,64 @@ pub fn save_acknowledgement(path: &Path, ack: &Acknowledgement) -> Result<String
     Ok(format!("acknowledged {} in {}", ack.rule, path.display()))
 }
 
+/// Removes from `[policy].acknowledge` every entry that covers a finding of `rule` on
+/// `fields` (inline tables or `[[policy.acknowledge]]`), keeping the file's layout.
+pub fn revoke_acknowledgement(
+    path: &Path,
+    rule: &str,
+    fields: &[String],
+) -> Result<String, String> {
+    let mut doc = read(path)?;
+    let covers = |t: &dyn toml_edit::TableLike| {
+        let rule_of = t.get("rule").and_then(toml_edit::Item::as_str);
+        let fields_of: Vec<String> = t
+            .get("fields")
+            .and_then(toml_edit::Item::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        rule_of.is_some_and(|r| {
+            Acknowledgement {
+                rule: r.to_string(),
+                fields: fields_of,
+                reason: String::new(),
+            }
+            .covers(rule, fields)
+        })
+    };
+    let item = doc
+        .get_mut("policy")
+        .and_then(|p| p.as_table_like_mut())
+        .and_then(|p| p.get_mut("acknowledge"));
+    let removed = match item {
+        Some(toml_edit::Item::Value(toml_edit::Value::Array(list))) => {
+            let before = list.len();
+            list.retain(|v| v.as_inline_table().is_none_or(|t| !covers(t)));
+            before - list.len()
+        }
+        Some(toml_edit::Item::ArrayOfTables(list)) => {
+            let before = list.len();
+            list.retain(|t| !covers(t));
+            before - list.len()
+        }
+        _ => 0,
+    };
+    if removed == 0 {
+        return Err(format!(
+            "no acknowledgement of {rule} in {}",
+            path.display()
+        ));
+    }
+    write(path, &doc)?;
+    Ok(format!(
+        "took back the acknowledgement of {rule} in {}",
+        path.display()
+    ))
+}
+
 /// Campaign files to pick from: `./campaigns`, else `sample-data/campaigns`.
 pub fn find_campaigns(root: &Path) -> Vec<PathBuf> {
     for dir in ["campaigns", "sample-data/campaigns"] {
@@ -360,18 +430,33 @@ pub fn find_campaigns(root: &Path) -> Vec<PathBuf> {
     Vec::new()
 }
 
-/// Why `name` cannot be a new campaign beside `source`, if it cannot.
+/// The longest name a new campaign may have.
+const MAX_NAME: usize = 64;
+
+/// Why `name` cannot be a new campaign beside `source`, if it cannot. A name is a plain
+/// identifier in the campaign file's sense (lowercase letters, digits and '-'): it starts
+/// with a letter, and a '-' only ever joins two words (`winter-sale-2`, never `-`, `x-`
+/// or `a--b`). It becomes a file name, a template name and part of the List-Id header.
 pub fn new_campaign_refusal(source: &Path, name: &str) -> Option<String> {
+    const RULE: &str =
+        "lowercase letters and digits, words joined by single '-' (like winter-sale-2)";
     if name.is_empty() {
-        return Some("type a name: lowercase letters, digits and '-'".into());
+        return Some(format!("type a name: {RULE}"));
+    }
+    if name.chars().count() > MAX_NAME {
+        return Some(format!("at most {MAX_NAME} characters"));
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
-        return Some(format!(
-            "`{bad}` is not allowed: use lowercase letters, digits and '-'"
-        ));
+        return Some(format!("`{bad}` is not allowed: {RULE}"));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Some(format!("start with a letter: {RULE}"));
+    }
+    if name.ends_with('-') || name.contains("--") {
+        return Some(format!("a '-' only joins two words: {RULE}"));
     }
     let path = new_campaign_path(source, name);
     path.exists()
@@ -386,28 +471,102 @@ pub fn new_campaign_path(source: &Path, name: &str) -> PathBuf {
         .join(format!("{name}.toml"))
 }
 
-/// Copies `source` beside it as `<name>.toml` with only `name` changed (comments and
-/// layout kept), never overwriting a file. Returns the new file's path.
+/// Replaces `old` by `new` where it stands as a name of its own (not inside a longer
+/// word) in the comment block at the top of a campaign file.
+fn rename_in_header(text: &str, old: &str, new: &str) -> String {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut out = String::with_capacity(text.len());
+    let mut header = true;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        header = header && (t.starts_with('#') || t.trim().is_empty());
+        if !header || old.is_empty() {
+            out.push_str(line);
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find(old) {
+            let before = rest[..i].chars().next_back();
+            let after = rest[i + old.len()..].chars().next();
+            out.push_str(&rest[..i]);
+            if before.is_some_and(word) || after.is_some_and(word) {
+                out.push_str(old);
+            } else {
+                out.push_str(new);
+            }
+            rest = &rest[i + old.len()..];
+        }
+        out.push_str(rest);
+    }
+    out
+}
+
+/// Creates `path` with `text`, never over an existing file; removes it again if the
+/// write fails half way.
+fn create_new(path: &Path, text: &str) -> Result<(), String> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Err(e) = std::io::Write::write_all(&mut f, text.as_bytes()) {
+        let _ = std::fs::remove_file(path);
+        return Err(format!("{}: {e}", path.display()));
+    }
+    Ok(())
+}
+
+/// Copies `source` beside it as `<name>.toml`, with its own copy of the campaign's
+/// template files (`<name>.txt.tera`, and `<name>.html.tera` when there is one) so that
+/// editing the copy never changes the original; files they extend, include or import
+/// stay shared. `name`, `template` and the header comment's mentions of the old name are
+/// changed; every other comment and the layout are kept. Never overwrites a file.
+/// Returns the new campaign file's path.
 pub fn create_campaign(source: &Path, name: &str) -> Result<PathBuf, String> {
     if let Some(why) = new_campaign_refusal(source, name) {
         return Err(why);
     }
+    let original = Campaign::load(source).map_err(|e| format!("cannot copy it: {}", chain(&e)))?;
     let mut doc = read(source)?;
-    let mut v = toml_edit::Value::from(name);
-    if let Some(old) = doc.get("name").and_then(toml_edit::Item::as_value) {
-        *v.decor_mut() = old.decor().clone();
+    for key in ["name", "template"] {
+        let mut v = toml_edit::Value::from(name);
+        if let Some(old) = doc.get(key).and_then(toml_edit::Item::as_value) {
+            *v.decor_mut() = old.decor().clone();
+        }
+        doc[key] = toml_edit::Item::Value(v);
     }
-    doc["name"] = toml_edit::Item::Value(v);
+    let copies: Vec<(PathBuf, PathBuf)> = ["txt", "html"]
+        .iter()
+        .map(|kind| {
+            let file = |stem: &str| original.templates.join(format!("{stem}.{kind}.tera"));
+            (file(&original.template), file(name))
+        })
+        .filter(|(from, _)| from.is_file())
+        .collect();
+    if let Some((_, taken)) = copies.iter().find(|(_, to)| to.exists()) {
+        return Err(format!(
+            "{} already exists: pick another name",
+            taken.display()
+        ));
+    }
     let path = new_campaign_path(source, name);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Err(e) = std::io::Write::write_all(&mut f, doc.to_string().as_bytes()) {
-        // Ours, just created: no half a campaign file left behind.
-        let _ = std::fs::remove_file(&path);
-        return Err(format!("{}: {e}", path.display()));
+    let text = rename_in_header(&doc.to_string(), &original.name, name);
+    let mut made: Vec<PathBuf> = Vec::new();
+    let result = (|| {
+        for (from, to) in &copies {
+            let t =
+                std::fs::read_to_string(from).map_err(|e| format!("{}: {e}", from.display()))?;
+            create_new(to, &t)?;
+            made.push(to.clone());
+        }
+        create_new(&path, &text)
+    })();
+    if let Err(e) = result {
+        // Ours, just created: nothing half made is left behind.
+        for f in &made {
+            let _ = std::fs::remove_file(f);
+        }
+        return Err(e);
     }
     Ok(path)
 }
