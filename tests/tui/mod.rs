@@ -15,14 +15,24 @@ struct Tmux {
 
 impl Tmux {
     fn start(name: &str, cwd: &Path, args: &str) -> Tmux {
+        Tmux::start_with(name, cwd, &[], args)
+    }
+
+    /// As `start`, with environment variables for tact (`EDITOR`, …); VISUAL is unset so
+    /// EDITOR is the one used.
+    fn start_with(name: &str, cwd: &Path, env: &[(&str, &str)], args: &str) -> Tmux {
         let version = Command::new("tmux").arg("-V").output();
         assert!(
             version.as_ref().is_ok_and(|o| o.status.success()),
             "tmux is required for the TUI tests: run tests/setup.sh (apt-get install -y tmux)"
         );
         let socket = format!("tact-{name}-{}", std::process::id());
+        let vars: String = env
+            .iter()
+            .map(|(k, v)| format!("{k}='{}' ", v.replace('\'', r"'\''")))
+            .collect();
         let cmd = format!(
-            "cd '{}' && exec env -u TACT_SMTP_URL -u TACT_HOME NO_COLOR=1 '{}' {args}",
+            "cd '{}' && exec env -u TACT_SMTP_URL -u TACT_HOME -u VISUAL NO_COLOR=1 {vars}'{}' {args}",
             cwd.display(),
             env!("CARGO_BIN_EXE_tact"),
         );
@@ -53,6 +63,13 @@ impl Tmux {
 
     fn text(&self, text: &str) {
         assert!(self.tmux(&["send-keys", "-l", text]).status.success());
+    }
+
+    /// Pastes `text` as a terminal does when a person pastes: bracketed when the program
+    /// asked for it (`paste-buffer -p`).
+    fn paste(&self, text: &str) {
+        assert!(self.tmux(&["set-buffer", "--", text]).status.success());
+        assert!(self.tmux(&["paste-buffer", "-p"]).status.success());
     }
 
     /// Waits until the screen shows `want`; fails with the screen it last saw.
@@ -133,8 +150,8 @@ fn composer_edit_segment_preview_dry_run_save_quit() {
 
     // Segment: clear it, type a narrower one, see the count change.
     tui.keys(&["Tab", "Tab"]);
-    tui.wait_for("segment (Tera expression");
-    tui.keys(&["C-u"]);
+    tui.wait_for("· Segment ─");
+    tui.keys(&["/", "C-u"]);
     tui.text("country == \"GB\" and loyalty_tier == \"gold\"");
     let s = tui.wait_for("recipients 29 (11 personalised, 18 generic)");
     assert!(s.contains("(unsaved)"), "{s}");
@@ -239,4 +256,257 @@ fn a_mistyped_state_is_not_created_by_opening_the_composer() {
         "the composer made a state at {}",
         typo.display()
     );
+}
+
+/// A stand-in editor, `name` in the tree: it writes the arguments it was given, one a
+/// line, to `out`, and exits 0.
+fn recording_editor(t: &Tree, name: &str, out: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = t.path(&format!("bin/{name}"));
+    t.write(
+        &format!("bin/{name}"),
+        &format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", out.display()),
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+        .expect("chmod the editor");
+    path.display().to_string()
+}
+
+fn open_winter_sale(name: &str, t: &Tree, env: &[(&str, &str)]) -> Tmux {
+    let args = format!(
+        "--state '{}' --now {NOW} sample-data/campaigns/winter-sale.toml",
+        t.state().display()
+    );
+    let tui = Tmux::start_with(name, t.root(), env, &args);
+    tui.wait_until("the verdict of the full check", |s| {
+        s.contains("Recipients  220") && s.contains("NOTICE")
+    });
+    tui
+}
+
+/// The `segment = …` line of the campaign file.
+fn segment_line(t: &Tree) -> String {
+    t.read("sample-data/campaigns/winter-sale.toml")
+        .lines()
+        .find(|l| l.starts_with("segment"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The number after "recipients " on the Segment screen.
+fn segment_recipients(screen: &str) -> usize {
+    let line = line_with(screen, "recipients ");
+    line.trim_start_matches('│')
+        .trim_start_matches("recipients ")
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in `{line}`"))
+}
+
+#[test]
+fn a_paste_is_text_in_the_segment_never_keys() {
+    let t = Tree::new();
+    let ran = t.path("editor-ran");
+    let editor = recording_editor(&t, "ed", &ran);
+    let tui = open_winter_sale("paste", &t, &[("EDITOR", &editor)]);
+    let before = t.read("sample-data/campaigns/winter-sale.toml");
+    tui.keys(&["Tab", "Tab"]);
+    tui.wait_for("· Segment ─");
+    // Not typing yet: a paste changes nothing, and no letter in it is a command.
+    tui.paste("country == \"GB\"\nand total_spent > 100");
+    tui.wait_for("press / to edit the segment");
+    // Typing: the paste is the segment; its line break is a space, not Enter, and the `s`
+    // and `e` in "total_spent" neither save nor open the editor.
+    tui.keys(&["/", "C-u"]);
+    tui.paste("country == \"GB\"\nand total_spent > 100");
+    let s = tui.wait_until("counted the pasted segment", |s| {
+        s.contains("these counts are for country == \"GB\" and total_spent > 100")
+            && !s.contains("recounting")
+    });
+    assert!(
+        s.contains("> country == \"GB\" and total_spent > 100"),
+        "{s}"
+    );
+    assert!(s.contains("segment: typing"), "still typing: {s}");
+    assert!(!ran.exists(), "the editor was opened by a pasted `e`");
+    assert_eq!(t.read("sample-data/campaigns/winter-sale.toml"), before);
+    // (Esc and q sent together would read as Alt-q.)
+    tui.keys(&["Escape"]);
+    tui.wait_until("typing stopped", |s| !s.contains("segment: typing"));
+    tui.keys(&["q"]);
+    tui.wait_for("the segment is not saved");
+    tui.keys(&["q"]);
+    tui.wait_exit();
+    assert_eq!(t.read("sample-data/campaigns/winter-sale.toml"), before);
+}
+
+#[test]
+fn enter_s_e_typed_fast_never_freezes_or_saves_another_segment() {
+    let t = Tree::new();
+    let ran = t.path("editor-args");
+    let editor = recording_editor(&t, "ed", &ran);
+    let tui = open_winter_sale("race", &t, &[("EDITOR", &editor)]);
+    tui.keys(&["Tab", "Tab"]);
+    tui.wait_for("· Segment ─");
+    tui.keys(&["/", "C-u"]);
+    tui.text("country == \"FR\"");
+    // One burst, as a quick typist: apply, save, edit.
+    tui.keys(&["Enter", "s", "e"]);
+    let s = tui.wait_until("settled on FR's counts", |s| {
+        s.contains("these counts are for country == \"FR\"")
+            && !s.contains("recounting")
+            && !s.contains("saving `")
+    });
+    assert!(ran.exists(), "the editor ran");
+    assert!(
+        t.read("editor-args")
+            .contains("sample-data/campaigns/winter-sale.toml")
+    );
+    // The save was for FR: either it happened for FR, or it was cancelled by the reload
+    // after the editor and says so. Never GB's counts under FR's name, never a freeze.
+    let saved = segment_line(&t);
+    assert!(
+        saved == r#"segment = 'country == "GB"'"# || saved == r#"segment = 'country == "FR"'"#,
+        "{saved}"
+    );
+    if saved.contains("GB") {
+        assert!(s.contains("(unsaved)"), "{s}");
+    }
+    let fr = segment_recipients(&s);
+    // A dry run builds the segment on screen.
+    tui.keys(&["Tab", "Tab", "Tab", "Tab"]);
+    tui.wait_for("d / Enter");
+    tui.keys(&["d"]);
+    tui.wait_for(&format!("dry run: {fr} message(s) built"));
+    // A new segment and Enter never write the file.
+    tui.keys(&["Tab", "Tab", "Tab", "/", "C-u"]);
+    tui.text("country == \"DE\"");
+    tui.keys(&["Enter"]);
+    tui.wait_until("counted DE", |s| {
+        s.contains("these counts are for country == \"DE\"") && !s.contains("recounting")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(segment_line(&t), saved);
+    tui.keys(&["q"]);
+    tui.wait_for("the segment is not saved");
+    tui.keys(&["q"]);
+    tui.wait_exit();
+    assert_eq!(segment_line(&t), saved);
+}
+
+#[test]
+fn editor_with_arguments_opens_the_broken_template_at_its_line() {
+    let t = Tree::new();
+    let args_file = t.path("editor-args");
+    // Named vi: it takes +LINE. EDITOR carries an argument, as `code --wait` does.
+    let vi = recording_editor(&t, "vi", &args_file);
+    let editor = format!("{vi} --wait");
+    let tui = open_winter_sale("editor", &t, &[("EDITOR", &editor)]);
+    // Break a template while the composer is open; `e` on Overview edits the campaign
+    // file, and the reload afterwards meets the broken template.
+    t.edit("templates/winter-sale.txt.tera", |s| {
+        s.replacen('\n', "\n{% if %}\n", 1)
+    });
+    tui.keys(&["e"]);
+    let s = tui.wait_for("cannot open this campaign");
+    assert_eq!(
+        t.read("editor-args"),
+        "--wait\nsample-data/campaigns/winter-sale.toml\n"
+    );
+    assert!(s.contains("winter-sale.txt.tera:2:"), "{s}");
+    assert!(s.contains("template syntax error"), "{s}");
+    // `e` now opens the broken file at its line.
+    std::fs::remove_file(&args_file).expect("remove");
+    tui.keys(&["e"]);
+    tui.wait_until("the editor ran again", |_| args_file.exists());
+    let got = t.read("editor-args");
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 3, "{got}");
+    assert_eq!(&lines[..2], ["--wait", "+2"]);
+    assert!(
+        lines[2].ends_with("templates/winter-sale.txt.tera"),
+        "{got}"
+    );
+    tui.keys(&["q"]);
+    tui.wait_exit();
+
+    // git's form: `sh -c '…' --`, the file as "$@".
+    let t = Tree::new();
+    let out = t.path("sh-args");
+    let editor = format!("sh -c 'printf \"%s\\n\" \"$@\" > {}' --", out.display());
+    let tui = open_winter_sale("editor-sh", &t, &[("EDITOR", &editor)]);
+    tui.keys(&["e"]);
+    tui.wait_for("back from the editor");
+    assert_eq!(
+        t.read("sh-args"),
+        "sample-data/campaigns/winter-sale.toml\n"
+    );
+    tui.keys(&["q"]);
+    tui.wait_exit();
+}
+
+#[test]
+fn a_failing_editor_is_a_message_and_the_unsaved_segment_stays() {
+    let t = Tree::new();
+    let tui = open_winter_sale("bad-editor", &t, &[("EDITOR", "/nonexistent")]);
+    tui.keys(&["/", "C-u"]);
+    tui.text("country == \"DE\"");
+    tui.keys(&["Escape"]);
+    tui.wait_until("counted DE", |s| {
+        s.contains("these counts are for country == \"DE\"") && !s.contains("recounting")
+    });
+    tui.keys(&["e"]);
+    // The files are read again after any editor; the segment typed survives that.
+    let s = tui.wait_until("the failure said and DE counted again", |s| {
+        s.contains("the editor `/nonexistent` was not found (exit 127)")
+            && s.contains("these counts are for country == \"DE\"")
+            && !s.contains("recounting")
+    });
+    assert!(tui.running());
+    assert!(s.contains("(unsaved)"), "{s}");
+    assert!(s.contains("> country == \"DE\""), "{s}");
+    // A non-zero exit is said too.
+    drop(tui);
+    let tui = open_winter_sale("exit3-editor", &t, &[("EDITOR", "sh -c 'exit 3' --")]);
+    tui.keys(&["e"]);
+    tui.wait_for("exited with status 3");
+    assert!(tui.running());
+    tui.keys(&["q"]);
+    tui.wait_exit();
+}
+
+#[test]
+fn quit_with_unsaved_changes_asks_and_esc_never_quits() {
+    let t = Tree::new();
+    let args = format!("--state '{}' --now {NOW}", t.state().display());
+    let tui = Tmux::start("unsaved", t.root(), &args);
+    tui.wait_for("sample-data/campaigns/winter-sale.toml");
+    tui.keys(&["Escape"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(tui.running(), "Esc quit the picker");
+    tui.keys(&["Down", "Down", "Enter"]);
+    tui.wait_until("winter-sale checked", |s| {
+        s.contains("Recipients  220") && s.contains("NOTICE")
+    });
+    let before = t.read("sample-data/campaigns/winter-sale.toml");
+    tui.keys(&["/", "C-u"]);
+    tui.text("country == \"DE\"");
+    tui.keys(&["Escape", "Escape", "Escape"]);
+    let s = tui.wait_for("(unsaved)");
+    assert!(!s.contains("pick a campaign"), "{s}");
+    // q asks instead of dropping the segment on the way back to the picker.
+    tui.keys(&["q"]);
+    tui.wait_for("the segment is not saved: s saves it, q again leaves without saving");
+    assert!(!tui.screen().contains("pick a campaign"));
+    // Esc takes the question back; q asks again; q then leaves.
+    tui.keys(&["Escape"]);
+    tui.wait_until("the question gone", |s| !s.contains("is not saved"));
+    tui.keys(&["q"]);
+    tui.wait_for("q again leaves without saving");
+    tui.keys(&["q"]);
+    tui.wait_for("pick a campaign");
+    tui.keys(&["q"]);
+    tui.wait_exit();
+    assert_eq!(t.read("sample-data/campaigns/winter-sale.toml"), before);
 }
