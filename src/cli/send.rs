@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use rayon::prelude::*;
 
 use tact::campaign::Campaign;
 use tact::send::orchestrate::{
@@ -183,32 +182,16 @@ fn send_test(state: &State, ready: &Ready<'_>, to: &[String]) -> anyhow::Result<
 
 /// Builds (and signs) every message a send would send; sends and records nothing.
 fn dry_run(state: &State, c: &Checked) -> anyhow::Result<()> {
-    let p = &c.prepared;
     let recipients: Vec<(usize, bool)> = c.plan.recipients().collect();
-    let started = Instant::now();
-    let built: usize = recipients
-        .par_iter()
-        .filter(|&&(row, personalised)| {
-            p.letter(&state.keys, row, personalised)
-                .ok()
-                .and_then(|l| {
-                    tact::message::build(
-                        &p.campaign,
-                        &l,
-                        p.audience.email(row),
-                        std::time::SystemTime::now(),
-                        "",
-                    )
-                    .ok()
-                })
-                .and_then(|m| tact::send::sign(&p.campaign, m).ok())
-                .is_some()
-        })
-        .count();
-    let secs = started.elapsed().as_secs_f64();
+    let d = orchestrate::dry_run(
+        &c.prepared,
+        &state.keys,
+        &recipients,
+        std::time::SystemTime::now(),
+    );
     println!(
-        "dry run: {built} message(s) built ({} personalised, {} generic) in {secs:.2}s; nothing sent, nothing recorded",
-        c.report.audience.personalised, c.report.audience.generic
+        "dry run: {} message(s) built ({} personalised, {} generic) in {:.2}s; nothing sent, nothing recorded",
+        d.built, d.personalised, d.generic, d.seconds
     );
     Ok(())
 }

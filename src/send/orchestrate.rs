@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 
@@ -20,7 +20,7 @@ use crate::check::{Level, Report};
 use crate::error::Result;
 use crate::plan::{Counts, Plan, Prepared};
 use crate::state::ledger::{Ledger, StatusCounts};
-use crate::state::{RecipientHash, State};
+use crate::state::{Keys, RecipientHash, State};
 
 /// What the caller means to do once the gate has passed. Only `Send` changes the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -377,6 +377,55 @@ pub fn run(req: Request<'_>, tally: &Tally, stop: &AtomicBool) -> Result<Outcome
         Gate::Refused(r) => Outcome::Refused(r),
         Gate::Passed(ready) => Outcome::Sent(Box::new(send(*ready, tally, stop)?)),
     })
+}
+
+/// What a dry run built: every message a send would send, rendered, built and signed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DryRun {
+    pub built: usize,
+    pub personalised: usize,
+    pub generic: usize,
+    /// Recipients whose message could not be built or signed.
+    pub failed: usize,
+    pub seconds: f64,
+}
+
+/// Builds every message for `recipients` (row, personalised) as `send` would, dated
+/// `date`, on all cores; sends and records nothing.
+pub fn dry_run(
+    p: &Prepared,
+    keys: &Keys,
+    recipients: &[(usize, bool)],
+    date: SystemTime,
+) -> DryRun {
+    use rayon::prelude::*;
+    let started = Instant::now();
+    let built: Vec<bool> = recipients
+        .par_iter()
+        .map(|&(row, personalised)| {
+            p.letter(keys, row, personalised)
+                .ok()
+                .and_then(|l| {
+                    crate::message::build(&p.campaign, &l, p.audience.email(row), date, "").ok()
+                })
+                .and_then(|m| super::sign(&p.campaign, m).ok())
+                .is_some()
+        })
+        .collect();
+    let ok = |want: bool| {
+        recipients
+            .iter()
+            .zip(&built)
+            .filter(|((_, pers), b)| **b && *pers == want)
+            .count()
+    };
+    DryRun {
+        built: built.iter().filter(|b| **b).count(),
+        personalised: ok(true),
+        generic: ok(false),
+        failed: built.iter().filter(|b| !**b).count(),
+        seconds: started.elapsed().as_secs_f64(),
+    }
 }
 
 /// What the audit log keeps of a run's start: the verdict it ran on, the acknowledgements

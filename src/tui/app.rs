@@ -337,14 +337,7 @@ impl Loaded {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct DryRunSummary {
-    pub built: usize,
-    pub personalised: usize,
-    pub generic: usize,
-    pub failed: usize,
-    pub seconds: f64,
-}
+pub type DryRunSummary = tact::send::orchestrate::DryRun;
 
 /// A one-line text field with a cursor (in characters).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -1367,7 +1360,13 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 return None;
             }
             if l.report.audience.recipients() == 0 {
-                app.set_status("no recipients to send to");
+                let why = match app.facts.completed_at {
+                    Some(at) => {
+                        tact::send::orchestrate::completed_note(&l.prepared.campaign.name, at)
+                    }
+                    None => "no recipients to send to".into(),
+                };
+                app.set_status(why);
                 return None;
             }
             // A campaign that names its relays sends through them, as `tact send` does.

@@ -197,6 +197,7 @@ fn a_composer_send_uses_the_campaigns_relays_and_writes_the_clis_audit_events() 
     let sink = Sink::start();
     let segment = "segment = 'country == \"GB\"'";
     let tui = s.campaign("from-tui", segment, &sink);
+    let tui_again = tui.clone();
     let cli = s.campaign("from-cli", segment, &sink);
 
     let mut app = App::opening(tui, s.ctx());
@@ -231,6 +232,20 @@ fn a_composer_send_uses_the_campaigns_relays_and_writes_the_clis_audit_events() 
     assert_eq!(ledger.relay_usage("sink-a", now()).unwrap(), 220);
     assert!(ledger.completed_at("from-tui").unwrap().is_some());
     drop(ledger);
+
+    // Opened again, the complete campaign plans nobody and says why, as `tact send` does.
+    let mut again = App::opening(tui_again, s.ctx());
+    run_until(&mut again, "checked the campaign again", |a| {
+        a.loaded.as_ref().is_some_and(|l| l.checked())
+    });
+    assert_eq!(again.recipients_count(), 0);
+    dispatch(&mut again, Action::RealSend);
+    assert!(again.prompt.is_none());
+    let status = again.status.clone().unwrap_or_default();
+    assert!(
+        status.contains("completed on") && status.contains("nothing to send"),
+        "{status}"
+    );
 
     // The CLI's send of the same campaign under another name: the same events, alike.
     let argv = [

@@ -5,9 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
-
-use rayon::prelude::*;
 
 use tact::campaign::{Acknowledgement, Campaign};
 use tact::plan::{BasePlan, Facts, Plan, Prepared};
@@ -167,34 +164,7 @@ pub fn dry_run(
     recipients: &[(usize, bool)],
     now: chrono::DateTime<chrono::Utc>,
 ) -> DryRunSummary {
-    let started = Instant::now();
-    let date = std::time::SystemTime::from(now);
-    let built: Vec<bool> = recipients
-        .par_iter()
-        .map(|&(row, personalised)| {
-            p.letter(keys, row, personalised)
-                .ok()
-                .and_then(|l| {
-                    tact::message::build(&p.campaign, &l, p.audience.email(row), date, "").ok()
-                })
-                .and_then(|m| tact::send::sign(&p.campaign, m).ok())
-                .is_some()
-        })
-        .collect();
-    let ok = |want: bool| {
-        recipients
-            .iter()
-            .zip(&built)
-            .filter(|((_, pers), b)| **b && *pers == want)
-            .count()
-    };
-    DryRunSummary {
-        built: built.iter().filter(|b| **b).count(),
-        personalised: ok(true),
-        generic: ok(false),
-        failed: built.iter().filter(|b| !**b).count(),
-        seconds: started.elapsed().as_secs_f64(),
-    }
+    orchestrate::dry_run(p, keys, recipients, std::time::SystemTime::from(now))
 }
 
 /// A real send: `tact send`'s own orchestration (existing state, completion, the check
