@@ -50,6 +50,9 @@ pub struct Args {
 }
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
+    for (i, addr) in args.test.iter().enumerate() {
+        super::address_arg(addr, &format!("argument {} of --test", i + 1))?;
+    }
     let Some(state) = g.existing_state()? else {
         return Ok(2);
     };
@@ -145,7 +148,7 @@ fn refused(r: &Refused) -> anyhow::Result<u8> {
 /// given addresses, subject prefixed `[TEST] `; nothing recorded.
 fn send_test(state: &State, ready: &Ready<'_>, to: &[String]) -> anyhow::Result<u8> {
     let Some(transport) = ready.relays.first().map(|r| r.transport.clone()) else {
-        anyhow::bail!("--test needs --smtp or a [[send.relay]]");
+        return Err(super::usage("--test needs --smtp or a [[send.relay]]"));
     };
     let p = &ready.checked.prepared;
     let recipients: Vec<(usize, bool)> = ready.checked.plan.recipients().collect();
@@ -157,10 +160,10 @@ fn send_test(state: &State, ready: &Ready<'_>, to: &[String]) -> anyhow::Result<
         let letter = p
             .letter(&state.keys, row, personalised)
             .map_err(|e| anyhow::anyhow!(e.detail))?;
-        for addr in to {
+        for addr in to.iter().map(|a| a.trim()) {
             let to: lettre::Address = addr
                 .parse()
-                .with_context(|| format!("--test {addr} is not an address"))?;
+                .context("a --test argument is not an address")?;
             let msg = tact::message::build(
                 &p.campaign,
                 &letter,

@@ -180,7 +180,7 @@ fn only_init_check_and_preview_make_state_and_then_suppress_reaches_it() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn suppress_with_something_that_is_not_an_address_exits_2_without_echoing_it() {
+fn an_argument_that_is_not_an_address_exits_2_without_echoing_it() {
     let t = Tree::new();
     run_expect(t.tact().arg("init"), 0);
     for args in [
@@ -196,6 +196,23 @@ fn suppress_with_something_that_is_not_an_address_exits_2_without_echoing_it() {
         );
         assert!(!r.all_output().contains("canary"), "{}", r.all_output());
     }
+    // send --test takes addresses too; nothing is built or sent for a bad one (nothing
+    // listens on port 1, so getting that far would fail differently).
+    let r = run_expect(
+        t.tact()
+            .arg("send")
+            .arg(t.campaign("winter-sale"))
+            .args(["--smtp", "smtp://127.0.0.1:1", "--test", "me@example.com"])
+            .arg("notanemail-canary"),
+        2,
+    );
+    assert!(
+        r.stderr
+            .contains("argument 2 of --test is not an email address"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.all_output().contains("canary"), "{}", r.all_output());
     // Nothing was suppressed by the mixed call: one bad argument changes nothing.
     let r = run_expect(t.tact().args(["suppress", "check", "ann@example.com"]), 6);
     assert!(r.stdout.contains("not suppressed"), "{}", r.stdout);
@@ -657,4 +674,35 @@ fn a_database_that_tact_init_never_set_up_is_refused_and_gets_nothing() {
         pg_host(&state, &typo).args(["suppress", "check", "bob@example.com"]),
         6,
     );
+}
+#[test]
+fn check_names_a_relay_user_whose_password_is_not_set() {
+    let t = Tree::new();
+    run_expect(t.tact().arg("init"), 0);
+    let named = with_setup(
+        &t,
+        "relay-no-password",
+        &relay_table(
+            "ses",
+            "smtp://mailer@127.0.0.1:2525",
+            "password_env = \"TACT_TEST_SES_PASSWORD\"\n",
+        ),
+    );
+    let (r, setup) = setup_check(&t, &named, &[]);
+    assert_eq!(setup.len(), 1, "{setup:?}\n{}", r.all_output());
+    assert!(setup[0].contains("TACT_TEST_SES_PASSWORD"), "{setup:?}");
+    // Set, it is fine; its value is never shown.
+    let (r, setup) = setup_check(&t, &named, &[("TACT_TEST_SES_PASSWORD", "pw-canary")]);
+    assert!(setup.is_empty(), "{setup:?}");
+    assert!(!r.all_output().contains("pw-canary"));
+
+    // The URL send would take from the environment, with a user and no password.
+    let plain = t.campaign("winter-sale");
+    let (_, setup) = setup_check(
+        &t,
+        &plain,
+        &[("TACT_SMTP_URL", "smtp://mailer@127.0.0.1:2525")],
+    );
+    assert_eq!(setup.len(), 1, "{setup:?}");
+    assert!(setup[0].contains("TACT_SMTP_PASSWORD"), "{setup:?}");
 }
