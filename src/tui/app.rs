@@ -1240,6 +1240,16 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
         }
         Action::Paste(text) => {
             let text = pasted(&text);
+            // Twice what any field takes (a segment stops at MAX_SEGMENT_CHARS): a paste
+            // this long is a mistake, not something to render on every frame.
+            let limit = 2 * tact::segment::MAX_SEGMENT_CHARS;
+            let len = text.chars().count();
+            if len > limit {
+                app.set_status(format!(
+                    "not pasted: {len} characters; a field takes at most {limit}"
+                ));
+                return None;
+            }
             if let Some(p) = &mut app.prompt {
                 p.input.insert_str(&text);
             } else if app.editing {

@@ -2263,3 +2263,47 @@ fn preview_keeps_twelve_lines_of_the_message_at_80x24() {
     assert!(shown[0].contains(&text[0]), "{s}");
     assert!(s.contains("to n****@example.com"), "{s}");
 }
+
+#[test]
+fn help_shows_every_word_of_every_key_at_both_sizes() {
+    use super::keys::active_scopes;
+    let mut a = app("winter-sale");
+    for tab in Tab::ALL {
+        go(&mut a, tab);
+        a.help = true;
+        for (w, h) in [(80, 24), (120, 40)] {
+            let s = screen(&a, w, h);
+            let words: std::collections::HashSet<&str> = s
+                .split(|c: char| c.is_whitespace() || c == '│')
+                .filter(|w| !w.is_empty())
+                .collect();
+            let mut scopes = active_scopes(&a);
+            if tab == Tab::Segment {
+                scopes.insert(0, super::keys::Scope::Text);
+            }
+            for k in KEYS
+                .iter()
+                .filter(|k| scopes.contains(&k.scope) && !k.label.is_empty())
+            {
+                for word in k.help.split_whitespace() {
+                    assert!(
+                        words.contains(word),
+                        "{tab:?} {w}x{h}: `{word}` of `{}` is cut:\n{s}",
+                        k.help
+                    );
+                }
+            }
+        }
+        a.help = false;
+    }
+}
+
+#[test]
+fn a_huge_paste_is_refused_whole() {
+    let mut a = app("winter-sale");
+    dispatch(&mut a, Action::StartEdit);
+    let before = a.segment.text.clone();
+    dispatch(&mut a, Action::Paste("x".repeat(100_000)));
+    assert_eq!(a.segment.text, before);
+    assert!(a.status.as_deref().unwrap().contains("not pasted"));
+}

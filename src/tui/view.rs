@@ -558,7 +558,15 @@ fn funnel_lines(c: &Counts, t: Theme, width: u16) -> Vec<Line<'static>> {
 
 fn audience(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     let c = &l.report.audience;
-    let [top, bottom] = Layout::vertical([Constraint::Length(10), Constraint::Min(3)]).areas(area);
+    let [label, top, bottom] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(10),
+        Constraint::Min(3),
+    ])
+    .areas(area);
+    let mut counted = vec![Span::styled("these counts are for ", t.dim())];
+    counted.extend(counted_for(app, t));
+    Line::from(counted).render(label, buf);
     let [left, right] =
         Layout::horizontal([Constraint::Min(40), Constraint::Length(34)]).areas(top);
     let mut lines = vec![Line::styled(
