@@ -91,7 +91,10 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
                 format!("NOT SENT: the check verdict stops it (exit {code})"),
                 *code,
             ),
-            Fate::Sent(code) => (format!("FAILED: not sent (exit {code})"), *code),
+            Fate::Sent(2) => ("FAILED: did not start (exit 2)".into(), 2),
+            Fate::Sent(130) => ("interrupted (exit 130)".into(), 130),
+            // A relay that gave out may have taken part of the run: the ledger knows who.
+            Fate::Sent(code) => (format!("FAILED: the send stopped (exit {code})"), *code),
             Fate::Waiting(at) => (format!("waiting until {at}"), 0),
             Fate::Unscheduled => ("no send_at: not scheduled".into(), 0),
             Fate::Complete => ("complete".into(), 0),
