@@ -6,6 +6,7 @@
 
 use crate::campaign::Campaign;
 use crate::check::{Finding, Level, Report};
+use crate::error::chain;
 
 use super::{Relay, Transport, load_dkim_key};
 
@@ -83,15 +84,4 @@ pub fn add_to(report: &mut Report, problems: &[Problem]) {
         });
         report.verdict = report.verdict.max(Level::Block);
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

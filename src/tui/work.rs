@@ -14,17 +14,7 @@ use tact::state::{Keys, State};
 
 use super::app::{Checked, Ctx, DryRunSummary, LoadError, Loaded, excluded_rows};
 
-/// The whole error chain on one line, as the status line shows it.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use tact::error::chain;
 
 /// What the ledger knows about this campaign; nothing without a state directory.
 pub fn facts(ctx: &Ctx, campaign: &Campaign) -> Result<Facts, String> {
