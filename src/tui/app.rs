@@ -520,6 +520,8 @@ pub struct App {
     pub prompt: Option<Prompt>,
     pub dry_running: bool,
     pub dry_run: Option<Result<DryRunSummary, String>>,
+    /// The segment the dry run was built for.
+    pub dry_run_for: Option<String>,
     /// Test addresses waiting for the SMTP URL prompt.
     pub pending_test: Option<Vec<String>>,
     pub testing: bool,
@@ -580,6 +582,7 @@ impl App {
             prompt: None,
             dry_running: false,
             dry_run: None,
+            dry_run_for: None,
             pending_test: None,
             testing: false,
             test_result: None,
@@ -767,8 +770,14 @@ impl App {
             self.status = None;
         }
         if std::mem::take(&mut self.dry_run_pending) {
-            self.effects.push(Effect::DryRun);
+            self.start_dry_run();
         }
+    }
+
+    /// Asks for the dry run of the plan on screen, remembering which segment it is for.
+    fn start_dry_run(&mut self) {
+        self.dry_run_for = self.counted_segment().map(str::to_string);
+        self.effects.push(Effect::DryRun);
     }
 
     /// Whether the plan on screen is still being checked (its verdict not known yet).
@@ -1345,7 +1354,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             } else if app.checking() {
                 app.dry_run_pending = true;
             } else {
-                app.effects.push(Effect::DryRun);
+                app.start_dry_run();
             }
         }
         Action::RealSend => {
@@ -1618,8 +1627,12 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             }
         }
         Action::DryRunDone(r) => {
-            app.dry_running = false;
-            app.dry_run = Some(r);
+            // None running: it was for a campaign read again since; its count would be
+            // shown against a plan it was not built from.
+            if app.dry_running {
+                app.dry_running = false;
+                app.dry_run = Some(r);
+            }
         }
         Action::TestSent(r) => {
             app.testing = false;

@@ -1624,6 +1624,7 @@ fn snapshots_of_overlays_and_states() {
         failed: 0,
         seconds: 0.0,
     }));
+    a.dry_run_for = Some("country == \"GB\"".into());
     snap_all("send_after_dry_run", &a);
     dispatch(&mut a, Action::RealSend);
     snap_all("send_smtp_prompt", &a);
@@ -2306,4 +2307,37 @@ fn a_huge_paste_is_refused_whole() {
     dispatch(&mut a, Action::Paste("x".repeat(100_000)));
     assert_eq!(a.segment.text, before);
     assert!(a.status.as_deref().unwrap().contains("not pasted"));
+}
+
+#[test]
+fn a_dry_run_says_its_segment_and_a_stale_one_is_dropped() {
+    let mut a = app("winter-sale");
+    dispatch(&mut a, Action::DryRun);
+    settle(&mut a);
+    let s = screen(&a, 120, 40);
+    assert!(s.contains("for country == \"GB\""), "{s}");
+    assert!(!s.contains("an earlier segment"), "{s}");
+    type_segment(&mut a, "country == \"DE\"");
+    go(&mut a, Tab::Send);
+    let s = screen(&a, 120, 40);
+    assert!(
+        s.contains("for country == \"GB\"  (an earlier segment"),
+        "{s}"
+    );
+    // A dry run still building when the campaign is read again: its answer is dropped.
+    dispatch(&mut a, Action::DryRun);
+    assert!(a.effects.iter().any(|e| matches!(e, Effect::DryRun)));
+    a.effects.clear();
+    dispatch(&mut a, Action::Reload);
+    dispatch(
+        &mut a,
+        Action::DryRunDone(Ok(DryRunSummary {
+            built: 999,
+            personalised: 0,
+            generic: 999,
+            failed: 0,
+            seconds: 0.0,
+        })),
+    );
+    assert!(a.dry_run.is_none(), "{:?}", a.dry_run);
 }

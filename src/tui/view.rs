@@ -1152,14 +1152,36 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
         ));
     }
     match &app.dry_run {
-        Some(Ok(d)) => lines.push(Line::from(vec![
-            Span::styled("dry run: ", t.bold()),
-            Span::raw(format!(
-                "{} message(s) built ({} personalised, {} generic), {} failed, in {:.2}s; nothing sent, nothing recorded",
-                d.built, d.personalised, d.generic, d.failed, d.seconds
-            )),
-        ])),
-        Some(Err(e)) => lines.push(Line::styled(format!("dry run failed: {e}"), t.fg(Color::Red))),
+        Some(Ok(d)) => {
+            lines.push(Line::from(vec![
+                Span::styled("dry run: ", t.bold()),
+                Span::raw(format!(
+                    "{} message(s) built ({} personalised, {} generic), {} failed, in {:.2}s; nothing sent, nothing recorded",
+                    d.built, d.personalised, d.generic, d.failed, d.seconds
+                )),
+            ]));
+            // Like every count on screen, it says which segment it is for.
+            let of = app.dry_run_for.as_deref().unwrap_or_default();
+            let mut label = vec![
+                Span::styled("  for ", t.dim()),
+                Span::raw(if of.is_empty() {
+                    "no segment (everyone with consent)".to_string()
+                } else {
+                    of.to_string()
+                }),
+            ];
+            if app.dry_run_for.as_deref() != app.counted_segment() {
+                label.push(Span::styled(
+                    "  (an earlier segment: d builds this one)",
+                    t.fg(Color::Yellow),
+                ));
+            }
+            lines.push(Line::from(label));
+        }
+        Some(Err(e)) => lines.push(Line::styled(
+            format!("dry run failed: {e}"),
+            t.fg(Color::Red),
+        )),
         None => {}
     }
     let used = lines.len() as u16;
