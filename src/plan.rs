@@ -189,8 +189,9 @@ impl Prepared {
             return Err(Error::input(
                 Location::file(&templates.dir),
                 format!(
-                    "{what} is nested more than {} includes, macro calls or extends deep",
-                    crate::template::MAX_CALL_DEPTH
+                    "{what} nests too deeply: at most {} includes, macro calls or extends, and {} levels of if/for/block/macro bodies in all",
+                    crate::template::MAX_CALL_DEPTH,
+                    crate::template::MAX_RENDER_DEPTH
                 ),
             ));
         }

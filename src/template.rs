@@ -108,6 +108,130 @@ fn tera_location(err: &tera::Error) -> (Option<(usize, usize)>, String) {
     (pos, expected)
 }
 
+/// The largest template file tact reads: a marketing email is a few kilobytes, and Tera
+/// parses and keeps every template whole.
+pub const MAX_TEMPLATE_BYTES: u64 = 1 << 20;
+/// How deeply tags (`if`, `for`, `block`, `macro`, `filter`) and brackets may nest, and how
+/// many operators one tag may chain. Tera parses and renders by recursion, one level per
+/// nesting and per operator: a few hundred of either overflow a 2 MiB worker stack (a
+/// render runs on one). Measured in a debug build: 200 nested `if`s or a chain of 2,000
+/// `+` overflow it, while these limits, all at once, render with room to spare (see the
+/// test `templates_at_the_limits_render_on_a_small_stack`).
+pub const MAX_NESTING: usize = 32;
+pub const MAX_OPERATORS: usize = 64;
+
+/// Where a template nests deeper than tact allows, before Tera sees it: (line, column, what).
+fn nesting_problem(src: &str) -> Option<(usize, usize, String)> {
+    let b = src.as_bytes();
+    let pos = |i: usize| {
+        let before = &src[..i];
+        let line = before.matches('\n').count() + 1;
+        let col = before
+            .rfind('\n')
+            .map_or(before.len(), |n| before.len() - n - 1)
+            + 1;
+        (line, col)
+    };
+    let mut tags = 0usize;
+    let mut i = 0;
+    while i + 1 < b.len() {
+        if b[i] != b'{' || !matches!(b[i + 1], b'{' | b'%' | b'#') {
+            i += 1;
+            continue;
+        }
+        if b[i + 1] == b'#' {
+            i = src[i..].find("#}").map_or(b.len(), |e| i + e + 2);
+            continue;
+        }
+        let close: &[u8] = if b[i + 1] == b'{' { b"}}" } else { b"%}" };
+        let start = i;
+        i += 2;
+        let (mut depth, mut ops) = (0usize, 0usize);
+        let body_start = i;
+        while i < b.len() && !b[i..].starts_with(close) {
+            match b[i] {
+                q @ (b'"' | b'\'' | b'`') => {
+                    i += 1;
+                    while i < b.len() && b[i] != q {
+                        i += 1;
+                    }
+                }
+                b'(' | b'[' => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        let (l, c) = pos(i);
+                        return Some((l, c, format!("brackets nest more than {MAX_NESTING} deep")));
+                    }
+                }
+                b')' | b']' => depth = depth.saturating_sub(1),
+                b'+' | b'-' | b'*' | b'/' | b'%' | b'~' | b'<' | b'>' | b'=' | b'!' | b'|' => {
+                    ops += 1;
+                }
+                c if c.is_ascii_alphabetic()
+                    && !b[i - 1].is_ascii_alphanumeric()
+                    && b[i - 1] != b'_' =>
+                {
+                    let word: String = src[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if matches!(word.as_str(), "and" | "or" | "not" | "in" | "is") {
+                        ops += 1;
+                    }
+                    i += word.len().max(1) - 1;
+                }
+                _ => {}
+            }
+            if ops > MAX_OPERATORS {
+                let (l, c) = pos(start);
+                return Some((
+                    l,
+                    c,
+                    format!("one tag chains more than {MAX_OPERATORS} operators"),
+                ));
+            }
+            i += 1;
+        }
+        if close == b"%}" {
+            let body = src[body_start..i.min(b.len())]
+                .trim_start_matches('-')
+                .trim_start();
+            let word: String = body
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            match word.as_str() {
+                "if" | "for" | "block" | "macro" | "filter" => {
+                    tags += 1;
+                    if tags > MAX_NESTING {
+                        let (l, c) = pos(start);
+                        return Some((l, c, format!("tags nest more than {MAX_NESTING} deep")));
+                    }
+                }
+                "raw" => {
+                    // Nothing inside `raw` is parsed: skip to its end.
+                    let rest = &src[i..];
+                    let end = rest
+                        .match_indices("{%")
+                        .find(|(k, _)| {
+                            rest[k + 2..]
+                                .trim_start_matches('-')
+                                .trim_start()
+                                .starts_with("endraw")
+                        })
+                        .map_or(rest.len(), |(k, _)| k);
+                    i += end;
+                    continue;
+                }
+                w if w.starts_with("end") => tags = tags.saturating_sub(1),
+                _ => {}
+            }
+        }
+        i += close.len();
+    }
+    None
+}
+
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|source| Error::Read {
         path: dir.to_path_buf(),
@@ -160,10 +284,30 @@ impl Templates {
         files.sort();
         let mut sources = Vec::with_capacity(files.len() + 2);
         for (name, path) in &files {
+            let size = std::fs::metadata(path)
+                .map_err(|source| Error::Read {
+                    path: path.clone(),
+                    source,
+                })?
+                .len();
+            if size > MAX_TEMPLATE_BYTES {
+                return Err(Error::input(
+                    Location::file(path),
+                    format!(
+                        "template is {size} bytes; tact reads templates of at most {MAX_TEMPLATE_BYTES} bytes (1 MiB)"
+                    ),
+                ));
+            }
             let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
                 path: path.clone(),
                 source,
             })?;
+            if let Some((l, c, what)) = nesting_problem(&text) {
+                return Err(Error::input(
+                    Location::at(path, l, c),
+                    format!("template too deeply nested: {what}"),
+                ));
+            }
             if let Err(e) = tera::Template::new(name, None, &text) {
                 let (pos, msg) = tera_location(&e);
                 let loc = match pos {
@@ -178,6 +322,19 @@ impl Templates {
             (SUBJECT, subject, "subject"),
             (PREHEADER, preheader, "preheader"),
         ] {
+            let problem = if text.len() as u64 > MAX_TEMPLATE_BYTES {
+                Some(format!("is over {MAX_TEMPLATE_BYTES} bytes"))
+            } else {
+                nesting_problem(text).map(|(l, c, what)| {
+                    format!("is too deeply nested at line {l}, column {c}: {what}")
+                })
+            };
+            if let Some(problem) = problem {
+                return Err(Error::input(
+                    Location::file(campaign_path),
+                    format!("{key} {problem}"),
+                ));
+            }
             if let Err(e) = tera::Template::new(name, None, text) {
                 let (pos, msg) = tera_location(&e);
                 let at = pos.map_or(String::new(), |(l, c)| {
@@ -702,6 +859,10 @@ const ESCAPE_KEEPING_FILTERS: [&str; 15] = [
 /// How deep includes and macro calls may nest: Tera renders them by recursion, and a
 /// render runs on a worker thread with a small stack.
 pub const MAX_CALL_DEPTH: usize = 16;
+/// How many bodies (`if`, `for`, blocks, macros, includes) may nest in one render, across
+/// files: Tera's render recursion overflowed a 2 MiB stack at about 150 nested `if`s in a
+/// debug build; 64 keeps a margin of two for the expressions inside.
+pub const MAX_RENDER_DEPTH: usize = 64;
 
 /// The walker's knowledge of what flows where; it grows pass by pass until it is stable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -727,6 +888,8 @@ struct Walker<'t> {
     stack: Vec<String>,
     /// Output being collected: of the macro or template (preheader) being walked.
     outs: Vec<Flow>,
+    /// Bodies nested around the node being walked (see `MAX_RENDER_DEPTH`).
+    depth: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -755,6 +918,7 @@ impl<'t> Walker<'t> {
             visited_macros: BTreeSet::new(),
             stack: Vec::new(),
             outs: Vec::new(),
+            depth: 0,
         }
     }
 
@@ -850,9 +1014,16 @@ impl<'t> Walker<'t> {
     }
 
     fn walk_nodes(&mut self, nodes: &'t [Node], s: &Scope<'t>) {
+        // Each body is a level of Tera's render recursion, across includes and macros too.
+        if self.depth >= MAX_RENDER_DEPTH {
+            self.usage.too_deep.insert(format!("template {}", s.file));
+            return;
+        }
+        self.depth += 1;
         for node in nodes {
             self.walk_node(node, s);
         }
+        self.depth -= 1;
     }
 
     fn walk_node(&mut self, node: &'t Node, s: &Scope<'t>) {
@@ -1545,6 +1716,30 @@ mod tests {
             .collect();
         let u = used(&borrowed, "");
         assert!(!u.too_deep.is_empty(), "{u:?}");
+        // Each file within the per-file limit, but nested through includes past what one
+        // render may recurse.
+        let ifs = |inner: &str| {
+            format!(
+                "{}{inner}{}",
+                "{% if true %}".repeat(30),
+                "{% endif %}".repeat(30)
+            )
+        };
+        let (a, b, c) = (
+            ifs(r#"{% include "b.txt.tera" %}"#),
+            ifs(r#"{% include "c.txt.tera" %}"#),
+            ifs("deep"),
+        );
+        let u = used(
+            &[("t.txt.tera", &a), ("b.txt.tera", &b), ("c.txt.tera", &c)],
+            "",
+        );
+        assert!(!u.too_deep.is_empty(), "{u:?}");
+        let u = used(
+            &[("t.txt.tera", &a), ("b.txt.tera", "{{ first_name }}")],
+            "",
+        );
+        assert!(u.too_deep.is_empty(), "{u:?}");
     }
 
     #[test]
@@ -1720,6 +1915,64 @@ mod tests {
                 e.message
             );
         }
+    }
+
+    /// A template at every limit at once parses and renders on a 2 MiB stack (a render
+    /// worker's), and one step past any limit is refused with its line and column.
+    #[test]
+    fn templates_at_the_limits_render_on_a_small_stack() {
+        let n = MAX_NESTING;
+        let expr = format!("{}1{}", "(".repeat(n), ")".repeat(n));
+        let chain = format!("1{}", " +1".repeat(MAX_OPERATORS));
+        let body = format!(
+            "{}{{{{ {expr} }}}}{{{{ {chain} }}}}{}",
+            "{% if true %}".repeat(n),
+            "{% endif %}".repeat(n)
+        );
+        let t = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let t = load(&[("t.txt.tera", &body)], "").unwrap();
+                t.render(&vars(1), &[]).map(|r| r.text).unwrap()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(t.starts_with('1'), "{t}");
+        for (what, body) in [
+            (
+                "tags",
+                format!(
+                    "x\n{}y{}",
+                    "{% if true %}".repeat(n + 1),
+                    "{% endif %}".repeat(n + 1)
+                ),
+            ),
+            (
+                "brackets",
+                format!("x\n{{{{ {}1{} }}}}", "(".repeat(n + 1), ")".repeat(n + 1)),
+            ),
+            (
+                "operators",
+                format!("x\n{{{{ 1{} }}}}", "+1".repeat(MAX_OPERATORS + 1)),
+            ),
+        ] {
+            let e = load(&[("t.txt.tera", &body)], "").unwrap_err().to_string();
+            assert!(e.contains("t.txt.tera:2:"), "{what}: {e}");
+            assert!(e.contains(what), "{what}: {e}");
+        }
+        // Inside strings, comments and raw, nothing counts.
+        let quiet = format!(
+            "{{{{ \"{}\" }}}}{{# {} #}}{{% raw %}}{}{{% endraw %}}",
+            "(".repeat(100),
+            "{% if %}".repeat(100),
+            "{% if x %}".repeat(100)
+        );
+        load(&[("t.txt.tera", &quiet)], "").unwrap();
+        let e = load(&[("t.txt.tera", "x")], &"{% if true %}".repeat(n + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("subject is too deeply nested"), "{e}");
     }
 
     #[test]

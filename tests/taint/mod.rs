@@ -305,3 +305,74 @@ fn render_errors_never_carry_a_customer_value() {
         }
     }
 }
+
+/// Bad templates are bad input: an oversized file, nesting that would overflow Tera's
+/// recursion, a recursive macro. Each is exit 2 with the file named, never a crash.
+#[test]
+fn oversized_deep_and_recursive_templates_exit_2() {
+    type Edit = Box<dyn Fn(&Tree)>;
+    let cases: [(&str, Edit, &str); 4] = [
+        (
+            "oversized",
+            Box::new(|t: &Tree| {
+                t.edit("templates/winter-sale.txt.tera", |s| {
+                    format!("{s}{{# {} #}}", "x".repeat(1 << 20))
+                })
+            }),
+            "winter-sale.txt.tera",
+        ),
+        (
+            "nested ifs",
+            Box::new(|t: &Tree| {
+                t.edit("templates/winter-sale.txt.tera", |s| {
+                    s.replace(
+                        "Hi {{ first_name }},",
+                        &format!(
+                            "{}Hi{}",
+                            "{% if true %}".repeat(2000),
+                            "{% endif %}".repeat(2000)
+                        ),
+                    )
+                })
+            }),
+            "winter-sale.txt.tera:",
+        ),
+        (
+            "nested brackets",
+            Box::new(|t: &Tree| {
+                t.edit("templates/winter-sale.html.tera", |s| {
+                    s.replace(
+                        "Hi {{ first_name }},",
+                        &format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000)),
+                    )
+                })
+            }),
+            "winter-sale.html.tera:",
+        ),
+        (
+            "recursive macro",
+            Box::new(|t: &Tree| {
+                t.edit("templates/macros.html.tera", |s| {
+                    format!("{s}\n{{% macro again(n) %}}{{{{ self::again(n=n) }}}}{{% endmacro again %}}\n")
+                });
+                t.edit("templates/winter-sale.html.tera", |s| {
+                    s.replace("Hi {{ first_name }},", "{{ ui::again(n=1) }}")
+                });
+            }),
+            "again",
+        ),
+    ];
+    for (what, edit, named) in cases {
+        let t = Tree::new();
+        edit(&t);
+        for cmd in ["check", "preview"] {
+            let r = run(t.tact().arg(cmd).arg(t.campaign("winter-sale")));
+            assert_eq!(r.code, 2, "{what} ({cmd}): exit {}\n{}", r.code, r.stderr);
+            assert!(
+                r.stderr.contains(named),
+                "{what} ({cmd}): {named} not named\n{}",
+                r.stderr
+            );
+        }
+    }
+}
