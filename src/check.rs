@@ -372,11 +372,13 @@ pub fn unescaped_canaries(html: &str) -> BTreeSet<usize> {
         let raw_tag = lower[..start].ends_with("<i ");
         let escaped_value = after.starts_with('&');
         if raw_tag || !escaped_value {
-            let digits: String = after
-                .trim_start_matches(['"', '\''])
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
+            // The quote itself may be raw or escaped (a raw tag with an escaped quote still
+            // opens an element).
+            let unquoted = ["\"", "'", "&quot;", "&#x27;", "&#34;", "&#39;"]
+                .iter()
+                .find_map(|q| after.strip_prefix(q))
+                .unwrap_or(after);
+            let digits: String = unquoted.chars().take_while(char::is_ascii_digit).collect();
             if let Ok(n) = digits.parse() {
                 found.insert(n);
             }
@@ -1005,6 +1007,11 @@ mod tests {
         assert!(unescaped_canaries(&tera::escape_html(&c)).is_empty());
         assert!(unescaped_canaries(&tera::escape_html(&c).to_uppercase()).is_empty());
         assert!(unescaped_canaries("no canary here").is_empty());
+        // Escaped, then `&lt;` turned back into `<` by a filter: the element is open.
+        assert_eq!(
+            unescaped_canaries(&tera::escape_html(&c).replace("&lt;", "<")),
+            BTreeSet::from([7])
+        );
     }
 
     /// The canary renders see what the walker does not: with the walker's verdict removed,

@@ -2038,7 +2038,15 @@ mod tests {
         /// One construct that reads field `f` in a way that always matters to the output
         /// (values are distinct and truthy, and nothing hides behind an `else`).
         fn construct(kind: u8, f: &str, i: usize) -> String {
-            match kind % 10 {
+            match kind % 14 {
+                10 => format!("{{{{ \"k\" | replace(from=\"k\", to={f}) }}}}"),
+                11 => format!("{{{{ m::two(a=\"x\", b={f}) }}}}"),
+                12 => format!(
+                    "{{% for c in [{f}] %}}{{% set_global g{i} = c | upper %}}{{% endfor %}}{{{{ g{i} | default(value=\"\") }}}}"
+                ),
+                13 => format!(
+                    "{{% set s{i} = [{f}] %}}{{% for c in s{i} %}}{{{{ c }}}}{{% endfor %}}"
+                ),
                 0 => format!("{{{{ {f} }}}}"),
                 1 => format!("{{{{ {f} | upper | replace(from=\"V\", to=\"w\") }}}}"),
                 2 => format!("{{% if {f} %}}yes{i}{{% endif %}}"),
@@ -2056,7 +2064,7 @@ mod tests {
             #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
             #[test]
             fn extracted_fields_are_exactly_the_fields_the_render_needs(
-                picks in proptest::collection::vec((0u8..10, 0usize..F.len()), 0..8),
+                picks in proptest::collection::vec((0u8..14, 0usize..F.len()), 0..8),
                 in_subject in proptest::bool::ANY,
             ) {
                 let mut body = String::from("{% import \"m.txt.tera\" as m %}");
@@ -2065,7 +2073,7 @@ mod tests {
                     body.push('\n');
                 }
                 let mut files: Vec<(String, String)> = vec![
-                    ("m.txt.tera".into(), "{% macro show(v) %}[{{ v }}]{% endmacro %}".into()),
+                    ("m.txt.tera".into(), "{% macro show(v) %}[{{ v }}]{% endmacro %}{% macro two(a, b) %}{{ a }}{{ b }}{% endmacro %}".into()),
                     ("t.txt.tera".into(), if in_subject { "static".into() } else { body.clone() }),
                 ];
                 for f in F {
@@ -2097,6 +2105,90 @@ mod tests {
                     .map(|f| f.to_string())
                     .collect();
                 prop_assert_eq!(extracted, needed, "body: {}", body);
+            }
+        }
+        /// One construct printing field `f` in HTML, and whether Tera prints it unescaped.
+        fn html_construct(kind: u8, f: &str, i: usize) -> (String, bool) {
+            match kind % 14 {
+                0 => (format!("{{{{ {f} }}}}"), false),
+                1 => (format!("{{{{ {f} | safe }}}}"), true),
+                2 => (format!("{{% set x{i} = {f} %}}{{{{ x{i} | safe }}}}"), true),
+                3 => (
+                    format!("{{% for c in [{f}] %}}{{{{ c | safe }}}}{{% endfor %}}"),
+                    true,
+                ),
+                4 => (format!("{{{{ m::raw(v={f}) }}}}"), true),
+                5 => (
+                    format!("{{{{ \"k\" | replace(from=\"k\", to={f}) | safe }}}}"),
+                    true,
+                ),
+                6 => (format!("{{{{ \"a\" ~ {f} }}}}"), true),
+                7 => (format!("{{% set l{i} = [{f}] %}}{{{{ l{i} }}}}"), true),
+                8 => (
+                    format!("{{% if {f} %}}{{{{ {f} | upper }}}}{{% endif %}}"),
+                    false,
+                ),
+                9 => (
+                    format!(
+                        "{{% filter replace(from=\"&lt;\", to=\"<\") %}}{{{{ {f} }}}}{{% endfilter %}}"
+                    ),
+                    true,
+                ),
+                10 => (format!("{{{{ m::show(v={f}) }}}}"), false),
+                11 => (
+                    format!("{{% set y{i} = {f} | upper %}}{{{{ y{i} }}}}"),
+                    false,
+                ),
+                12 => (format!("{{{{ [{f}] }}}}"), false),
+                _ => (
+                    format!("{{% set r{i} = m::show(v={f}) %}}{{{{ r{i} | safe }}}}"),
+                    true,
+                ),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+            /// The walker's `unescaped` is what the rendered HTML shows raw: every field's
+            /// value is a canary, and a canary printed raw names its field. Soundness (nothing
+            /// raw the walker missed) is the promise; equality, wherever the walker is meant to
+            /// be precise, shows it is not bought by blocking everything.
+            #[test]
+            fn the_walkers_unescaped_fields_are_the_canaries_printed_raw(
+                picks in proptest::collection::vec((0u8..14, 0usize..F.len()), 0..8),
+            ) {
+                let mut html = String::from("{% import \"m.html.tera\" as m %}");
+                let mut expected = BTreeSet::new();
+                for (i, (kind, f)) in picks.iter().enumerate() {
+                    let (c, raw) = html_construct(*kind, F[*f], i);
+                    html.push_str(&c);
+                    html.push('\n');
+                    if raw {
+                        expected.insert(F[*f].to_string());
+                    }
+                }
+                let files = [
+                    ("m.html.tera", "{% macro show(v) %}[{{ v }}]{% endmacro %}{% macro raw(v) %}{{ v | safe }}{% endmacro %}"),
+                    ("t.txt.tera", "x"),
+                    ("t.html.tera", html.as_str()),
+                ];
+                let t = load(&files, "").unwrap();
+                let walker = t.usage(F).unescaped;
+                let canaries: Vec<String> = (0..F.len()).map(crate::check::canary).collect();
+                let values: Vec<(&str, &str)> = F.iter().zip(&canaries).map(|(f, c)| (*f, c.as_str())).collect();
+                let rendered = t.render(&vars(1), &values).unwrap();
+                let seen: BTreeSet<String> = crate::check::unescaped_canaries(&rendered.html.unwrap_or_default())
+                    .into_iter()
+                    .map(|n| F[n].to_string())
+                    .collect();
+                prop_assert_eq!(&seen, &expected, "canaries, html: {}", html);
+                prop_assert!(walker.is_superset(&expected), "walker missed {:?}, html: {}", expected.difference(&walker).collect::<Vec<_>>(), html);
+                // Over-reporting is allowed only where a macro's output is kept by `set` and
+                // printed `safe`: macro outputs are merged over all calls (kind 13).
+                let merged = picks.iter().any(|(k, _)| k % 14 == 13);
+                if !merged {
+                    prop_assert_eq!(&walker, &expected, "walker, html: {}", html);
+                }
             }
         }
     }
