@@ -728,17 +728,8 @@ pub struct BasePlan {
 fn duplicate_rows(a: &Audience, rows: &[Base]) -> Vec<usize> {
     use std::hash::{BuildHasher, Hasher};
     let hasher = std::collections::hash_map::RandomState::new();
-    let key = |row: usize| -> Cow<'_, str> {
-        let email = a.email(row);
-        if email
-            .bytes()
-            .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
-        {
-            Cow::Owned(email.to_lowercase())
-        } else {
-            Cow::Borrowed(email)
-        }
-    };
+    // The ledger's own form of an address: a pair it would hash alike is a duplicate here.
+    let key = |row: usize| -> Cow<'_, str> { crate::state::address_key(a.email(row)) };
     let mut pairs: Vec<(u64, u32)> = rows
         .par_iter()
         .enumerate()

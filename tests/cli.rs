@@ -3,6 +3,7 @@
 //! against the sample data (or a writable copy of it), always with `--state <tempdir>` and
 //! `--now 2026-11-23T12:00:00Z` so nothing depends on the machine or the clock.
 
+mod attack;
 mod input;
 mod ops;
 mod report;

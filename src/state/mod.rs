@@ -242,7 +242,47 @@ pub type RecipientHash = [u8; 32];
 pub type KeyId = [u8; 32];
 
 pub fn normalise_address(addr: &str) -> String {
-    addr.trim().to_lowercase()
+    address_key(addr).into_owned()
+}
+
+/// The one form of an address that the ledger, the suppression list and the duplicate scan
+/// compare: case folded, invisible characters dropped, and the domain as IDNA reads it, so
+/// `Dup@Exämple.com`, `dup@xn--exmple-cua.com` and `dup@example.com` followed by a zero-width
+/// space (which IDNA ignores) are one person, mailed once and suppressed together. Merging
+/// two addresses can only hold a message back; splitting one would send it twice. Plain
+/// lowercase ASCII, nearly every address, is borrowed as it is.
+pub fn address_key(addr: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let addr = addr.trim_matches(|c: char| c.is_whitespace() || invisible(c));
+    let plain = addr
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+        && !addr.contains("xn--");
+    if plain {
+        return Cow::Borrowed(addr);
+    }
+    let folded: String = addr
+        .chars()
+        .filter(|c| !invisible(*c))
+        .collect::<String>()
+        .to_lowercase();
+    match folded.rsplit_once('@') {
+        Some((local, domain)) => match idna::domain_to_unicode(domain) {
+            (d, Ok(())) => Cow::Owned(format!("{local}@{d}")),
+            _ => Cow::Owned(folded),
+        },
+        None => Cow::Owned(folded),
+    }
+}
+
+/// Characters that print as nothing (soft hyphen, zero-width spaces and joiners, word
+/// joiner, byte order mark): pasted into an address they make it look the same and hash
+/// differently.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}'
+    )
 }
 
 impl Keys {
@@ -553,6 +593,29 @@ pub fn short_hash(h: &RecipientHash) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_mailbox_has_one_key() {
+        let same = [
+            "dup@example.com",
+            " DUP@Example.COM\t",
+            "dup@example.com\u{200B}",
+            "\u{FEFF}dup@exa\u{00AD}mple.com",
+        ];
+        for a in same {
+            assert_eq!(address_key(a), "dup@example.com", "{a:?}");
+        }
+        assert_eq!(address_key("Dup@XN--EXMPLE-CUA.com"), "dup@exämple.com");
+        assert_eq!(address_key("dup@Exämple.com"), "dup@exämple.com");
+        assert_ne!(
+            address_key("dup@example.com"),
+            address_key("dup2@example.com")
+        );
+        assert!(matches!(
+            address_key("plain@example.com"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn init_makes_private_files_and_stable_keys() {

@@ -1,0 +1,114 @@
+//! The attacker's suite (#11): what a careless export, a pasted address or a hostile
+//! template does to the promises, checked on what tact prints and writes.
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// The first customer row of the sample: GB, marketing consent, fresh consent date.
+fn first_row(t: &Tree) -> (String, Vec<String>) {
+    let csv = t.read("sample-data/customers.csv");
+    let mut lines = csv.lines();
+    let header = lines.next().expect("header").to_string();
+    let row = lines.next().expect("a first row");
+    assert!(
+        row.starts_with("NW00001,ngozi.okafor@example.com,"),
+        "{row}"
+    );
+    (header, row.split(',').map(str::to_string).collect())
+}
+
+/// Appends copies of the first row with these addresses (and fresh customer ids).
+fn append_copies(t: &Tree, emails: &[&str]) {
+    let (_, row) = first_row(t);
+    let mut csv = t.read("sample-data/customers.csv");
+    if !csv.ends_with('\n') {
+        csv.push('\n');
+    }
+    for (i, e) in emails.iter().enumerate() {
+        let mut r = row.clone();
+        r[0] = format!("AT{i:05}");
+        r[1] = (*e).to_string();
+        csv.push_str(&r.join(","));
+        csv.push('\n');
+    }
+    t.write("sample-data/customers.csv", &csv);
+}
+
+fn excluded(v: &Value, reason: &str) -> u64 {
+    v["audience"]["excluded"][reason]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no count for {reason}: {}", v["audience"]))
+}
+
+fn check(t: &Tree) -> Value {
+    let (r, v) = check_json(
+        t.tact()
+            .arg("check")
+            .arg(t.campaign("winter-sale"))
+            .arg("--json"),
+    );
+    assert!(
+        r.code == 0 || r.code == 3,
+        "check: {}\n{}",
+        r.code,
+        r.stderr
+    );
+    v
+}
+
+/// One mailbox written three ways is one recipient: IDNA reads `exämple.com` and its
+/// punycode alike, and ignores a zero-width space pasted after the domain. Each spelling
+/// that hashed apart was a second message to the same person.
+#[test]
+fn one_mailbox_spelled_apart_is_still_a_duplicate() {
+    let base = Tree::new();
+    let before = excluded(&check(&base), "duplicate");
+    let t = Tree::new();
+    append_copies(
+        &t,
+        &[
+            "ngozi.okafor@example.com\u{200B}",
+            "ngozi@exämple.com",
+            "ngozi@XN--EXMPLE-CUA.com",
+        ],
+    );
+    let v = check(&t);
+    assert_eq!(
+        excluded(&v, "duplicate"),
+        before + 2,
+        "the zero-width copy of row 2 and the punycode copy of the IDN row are duplicates: {}",
+        v["audience"]
+    );
+}
+
+/// An opt-out holds for every spelling of the address that reaches the same mailbox.
+#[test]
+fn an_opt_out_covers_every_spelling_of_the_mailbox() {
+    let t = Tree::new();
+    append_copies(&t, &["ngozi@xn--exmple-cua.com"]);
+    t.edit("sample-data/customers.csv", |s| {
+        s.replacen(
+            "NW00001,ngozi.okafor@example.com,",
+            "NW00001,ngozi.okafor@example.com\u{200B},",
+            1,
+        )
+    });
+    run_expect(t.tact().arg("init"), 0);
+    run_expect(
+        t.tact().args([
+            "suppress",
+            "add",
+            "ngozi.okafor@example.com",
+            "Ngozi@Exämple.com",
+        ]),
+        0,
+    );
+    let v = check(&t);
+    assert_eq!(
+        excluded(&v, "suppressed"),
+        2,
+        "both suppressed people are held back: {}",
+        v["audience"]
+    );
+}
