@@ -16,13 +16,29 @@ pub fn normalise_name(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut pending_sep = false;
     for ch in raw.chars() {
-        if ch.is_ascii_alphanumeric() {
-            if pending_sep && !out.is_empty() {
-                out.push('_');
-            }
-            pending_sep = false;
-            out.push(ch.to_ascii_lowercase());
+        // A letter outside ASCII keeps its Latin reading (`Religión` → `religion`, not
+        // `religi_n`): classification judges the variable name, and a word cut in two at
+        // an accent is a special-category column passing as unclassified.
+        let ascii = [ch as u8];
+        let letters: &[u8] = if ch.is_ascii_alphanumeric() {
+            &ascii
+        } else if ch.is_alphabetic() {
+            deunicode::deunicode_char(ch).unwrap_or("").as_bytes()
         } else {
+            &[]
+        };
+        for b in letters {
+            if b.is_ascii_alphanumeric() {
+                if pending_sep && !out.is_empty() {
+                    out.push('_');
+                }
+                pending_sep = false;
+                out.push(b.to_ascii_lowercase() as char);
+            } else {
+                pending_sep = true;
+            }
+        }
+        if letters.is_empty() {
             pending_sep = true;
         }
     }
@@ -149,6 +165,9 @@ mod tests {
         assert_eq!(normalise_name("  E-mail Address  "), "e_mail_address");
         assert_eq!(normalise_name("Total Spent (£)"), "total_spent");
         assert_eq!(normalise_name("2fa"), "_2fa");
+        assert_eq!(normalise_name("Religión"), "religion");
+        assert_eq!(normalise_name("Straße Nr"), "strasse_nr");
+        assert_eq!(normalise_name("Prénom"), "prenom");
     }
 
     #[test]

@@ -320,27 +320,53 @@ pub fn classify(name: &str, schema: &Schema) -> Classification {
 const SPECIAL: &[&str] = &[
     "health",
     "medical",
-    "medication",
-    "diagnosis",
-    "diagnoses",
+    "medication*",
+    "prescription*",
+    "symptom*",
+    "allerg*",
+    "vaccin*",
+    "patient",
+    "patients",
+    "nhs",
+    "blood_type",
+    "blood_group",
+    "blood_pressure",
+    "psychiatric",
+    "diagnos*",
     "condition",
     "conditions",
-    "disability",
+    "disabilit*",
     "disabled",
-    "illness",
-    "disease",
+    "illness*",
+    "disease*",
     "pregnan*",
-    "religion",
+    "religion*",
     "religious",
     "faith",
+    "belief*",
+    "philosophical",
     "ethnic*",
     "race",
     "racial",
     "sexual*",
     "orientation",
+    "sexuality",
+    "bisexual",
+    "homosexual",
+    "heterosexual",
+    "asexual",
+    "gay",
+    "lesbian",
+    "queer",
+    "intersex",
+    "transgender",
+    "transsexual",
+    "gender_identity",
+    "sex_life",
     "lgbt*",
     "politic*",
     "union",
+    "unions",
     "genetic*",
     "biometric*",
     "dna",
@@ -350,6 +376,27 @@ const SPECIAL: &[&str] = &[
     "therapy",
     "criminal",
     "conviction*",
+    "offence",
+    "offences",
+    "offense",
+    "offenses",
+    "crime",
+    "crimes",
+    // Government identifiers and status, sensitive under the CPRA.
+    "ssn",
+    "social_security",
+    "nino",
+    "nat_ins",
+    "national_insurance",
+    "passport*",
+    "drivers_license",
+    "drivers_licence",
+    "driver_license",
+    "driving_licence",
+    "driving_license",
+    "citizenship",
+    "immigration",
+    "asylum",
 ];
 const HIGH_RISK: &[&str] = &[
     "lat",
@@ -380,6 +427,12 @@ const HIGH_RISK: &[&str] = &[
     "net_worth",
     "wealth",
     "arrears",
+    "iban",
+    "bank_account",
+    "account_number",
+    "card_number",
+    "sort_code",
+    "routing_number",
 ];
 const QUASI: &[&str] = &[
     "dob",
@@ -647,5 +700,81 @@ mod tests {
         let mostly: Vec<&str> = std::iter::repeat_n("12", 19).chain(["N/A"]).collect();
         assert_eq!(infer_type(mostly.into_iter()), FieldType::Number);
         assert_eq!(infer_type(["inf", "NaN"].into_iter()), FieldType::Text);
+    }
+
+    /// What a hostile or careless export calls its sensitive columns: plurals, past
+    /// tenses, the CPRA's government identifiers and citizenship, and letters outside
+    /// ASCII that the variable name loses. None may pass as unclassified or lower.
+    #[test]
+    fn sensitive_columns_in_every_spelling() {
+        use FieldClass::*;
+        let cases = [
+            ("HIV_status", Special),
+            ("Religious_Affiliation", Special),
+            ("ethnicOrigin", Special),
+            ("sexuality", Special),
+            ("diagnosis2", Special),
+            ("prev_diagnosis", Special),
+            ("diagnosed_with", Special),
+            ("medications", Special),
+            ("disabilities", Special),
+            ("illnesses", Special),
+            ("chronic_diseases", Special),
+            ("religions", Special),
+            ("beliefs", Special),
+            ("philosophical_beliefs", Special),
+            ("trade_unions", Special),
+            ("union_member", Special),
+            ("transgender", Special),
+            ("bisexual", Special),
+            ("gender_identity", Special),
+            ("sex_life", Special),
+            ("allergies", Special),
+            ("prescriptions", Special),
+            ("symptoms", Special),
+            ("patient_id", Special),
+            ("nhs_number", Special),
+            ("blood_type", Special),
+            ("vaccination_status", Special),
+            ("psychiatric_history", Special),
+            ("offences", Special),
+            ("criminal_record", Special),
+            ("SSN", Special),
+            ("social_security_number", Special),
+            ("nat_ins_no", Special),
+            ("national_insurance_number", Special),
+            ("NINO", Special),
+            ("passport_number", Special),
+            ("drivers_license", Special),
+            ("driving_licence_no", Special),
+            ("citizenship", Special),
+            ("immigration_status", Special),
+            ("Religión", Special),
+            ("geo_lat", HighRisk),
+            ("home_lat", HighRisk),
+            ("credit_card_number", HighRisk),
+            ("iban", HighRisk),
+            ("bank_account", HighRisk),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter_map(|(name, want)| {
+                let variable = crate::names::normalise_name(name);
+                let got = classify_by_name(&variable).map(|c| c.base);
+                (got != Some(*want))
+                    .then(|| format!("{name} ({variable}): {got:?}, wanted {want:?}"))
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{wrong:#?}");
+        // And what must stay ordinary: no word inside another one counts.
+        for name in [
+            "transaction_count",
+            "translation",
+            "reunion_date",
+            "page_views",
+        ] {
+            let c = classify_by_name(name).map(|c| c.base);
+            assert!(c != Some(Special), "{name}: {c:?}");
+        }
     }
 }

@@ -112,3 +112,51 @@ fn an_opt_out_covers_every_spelling_of_the_mailbox() {
         v["audience"]
     );
 }
+
+fn special_fields(v: &Value) -> Vec<String> {
+    v["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["rule"] == "special-category")
+        .flat_map(|f| f["fields"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect()
+}
+
+/// A column renamed the way a real export names it: a government identifier in the segment
+/// and a header with an accent in the body. Both are special categories and must block;
+/// before, `SSN` was an unclassified notice (exit 0) and `Religión` became `religi_n`.
+#[test]
+fn sensitive_columns_block_whatever_the_export_calls_them() {
+    let t = Tree::new();
+    t.edit("sample-data/customers.csv", |s| {
+        s.replacen("customer_id,", "SSN,", 1)
+            .replacen(",loyalty_tier,", ",Religión,", 1)
+    });
+    t.edit("sample-data/campaigns/winter-sale.toml", |s| {
+        s.replace(
+            "segment = 'country == \"GB\"'",
+            "segment = 'country == \"GB\" and SSN != \"\"'",
+        )
+    });
+    for part in ["html", "txt"] {
+        t.edit(&format!("templates/winter-sale.{part}.tera"), |s| {
+            s.replace("loyalty_tier", "religion")
+        });
+    }
+    let (r, v) = check_json(
+        t.tact()
+            .arg("check")
+            .arg(t.campaign("winter-sale"))
+            .arg("--json"),
+    );
+    assert_eq!(r.code, 4, "{}\n{}", r.stdout, r.stderr);
+    let special = special_fields(&v);
+    for f in ["SSN", "religion"] {
+        assert!(
+            special.iter().any(|s| s == f),
+            "{f} not special: {special:?}"
+        );
+    }
+}
