@@ -22,6 +22,9 @@ const STILL_CHECKING: &str = "still checking every recipient";
 /// The shortest reason an acknowledgement may give: a sentence, not "ok".
 pub const MIN_REASON: usize = 20;
 
+/// What a dry run of a blocked campaign says instead of a count of built messages.
+pub const DRY_RUN_BLOCKED: &str = "blocked: nothing would be sent (see Check)";
+
 /// How long the segment must stay unchanged before it is recounted.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
 
@@ -665,8 +668,17 @@ impl App {
         self.path.as_deref()
     }
 
+    /// Whether the report on screen blocks the campaign (the rules that need no render
+    /// are known at once, as `tact preview` knows them; the others once checked).
+    pub fn blocked(&self) -> bool {
+        self.loaded
+            .as_ref()
+            .is_some_and(|l| l.report.verdict == Level::Block)
+    }
+
     /// Rebuilds the preview of the selected recipient.
     pub fn refresh_preview(&mut self) {
+        let blocked = self.blocked();
         self.preview = self.loaded.as_ref().and_then(|l| {
             let n = l.report.audience.recipients();
             if n == 0 {
@@ -681,6 +693,7 @@ impl App {
                 row,
                 planned,
                 planned && !self.preview_generic,
+                blocked,
             ))
         });
     }
@@ -774,10 +787,17 @@ impl App {
         }
     }
 
-    /// Asks for the dry run of the plan on screen, remembering which segment it is for.
+    /// Asks for the dry run of the plan on screen, remembering which segment it is for;
+    /// a blocked campaign builds nothing, since a count of built messages would say
+    /// something could be sent.
     fn start_dry_run(&mut self) {
         self.dry_run_for = self.counted_segment().map(str::to_string);
-        self.effects.push(Effect::DryRun);
+        if self.blocked() {
+            self.dry_running = false;
+            self.dry_run = Some(Err(DRY_RUN_BLOCKED.to_string()));
+        } else {
+            self.effects.push(Effect::DryRun);
+        }
     }
 
     /// Whether the plan on screen is still being checked (its verdict not known yet).
@@ -843,7 +863,9 @@ impl App {
 }
 
 /// Renders one recipient exactly as `send` would build it: the headers a marketer cares
-/// about, the text part, and why this person gets the message.
+/// about, the text part, and why this person gets the message. A blocked campaign shows
+/// nobody's personal render and no segment values: only the generic variant, since what
+/// is blocked is showing those fields at all, on screen as in a mailbox.
 pub fn render_preview(
     p: &Prepared,
     keys: &Keys,
@@ -851,17 +873,22 @@ pub fn render_preview(
     row: usize,
     planned: bool,
     personalised: bool,
+    blocked: bool,
 ) -> PreviewDoc {
+    let personalised = personalised && !blocked;
     let email = p.audience.email(row).to_string();
     let line = p.audience.line(row);
     let (vars, _) = p.tool_vars(keys, row, personalised);
     let mut why = vec![vars.why_you_got_this.clone()];
-    why.push(if planned {
+    why.push(if planned && blocked {
+        "consent: marketing, and personalisation (the personalised variant is blocked)".to_string()
+    } else if planned {
         "consent: marketing, and personalisation (gets the personalised variant)".to_string()
     } else {
         "consent: marketing only (gets the generic variant)".to_string()
     });
     match &p.segment {
+        Some(seg) if blocked => why.push(format!("segment: {}", seg.source)),
         Some(seg) => {
             let values: Vec<String> = seg
                 .fields
@@ -1351,7 +1378,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 if app.recount_due.is_some() && !app.recounting() {
                     return app.start_recount();
                 }
-            } else if app.checking() {
+            } else if app.checking() && !app.blocked() {
                 app.dry_run_pending = true;
             } else {
                 app.start_dry_run();
@@ -1631,7 +1658,12 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             // shown against a plan it was not built from.
             if app.dry_running {
                 app.dry_running = false;
-                app.dry_run = Some(r);
+                // The plan may have become blocked while the messages were being built.
+                app.dry_run = Some(if app.blocked() {
+                    Err(DRY_RUN_BLOCKED.to_string())
+                } else {
+                    r
+                });
             }
         }
         Action::TestSent(r) => {

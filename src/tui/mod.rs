@@ -13,6 +13,8 @@ mod view;
 mod work;
 
 #[cfg(test)]
+mod screens_tests;
+#[cfg(test)]
 mod send_tests;
 #[cfg(test)]
 mod tests;

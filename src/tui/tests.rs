@@ -21,11 +21,11 @@ use super::keys::{KEYS, action_for_event, action_for_key};
 use super::view::{CLASSES, class_style, error_column, funnel};
 use super::{Exit, dispatch, work};
 
-fn now() -> chrono::DateTime<chrono::Utc> {
+pub(super) fn now() -> chrono::DateTime<chrono::Utc> {
     tact::consent::parse_time("2026-11-23T12:00:00Z").unwrap()
 }
 
-fn ctx() -> Ctx {
+pub(super) fn ctx() -> Ctx {
     Ctx {
         keys: Keys::from_master(&[7; 32]),
         state_dir: None,
@@ -34,13 +34,13 @@ fn ctx() -> Ctx {
     }
 }
 
-fn campaign(name: &str) -> PathBuf {
+pub(super) fn campaign(name: &str) -> PathBuf {
     PathBuf::from(format!("sample-data/campaigns/{name}.toml"))
 }
 
 /// Runs the effects the way the loop would, but on this thread, until none are left.
 /// Returns the effects it does not run (saves, sends, the editor), in order.
-fn settle(app: &mut App) -> Vec<Effect> {
+pub(super) fn settle(app: &mut App) -> Vec<Effect> {
     let mut skipped = Vec::new();
     while !app.effects.is_empty() {
         for e in std::mem::take(&mut app.effects) {
@@ -85,7 +85,7 @@ fn settle(app: &mut App) -> Vec<Effect> {
     skipped
 }
 
-fn app(name: &str) -> App {
+pub(super) fn app(name: &str) -> App {
     let mut app = App::opening(campaign(name), ctx());
     app.colour = false;
     app.smtp_url = None;
@@ -94,13 +94,13 @@ fn app(name: &str) -> App {
     app
 }
 
-fn go(app: &mut App, tab: Tab) {
+pub(super) fn go(app: &mut App, tab: Tab) {
     while app.tab != tab {
         dispatch(app, Action::NextTab);
     }
 }
 
-fn type_segment(app: &mut App, text: &str) {
+pub(super) fn type_segment(app: &mut App, text: &str) {
     dispatch(app, Action::StartEdit);
     dispatch(app, Action::ClearInput);
     for c in text.chars() {
@@ -114,7 +114,7 @@ fn recipients(app: &App) -> usize {
     app.loaded.as_ref().unwrap().report.audience.recipients()
 }
 
-fn screen(app: &App, w: u16, h: u16) -> String {
+pub(super) fn screen(app: &App, w: u16, h: u16) -> String {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     t.draw(|f| f.render_widget(app, f.area())).unwrap();
     let buf = t.backend().buffer();
@@ -746,7 +746,7 @@ fn editor_and_reload_ask_for_their_effects() {
     assert_eq!(recipients(&a), 220);
 }
 
-fn typed(app: &mut App, text: &str) {
+pub(super) fn typed(app: &mut App, text: &str) {
     dispatch(app, Action::ClearInput);
     for c in text.chars() {
         dispatch(app, Action::Input(c));

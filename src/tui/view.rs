@@ -17,7 +17,7 @@ use tact::check::Level;
 use tact::plan::{Counts, Reason};
 use tact::schema::FieldClass;
 
-use super::app::{App, Loaded, MIN_REASON, PromptKind, Tab, mask};
+use super::app::{App, DRY_RUN_BLOCKED, Loaded, MIN_REASON, PromptKind, Tab, mask};
 use super::keys::{KEYS, Scope, active_scopes};
 use super::source;
 
@@ -990,8 +990,11 @@ fn preview(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
     ])
     .areas(area);
     let index = app.preview_index.min(total.saturating_sub(1)) + 1;
+    let blocked = app.blocked();
     let variant = if doc.personalised {
         "personalised"
+    } else if blocked {
+        "generic (blocked: no personal render is shown)"
     } else if doc.planned_personalised {
         "generic (toggled with g)"
     } else {
@@ -1028,6 +1031,22 @@ fn preview(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
         ])
     };
     let mut lines: Vec<Line> = Vec::new();
+    if blocked {
+        let findings = app.loaded.as_ref().map(|l| &l.report.findings);
+        for f in findings.into_iter().flatten() {
+            if f.level == Level::Block {
+                lines.push(Line::from(vec![
+                    Span::styled("BLOCK ", t.level(Level::Block)),
+                    Span::styled(f.rule, t.bold()),
+                    Span::raw(format!(": {}", f.message)),
+                ]));
+            }
+        }
+        lines.push(Line::styled(
+            "nothing can be sent; this is the generic variant everyone would get instead",
+            t.level(Level::Block),
+        ));
+    }
     if let Some(e) = &doc.error {
         lines.push(Line::styled(
             format!("not sendable: {e}"),
@@ -1177,6 +1196,9 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
                 ));
             }
             lines.push(Line::from(label));
+        }
+        Some(Err(e)) if e == DRY_RUN_BLOCKED => {
+            lines.push(Line::styled(format!("dry run: {e}"), t.level(Level::Block)));
         }
         Some(Err(e)) => lines.push(Line::styled(
             format!("dry run failed: {e}"),

