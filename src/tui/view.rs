@@ -994,7 +994,7 @@ fn preview(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
     let variant = if doc.personalised {
         "personalised"
     } else if blocked {
-        "generic (blocked: no personal render is shown)"
+        "generic (blocked)"
     } else if doc.planned_personalised {
         "generic (toggled with g)"
     } else {
