@@ -371,7 +371,7 @@ pub fn unescaped_canaries(html: &str) -> BTreeSet<usize> {
         let after = &lower[start + MARK.len()..];
         let raw_tag = lower[..start].ends_with("<i ");
         let escaped_value = after.starts_with('&');
-        if raw_tag || !escaped_value {
+        if raw_tag || !escaped_value || in_tag_markup(&lower, start) {
             // The quote itself may be raw or escaped (a raw tag with an escaped quote still
             // opens an element).
             let unquoted = ["\"", "'", "&quot;", "&#x27;", "&#34;", "&#39;"]
@@ -386,6 +386,89 @@ pub fn unescaped_canaries(html: &str) -> BTreeSet<usize> {
         from = start + MARK.len();
     }
     found
+}
+
+/// Whether an escaped canary at `at` (in the lowercased HTML) is part of a tag's markup
+/// rather than text or a quoted attribute value: after `<` (`<{{ v }}>`, the value names
+/// the element), or inside a tag outside quotes (`<a href={{ v }}>`, `<td {{ v }}>`).
+/// Escaping `<>&"'` keeps a value text only in text and quoted values; in a tag, a space
+/// in the value starts a new attribute (`x onmouseover=… style=…`), escaped or not.
+fn in_tag_markup(lower: &str, at: usize) -> bool {
+    const ESCAPED_OPEN: &str = "&lt;i ";
+    let value_start = at.saturating_sub(ESCAPED_OPEN.len());
+    if lower[..at].ends_with(ESCAPED_OPEN)
+        && (lower[..value_start].ends_with('<') || lower[..value_start].ends_with("</"))
+    {
+        return true;
+    }
+    #[derive(PartialEq)]
+    enum St {
+        Text,
+        Tag,
+        Quoted(u8),
+    }
+    let b = &lower.as_bytes()[..at.min(lower.len())];
+    let (mut st, mut i, mut after_eq) = (St::Text, 0, false);
+    let mut tag_start = 0;
+    while i < b.len() {
+        let c = b[i];
+        match st {
+            St::Text if c == b'<' => {
+                let rest = &lower[i..at];
+                if rest.starts_with("<!--") {
+                    match rest[4..].find("-->") {
+                        Some(e) => i += 4 + e + 3,
+                        None => return false,
+                    }
+                    continue;
+                }
+                let name = i + 1 + usize::from(b.get(i + 1) == Some(&b'/'));
+                if b.get(name).is_some_and(u8::is_ascii_alphabetic) {
+                    (st, after_eq, tag_start) = (St::Tag, false, name);
+                    i = name;
+                    continue;
+                }
+                if matches!(b.get(i + 1), Some(b'!' | b'?')) {
+                    match rest.find('>') {
+                        Some(e) => i += e + 1,
+                        None => return false,
+                    }
+                    continue;
+                }
+            }
+            St::Text => {}
+            St::Tag => match c {
+                b'>' => {
+                    st = St::Text;
+                    // Raw text: an escaped value in a script or style body is not markup.
+                    let name: String = lower[tag_start..i]
+                        .chars()
+                        .take_while(char::is_ascii_alphanumeric)
+                        .collect();
+                    let raw_text = ["script", "style", "textarea", "title", "xmp"];
+                    if b[tag_start - 1] != b'/' && raw_text.contains(&name.as_str()) {
+                        match lower[i..at].find(&format!("</{name}")) {
+                            Some(e) => i += e,
+                            None => return false,
+                        }
+                        continue;
+                    }
+                }
+                b'"' | b'\'' if after_eq => st = St::Quoted(c),
+                b'=' => after_eq = true,
+                c if c.is_ascii_whitespace() => {}
+                _ => after_eq = false,
+            },
+            St::Quoted(q) => {
+                if c == q {
+                    (st, after_eq) = (St::Tag, false);
+                }
+            }
+        }
+        i += 1;
+    }
+    // A tag a raw canary opened is that canary's finding, not this one's.
+    st == St::Tag && !lower[tag_start..].starts_with("i data-tact-canary=")
 }
 
 /// What the canary renders showed.
@@ -449,6 +532,7 @@ pub fn canary_check(p: &Prepared, keys: &Keys) -> CanaryResult {
                 };
                 let (vars, hash) = p.tool_vars(keys, row, personalised);
                 let markup = values(false);
+                let html_vars = vars.clone();
                 let letter = match p.letter_with(row, personalised, vars.clone(), hash, &markup) {
                     Err(e) if e.reason == Reason::RenderError => {
                         // Markup in a typed field broke a typed filter: not a finding.
@@ -456,11 +540,31 @@ pub fn canary_check(p: &Prepared, keys: &Keys) -> CanaryResult {
                     }
                     other => other,
                 };
+                if matches!(&letter, Err(e) if e.reason == Reason::BadHeaderValue) {
+                    // The guard stopped the subject, not the HTML: a field the subject also
+                    // uses (a greeting) is still looked for in the HTML part.
+                    let rendered = p
+                        .templates
+                        .render(&html_vars, &markup)
+                        .or_else(|_| p.templates.render(&html_vars, &values(true)));
+                    if let Ok(r) = rendered {
+                        note_html(&names, r.html.as_deref(), &mut out);
+                    }
+                }
                 observe(p, &names, &marks, row, personalised, letter, &mut out);
             }
         }
     }
     out
+}
+
+/// Names the fields whose canary `html` shows unescaped.
+fn note_html(names: &[(usize, &str)], html: Option<&str>, out: &mut CanaryResult) {
+    for n in html.map(unescaped_canaries).unwrap_or_default() {
+        if let Some((_, name)) = names.iter().find(|(i, _)| *i == n) {
+            out.unescaped.insert((*name).to_string());
+        }
+    }
 }
 
 fn observe(
@@ -482,13 +586,7 @@ fn observe(
         Err(_) => return,
         Ok(l) => l,
     };
-    if let Some(html) = &letter.rendered.html {
-        for n in unescaped_canaries(html) {
-            if let Some((_, name)) = names.iter().find(|(i, _)| *i == n) {
-                out.unescaped.insert((*name).to_string());
-            }
-        }
-    }
+    note_html(names, letter.rendered.html.as_deref(), out);
     // Past the guard: the message as it would be sent must carry no canary line break in
     // its headers (a canary's break would start a header line with `</i>`).
     let subject = &letter.rendered.subject;
@@ -711,7 +809,7 @@ pub fn rules(p: &Prepared, counts: &Counts, stats: &RenderStats) -> Vec<Finding>
             )
         } else {
             format!(
-                "{} reach the HTML part unescaped: a canary value with markup was printed raw in the rendered HTML",
+                "{} reach the HTML part unescaped: a canary value with markup was printed raw in the rendered HTML, or inside a tag where a space in the value adds attributes",
                 list(&fields)
             )
         };
@@ -1007,6 +1105,26 @@ mod tests {
         assert!(unescaped_canaries(&tera::escape_html(&c)).is_empty());
         assert!(unescaped_canaries(&tera::escape_html(&c).to_uppercase()).is_empty());
         assert!(unescaped_canaries("no canary here").is_empty());
+        // Escaped, but where escaping does not keep it text: inside a tag, unquoted.
+        let e = tera::escape_html(&c);
+        for (html, inside) in [
+            (format!("<a href={e}>x</a>"), true),
+            (format!("<td {e}>"), true),
+            (format!("<{e}>"), true),
+            (format!("<img\nalt=x src = {e}>"), true),
+            (format!("<a href=\"{e}\" title='{e}'>{e}</a>"), false),
+            (format!("<!-- <a href={e} -->{e}"), false),
+            (format!("<style>p{{x:1}} a{{b:{e}}}</style>"), false),
+            (format!("<p class=x>{e}<br/>{e}</p>"), false),
+            (format!("< {e} <3 {e}"), false),
+        ] {
+            let want = if inside {
+                BTreeSet::from([7])
+            } else {
+                BTreeSet::new()
+            };
+            assert_eq!(unescaped_canaries(&html), want, "{html}");
+        }
         // Escaped, then `&lt;` turned back into `<` by a filter: the element is open.
         assert_eq!(
             unescaped_canaries(&tera::escape_html(&c).replace("&lt;", "<")),

@@ -42,12 +42,16 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             .facts(&p.campaign.name, p.campaign.policy.min_hours_between, g.now)?;
     let plan = p.plan(keys, &facts, g.now);
     // Files on disk are data too: a campaign blocked for what it shows (special-category
-    // data, unescaped fields, one-to-one targeting) is not written out for anyone.
-    let blocks: Vec<_> =
-        tact::check::rules(&p, &plan.counts(), &tact::check::RenderStats::default())
-            .into_iter()
-            .filter(|f| f.level == tact::check::Level::Block)
-            .collect();
+    // data, unescaped fields, one-to-one targeting) is not written out for anyone. The
+    // canary renders count: a route the walker cannot see is still a markup injection.
+    let stats = tact::check::RenderStats {
+        canary_unescaped: tact::check::canary_check(&p, keys).unescaped,
+        ..Default::default()
+    };
+    let blocks: Vec<_> = tact::check::rules(&p, &plan.counts(), &stats)
+        .into_iter()
+        .filter(|f| f.level == tact::check::Level::Block)
+        .collect();
     if !blocks.is_empty() {
         for f in &blocks {
             eprintln!("tact: block: {}: {}", f.rule, f.message);

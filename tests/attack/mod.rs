@@ -160,3 +160,75 @@ fn sensitive_columns_block_whatever_the_export_calls_them() {
         );
     }
 }
+
+fn unescaped_fields(v: &Value) -> Vec<String> {
+    v["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["rule"] == "unescaped-field")
+        .flat_map(|f| f["fields"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Autoescaping keeps a value text in text and in quoted attributes only. In a tag, outside
+/// quotes, an escaped value still adds attributes (`x onmouseover=… style=…`) or names the
+/// element: `check` blocks it as `unescaped-field`, and `preview` writes nothing. Before, both
+/// passed (exit 0) and the .eml carried the customer's attributes; the canary renders also
+/// skipped the HTML of any field the subject uses (here `first_name`), as the subject guard
+/// stopped those renders first.
+#[test]
+fn a_field_inside_a_tag_blocks_check_and_preview() {
+    for (what, markup, blocks) in [
+        (
+            "unquoted attribute",
+            "<a href={{ first_name }}>Hi</a>,",
+            true,
+        ),
+        (
+            "attribute position",
+            "<span {{ first_name }}>Hi</span>,",
+            true,
+        ),
+        ("element name", "<{{ first_name }}>Hi,", true),
+        (
+            "quoted attribute",
+            "<a title=\"{{ first_name }}\">Hi</a>,",
+            false,
+        ),
+    ] {
+        let t = Tree::new();
+        t.edit("templates/winter-sale.html.tera", |s| {
+            s.replace("Hi {{ first_name }},", markup)
+        });
+        let (r, v) = check_json(
+            t.tact()
+                .arg("check")
+                .arg(t.campaign("winter-sale"))
+                .arg("--json"),
+        );
+        let named = unescaped_fields(&v).iter().any(|f| f == "first_name");
+        assert_eq!(
+            (r.code == 4 && named),
+            blocks,
+            "{what}: exit {}, findings {}",
+            r.code,
+            v["findings"]
+        );
+        let out = t.path("out");
+        let p = run(t
+            .tact()
+            .arg("preview")
+            .arg(t.campaign("winter-sale"))
+            .arg("--out")
+            .arg(&out));
+        let written = files_under(&out).len();
+        if blocks {
+            assert_eq!((p.code, written), (4, 0), "{what}: preview\n{}", p.stderr);
+        } else {
+            assert_eq!(p.code, 0, "{what}: preview\n{}", p.stderr);
+            assert!(written > 0, "{what}: nothing written");
+        }
+    }
+}
