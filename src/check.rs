@@ -415,8 +415,8 @@ fn in_tag_markup(lower: &str, at: usize) -> bool {
         match st {
             St::Text if c == b'<' => {
                 let rest = &lower[i..at];
-                if rest.starts_with("<!--") {
-                    match rest[4..].find("-->") {
+                if let Some(comment) = rest.strip_prefix("<!--") {
+                    match comment.find("-->") {
                         Some(e) => i += 4 + e + 3,
                         None => return false,
                     }
