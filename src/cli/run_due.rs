@@ -33,7 +33,8 @@ enum Fate {
     Sent(u8),
     Waiting(String),
     Unscheduled,
-    Complete,
+    /// With the rows an earlier run left uncertain: a cron log must keep saying so.
+    Complete(usize),
     Missed {
         first_time: bool,
         send_at: String,
@@ -97,7 +98,14 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             Fate::Sent(code) => (format!("FAILED: the send stopped (exit {code})"), *code),
             Fate::Waiting(at) => (format!("waiting until {at}"), 0),
             Fate::Unscheduled => ("no send_at: not scheduled".into(), 0),
-            Fate::Complete => ("complete".into(), 0),
+            Fate::Complete(0) => ("complete".into(), 0),
+            Fate::Complete(n) => (
+                format!(
+                    "complete; {}",
+                    tact::send::orchestrate::uncertain_note(*n).unwrap_or_default()
+                ),
+                5,
+            ),
             Fate::Missed {
                 first_time: true,
                 send_at,
@@ -130,7 +138,10 @@ fn tick(g: &Globals, state: &State, file: &Path, smtp: Option<&str>) -> Fate {
         Err(e) => return Fate::invalid(e.into()),
     };
     match ledger.completed_at(&campaign.name) {
-        Ok(Some(_)) => return Fate::Complete,
+        Ok(Some(_)) => {
+            let uncertain = ledger.counts(&campaign.name).map_or(0, |c| c.sending);
+            return Fate::Complete(uncertain);
+        }
         Ok(None) => {}
         Err(e) => return Fate::invalid(e.into()),
     }

@@ -486,6 +486,9 @@ fn relay_refusals_through_msmtp_are_failed_or_retried() {
     )
     .unwrap();
     assert_eq!(outcome, Submitted::Retry(sysexit(69)));
+    // The sink drops a refused transaction's file once it sees the client go; killing it
+    // before then (a loaded machine) would leave that file behind as if it were a message.
+    assert!(dump.deliveries().is_empty());
 
     // Nobody listening: EX_TEMPFAIL.
     let port = soft.port;

@@ -130,6 +130,25 @@ fn uncertain_rows_are_reported_by_every_run_and_check_and_exit_5_until_resolved(
         r.all_output()
     );
     assert_eq!(dump.count(), 2);
+    // A scheduled tick of the complete campaign says it too, in the cron log, with exit 5.
+    t.edit(&campaign_rel(WINTER), |s| {
+        format!("send_at = \"2026-11-23T09:00:00+00:00\"\n{s}")
+    });
+    let folder = t.campaign(WINTER).parent().expect("a folder").to_path_buf();
+    let r = run_expect(
+        t.tact()
+            .arg("run-due")
+            .arg(&folder)
+            .arg("--smtp")
+            .arg(sink.url()),
+        5,
+    );
+    assert!(
+        r.stdout.contains("winter-sale: complete; 2 uncertain") && said(&r),
+        "{}",
+        r.all_output()
+    );
+    assert_eq!(dump.count(), 2);
 
     // Resolved: the operator asked the relay, and resends them.
     let r = run_expect(
