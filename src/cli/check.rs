@@ -29,10 +29,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let (_, mut report) = tact::check::run(&p, &state.keys, &facts, g.now);
     // What send would refuse about its set-up blocks here too, with the relay send would
     // use: TACT_SMTP_URL when set (as `send` reads it), else [[send.relay]].
-    let env = |k: &str| std::env::var(k).ok();
-    let url = env("TACT_SMTP_URL").filter(|u| !u.is_empty());
-    let setup = tact::send::setup::problems(&p.campaign, url.as_deref(), &env);
-    tact::send::setup::add_to(&mut report, &setup);
+    tact::send::setup::check(&mut report, &p.campaign, &|k| std::env::var(k).ok());
     let mut stderr = std::io::stderr().lock();
     write_row_warnings(&mut stderr, &p, &report.problems, 20)?;
     let mut out = std::io::stdout().lock();

@@ -70,6 +70,14 @@ pub fn problems(
     out
 }
 
+/// Adds the set-up findings of a send started as `tact send` would start it here: with
+/// `TACT_SMTP_URL` when set (as `send` reads it), else the campaign's `[[send.relay]]`.
+/// `tact check` and the composer's Check screen both call this, so they cannot disagree.
+pub fn check(report: &mut Report, c: &Campaign, env: &dyn Fn(&str) -> Option<String>) {
+    let url = env("TACT_SMTP_URL").filter(|u| !u.is_empty());
+    add_to(report, &problems(c, url.as_deref(), env));
+}
+
 /// Adds one `send-setup` block per problem to a check report.
 pub fn add_to(report: &mut Report, problems: &[Problem]) {
     for p in problems {

@@ -1313,6 +1313,36 @@ fn copy_tree() -> (tempfile::TempDir, PathBuf) {
     (dir, PathBuf::new())
 }
 
+/// The Check screen blocks on what `tact send` would refuse about the set-up, as
+/// `tact check` does: here a relay user whose password variable is not set.
+#[test]
+fn the_check_screen_names_what_send_would_refuse_about_its_set_up() {
+    let (dir, _) = copy_tree();
+    let path = dir.path().join(campaign("winter-sale"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "{text}\n[[send.relay]]\nname = \"ses\"\nurl = \"smtp://mailer@127.0.0.1:2525\"\npassword_env = \"TACT_TEST_NEVER_SET_PASSWORD\"\n"
+        ),
+    )
+    .unwrap();
+    let (l, _) = work::load(&path, &ctx()).unwrap();
+    let setup: Vec<_> = l
+        .report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "send-setup")
+        .collect();
+    assert_eq!(setup.len(), 1, "{:?}", l.report.findings);
+    assert!(
+        setup[0].message.contains("TACT_TEST_NEVER_SET_PASSWORD"),
+        "{}",
+        setup[0].message
+    );
+    assert_eq!(l.report.verdict, tact::check::Level::Block);
+}
+
 fn new_campaign_picker() -> (tempfile::TempDir, App) {
     let (dir, _) = copy_tree();
     let list = vec![

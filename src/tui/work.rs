@@ -137,7 +137,9 @@ pub fn check(
     now: chrono::DateTime<chrono::Utc>,
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Option<Checked> {
-    let report = tact::check::finish_unless(p, keys, &mut plan, now, cancelled)?;
+    let mut report = tact::check::finish_unless(p, keys, &mut plan, now, cancelled)?;
+    // What `tact send` would refuse about the set-up blocks here as in `tact check`.
+    tact::send::setup::check(&mut report, &p.campaign, &|k| std::env::var(k).ok());
     let excluded = excluded_rows(p, &plan);
     Some(Checked {
         prepared: Arc::clone(p),
