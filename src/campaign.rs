@@ -134,6 +134,9 @@ pub struct SendSettings {
     /// when no `--smtp` is given; `rate_per_second` and `concurrency` above then apply to
     /// `--smtp` only.
     pub relay: Vec<RelaySettings>,
+    /// The marketer's own addresses for test messages (`send --test` with no address, the
+    /// composer's `t`); any other address needs an explicit flag or a typed confirmation.
+    pub test_to: Vec<String>,
 }
 
 /// One `[[send.relay]]` entry.
@@ -170,6 +173,7 @@ impl Default for SendSettings {
             max_attempts: 5,
             retry_delay_seconds: 2.0,
             relay: Vec::new(),
+            test_to: Vec::new(),
         }
     }
 }

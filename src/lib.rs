@@ -16,6 +16,7 @@
 //! consent.rs    consent words and consent-time rules
 //! plan.rs       Prepared (all of the above) × ledger facts → one Decision per row
 //! check.rs      renders every recipient, applies the creepiness rules → Report, verdict
+//! sample.rs     the synthetic sample person test messages are rendered for
 //! message.rs    rendered letter → RFC 5322 message (preview and send share it)
 //! person.rs     one person's rows in an audience CSV: found (export), cut out (forget)
 //! send/         the send loop: relays with their own connections, rates and quotas,
@@ -24,6 +25,7 @@
 //!   sendmail.rs the local MTA's queue (Postfix's sendmail), exit statuses → outcomes
 //!   commit.rs   group commit of concurrent connections' ledger steps
 //!   dkim.rs     DKIM signing (RSA, Ed25519)
+//!   test_send.rs test messages: sample person or an audited pick, inert tokens, test_to
 //! state/        state directory, master key, HKDF-derived keys, key identifier, tokens;
 //!   store.rs    the Store trait: ledger, suppression, audit, retention, erasure operations
 //!   ledger.rs   the Ledger handle (Box<dyn Store>), its Location, statuses and replies
@@ -44,6 +46,7 @@ pub mod message;
 pub mod names;
 pub mod person;
 pub mod plan;
+pub mod sample;
 pub mod schema;
 pub mod segment;
 pub mod send;

@@ -463,6 +463,14 @@ impl Prepared {
         }
     }
 
+    /// The columns a personalised render reads, by variable name (the sample person of a
+    /// test message is made from their names and types).
+    pub fn render_columns(&self) -> impl Iterator<Item = (&str, &crate::audience::Column)> {
+        self.render_columns
+            .iter()
+            .map(|(name, col)| (name.as_str(), &self.audience.columns[*col]))
+    }
+
     /// The customer fields a personalised render gets: only those the templates use.
     pub fn render_fields(&self, row: usize) -> Vec<(&str, &str)> {
         self.render_columns

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::state::TokenKey;
 use crate::state::ledger::Ledger;
+use crate::state::{Opened, TokenKey};
 
 /// The request line and headers: a token is ~100 characters, but a browser may send the
 /// cookies of a domain the endpoint shares (as nginx's default buffers allow).
@@ -74,6 +74,22 @@ impl Answer {
             "It may have been cut short. Copy the whole link from the email, or reply to the email and ask to be unsubscribed.",
             "",
             Some(format!("rejected a request: {why}")),
+        )
+    }
+
+    /// The inert token of a test message, whatever the method: nobody is unsubscribed.
+    fn test_message(campaign: &str) -> Answer {
+        Answer::page(
+            200,
+            "This was a test message",
+            &format!(
+                "This link came from a test message of campaign <code>{}</code>; nobody was unsubscribed.",
+                escape(campaign)
+            ),
+            "",
+            Some(format!(
+                "answered a test message's token (campaign {campaign}); nobody was unsubscribed"
+            )),
         )
     }
 
@@ -203,8 +219,10 @@ pub fn handle(
         return Answer::invalid("no token");
     };
     let token = token.trim();
-    let Some((campaign, _)) = key.open(token) else {
-        return Answer::invalid("invalid token");
+    let campaign = match key.open_any(token) {
+        None => return Answer::invalid("invalid token"),
+        Some(Opened::Test { campaign }) => return Answer::test_message(&campaign),
+        Some(Opened::Recipient { campaign, .. }) => campaign,
     };
     let campaign_html = escape(&campaign);
     if method != "POST" {
@@ -581,6 +599,34 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         crate::consent::parse_time("2026-11-23T12:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn a_test_message_token_answers_so_and_suppresses_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::from_master(&[9; 32]);
+        let key = keys.token_key();
+        let ledger = Mutex::new(Ledger::open(dir.path(), false).unwrap());
+        let url = format!("/u?t={}", keys.seal_test_token("winter-sale"));
+        let form = Some("application/x-www-form-urlencoded");
+        for method in ["GET", "POST"] {
+            let a = handle(
+                key,
+                &ledger,
+                method,
+                &url,
+                form,
+                b"List-Unsubscribe=One-Click",
+                now(),
+            );
+            assert_eq!(a.status, 200, "{method}");
+            assert!(a.html.contains("This was a test message"), "{}", a.html);
+            assert!(a.html.contains("nobody was unsubscribed"), "{}", a.html);
+            assert!(!a.html.contains("<form"), "a test page offers no button");
+        }
+        let l = ledger.lock().unwrap();
+        assert!(!l.is_suppressed(&[0; 32]).unwrap());
+        assert!(l.audit_events(None).unwrap().is_empty());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `tact send CAMPAIGN [--smtp URL] [--dry-run] [--test ADDR...] [--retry-uncertain]`:
+//! `tact send CAMPAIGN [--smtp URL] [--dry-run] [--test [ADDR...] [--test-as EMAIL]] [--retry-uncertain]`:
 //! the check gate, then every recipient at most once over real SMTP.
 
 use std::io::{IsTerminal, Write};
@@ -12,7 +12,7 @@ use tact::campaign::Campaign;
 use tact::send::orchestrate::{
     self, Checked, Completed, Gate, Purpose, Ready, Refusal, Refused, Request, Sent, uncertain_note,
 };
-use tact::send::{Summary, Tally};
+use tact::send::{Summary, Tally, test_send};
 use tact::state::State;
 
 use super::Globals;
@@ -34,10 +34,18 @@ pub struct Args {
     /// Render every message and count, but send nothing and record nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Send the personalised and generic renderings of the first recipients to these
-    /// addresses, subject prefixed [TEST]; not recorded in the ledger.
-    #[arg(long, value_name = "ADDR", num_args = 1..)]
-    test: Vec<String>,
+    /// Send a test: the personalised and generic renderings for a synthetic sample person
+    /// ("Alex"), subject prefixed [TEST], with an unsubscribe link that unsubscribes nobody;
+    /// not recorded in the ledger. No ADDR: [send] test_to or TACT_TEST_TO.
+    #[arg(long, value_name = "ADDR", num_args = 0..)]
+    test: Option<Vec<String>>,
+    /// With --test: render this recipient instead of the sample person (only if the
+    /// campaign would mail them); the audit log records the pick by its keyed hash.
+    #[arg(long, value_name = "EMAIL", requires = "test")]
+    test_as: Option<String>,
+    /// With --test: allow addresses that are not in [send] test_to or TACT_TEST_TO.
+    #[arg(long, requires = "test")]
+    allow_other_test_address: bool,
     /// Resend recipients a crashed run left uncertain (only after checking with the relay).
     #[arg(long)]
     retry_uncertain: bool,
@@ -50,15 +58,18 @@ pub struct Args {
 }
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
-    for (i, addr) in args.test.iter().enumerate() {
+    for (i, addr) in args.test.iter().flatten().enumerate() {
         super::address_arg(addr, &format!("argument {} of --test", i + 1))?;
+    }
+    if let Some(addr) = &args.test_as {
+        super::address_arg(addr, "--test-as")?;
     }
     let Some(state) = g.existing_state()? else {
         return Ok(2);
     };
     let campaign = Campaign::load(&args.campaign)
         .with_context(|| format!("cannot send {}", args.campaign.display()))?;
-    let purpose = if !args.test.is_empty() {
+    let purpose = if args.test.is_some() {
         Purpose::Test
     } else if args.dry_run {
         Purpose::DryRun
@@ -94,7 +105,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     }
     let uncertain = c.uncertain;
     match purpose {
-        Purpose::Test => send_test(&state, &ready, &args.test),
+        Purpose::Test => send_test(&state, &ready, args, &env),
         Purpose::DryRun => dry_run(&state, c).map(|()| if uncertain > 0 { 5 } else { 0 }),
         Purpose::Send => send(&state, *ready, args.json),
     }
@@ -144,43 +155,42 @@ fn refused(r: &Refused) -> anyhow::Result<u8> {
     Ok(r.refusal.exit_code())
 }
 
-/// `--test`: the first personalised and the first generic recipient's messages to the
-/// given addresses, subject prefixed `[TEST] `; nothing recorded.
-fn send_test(state: &State, ready: &Ready<'_>, to: &[String]) -> anyhow::Result<u8> {
-    let Some(transport) = ready.relays.first().map(|r| r.transport.clone()) else {
+/// `--test`: the sample person (or the `--test-as` pick) to the test addresses.
+fn send_test(
+    state: &State,
+    ready: &Ready<'_>,
+    args: &Args,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<u8> {
+    let Some(transport) = ready.relays.first().map(|r| &r.transport) else {
         return Err(super::usage("--test needs --smtp or a [[send.relay]]"));
     };
     let p = &ready.checked.prepared;
-    let recipients: Vec<(usize, bool)> = ready.checked.plan.recipients().collect();
-    let mut messages = Vec::new();
-    for pick in [true, false] {
-        let Some(&(row, personalised)) = recipients.iter().find(|r| r.1 == pick) else {
-            continue;
-        };
-        let letter = p
-            .letter(&state.keys, row, personalised)
-            .map_err(|e| anyhow::anyhow!(e.detail))?;
-        for addr in to.iter().map(|a| a.trim()) {
-            let to: lettre::Address = addr
-                .parse()
-                .context("a --test argument is not an address")?;
-            let msg = tact::message::build(
-                &p.campaign,
-                &letter,
-                addr,
-                std::time::SystemTime::now(),
-                "[TEST] ",
-            )?;
-            messages.push((to, msg));
+    let configured = test_send::configured(&p.campaign, env);
+    let request = test_send::Request {
+        prepared: p,
+        plan: &ready.checked.plan,
+        keys: &state.keys,
+        state: Some(state),
+        transport,
+        to: args.test.as_deref().unwrap_or_default(),
+        configured: &configured,
+        allow_other: args.allow_other_test_address,
+        who: args
+            .test_as
+            .clone()
+            .map_or(test_send::Who::Sample, test_send::Who::Address),
+    };
+    match test_send::send(request)? {
+        Ok(sent) => {
+            println!("{}", sent.summary());
+            Ok(0)
+        }
+        Err(refusal) => {
+            eprintln!("tact: error: {}", refusal.message());
+            Ok(2)
         }
     }
-    let results = tact::send::send_tests(&transport, &p.campaign, messages)?;
-    println!(
-        "test messages: {} ({} not recorded in the ledger)",
-        results.join(", "),
-        results.len()
-    );
-    Ok(0)
 }
 
 /// Builds (and signs) every message a send would send; sends and records nothing.
@@ -382,7 +392,9 @@ pub fn send_scheduled(
         campaign: campaign.to_path_buf(),
         smtp: smtp.map(str::to_string),
         dry_run: false,
-        test: Vec::new(),
+        test: None,
+        test_as: None,
+        allow_other_test_address: false,
         retry_uncertain: false,
         durable: false,
         json: false,

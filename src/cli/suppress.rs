@@ -10,7 +10,7 @@ use clap::Subcommand;
 
 use tact::state::erase::{REASON_IMPORT, REASON_UNSUBSCRIBE};
 use tact::state::ledger::Ledger;
-use tact::state::{self, RecipientHash, State};
+use tact::state::{self, Opened, RecipientHash, State};
 
 use super::Globals;
 
@@ -99,9 +99,17 @@ pub fn run(g: &Globals, cmd: &Command) -> anyhow::Result<u8> {
 fn token(g: &Globals, state: &State, tokens: &[String]) -> anyhow::Result<u8> {
     // Every token is opened before anything is written: one bad one changes nothing.
     let mut opened = Vec::with_capacity(tokens.len());
+    let mut tests = 0;
     for (i, t) in tokens.iter().enumerate() {
-        match state.keys.open_token(token_of(t)) {
-            Some(x) => opened.push(x),
+        match state.keys.token_key().open_any(token_of(t)) {
+            Some(Opened::Recipient { campaign, hash }) => opened.push((campaign, hash)),
+            Some(Opened::Test { campaign }) => {
+                println!(
+                    "argument {} is the token of a test message of campaign {campaign}: this was a test message; nobody was unsubscribed",
+                    i + 1
+                );
+                tests += 1;
+            }
             None => {
                 eprintln!(
                     "tact: error: argument {} of `suppress token` is not a valid unsubscribe token (forged, truncated, or sealed with another state's key): nothing was suppressed",
@@ -111,6 +119,9 @@ fn token(g: &Globals, state: &State, tokens: &[String]) -> anyhow::Result<u8> {
             }
         }
     }
+    if opened.is_empty() && tests > 0 {
+        return Ok(0);
+    }
     let mut ledger = state.ledger(false)?;
     let hashes: Vec<RecipientHash> = opened.iter().map(|(_, h)| *h).collect();
     let new = ledger.suppress_many(&hashes, REASON_UNSUBSCRIBE, g.now)?;
@@ -119,7 +130,7 @@ fn token(g: &Globals, state: &State, tokens: &[String]) -> anyhow::Result<u8> {
     campaigns.dedup();
     println!(
         "unsubscribed {new} recipient(s), {} already on the list (campaigns: {}; state: {})",
-        tokens.len() - new,
+        opened.len() - new,
         campaigns.join(", "),
         state.store
     );

@@ -11,6 +11,7 @@ pub mod orchestrate;
 pub mod sendmail;
 pub mod setup;
 mod smtp;
+pub mod test_send;
 
 pub use dkim::{DKIM_HEADERS, load_dkim_key, sign};
 use smtp::{After, Attempt, Conn, connect, transact};

@@ -85,9 +85,19 @@ impl std::fmt::Debug for TokenKey {
 }
 
 impl TokenKey {
-    /// Opens a token; `None` for anything forged, truncated or from another key. Never
-    /// panics, whatever the input (`tests` below, and the property tests).
+    /// Opens a recipient's token; `None` for anything forged, truncated or from another
+    /// key, and for a test message's token (which unsubscribes nobody). Never panics,
+    /// whatever the input (`tests` below, and the property tests).
     pub fn open(&self, token: &str) -> Option<(String, RecipientHash)> {
+        match self.open_any(token)? {
+            Opened::Recipient { campaign, hash } => Some((campaign, hash)),
+            Opened::Test { .. } => None,
+        }
+    }
+
+    /// Opens any token this key sealed, saying whether it names a recipient or is the
+    /// inert token of a test message.
+    pub fn open_any(&self, token: &str) -> Option<Opened> {
         // A real token is ~100 characters; a long string is refused before decoding it.
         if token.len() > MAX_TOKEN {
             return None;
@@ -99,13 +109,31 @@ impl TokenKey {
         let (nonce, sealed) = raw.split_at(24);
         let cipher = XChaCha20Poly1305::new((&self.aead).into());
         let plain = cipher.decrypt(XNonce::from_slice(nonce), sealed).ok()?;
-        if plain.first() != Some(&1) {
-            return None;
-        }
+        let kind = *plain.first()?;
         let hash: RecipientHash = plain.get(1..33)?.try_into().ok()?;
         let campaign = String::from_utf8(plain.get(33..)?.to_vec()).ok()?;
-        Some((campaign, hash))
+        match kind {
+            TOKEN_RECIPIENT => Some(Opened::Recipient { campaign, hash }),
+            TOKEN_TEST => Some(Opened::Test { campaign }),
+            _ => None,
+        }
     }
+}
+
+/// The kind byte, first inside the seal: only the key holder can make either kind, and
+/// a test token cannot be turned into a recipient's (the AEAD covers the byte).
+const TOKEN_RECIPIENT: u8 = 1;
+const TOKEN_TEST: u8 = 2;
+
+/// What a sealed token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    Recipient {
+        campaign: String,
+        hash: RecipientHash,
+    },
+    /// A test message's token: it names no one, and unsubscribing with it changes nothing.
+    Test { campaign: String },
 }
 
 /// The longest token `open` looks at: a campaign name of ~1 KiB, sealed and encoded.
@@ -349,8 +377,19 @@ impl Keys {
     /// derived from the plaintext (SIV style) so `preview` and `send` produce the same URL,
     /// while different campaigns still give unlinkable tokens.
     pub fn seal_token(&self, campaign: &str, hash: &RecipientHash) -> String {
+        self.seal(TOKEN_RECIPIENT, campaign, hash)
+    }
+
+    /// The inert token of a test message: sealed like a recipient's (so it cannot be
+    /// forged, and looks like any other), but it names nobody; the endpoint answers that it
+    /// came from a test, and `suppress token` suppresses no one with it.
+    pub fn seal_test_token(&self, campaign: &str) -> String {
+        self.seal(TOKEN_TEST, campaign, &[0; 32])
+    }
+
+    fn seal(&self, kind: u8, campaign: &str, hash: &RecipientHash) -> String {
         let mut plain = Vec::with_capacity(33 + campaign.len());
-        plain.push(1u8);
+        plain.push(kind);
         plain.extend_from_slice(hash);
         plain.extend_from_slice(campaign.as_bytes());
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.token_nonce)
@@ -570,7 +609,7 @@ pub fn write_private(path: &Path, bytes: &[u8], exclusive: bool) -> Result<()> {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -675,6 +714,34 @@ mod tests {
         forged[30] = if forged[30] == b'A' { b'B' } else { b'A' };
         assert_eq!(keys.open_token(std::str::from_utf8(&forged).unwrap()), None);
         assert_eq!(keys.open_token("short"), None);
+    }
+
+    #[test]
+    fn a_test_token_is_sealed_but_names_nobody() {
+        let keys = Keys::from_master(&[7u8; 32]);
+        let other = Keys::from_master(&[8u8; 32]);
+        let t = keys.seal_test_token("winter-sale");
+        assert_eq!(
+            keys.token_key().open_any(&t),
+            Some(Opened::Test {
+                campaign: "winter-sale".into()
+            })
+        );
+        // The recipient opener never takes it for someone's token.
+        assert_eq!(keys.open_token(&t), None);
+        assert_eq!(other.token_key().open_any(&t), None);
+        let mut forged = t.clone().into_bytes();
+        forged[30] = if forged[30] == b'A' { b'B' } else { b'A' };
+        assert_eq!(
+            keys.token_key()
+                .open_any(std::str::from_utf8(&forged).unwrap()),
+            None
+        );
+        let h = keys.recipient_hash("ann@example.com");
+        assert!(matches!(
+            keys.token_key().open_any(&keys.seal_token("winter-sale", &h)),
+            Some(Opened::Recipient { hash, .. }) if hash == h
+        ));
     }
 
     #[test]

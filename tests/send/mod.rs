@@ -14,6 +14,7 @@ mod hostile;
 pub mod postfix;
 mod relays;
 pub mod sink;
+mod test_send;
 mod uncertain;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -1323,7 +1324,7 @@ fn an_address_suppressed_mid_send_never_gets_the_message() {
 #[test]
 fn dry_run_and_test_messages_send_or_record_nothing_of_the_campaign() {
     let t = tree();
-    set_send(&t, WINTER, &[]);
+    set_send(&t, WINTER, &[("test_to", "[\"you@example.com\"]")]);
     let dump = DumpDir::new();
     let sink = Sink::start(&dump, &[]);
 

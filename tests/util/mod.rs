@@ -58,6 +58,7 @@ pub fn tact_at(state: &Path, now: &str) -> Command {
         .env_remove("TACT_HOME")
         .env_remove("TACT_SMTP_URL")
         .env_remove("TACT_SMTP_PASSWORD")
+        .env_remove("TACT_TEST_TO")
         .env_remove("TACT_DATABASE_URL")
         .env_remove("PGPASSWORD")
         .arg("--state")
