@@ -12,6 +12,7 @@ use tact::check::{Level, Report};
 use tact::plan::{BasePlan, Facts, Outcome, Plan, Prepared, Reason};
 use tact::send::Tally;
 use tact::send::orchestrate::Sent;
+use tact::send::test_send::{self, Who};
 use tact::state::Keys;
 
 use super::source::SourceFile;
@@ -107,8 +108,11 @@ pub enum Action {
     Cancel,
     DryRun,
     RealSend,
-    /// Send → a test to the marketer's own address(es), not recorded in the ledger.
+    /// Send → a test to the marketer's own address(es) with the sample person, not
+    /// recorded in the ledger.
     TestSend,
+    /// Preview → a test rendered for the recipient shown (asks to confirm; audited).
+    TestAsShown,
     /// Preview → jump to a recipient by part of an address or a name.
     Find,
     /// Picker → a new campaign copied from the one highlighted.
@@ -171,10 +175,10 @@ pub enum Effect {
     Send {
         url: Option<String>,
     },
-    /// `send --test`: the first personalised and generic renderings to these addresses.
+    /// `send --test`: the sample person's (or a confirmed pick's) renderings.
     TestSend {
         url: String,
-        to: Vec<String>,
+        order: TestOrder,
     },
     /// Write the segment back into the campaign file (None: remove the key).
     Save {
@@ -415,6 +419,10 @@ pub enum PromptKind {
     AckReason(usize),
     /// The marketer's own address(es) for a test send.
     TestTo,
+    /// A test address outside `test_to` / TACT_TEST_TO: type `yes` to send there anyway.
+    ConfirmOtherTestAddress,
+    /// Type `yes` to render this audience row's real data in a test.
+    ConfirmTestAs(usize),
     /// An address to find on the Preview screen.
     Find,
     /// The name of a new campaign, copied from this entry of the picker.
@@ -525,12 +533,15 @@ pub struct App {
     pub dry_run: Option<Result<DryRunSummary, String>>,
     /// The segment the dry run was built for.
     pub dry_run_for: Option<String>,
-    /// Test addresses waiting for the SMTP URL prompt.
-    pub pending_test: Option<Vec<String>>,
+    /// A test waiting for a confirmation or the SMTP URL prompt.
+    pub pending_test: Option<TestOrder>,
+    /// Whose render the test prompt is for: the sample person unless a pick was confirmed.
+    pub test_who: Who,
     pub testing: bool,
     pub test_result: Option<Result<String, String>>,
     pub sending: Option<Sending>,
-    /// Prefill for the test-send prompt (TACT_TEST_TO).
+    /// TACT_TEST_TO as the composer started with it: configured test addresses, with the
+    /// campaign's `[send] test_to`.
     pub test_to: String,
     /// An unsaved segment to put back after a reload (the editor came and went).
     pub keep_segment: Option<String>,
@@ -587,6 +598,7 @@ impl App {
             dry_run: None,
             dry_run_for: None,
             pending_test: None,
+            test_who: Who::Sample,
             testing: false,
             test_result: None,
             sending: None,
@@ -942,11 +954,84 @@ pub fn render_preview(
     doc
 }
 
-fn start_test(app: &mut App, url: String, to: Vec<String>) {
+/// What a test is to do once every question is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestOrder {
+    pub to: Vec<String>,
+    /// `[send] test_to` and TACT_TEST_TO when the addresses were typed.
+    pub configured: Vec<String>,
+    /// The marketer typed `yes` for an address outside the configured ones.
+    pub allow_other: bool,
+    pub who: Who,
+}
+
+fn start_test(app: &mut App, url: String, order: TestOrder) {
     app.prompt = None;
     app.testing = true;
     app.test_result = None;
-    app.effects.push(Effect::TestSend { url, to });
+    app.effects.push(Effect::TestSend { url, order });
+}
+
+/// The SMTP URL if known, else its prompt (the order waits).
+fn test_or_ask_url(app: &mut App, order: TestOrder) {
+    match app.smtp_url.clone() {
+        Some(url) => start_test(app, url, order),
+        None => {
+            app.pending_test = Some(order);
+            app.prompt = Some(Prompt {
+                kind: PromptKind::SmtpUrl,
+                input: TextInput::default(),
+                error: None,
+            });
+        }
+    }
+}
+
+impl App {
+    /// `[send] test_to` and TACT_TEST_TO (as the composer started).
+    pub fn configured_test_to(&self) -> Vec<String> {
+        let Some(l) = &self.loaded else {
+            return Vec::new();
+        };
+        let env = self.test_to.clone();
+        test_send::configured(&l.prepared.campaign, &|k| {
+            (k == test_send::TEST_TO_ENV).then(|| env.clone())
+        })
+    }
+
+    /// Whether a test may start now; says why not in the status line.
+    fn may_test(&mut self) -> bool {
+        let Some(l) = &self.loaded else { return false };
+        if self.is_sending() || self.testing {
+            return false;
+        }
+        self.tab = Tab::Send;
+        if !l.checked() {
+            self.set_status(format!("{STILL_CHECKING}: test once the verdict shows"));
+            return false;
+        }
+        // The same gate as `tact send --test`: a test of a campaign that cannot be
+        // sent would only rehearse something that will not happen.
+        if !l.report.sendable() {
+            let v = l.report.verdict.as_str();
+            self.set_status(format!("no test either: the verdict is {v} (see Check)"));
+            return false;
+        }
+        if l.report.audience.recipients() == 0 {
+            self.set_status("no recipients: nothing to render for a test");
+            return false;
+        }
+        true
+    }
+
+    fn ask_test_to(&mut self, who: Who) {
+        self.test_who = who;
+        self.prompt = Some(Prompt {
+            kind: PromptKind::TestTo,
+            input: TextInput::new(&self.configured_test_to().join(", ")),
+            error: None,
+        });
+    }
 }
 
 /// Where a search lands in the plan.
@@ -1429,33 +1514,29 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             });
         }
         Action::TestSend => {
-            let Some(l) = &app.loaded else { return None };
-            if app.is_sending() || app.testing {
-                return None;
+            if app.may_test() {
+                app.ask_test_to(Who::Sample);
             }
-            app.tab = Tab::Send;
-            if !l.checked() {
-                app.set_status(format!("{STILL_CHECKING}: test once the verdict shows"));
-                return None;
-            }
-            // The same gate as `tact send --test`: a test of a campaign that cannot be
-            // sent would only rehearse something that will not happen.
-            if !l.report.sendable() {
-                app.set_status(format!(
-                    "no test either: the verdict is {} (see Check)",
-                    l.report.verdict.as_str()
-                ));
-                return None;
-            }
-            if l.report.audience.recipients() == 0 {
-                app.set_status("no recipients: nothing to render for a test");
-                return None;
-            }
-            app.prompt = Some(Prompt {
-                kind: PromptKind::TestTo,
-                input: TextInput::new(app.test_to.trim()),
-                error: None,
+        }
+        Action::TestAsShown => {
+            let shown = app.loaded.as_ref().and_then(|l| {
+                l.plan
+                    .recipients()
+                    .nth(app.preview_index)
+                    .map(|(row, _)| row)
             });
+            let tab = app.tab;
+            if let Some(row) = shown
+                && app.may_test()
+            {
+                app.prompt = Some(Prompt {
+                    kind: PromptKind::ConfirmTestAs(row),
+                    input: TextInput::default(),
+                    error: None,
+                });
+            } else {
+                app.tab = tab;
+            }
         }
         Action::Find => {
             app.loaded.as_ref()?;
@@ -1701,8 +1782,8 @@ fn submit_prompt(app: &mut App) -> Option<Action> {
             match tact::send::Transport::parse(&typed, std::env::var("TACT_SMTP_PASSWORD").ok()) {
                 Ok(_) => {
                     app.smtp_url = Some(typed.clone());
-                    if let Some(to) = app.pending_test.take() {
-                        start_test(app, typed, to);
+                    if let Some(order) = app.pending_test.take() {
+                        start_test(app, typed, order);
                         return None;
                     }
                     let n = app.recipients_count();
@@ -1741,18 +1822,45 @@ fn submit_prompt(app: &mut App) -> Option<Action> {
             } else if let Some(bad) = to.iter().find(|a| a.parse::<lettre::Address>().is_err()) {
                 prompt.error = Some(format!("`{bad}` is not an address"));
             } else {
-                app.test_to = to.join(", ");
-                match app.smtp_url.clone() {
-                    Some(url) => start_test(app, url, to),
-                    None => {
-                        app.pending_test = Some(to);
+                let order = TestOrder {
+                    to,
+                    configured: app.configured_test_to(),
+                    allow_other: false,
+                    who: app.test_who.clone(),
+                };
+                match test_send::addresses(&order.to, &order.configured, false) {
+                    Ok(_) => test_or_ask_url(app, order),
+                    Err(test_send::Refusal::OutsideTestTo(_)) => {
+                        app.pending_test = Some(order);
                         app.prompt = Some(Prompt {
-                            kind: PromptKind::SmtpUrl,
+                            kind: PromptKind::ConfirmOtherTestAddress,
                             input: TextInput::default(),
                             error: None,
                         });
                     }
+                    Err(r) => {
+                        if let Some(p) = app.prompt.as_mut() {
+                            p.error = Some(r.message());
+                        }
+                    }
                 }
+            }
+        }
+        PromptKind::ConfirmOtherTestAddress => {
+            if typed == "yes" {
+                if let Some(mut order) = app.pending_test.take() {
+                    order.allow_other = true;
+                    test_or_ask_url(app, order);
+                }
+            } else {
+                prompt.error = Some("type yes to send the test there, or Esc".into());
+            }
+        }
+        PromptKind::ConfirmTestAs(row) => {
+            if typed == "yes" {
+                app.ask_test_to(Who::Row(row));
+            } else {
+                prompt.error = Some("type yes to test with this person's data, or Esc".into());
             }
         }
         PromptKind::Find => {

@@ -280,8 +280,15 @@ pub const KEYS: &[Binding] = &[
         Scope::Tab(Tab::Send),
         Char('t'),
         "t",
-        "test: send to yourself ([TEST] subject; not in the ledger)",
+        "test: send to yourself for the sample person Alex ([TEST] subject; not in the ledger)",
         || Action::TestSend,
+    ),
+    b(
+        Scope::Tab(Tab::Preview),
+        Char('T'),
+        "T",
+        "test with the recipient shown (their real data; asks to confirm, audited)",
+        || Action::TestAsShown,
     ),
     b(
         Scope::Tab(Tab::Send),

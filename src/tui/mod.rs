@@ -325,12 +325,12 @@ pub fn perform(app: &App, effect: Effect, tx: &Sender<Action>) {
                 let _ = tx.send(Action::SendDone(r));
             });
         }
-        Effect::TestSend { url, to } => {
+        Effect::TestSend { url, order } => {
             let Some(l) = &app.loaded else { return };
             let p = Arc::clone(&l.prepared);
-            let recipients = l.recipients();
+            let plan = l.plan.clone();
             std::thread::spawn(move || {
-                let r = work::send_test(&p, &ctx.keys, &recipients, &url, &to);
+                let r = work::send_test(&p, &plan, &ctx, &url, order);
                 let _ = tx.send(Action::TestSent(r));
             });
         }

@@ -12,6 +12,7 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 
 use tact::check::Level;
+use tact::send::test_send::Who;
 use tact::state::Keys;
 
 use super::app::{
@@ -885,7 +886,7 @@ fn field_classes_are_told_apart_with_and_without_colour() {
 }
 
 #[test]
-fn a_test_send_asks_for_addresses_then_the_url() {
+fn a_test_send_asks_for_addresses_and_a_typed_yes_for_any_other() {
     let mut a = app("winter-sale");
     a.test_to = "me@shop.example".into();
     dispatch(&mut a, Action::TestSend);
@@ -899,7 +900,21 @@ fn a_test_send_asks_for_addresses_then_the_url() {
     typed(&mut a, "me@shop.example, not an address");
     dispatch(&mut a, Action::Submit);
     assert!(a.prompt.as_ref().unwrap().error.is_some());
+    // An address that is not configured needs a typed yes.
     typed(&mut a, "me@shop.example, boss@shop.example");
+    dispatch(&mut a, Action::Submit);
+    assert_eq!(
+        a.prompt.as_ref().unwrap().kind,
+        PromptKind::ConfirmOtherTestAddress
+    );
+    typed(&mut a, "y");
+    dispatch(&mut a, Action::Submit);
+    assert!(
+        a.prompt.as_ref().unwrap().error.is_some(),
+        "only `yes` confirms"
+    );
+    assert!(a.effects.is_empty());
+    typed(&mut a, "yes");
     dispatch(&mut a, Action::Submit);
     assert_eq!(a.prompt.as_ref().unwrap().kind, PromptKind::SmtpUrl);
     typed(&mut a, "smtp://127.0.0.1:2525");
@@ -908,18 +923,31 @@ fn a_test_send_asks_for_addresses_then_the_url() {
     assert!(a.testing);
     assert!(matches!(
         &a.effects[..],
-        [Effect::TestSend { url, to }] if url == "smtp://127.0.0.1:2525"
-            && to == &["me@shop.example".to_string(), "boss@shop.example".to_string()]
+        [Effect::TestSend { url, order }] if url == "smtp://127.0.0.1:2525"
+            && order.to == ["me@shop.example".to_string(), "boss@shop.example".to_string()]
+            && order.allow_other
+            && order.who == Who::Sample
     ));
     assert!(a.sending.is_none(), "a test is not a send");
     dispatch(&mut a, Action::TestSent(Ok("test: sent".into())));
     assert!(!a.testing);
     assert!(screen(&a, 120, 40).contains("test: sent"));
-    // The URL is remembered: the next test goes straight out.
+    // The URL is remembered, and a configured address needs no confirmation.
     a.effects.clear();
     dispatch(&mut a, Action::TestSend);
     dispatch(&mut a, Action::Submit);
-    assert!(matches!(&a.effects[..], [Effect::TestSend { .. }]));
+    assert!(matches!(
+        &a.effects[..],
+        [Effect::TestSend { order, .. }] if !order.allow_other && order.to == ["me@shop.example".to_string()]
+    ));
+    // Esc on the confirmation sends nothing.
+    a.effects.clear();
+    a.testing = false;
+    dispatch(&mut a, Action::TestSend);
+    typed(&mut a, "boss@shop.example");
+    dispatch(&mut a, Action::Submit);
+    dispatch(&mut a, Action::Cancel);
+    assert!(a.prompt.is_none() && a.pending_test.is_none() && a.effects.is_empty());
 }
 
 #[test]
@@ -973,23 +1001,30 @@ fn smtp_sink() -> (String, std::thread::JoinHandle<Vec<String>>) {
     (url, handle)
 }
 
-#[test]
-fn a_test_send_sends_both_variants_with_a_test_subject() {
-    let a = app("winter-sale");
+/// The effect a test prompt ends in, run as the loop runs it.
+fn run_test_effect(a: &App, url: &str) -> Result<String, String> {
+    let [Effect::TestSend { order, .. }] = &a.effects[..] else {
+        panic!("no test effect: {:?}", a.effects)
+    };
     let l = a.loaded.as_ref().unwrap();
+    work::send_test(&l.prepared, &l.plan, &a.ctx, url, order.clone())
+}
+
+#[test]
+fn t_sends_the_sample_person_with_an_inert_token_never_a_customer() {
+    let mut a = app("winter-sale");
     let (url, sink) = smtp_sink();
-    let said = work::send_test(
-        &l.prepared,
-        &a.ctx.keys,
-        &l.recipients(),
-        &url,
-        &["me@shop.example".to_string()],
-    )
-    .unwrap();
+    a.smtp_url = Some(url.clone());
+    a.test_to = "me@shop.example".into();
+    go(&mut a, Tab::Send);
+    let key = action_for_key(&a, KeyEvent::from(KeyCode::Char('t'))).unwrap();
+    dispatch(&mut a, key);
+    dispatch(&mut a, Action::Submit);
+    let said = run_test_effect(&a, &url).unwrap();
     assert!(said.contains("2 message(s)"), "{said}");
     assert!(said.contains("sent, sent"), "{said}");
+    assert!(said.contains("sample person"), "{said}");
     assert!(said.contains("not recorded in the ledger"), "{said}");
-    assert!(!said.contains("ngozi"), "no recipient named: {said}");
     let got = sink.join().unwrap();
     assert_eq!(got.len(), 2);
     let subjects: Vec<&str> = got
@@ -999,11 +1034,85 @@ fn a_test_send_sends_both_variants_with_a_test_subject() {
     assert_eq!(
         subjects,
         [
-            "Subject: [TEST] Ngozi, our winter picks are in",
+            "Subject: [TEST] Alex, our winter picks are in",
             "Subject: [TEST] our winter picks are in"
         ]
     );
     assert!(got.iter().all(|m| m.contains("To: me@shop.example")));
+    // No recipient's first name, last name or address reached the test.
+    let l = a.loaded.as_ref().unwrap();
+    let audience = &l.prepared.audience;
+    for (row, _) in l.plan.recipients() {
+        let email = audience.email(row);
+        for m in &got {
+            assert!(
+                !m.contains(email),
+                "line {}: address in a test",
+                audience.line(row)
+            );
+        }
+    }
+    for m in &got {
+        for name in ["Ngozi", "Okafor", "Søren"] {
+            assert!(!m.contains(name), "a customer's name in a test:\n{m}");
+        }
+        let token = m
+            .lines()
+            .find_map(|l| l.strip_prefix("List-Unsubscribe: <"))
+            .and_then(|u| u.split_once("t="))
+            .map(|(_, t)| t.trim_end_matches('>'))
+            .unwrap();
+        assert_eq!(
+            a.ctx.keys.token_key().open_any(token),
+            Some(tact::state::Opened::Test {
+                campaign: "winter-sale".into()
+            }),
+            "the test's token must be the inert one"
+        );
+    }
+}
+
+#[test]
+fn shift_t_on_preview_tests_the_recipient_shown_only_after_a_typed_yes() {
+    let mut a = app("winter-sale");
+    a.test_to = "me@shop.example".into();
+    go(&mut a, Tab::Preview);
+    dispatch(&mut a, Action::Right);
+    let shown = a
+        .loaded
+        .as_ref()
+        .unwrap()
+        .plan
+        .recipients()
+        .nth(1)
+        .unwrap()
+        .0;
+    let key = action_for_key(&a, KeyEvent::from(KeyCode::Char('T'))).unwrap();
+    dispatch(&mut a, key);
+    assert_eq!(
+        a.prompt.as_ref().unwrap().kind,
+        PromptKind::ConfirmTestAs(shown)
+    );
+    typed(&mut a, "ok");
+    dispatch(&mut a, Action::Submit);
+    assert!(
+        a.prompt.as_ref().unwrap().error.is_some(),
+        "only `yes` confirms"
+    );
+    typed(&mut a, "yes");
+    dispatch(&mut a, Action::Submit);
+    assert_eq!(a.prompt.as_ref().unwrap().kind, PromptKind::TestTo);
+    assert!(screen(&a, 120, 40).contains("audit log"));
+    dispatch(&mut a, Action::Submit);
+    typed(&mut a, "smtp://127.0.0.1:9");
+    dispatch(&mut a, Action::Submit);
+    assert!(matches!(
+        &a.effects[..],
+        [Effect::TestSend { order, .. }] if order.who == Who::Row(shown)
+    ));
+    // A pick is audited: without a state directory there is nowhere to, so no test.
+    let err = run_test_effect(&a, "smtp://127.0.0.1:9").unwrap_err();
+    assert!(err.contains("audit log"), "{err}");
 }
 
 #[test]

@@ -1137,7 +1137,7 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
             t,
             "t",
             vec![Span::raw(
-                "test to yourself: the first personalised and generic messages, [TEST] subject, not in the ledger",
+                "test to yourself: the sample person Alex (personalised and generic), [TEST] subject, an unsubscribe link that unsubscribes nobody; not in the ledger (Preview: T tests the recipient shown)",
             )],
         ),
         kv(
@@ -1290,7 +1290,24 @@ fn prompt(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
         ),
         PromptKind::TestTo => (
             " test to yourself ".to_string(),
-            "your own address(es), comma-separated (TACT_TEST_TO fills this in): each gets the personalised and the generic message, subject [TEST], not recorded in the ledger"
+            format!(
+                "your own address(es), comma-separated ([send] test_to and TACT_TEST_TO fill this in): {}, subject [TEST], an unsubscribe link that unsubscribes nobody, not recorded in the ledger",
+                match app.test_who {
+                    tact::send::test_send::Who::Sample => {
+                        "each gets the personalised and the generic message for the sample person Alex"
+                    }
+                    _ => "each gets the message of the recipient you picked (recorded in the audit log by hash)",
+                }
+            ),
+        ),
+        PromptKind::ConfirmOtherTestAddress => (
+            " not one of your test addresses ".to_string(),
+            "an address is not in [send] test_to or TACT_TEST_TO. Type yes and Enter to send the test there anyway; Esc cancels"
+                .to_string(),
+        ),
+        PromptKind::ConfirmTestAs(_) => (
+            " test with this person's data? ".to_string(),
+            "the test will carry the real name and fields of the recipient shown in Preview, to your test address; the audit log records the pick (by hash). Type yes and Enter; Esc cancels (t tests with the sample person instead)"
                 .to_string(),
         ),
         PromptKind::Find => (

@@ -9,10 +9,10 @@ use std::sync::atomic::AtomicBool;
 use tact::campaign::{Acknowledgement, Campaign};
 use tact::plan::{BasePlan, Facts, Plan, Prepared};
 use tact::send::orchestrate::{self, Outcome, Purpose, Request, Sent, uncertain_note};
-use tact::send::{Tally, Transport};
+use tact::send::{Tally, Transport, test_send};
 use tact::state::{Keys, State};
 
-use super::app::{Checked, Ctx, DryRunSummary, LoadError, Loaded, excluded_rows};
+use super::app::{Checked, Ctx, DryRunSummary, LoadError, Loaded, TestOrder, excluded_rows};
 
 pub use tact::error::chain;
 
@@ -204,58 +204,40 @@ pub fn send(
     }
 }
 
-/// `tact send --test`: the first personalised and the first generic recipient's messages,
-/// subject prefixed `[TEST] `, to each of `to`; nothing is recorded in the ledger. Says
-/// what the server did with each, never whose data was used.
+/// A test message (`tact send --test`): the core's one test path, with the composer's
+/// answers. Says what the server did with each message, never whose data was used.
 pub fn send_test(
     p: &Prepared,
-    keys: &Keys,
-    recipients: &[(usize, bool)],
+    plan: &Plan,
+    ctx: &Ctx,
     url: &str,
-    to: &[String],
+    order: TestOrder,
 ) -> Result<String, String> {
-    let target =
+    let transport =
         Transport::parse(url, std::env::var("TACT_SMTP_PASSWORD").ok()).map_err(|e| chain(&e))?;
-    let mut messages = Vec::new();
-    let mut variants = Vec::new();
-    for pick in [true, false] {
-        let Some(&(row, personalised)) = recipients.iter().find(|r| r.1 == pick) else {
-            continue;
-        };
-        let letter = p
-            .letter(keys, row, personalised)
-            .map_err(|e| format!("{}: {}", e.reason.key(), e.detail))?;
-        variants.push(if personalised {
-            "personalised"
-        } else {
-            "generic"
-        });
-        for addr in to {
-            let address: lettre::Address = addr
-                .parse()
-                .map_err(|_| format!("`{addr}` is not an address"))?;
-            let msg = tact::message::build(
-                &p.campaign,
-                &letter,
-                addr,
-                std::time::SystemTime::now(),
-                "[TEST] ",
-            )
-            .map_err(|e| chain(&e))?;
-            messages.push((address, msg));
-        }
+    let state = match &ctx.state_dir {
+        Some(dir) => Some(
+            State::open_existing(dir)
+                .map_err(|e| chain(&e))?
+                .with_store(ctx.store.clone()),
+        ),
+        None => None,
+    };
+    let request = test_send::Request {
+        prepared: p,
+        plan,
+        keys: &ctx.keys,
+        state: state.as_ref(),
+        transport: &transport,
+        to: &order.to,
+        configured: &order.configured,
+        allow_other: order.allow_other,
+        who: order.who,
+    };
+    match test_send::send(request).map_err(|e| chain(&e))? {
+        Ok(sent) => Ok(sent.summary()),
+        Err(refusal) => Err(refusal.message()),
     }
-    if messages.is_empty() {
-        return Err("no recipients: nothing to render for a test".into());
-    }
-    let n = messages.len();
-    let results = tact::send::send_tests(&target, &p.campaign, messages).map_err(|e| chain(&e))?;
-    Ok(format!(
-        "test: {n} message(s) ({} to {} address(es)): {}; not recorded in the ledger",
-        variants.join(" + "),
-        to.len(),
-        results.join(", ")
-    ))
 }
 
 fn read(path: &Path) -> Result<toml_edit::DocumentMut, String> {
