@@ -14,7 +14,7 @@ mod hostile;
 pub mod postfix;
 mod relays;
 pub mod sink;
-mod test_send;
+pub mod test_send;
 mod uncertain;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

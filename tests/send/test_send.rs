@@ -115,7 +115,7 @@ fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
-fn unsubscribe_server(state: &Path) -> (tempfile::TempDir, Server) {
+pub(crate) fn unsubscribe_server(state: &Path) -> (tempfile::TempDir, Server) {
     let keydir = tempfile::tempdir().unwrap();
     let key = keydir.path().join("unsubscribe.key");
     run_expect(
@@ -135,7 +135,7 @@ fn unsubscribe_server(state: &Path) -> (tempfile::TempDir, Server) {
 }
 
 /// The one-click POST a mail client makes (RFC 8058), to the running server.
-fn one_click(base: &str, token: &str) -> (u16, String) {
+pub(crate) fn one_click(base: &str, token: &str) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

@@ -509,4 +509,71 @@ fn quit_with_unsaved_changes_asks_and_esc_never_quits() {
     tui.keys(&["q"]);
     tui.wait_exit();
     assert_eq!(t.read("sample-data/campaigns/winter-sale.toml"), before);
+/// Issue 12, item 1: `t` on the Send screen mails the sample person "Alex", never a
+/// customer, and the link in the test mail unsubscribes nobody at the running endpoint.
+#[test]
+fn t_sends_a_test_for_alex_whose_link_unsubscribes_nobody() {
+    use crate::send::sink::{DumpDir, Sink};
+    use crate::send::test_send::{one_click, unsubscribe_server};
+    use crate::util::{run_expect, tact};
+
+    let t = Tree::new();
+    let state = t.state();
+    run_expect(tact(&state).arg("init"), 0);
+    t.edit("sample-data/campaigns/winter-sale.toml", |s| {
+        format!("{s}\n[send]\ntest_to = [\"me@shop.example\"]\n")
+    });
+    let dump = DumpDir::new();
+    let sink = Sink::start(&dump, &[]);
+    let args = format!(
+        "--state '{}' --now {NOW} sample-data/campaigns/winter-sale.toml",
+        state.display()
+    );
+    let tui = Tmux::start("test-send", t.root(), &args);
+    tui.wait_until("the verdict of the full check", |s| {
+        s.contains("Recipients  220") && s.contains("NOTICE")
+    });
+    tui.keys(&["BTab"]);
+    tui.wait_for("test to yourself");
+    tui.keys(&["t"]);
+    // Prefilled from [send] test_to: Enter takes it.
+    tui.wait_for("> me@shop.example");
+    tui.keys(&["Enter"]);
+    tui.wait_for("SMTP server");
+    tui.text(&sink.url());
+    tui.keys(&["Enter"]);
+    let s = tui.wait_for("test: 2 message(s)");
+    assert!(s.contains("sample person"), "{s}");
+    tui.keys(&["q"]);
+
+    let got = dump.deliveries();
+    assert_eq!(got.len(), 2);
+    let (_keydir, server) = unsubscribe_server(&state);
+    for d in &got {
+        assert_eq!(d.rcpt(), "me@shop.example");
+        let raw = String::from_utf8_lossy(&d.raw);
+        for name in ["Ngozi", "Okafor", "ngozi.okafor"] {
+            assert!(
+                !raw.contains(name),
+                "{}: a customer in the test:\n{raw}",
+                d.file
+            );
+        }
+        let (status, body) = one_click(&server.base, &d.msg.token());
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("This was a test message"), "{body}");
+    }
+    assert!(
+        got.iter()
+            .any(|d| d.msg.subject == "[TEST] Alex, our winter picks are in"),
+        "{:?}",
+        got.iter().map(|d| &d.msg.subject).collect::<Vec<_>>()
+    );
+    let (_, log) = server.interrupt();
+    assert!(!log.contains("unsubscribed one recipient"), "{log}");
+    // The first recipients of the plan (whose data and token a test used to carry).
+    run_expect(
+        tact(&state).args(["suppress", "check", "ngozi.okafor@example.com"]),
+        6,
+    );
 }
