@@ -1137,7 +1137,7 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
             t,
             "t",
             vec![Span::raw(
-                "test to yourself: the sample person Alex (personalised and generic), [TEST] subject, an unsubscribe link that unsubscribes nobody; not in the ledger (Preview: T tests the recipient shown)",
+                "test to yourself as the sample person Alex: [TEST] subject, inert unsubscribe link, not in the ledger",
             )],
         ),
         kv(

@@ -509,6 +509,8 @@ fn quit_with_unsaved_changes_asks_and_esc_never_quits() {
     tui.keys(&["q"]);
     tui.wait_exit();
     assert_eq!(t.read("sample-data/campaigns/winter-sale.toml"), before);
+}
+
 /// Issue 12, item 1: `t` on the Send screen mails the sample person "Alex", never a
 /// customer, and the link in the test mail unsubscribes nobody at the running endpoint.
 #[test]
