@@ -495,9 +495,17 @@ pub fn canary_check(p: &Prepared, keys: &Keys) -> CanaryResult {
         .filter(|(_, n)| !TOOL_VARIABLES.contains(&n.as_str()))
         .map(|(i, n)| (i, n.as_str()))
         .collect();
+    // By name through a map: a header of 100,000 columns looked up one by one in the
+    // column list took minutes.
+    let types: std::collections::HashMap<&str, FieldType> = p
+        .audience
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.ty))
+        .collect();
     let typed: Vec<Option<String>> = names
         .iter()
-        .map(|(i, n)| p.audience.column(n).and_then(|c| typed_canary(c.ty, *i)))
+        .map(|(i, n)| types.get(n).and_then(|ty| typed_canary(*ty, *i)))
         .collect();
     let marks: Vec<String> = names.iter().map(|(i, _)| canary(*i)).collect();
     let mut out = CanaryResult::default();
