@@ -870,7 +870,8 @@ mod tests {
                 method in prop_oneof![Just("POST".to_string()), Just("post".to_string()), Just("GET".to_string()), Just("HEAD".to_string()), Just("PUT".to_string()), "[A-Z]{1,8}"],
                 path in "/[a-z/]{0,20}",
                 tok in token(),
-                extra_query in "[a-z]{1,5}=[a-z0-9]{0,5}",
+                // Any parameter but `t`: a second `t` makes the request ambiguous, refused.
+                extra_query in "([a-su-z][a-z]{0,4}|t[a-z]{1,4})=[a-z0-9]{0,5}",
                 query_first in any::<bool>(),
                 content_type in prop_oneof![Just(None), Just(Some("application/x-www-form-urlencoded")), Just(Some("text/plain"))],
                 headers in proptest::collection::vec(("X-[a-z]{1,8}", "[ -~]{0,40}"), 0..6),
