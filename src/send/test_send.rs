@@ -166,12 +166,18 @@ pub fn letters(
     keys: &Keys,
     picked: Option<(usize, bool)>,
 ) -> std::result::Result<Vec<Letter>, Refusal> {
-    let token = keys.seal_test_token(&p.campaign.name);
-    let vars = |personalised: bool| ToolVars {
+    let inert = unsubscribe_url(
+        &p.campaign.unsubscribe_url,
+        &keys.seal_test_token(&p.campaign.name),
+    );
+    // The sample person consented a month ago; a picked recipient's letter is theirs
+    // (their consent date in `why_you_got_this`, their `get_random` seed), with only the
+    // unsubscribe link swapped for the inert one.
+    let sample_vars = |personalised: bool| ToolVars {
         now: p.now,
         seed: 0,
         personalised,
-        unsubscribe_url: unsubscribe_url(&p.campaign.unsubscribe_url, &token),
+        unsubscribe_url: inert.clone(),
         postal_address: p.campaign.postal_address.clone(),
         campaign: p.campaign.name.clone(),
         why_you_got_this: crate::plan::why_you_got_this(
@@ -180,11 +186,10 @@ pub fn letters(
             personalised,
         ),
     };
-    let render = |row: usize, personalised: bool, fields: &[(&str, &str)]| {
-        p.letter_with(row, personalised, vars(personalised), [0; 32], fields)
+    let render = |row: usize, personalised: bool, vars: ToolVars, fields: &[(&str, &str)]| {
+        p.letter_with(row, personalised, vars, [0; 32], fields)
             .map_err(|e| Refusal::Render(format!("{}: {}", e.reason.key(), e.detail)))
     };
-    let generic = render(usize::MAX, false, &[])?;
     Ok(match picked {
         None => {
             let person = crate::sample::person(p);
@@ -192,15 +197,27 @@ pub fn letters(
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            vec![render(usize::MAX, true, &fields)?, generic]
+            vec![
+                render(usize::MAX, true, sample_vars(true), &fields)?,
+                render(usize::MAX, false, sample_vars(false), &[])?,
+            ]
         }
-        Some((row, true)) => {
-            let mut theirs = render(row, true, &p.render_fields(row))?;
-            // Their data stays in the letter only as rendered text; the row is not kept.
-            theirs.row = usize::MAX;
-            vec![theirs, generic]
+        Some((row, personalised)) => {
+            let theirs = |personalised: bool| {
+                let (mut vars, _) = p.tool_vars(keys, row, personalised);
+                vars.unsubscribe_url = inert.clone();
+                vars
+            };
+            let generic = render(row, false, theirs(false), &[])?;
+            if personalised {
+                vec![
+                    render(row, true, theirs(true), &p.render_fields(row))?,
+                    generic,
+                ]
+            } else {
+                vec![generic]
+            }
         }
-        Some((_, false)) => vec![generic],
     })
 }
 

@@ -315,6 +315,12 @@ fn test_as_renders_one_recipient_of_the_plan_and_audits_only_a_hash() {
             .any(|d| d.msg.text.starts_with("Hi CnryFirst5 CnryLast5")),
         "the picked recipient's render"
     );
+    // Their letter, consent date included; only the unsubscribe link is swapped.
+    assert!(
+        got.iter().all(|d| d.msg.text.contains("on 1 October 2026")),
+        "{:?}",
+        got.iter().map(|d| &d.msg.text).collect::<Vec<_>>()
+    );
     for d in &got {
         assert_eq!(d.rcpt(), ME);
         // Even a picked recipient's test carries the inert token, not theirs.
@@ -341,6 +347,17 @@ fn test_as_renders_one_recipient_of_the_plan_and_audits_only_a_hash() {
         !contains(&state, &picked) && !contains(&state, "cnry.person5"),
         "the picked address is in the state directory"
     );
+
+    // A recipient of the generic variant: their message is the generic one, alone.
+    let r = run_expect(
+        c.send(&sink)
+            .arg("--test")
+            .arg("--test-as")
+            .arg(Canary::email(0)),
+        0,
+    );
+    assert!(r.stdout.contains("1 message(s) (generic"), "{}", r.stdout);
+    assert_eq!(dump.count(), 3);
 
     // Someone the campaign would not mail cannot be picked: no marketing consent (row 3),
     // suppressed, or not in the audience at all.
