@@ -183,6 +183,11 @@ pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 /// buffered more.
 pub const MAX_ROW_BYTES: u64 = 1024 * 1024;
 
+/// Columns a header may name. Every render, the canary check and the duplicate-name scan
+/// cost grows with the column count, and a 1 MiB header could name half a million: far
+/// past any CRM export, and minutes of `check` for nothing.
+pub const MAX_COLUMNS: usize = 2_000;
+
 /// The reader's refusal to read a row past `MAX_ROW_BYTES`.
 #[derive(Debug)]
 struct RowTooLong;
@@ -303,6 +308,15 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
         .clone();
     if let Some(i) = raw_header.iter().position(|f| f.len() > MAX_FIELD_BYTES) {
         return Err(field_too_long(path, 1, i, raw_header[i].len(), &[]));
+    }
+    if raw_header.len() > MAX_COLUMNS {
+        return Err(Error::input(
+            Location::at(path, 1, MAX_COLUMNS + 1),
+            format!(
+                "the header row names {} columns; tact reads at most {MAX_COLUMNS}: export only the columns your campaigns use",
+                raw_header.len()
+            ),
+        ));
     }
     let mut raw = Vec::with_capacity(raw_header.len());
     for (i, field) in raw_header.iter().enumerate() {
@@ -954,6 +968,25 @@ mod tests {
         }
         let e = load_all(&open).unwrap_err().to_string();
         assert!(e.contains(":2:2:") && e.contains("quote"), "{e}");
+    }
+
+    /// A header of half a million short names fits in a row; checking it took minutes.
+    #[test]
+    fn the_column_count_is_bounded() {
+        let header = |n: usize| {
+            let mut h = b"email".to_vec();
+            for i in 1..n {
+                h.extend(format!(",c{i}").as_bytes());
+            }
+            h.extend(b"\na@x.example\n");
+            h
+        };
+        assert!(load_all(&header(MAX_COLUMNS)).is_ok());
+        let e = load_all(&header(100_000)).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(":1:{}:", MAX_COLUMNS + 1)) && e.contains("100000 columns"),
+            "{e}"
+        );
     }
 
     mod property {
