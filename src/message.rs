@@ -90,3 +90,45 @@ pub fn build(
         ))
     })
 }
+
+/// The HTML part as a reader of plain text sees it, wrapped to `width` columns: headings,
+/// lists, links numbered with their targets listed below, images by their alt text. None
+/// when it cannot be laid out that narrow.
+pub fn html_as_text(html: &str, width: usize) -> Option<String> {
+    let text = html2text::from_read(html.as_bytes(), width).ok()?;
+    // Preheader padding (zero-width joiners and the like) shows nothing in a mail client;
+    // in a terminal it would only shift the columns.
+    Some(
+        text.chars()
+            .filter(|c| {
+                !matches!(
+                    c,
+                    '\u{34f}' | '\u{200b}'..='\u{200f}' | '\u{2060}' | '\u{feff}'
+                )
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::html_as_text;
+
+    #[test]
+    fn the_html_part_as_text_keeps_headings_lists_links_and_alt_text() {
+        let html = r#"<h1>Winter layers</h1><ul><li>Merino</li><li>Wool</li></ul>
+            <p>See <a href="https://shop.example/winter">the edit</a>.</p>
+            <img src="https://shop.example/x.png" alt="A red scarf">"#;
+        let text = html_as_text(html, 60).expect("60 columns are enough");
+        assert!(text.contains("# Winter layers"), "{text}");
+        assert!(
+            text.contains("* Merino") && text.contains("* Wool"),
+            "{text}"
+        );
+        // The link is numbered in the text and its target listed under that number.
+        assert!(text.contains("[the edit][1]"), "{text}");
+        assert!(text.contains("[1]: https://shop.example/winter"), "{text}");
+        assert!(text.contains("A red scarf"), "{text}");
+        assert!(!text.contains('<'), "no markup left: {text}");
+    }
+}

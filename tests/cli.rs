@@ -8,6 +8,7 @@ mod input;
 mod ops;
 mod report;
 mod schedule;
+mod screens;
 mod send;
 mod store;
 mod taint;

@@ -12,6 +12,7 @@ mod run_due;
 mod send;
 mod suppress;
 mod unsubscribe_server;
+pub mod viewer;
 
 use std::path::PathBuf;
 

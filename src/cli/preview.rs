@@ -1,4 +1,4 @@
-//! `tact preview CAMPAIGN [--out DIR] [--limit N] [--recipient EMAIL]`: what send would
+//! `tact preview CAMPAIGN [--out DIR] [--limit N] [--recipient EMAIL [--open]]`: what send would
 //! send, as .eml files (0600), without sending anything. Previews are not DKIM-signed: a
 //! signature is only worth its key's exposure on mail that leaves, and it would not verify
 //! after the Date and Message-ID of a real send anyway.
@@ -29,6 +29,10 @@ pub struct Args {
     /// Print the message for this one address to stdout instead.
     #[arg(long, value_name = "EMAIL", conflicts_with_all = ["out", "limit"])]
     recipient: Option<String>,
+    /// With --recipient: open the message in the desktop's viewer ($BROWSER, else
+    /// xdg-open) from a 0600 temporary file instead of printing it.
+    #[arg(long, requires = "recipient")]
+    open: bool,
 }
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
@@ -97,6 +101,18 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             }
         };
         let msg = tact::message::build(&p.campaign, &letter, p.audience.email(row), date, "")?;
+        if args.open {
+            return match super::viewer::open_message(&msg.formatted()) {
+                Ok(said) => {
+                    eprintln!("tact: {said}");
+                    Ok(0)
+                }
+                Err(why) => {
+                    eprintln!("tact: not opened: {why}");
+                    Ok(1)
+                }
+            };
+        }
         std::io::stdout().lock().write_all(&msg.formatted())?;
         return Ok(0);
     }

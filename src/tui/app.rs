@@ -141,6 +141,12 @@ pub enum Action {
     },
     DryRunDone(Result<DryRunSummary, String>),
     TestSent(Result<String, String>),
+    /// Preview → `h`: the HTML part as text, or back to the text part.
+    ToggleHtml,
+    /// Preview → `o`: the message on screen in the desktop's viewer.
+    OpenMessage,
+    /// What the viewer did (or why there is none).
+    Opened(Result<String, String>),
     SendDone(Result<Box<Sent>, String>),
     Saved {
         /// The segment was written, so the file now matches the screen.
@@ -196,6 +202,8 @@ pub enum Effect {
         rule: String,
         fields: Vec<String>,
     },
+    /// Write this message to a 0600 temporary file and open it in the desktop's viewer.
+    Open(Vec<u8>),
     /// Open this file in $EDITOR (at this line, for editors that take `+LINE`).
     Editor {
         path: PathBuf,
@@ -465,7 +473,12 @@ pub struct PreviewDoc {
     /// Whether the recipient's plan says personalised (the variant shown may be toggled).
     pub planned_personalised: bool,
     pub headers: Vec<(String, String)>,
+    pub preheader: String,
     pub text: String,
+    /// The HTML part as sent (the Preview shows it as text on `h`).
+    pub html: Option<String>,
+    /// The whole message as `tact preview` writes it, for `o`.
+    pub eml: Vec<u8>,
     pub why: Vec<String>,
     pub error: Option<String>,
 }
@@ -526,6 +539,10 @@ pub struct App {
     pub preview_generic: bool,
     pub preview_scroll: u16,
     pub preview: Option<PreviewDoc>,
+    /// `h`: the HTML part (as text) instead of the text part.
+    pub preview_html: bool,
+    /// The subject as a sample recipient sees it, and what it was rendered for.
+    pub sample_subject: Option<(String, String)>,
     // Send
     pub smtp_url: Option<String>,
     pub prompt: Option<Prompt>,
@@ -590,6 +607,8 @@ impl App {
             preview_generic: false,
             preview_scroll: 0,
             preview: None,
+            preview_html: false,
+            sample_subject: None,
             smtp_url: std::env::var("TACT_SMTP_URL")
                 .ok()
                 .filter(|s| !s.trim().is_empty()),
@@ -688,8 +707,33 @@ impl App {
             .is_some_and(|l| l.report.verdict == Level::Block)
     }
 
+    /// The subject rendered for the first recipient who gets the personalised variant
+    /// (else the first one): what an inbox shows, not the template. Generic only when
+    /// the campaign is blocked, as on Preview.
+    fn sample_subject(&self) -> Option<(String, String)> {
+        let l = self.loaded.as_ref()?;
+        let blocked = self.blocked();
+        let (row, planned) = l
+            .plan
+            .recipients()
+            .find(|(_, planned)| *planned && !blocked)
+            .or_else(|| l.plan.recipients().next())?;
+        let personalised = planned && !blocked;
+        let letter = l.prepared.letter(&self.ctx.keys, row, personalised).ok()?;
+        let variant = if personalised {
+            "personalised"
+        } else {
+            "generic"
+        };
+        Some((
+            letter.rendered.subject,
+            format!("line {}, {variant}", l.prepared.audience.line(row)),
+        ))
+    }
+
     /// Rebuilds the preview of the selected recipient.
     pub fn refresh_preview(&mut self) {
+        self.sample_subject = self.sample_subject();
         let blocked = self.blocked();
         self.preview = self.loaded.as_ref().and_then(|l| {
             let n = l.report.audience.recipients();
@@ -920,7 +964,10 @@ pub fn render_preview(
         personalised,
         planned_personalised: planned,
         headers: Vec::new(),
+        preheader: String::new(),
         text: String::new(),
+        html: None,
+        eml: Vec::new(),
         why,
         error: None,
     };
@@ -947,10 +994,13 @@ pub fn render_preview(
                     doc.headers.push((name.to_string(), v.to_string()));
                 }
             }
+            doc.eml = msg.formatted();
         }
         Err(e) => doc.error = Some(e.to_string()),
     }
+    doc.preheader = letter.rendered.preheader;
     doc.text = letter.rendered.text;
+    doc.html = letter.rendered.html;
     doc
 }
 
@@ -1149,6 +1199,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             | Action::Checked { .. }
             | Action::DryRunDone(_)
             | Action::TestSent(_)
+            | Action::Opened(_)
             | Action::SendDone(_)
             | Action::Saved { .. }
     ) {
@@ -1345,6 +1396,22 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             app.preview_generic = !app.preview_generic;
             app.refresh_preview();
         }
+        Action::ToggleHtml => {
+            app.preview_html = !app.preview_html;
+            app.preview_scroll = 0;
+        }
+        Action::OpenMessage => match &app.preview {
+            Some(doc) if !doc.eml.is_empty() => {
+                app.effects.push(Effect::Open(doc.eml.clone()));
+                app.set_status("opening the message in the desktop's viewer…");
+            }
+            Some(_) => app.set_status("nothing to open: this message cannot be built"),
+            None => app.set_status("nothing to open: no recipients"),
+        },
+        Action::Opened(r) => app.set_status(match r {
+            Ok(said) => said,
+            Err(why) => format!("not opened: {why}"),
+        }),
         Action::StartEdit => {
             if app.loaded.is_some() {
                 app.tab = Tab::Segment;

@@ -235,15 +235,25 @@ pub const KEYS: &[Binding] = &[
     b(
         Scope::Tab(Tab::Preview),
         Left,
-        "←/→ h/l",
+        "←/→",
         "previous / next recipient",
         || Action::Left,
     ),
     b(Scope::Tab(Tab::Preview), Right, "", "", || Action::Right),
-    b(Scope::Tab(Tab::Preview), Char('h'), "", "", || Action::Left),
-    b(Scope::Tab(Tab::Preview), Char('l'), "", "", || {
-        Action::Right
-    }),
+    b(
+        Scope::Tab(Tab::Preview),
+        Char('h'),
+        "h",
+        "HTML part (as text) / text part",
+        || Action::ToggleHtml,
+    ),
+    b(
+        Scope::Tab(Tab::Preview),
+        Char('o'),
+        "o",
+        "open the message in the desktop's viewer",
+        || Action::OpenMessage,
+    ),
     b(
         Scope::Tab(Tab::Preview),
         Char('g'),

@@ -355,6 +355,11 @@ pub fn perform(app: &App, effect: Effect, tx: &Sender<Action>) {
                 result,
             });
         }
+        Effect::Open(eml) => {
+            std::thread::spawn(move || {
+                let _ = tx.send(Action::Opened(crate::cli::viewer::open_message(&eml)));
+            });
+        }
         // The loop handles it: the terminal must be given back first.
         Effect::Editor { .. } => {}
     }

@@ -101,3 +101,77 @@ fn a_blocked_campaign_dry_runs_to_nothing() {
     assert!(!s.contains("message(s) built"), "{s}");
     snap_all("wellness_send_dry_run_blocked", &a);
 }
+
+#[test]
+fn h_shows_the_html_part_as_text_and_back() {
+    let mut a = app("winter-sale");
+    go(&mut a, Tab::Preview);
+    let doc = a.preview.clone().unwrap();
+    let html = doc.html.as_deref().expect("winter-sale has an HTML part");
+    assert!(html.contains("<h1"));
+    let text_screen = screen(&a, 120, 40);
+    assert!(text_screen.contains("text part"), "{text_screen}");
+    assert!(
+        text_screen.contains("Preheader: Warm coats"),
+        "{text_screen}"
+    );
+    dispatch(&mut a, Action::ToggleHtml);
+    assert!(a.preview_html);
+    let s = screen(&a, 120, 40);
+    assert!(s.contains("HTML part"), "{s}");
+    // The HTML's heading as html2text sets it, and no markup.
+    assert!(s.contains("# Built for the weather we actually get"), "{s}");
+    assert!(!s.contains("<p") && !s.contains("style="), "{s}");
+    snap_all("winter_sale_preview_html", &a);
+    // The toggle stays while stepping through recipients.
+    dispatch(&mut a, Action::Right);
+    assert!(a.preview_html);
+    dispatch(&mut a, Action::ToggleHtml);
+    assert!(!a.preview_html);
+    assert!(screen(&a, 120, 40).contains("text part"));
+}
+
+#[test]
+fn o_opens_the_whole_message_on_screen() {
+    let mut a = app("winter-sale");
+    go(&mut a, Tab::Preview);
+    dispatch(&mut a, Action::Right);
+    dispatch(&mut a, Action::OpenMessage);
+    let eml = match &a.effects[..] {
+        [super::app::Effect::Open(eml)] => String::from_utf8(eml.clone()).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let doc = a.preview.as_ref().unwrap();
+    assert!(
+        eml.contains(&format!("To: {}", doc.email)),
+        "the recipient shown"
+    );
+    assert!(eml.contains("multipart/alternative"));
+    a.effects.clear();
+    dispatch(
+        &mut a,
+        Action::Opened(Err("no desktop viewer: set $BROWSER".into())),
+    );
+    assert_eq!(
+        a.status.as_deref(),
+        Some("not opened: no desktop viewer: set $BROWSER")
+    );
+}
+
+#[test]
+fn overview_shows_the_subject_as_rendered_not_the_template() {
+    let a = app("wellness-check");
+    // Blocked: the generic render, like Preview.
+    let (subject, whose) = a.sample_subject.clone().unwrap();
+    assert_eq!(subject, "stay warm and well this winter");
+    assert!(whose.ends_with("generic"), "{whose}");
+    let a = app("birthday-treat");
+    let s = screen(&a, 120, 40);
+    assert!(
+        !s.contains("{{") && !s.contains("{%"),
+        "raw Tera on Overview:\n{s}"
+    );
+    let (_, whose) = a.sample_subject.clone().unwrap();
+    assert!(whose.ends_with("personalised"), "{whose}");
+    snap_all("birthday_treat_overview", &a);
+}

@@ -1373,8 +1373,8 @@ fn tab_keys_apply_only_on_their_tab() {
     ));
     go(&mut a, Tab::Preview);
     assert!(matches!(
-        action_for_key(&a, key(KeyCode::Char('l'))),
-        Some(Action::Right)
+        action_for_key(&a, key(KeyCode::Char('h'))),
+        Some(Action::ToggleHtml)
     ));
 }
 

@@ -333,7 +333,7 @@ fn status_line(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
                     Tab::Check => "↑/↓ finding · a acknowledge · A take back · ? help · q quit",
                     Tab::Template => "←/→ file · ↑/↓ scroll · e edit this file · ? help · q quit",
                     Tab::Preview => {
-                        "←/→ recipient · f find · g variant · r reveal · ? help · q quit"
+                        "←/→ recipient · f find · g variant · h HTML · o open · ? help · q quit"
                     }
                     Tab::Send => "d dry run · t test to me · S send · ? help · q quit",
                     Tab::Overview => "Tab next screen · / segment · ? help · q quit",
@@ -441,7 +441,7 @@ fn overview(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
             ))],
         ),
         kv(t, "Segment", counted_for(app, t)),
-        kv(t, "Subject", vec![Span::raw(p.campaign.subject.clone())]),
+        kv(t, "Subject", subject_spans(app, t)),
         Line::raw(""),
         kv(
             t,
@@ -508,6 +508,18 @@ fn overview(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
         ));
     }
     Paragraph::new(lines).render(area, buf);
+}
+
+/// The subject as the sample recipient's inbox shows it, saying whose render it is; the
+/// template itself is on the Template screen.
+fn subject_spans(app: &App, t: Theme) -> Vec<Span<'static>> {
+    match &app.sample_subject {
+        Some((subject, whose)) => vec![
+            Span::raw(subject.clone()),
+            Span::styled(format!("  (as {whose} sees it)"), t.dim()),
+        ],
+        None => vec![Span::styled("(no recipient to render it for)", t.dim())],
+    }
 }
 
 /// The consent funnel of DESIGN §3, as stages with their counts.
@@ -1019,6 +1031,14 @@ fn preview(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
             }),
         ),
     ];
+    head_spans.push(Span::styled(
+        if app.preview_html {
+            " · HTML part"
+        } else {
+            " · text part"
+        },
+        t.bold(),
+    ));
     let header = |name: &str| doc.headers.iter().find(|(n, _)| n == name);
     if compact && let Some((n, v)) = header("To") {
         head_spans.push(Span::raw(format!(" · to {}", shown(n, v))));
@@ -1062,8 +1082,27 @@ fn preview(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
             lines.push(header_line(name, value));
         }
     }
+    // The inbox shows it beside the subject; it is not a header, so it is named apart.
+    // Compact, it waits below the message with the other headers.
+    let preheader = (!doc.preheader.trim().is_empty()).then(|| {
+        Line::from(vec![
+            Span::styled("Preheader: ", t.dim()),
+            Span::raw(doc.preheader.clone()),
+        ])
+    });
+    if !compact && let Some(p) = preheader.clone() {
+        lines.push(p);
+    }
     lines.push(Line::raw(""));
-    for l in doc.text.lines() {
+    let body_text = if !app.preview_html {
+        doc.text.clone()
+    } else if let Some(html) = &doc.html {
+        tact::message::html_as_text(html, usize::from(body.width.max(1)))
+            .unwrap_or_else(|| "(the window is too narrow to lay out the HTML part)".into())
+    } else {
+        "(this campaign has no HTML part: the message is text only; h shows the text)".into()
+    };
+    for l in body_text.lines() {
         lines.push(Line::raw(l.to_string()));
     }
     if compact {
@@ -1072,9 +1111,10 @@ fn preview(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
             .iter()
             .filter(|(n, _)| n != "To" && n != "Subject")
             .collect();
-        if !rest.is_empty() {
+        if !rest.is_empty() || preheader.is_some() {
             lines.push(Line::raw(""));
             lines.push(Line::styled("── other headers ──", t.dim()));
+            lines.extend(preheader);
             for (name, value) in rest {
                 lines.push(header_line(name, value));
             }
