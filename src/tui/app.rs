@@ -707,28 +707,24 @@ impl App {
             .is_some_and(|l| l.report.verdict == Level::Block)
     }
 
-    /// The subject rendered for the first recipient who gets the personalised variant
-    /// (else the first one): what an inbox shows, not the template. Generic only when
+    /// The subject as an inbox shows it, not the template: rendered for the synthetic
+    /// sample person of a test send (never a customer's row); the generic variant when
     /// the campaign is blocked, as on Preview.
     fn sample_subject(&self) -> Option<(String, String)> {
         let l = self.loaded.as_ref()?;
-        let blocked = self.blocked();
-        let (row, planned) = l
-            .plan
-            .recipients()
-            .find(|(_, planned)| *planned && !blocked)
-            .or_else(|| l.plan.recipients().next())?;
-        let personalised = planned && !blocked;
-        let letter = l.prepared.letter(&self.ctx.keys, row, personalised).ok()?;
-        let variant = if personalised {
-            "personalised"
+        let letters = tact::send::test_send::letters(&l.prepared, &self.ctx.keys, None).ok()?;
+        let (letter, whose) = if self.blocked() {
+            (
+                letters.last()?,
+                "generic: the campaign is blocked".to_string(),
+            )
         } else {
-            "generic"
+            (
+                letters.first()?,
+                format!("for the sample person {}", tact::sample::FIRST_NAME),
+            )
         };
-        Some((
-            letter.rendered.subject,
-            format!("line {}, {variant}", l.prepared.audience.line(row)),
-        ))
+        Some((letter.rendered.subject.clone(), whose))
     }
 
     /// Rebuilds the preview of the selected recipient.

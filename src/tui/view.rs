@@ -516,7 +516,7 @@ fn subject_spans(app: &App, t: Theme) -> Vec<Span<'static>> {
     match &app.sample_subject {
         Some((subject, whose)) => vec![
             Span::raw(subject.clone()),
-            Span::styled(format!("  (as {whose} sees it)"), t.dim()),
+            Span::styled(format!("  ({whose})"), t.dim()),
         ],
         None => vec![Span::styled("(no recipient to render it for)", t.dim())],
     }
