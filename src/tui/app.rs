@@ -238,6 +238,8 @@ pub struct Loaded {
     pub excluded: Vec<ExcludedRow>,
     /// The subject, preheader and template files, for the Template screen.
     pub sources: Vec<SourceFile>,
+    /// This campaign's rows in the ledger by status, when it has been sent (read at load).
+    pub ledger: Option<tact::state::ledger::StatusCounts>,
 }
 
 /// The full check of a `Loaded` plan: every recipient rendered.
@@ -310,6 +312,7 @@ impl Loaded {
             base,
             plan,
             report,
+            ledger: None,
         }
     }
 
@@ -541,6 +544,8 @@ pub struct App {
     pub preview: Option<PreviewDoc>,
     /// `h`: the HTML part (as text) instead of the text part.
     pub preview_html: bool,
+    /// This campaign's ledger rows by status as last read (None: never sent, or no state).
+    pub ledger: Option<tact::state::ledger::StatusCounts>,
     /// The subject as a sample recipient sees it, and what it was rendered for.
     pub sample_subject: Option<(String, String)>,
     // Send
@@ -608,6 +613,7 @@ impl App {
             preview_scroll: 0,
             preview: None,
             preview_html: false,
+            ledger: None,
             sample_subject: None,
             smtp_url: std::env::var("TACT_SMTP_URL")
                 .ok()
@@ -1745,8 +1751,9 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
         Action::Loaded(result) => {
             app.loading = false;
             match *result {
-                Ok((l, facts)) => {
+                Ok((mut l, facts)) => {
                     app.facts = Arc::new(facts);
+                    app.ledger = l.ledger.take();
                     let file = l.prepared.campaign.segment.clone().unwrap_or_default();
                     app.segment = TextInput::new(&file);
                     app.segment_error = None;
@@ -1818,6 +1825,9 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             if let Some(s) = &mut app.sending {
                 s.result = Some(r);
             }
+            // The ledger changed: the counts, the verdict line and `S` must say what is
+            // left now, not what was there before the send.
+            return Some(Action::Reload);
         }
         Action::Saved { segment, result } => match result {
             Ok(msg) => {

@@ -186,3 +186,61 @@ fn overview_shows_the_subject_as_rendered_not_the_template() {
     assert!(!s.contains(name), "a customer's name on Overview:\n{s}");
     snap_all("birthday_treat_overview", &a);
 }
+
+/// The Send and Overview screens after a real send (to smtp-sink): they say what the
+/// ledger says, and `S` has nothing left to confirm.
+#[test]
+fn after_a_send_the_screens_show_the_ledger_not_the_old_plan() {
+    use super::send_tests::{Setup, Sink, run_until};
+    let s = Setup::new();
+    let sink = Sink::start();
+    let path = s.campaign("after-send", "segment = 'country == \"GB\"'", &sink);
+    let mut a = App::opening(path, s.ctx());
+    a.colour = false;
+    a.smtp_url = None;
+    run_until(&mut a, "checked the campaign", |a| {
+        a.loaded.as_ref().is_some_and(|l| l.checked())
+    });
+    assert!(a.ledger.is_none());
+    let n = a.recipients_count();
+    assert_eq!(n, 220);
+    let before = screen(&a, 120, 40);
+    assert!(before.contains("Sent        not yet"), "{before}");
+    dispatch(&mut a, Action::RealSend);
+    typed(&mut a, &n.to_string());
+    dispatch(&mut a, Action::Submit);
+    run_until(&mut a, "sent and read the ledger again", |a| {
+        a.sending.as_ref().is_some_and(|s| s.result.is_some())
+            && a.ledger.is_some()
+            && a.loaded.as_ref().is_some_and(|l| l.checked())
+    });
+    assert_eq!(a.tab, Tab::Send);
+    assert_eq!(a.recipients_count(), 0);
+    let send = screen(&a, 120, 40);
+    assert!(!send.contains("recipients 220"), "{send}");
+    assert!(!send.contains("may be sent"), "{send}");
+    assert!(send.contains("recipients left 0"), "{send}");
+    let line = "sent on 2026-11-23 12:00 UTC to 220 · 0 uncertain · 0 failed · 0 left";
+    assert!(send.contains(line), "{send}");
+    // S asks to confirm nothing: there is nobody left.
+    dispatch(&mut a, Action::RealSend);
+    assert!(a.prompt.is_none(), "{:?}", a.prompt);
+    go(&mut a, Tab::Overview);
+    let overview = screen(&a, 120, 40);
+    assert!(overview.contains(line), "{overview}");
+    assert!(overview.contains("nothing left to send"), "{overview}");
+    assert!(!overview.contains("may be sent"), "{overview}");
+
+    // Reopened, the sent campaign says so at once.
+    let again = App::opening(a.path.clone().unwrap(), s.ctx());
+    let mut again = again;
+    run_until(&mut again, "read the campaign again", |a| {
+        a.loaded.as_ref().is_some_and(|l| l.checked())
+    });
+    let reopened = screen(&again, 120, 40);
+    assert!(reopened.contains(line), "{reopened}");
+    assert!(!reopened.contains("may be sent"), "{reopened}");
+    go(&mut again, Tab::Send);
+    again.status = None;
+    snap_all("send_after_a_real_send", &again);
+}

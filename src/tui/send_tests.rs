@@ -27,13 +27,13 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 }
 
 /// smtp-sink on a free port, discarding what it accepts; killed on drop.
-struct Sink {
+pub(super) struct Sink {
     child: Child,
     port: u16,
 }
 
 impl Sink {
-    fn start() -> Sink {
+    pub(super) fn start() -> Sink {
         let bin = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
             .into_iter()
             .map(PathBuf::from)
@@ -81,7 +81,7 @@ impl Sink {
         panic!("smtp-sink did not start");
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 }
@@ -108,14 +108,14 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// A writable copy of the samples, an initialised state, and `name`: winter-sale sending
 /// through one `[[send.relay]]` named `sink-a` (and only through it).
-struct Setup {
+pub(super) struct Setup {
     _tmp: tempfile::TempDir,
     root: PathBuf,
     state: State,
 }
 
 impl Setup {
-    fn new() -> Setup {
+    pub(super) fn new() -> Setup {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
         copy_dir(Path::new("sample-data"), &root.join("sample-data"));
@@ -128,7 +128,7 @@ impl Setup {
         }
     }
 
-    fn campaign(&self, name: &str, segment: &str, sink: &Sink) -> PathBuf {
+    pub(super) fn campaign(&self, name: &str, segment: &str, sink: &Sink) -> PathBuf {
         let dir = self.root.join("sample-data/campaigns");
         let text = std::fs::read_to_string(dir.join("winter-sale.toml"))
             .unwrap()
@@ -143,7 +143,7 @@ impl Setup {
         path
     }
 
-    fn ctx(&self) -> Ctx {
+    pub(super) fn ctx(&self) -> Ctx {
         Ctx {
             keys: self.state.keys.clone(),
             state_dir: Some(self.state.dir.clone()),
@@ -173,7 +173,7 @@ impl Setup {
 
 /// Runs the app's effects on the loop's own `perform`, feeding the answers back, until
 /// `done` holds.
-fn run_until(app: &mut App, what: &str, done: impl Fn(&App) -> bool) {
+pub(super) fn run_until(app: &mut App, what: &str, done: impl Fn(&App) -> bool) {
     let (tx, rx) = mpsc::channel();
     let started = Instant::now();
     while !done(app) {

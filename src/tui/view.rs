@@ -140,6 +140,7 @@ fn verdict_note(l: &Loaded) -> &'static str {
     }
     match r.verdict {
         Level::Block => "nothing can be sent",
+        _ if r.audience.recipients() == 0 => "nothing left to send",
         Level::Caution if r.sendable() => "acknowledged: may be sent",
         Level::Caution => "acknowledge or fix before sending",
         _ => "may be sent",
@@ -469,6 +470,13 @@ fn overview(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
         ),
         kv(
             t,
+            "Sent",
+            vec![Span::raw(
+                sent_state(app, l).unwrap_or_else(|| "not yet".to_string()),
+            )],
+        ),
+        kv(
+            t,
             "Verdict",
             vec![
                 verdict_span(l, t),
@@ -508,6 +516,21 @@ fn overview(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
         ));
     }
     Paragraph::new(lines).render(area, buf);
+}
+
+/// What the ledger says of this campaign: "sent on <date> to N · K uncertain · M failed ·
+/// L left" (the date once complete); None for a campaign never sent.
+pub fn sent_state(app: &App, l: &Loaded) -> Option<String> {
+    let c = app.ledger.as_ref()?;
+    let left = l.report.audience.recipients();
+    let when = match app.facts.completed_at {
+        Some(at) => format!("on {}", at.format("%Y-%m-%d %H:%M UTC")),
+        None => "so far".to_string(),
+    };
+    Some(format!(
+        "sent {when} to {} · {} uncertain · {} failed · {left} left",
+        c.sent, c.sending, c.failed
+    ))
 }
 
 /// The subject as the sample recipient's inbox shows it, saying whose render it is; the
@@ -1154,7 +1177,14 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     };
     let mut lines = vec![
         Line::from(vec![
-            Span::styled("recipients ", t.bold()),
+            Span::styled(
+                if app.ledger.is_some() {
+                    "recipients left "
+                } else {
+                    "recipients "
+                },
+                t.bold(),
+            ),
             Span::styled(c.recipients().to_string(), t.bold()),
             Span::raw(format!(
                 " ({} personalised, {} generic) · verdict ",
@@ -1164,6 +1194,13 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
             Span::raw(format!(": {}", verdict_note(l))),
         ]),
         kv(t, "Segment", counted_for(app, t)),
+        kv(
+            t,
+            "Sent",
+            vec![Span::raw(
+                sent_state(app, l).unwrap_or_else(|| "not yet".to_string()),
+            )],
+        ),
         kv(t, "SMTP", vec![Span::raw(smtp)]),
         Line::raw(""),
         kv(

@@ -42,7 +42,18 @@ pub fn open(path: &Path, ctx: &Ctx) -> Result<(Loaded, Facts), LoadError> {
     let facts = facts(ctx, &campaign)?;
     let p = Prepared::from_campaign(campaign, ctx.now).map_err(load_error)?;
     let base = p.base(&ctx.keys, &facts, ctx.now);
-    Ok((counted(p, Arc::new(base)), facts))
+    let mut loaded = counted(p, Arc::new(base));
+    loaded.ledger = ledger_counts(ctx, &loaded.prepared.campaign.name);
+    Ok((loaded, facts))
+}
+
+/// This campaign's ledger rows by status; None without state, or when it was never sent.
+/// A ledger that cannot be read was already reported by `facts`.
+pub fn ledger_counts(ctx: &Ctx, campaign: &str) -> Option<tact::state::ledger::StatusCounts> {
+    let state = State::open_existing(ctx.state_dir.as_deref()?).ok()?;
+    let ledger = state.with_store(ctx.store.clone()).ledger(false).ok()?;
+    let c = ledger.counts(campaign).ok()?;
+    (c.pending + c.sending + c.sent + c.failed > 0).then_some(c)
 }
 
 /// Loads a campaign file and runs the whole check on it, as `tact check` does.
