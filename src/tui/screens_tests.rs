@@ -242,5 +242,65 @@ fn after_a_send_the_screens_show_the_ledger_not_the_old_plan() {
     assert!(!reopened.contains("may be sent"), "{reopened}");
     go(&mut again, Tab::Send);
     again.status = None;
-    snap_all("send_after_a_real_send", &again);
+    // The sink's port changes from run to run (ephemeral ports have five digits).
+    let url = sink.url();
+    let port = url.rsplit(':').next().unwrap();
+    for (w, h) in [(120, 40), (80, 24)] {
+        insta::assert_snapshot!(
+            format!("send_after_a_real_send_{w}x{h}"),
+            screen(&again, w, h).replace(port, "PORT ")
+        );
+    }
+}
+
+/// The confirmation of a real send summarises it first: relays by name and host (never a
+/// user or password), From, the rendered subject, counts by variant, already sent, the
+/// verdict; then the count is typed.
+#[test]
+fn s_shows_one_summary_before_the_count_and_no_secret() {
+    let root = std::env::current_dir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string("sample-data/campaigns/winter-sale.toml")
+        .unwrap()
+        .replace(
+            "\"../customers.csv\"",
+            &format!("\"{}/sample-data/customers.csv\"", root.display()),
+        )
+        .replace(
+            "\"../customers.schema.toml\"",
+            &format!("\"{}/sample-data/customers.schema.toml\"", root.display()),
+        )
+        .replace(
+            "\"../../templates\"",
+            &format!("\"{}/templates\"", root.display()),
+        );
+    let relay = "\n[[send.relay]]\nname = \"office\"\nurl = \"smtps://mailer@127.0.0.1:465\"\npassword_env = \"HOME\"\n";
+    let path = dir.path().join("summary.toml");
+    std::fs::write(&path, format!("{text}{relay}")).unwrap();
+    let mut a = App::opening(path, super::tests::ctx());
+    a.colour = false;
+    a.smtp_url = None;
+    settle(&mut a);
+    assert!(a.load_error.is_none(), "{:?}", a.load_error);
+    dispatch(&mut a, Action::RealSend);
+    assert_eq!(
+        a.prompt.as_ref().map(|p| p.kind),
+        Some(super::app::PromptKind::ConfirmCount(220)),
+        "{:?}",
+        a.status
+    );
+    let s = screen(&a, 120, 40);
+    for want in [
+        "relays:   office (smtps://127.0.0.1:465)",
+        "from:     Northwind <news@northwind.example>",
+        "subject:  Alex, our winter picks are in",
+        "to:       122 personalised, 98 generic",
+        "already:  0 sent before",
+        "verdict:  NOTICE",
+        "Type 220 and Enter",
+    ] {
+        assert!(s.contains(want), "{want}:\n{s}");
+    }
+    assert!(!s.contains("hunter2") && !s.contains("mailer"), "{s}");
+    snap_all("send_confirm_summary", &a);
 }

@@ -1171,8 +1171,15 @@ fn preview(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
 
 fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     let c = &l.report.audience;
+    let relays = &l.prepared.campaign.send.relay;
     let smtp = match &app.smtp_url {
         Some(u) => tact::send::redact_url(u),
+        // As `tact send`: the campaign's relays, unless a URL is given.
+        None if !relays.is_empty() => relays
+            .iter()
+            .map(|r| server_of(&r.url))
+            .collect::<Vec<_>>()
+            .join(", "),
         None => "not set (TACT_SMTP_URL); S asks for it".to_string(),
     };
     let mut lines = vec![
@@ -1353,6 +1360,73 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
         .render(summary, buf);
 }
 
+/// Where a relay URL sends: scheme and host:port, never a user or password (nor a path
+/// or query, which could carry one); `sendmail:` as the word.
+fn server_of(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.split(':').next().unwrap_or_default().to_string();
+    };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    format!("{scheme}://{host}")
+}
+
+/// Everything a send is about to do, on one screen before the count is typed: where it
+/// goes, from whom, the subject, who gets which variant, what was already sent, and the
+/// verdict with the acknowledgements it rests on.
+pub fn send_summary(app: &App) -> String {
+    let Some(l) = &app.loaded else {
+        return String::new();
+    };
+    let c = &l.prepared.campaign;
+    let relays: Vec<String> = c
+        .send
+        .relay
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let name = r.name.clone().unwrap_or_else(|| format!("relay-{}", i + 1));
+            format!("{name} ({})", server_of(&r.url))
+        })
+        .collect();
+    // A URL given in the composer wins over the campaign's relays, as `--smtp` does.
+    let via = match (&app.smtp_url, relays.is_empty()) {
+        (Some(u), _) => format!("server:   {}", server_of(u)),
+        (None, false) => format!("relays:   {}", relays.join(", ")),
+        (None, true) => "server:   not set".to_string(),
+    };
+    let a = &l.report.audience;
+    let subject = app
+        .sample_subject
+        .as_ref()
+        .map_or_else(|| c.subject.clone(), |(s, whose)| format!("{s}  ({whose})"));
+    let already = app.ledger.as_ref().map_or(0, |c| c.sent);
+    let mut out = vec![
+        via,
+        format!("from:     {}", c.from),
+        format!("subject:  {subject}"),
+        format!(
+            "to:       {} personalised, {} generic",
+            a.personalised, a.generic
+        ),
+        format!("already:  {already} sent before"),
+        format!(
+            "verdict:  {}: {}",
+            level_text(l.report.verdict),
+            verdict_note(l)
+        ),
+    ];
+    for f in l.report.findings.iter().filter(|f| f.acknowledged) {
+        out.push(format!(
+            "          acknowledged {} ({}): {}",
+            f.rule,
+            f.fields.join(", "),
+            f.reason.clone().unwrap_or_default()
+        ));
+    }
+    out.join("\n")
+}
+
 fn prompt(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
     let Some(p) = &app.prompt else { return };
     let (title, explain) = match p.kind {
@@ -1363,7 +1437,10 @@ fn prompt(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
         ),
         PromptKind::ConfirmCount(n) => (
             " confirm the send ".to_string(),
-            format!("this sends {n} real emails. Type {n} and Enter to send; Esc cancels"),
+            format!(
+                "{}\nthis sends {n} real emails. Type {n} and Enter to send; Esc cancels",
+                send_summary(app)
+            ),
         ),
         PromptKind::TestTo => (
             " test to yourself ".to_string(),
