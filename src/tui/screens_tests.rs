@@ -304,3 +304,47 @@ fn s_shows_one_summary_before_the_count_and_no_secret() {
     assert!(!s.contains("hunter2") && !s.contains("mailer"), "{s}");
     snap_all("send_confirm_summary", &a);
 }
+
+/// The funnel's steps add up: each step is the one before less its own exclusions, and
+/// the last one is exactly personalised + generic (a render failure is a step too), also
+/// for a segment on a field that needs personalisation consent.
+#[test]
+fn the_funnel_adds_up_to_the_recipients() {
+    use super::view::funnel;
+    for (name, segment) in [
+        ("winter-sale", None),
+        (
+            "winter-sale",
+            Some("country == \"GB\" and total_spent > 100"),
+        ),
+        ("birthday-treat", None),
+    ] {
+        let mut a = app(name);
+        if let Some(s) = segment {
+            super::tests::type_segment(&mut a, s);
+        }
+        let l = a.loaded.as_ref().unwrap();
+        assert!(l.checked());
+        let c = &l.report.audience;
+        let f = funnel(c);
+        let (_, last) = f[f.len() - 3];
+        assert_eq!(
+            last,
+            c.personalised + c.generic,
+            "{name} {segment:?}: {f:?}"
+        );
+        let total_dropped: usize = tact::plan::Reason::ALL.iter().map(|r| c.excluded(*r)).sum();
+        assert_eq!(f[0].1 - last, total_dropped, "{name}: every drop is a step");
+        if segment.is_some() {
+            let personal = f.iter().find(|(l, _)| *l == "personal consent").unwrap().1;
+            let before = f.iter().find(|(l, _)| *l == "not suppressed").unwrap().1;
+            assert!(
+                personal < before,
+                "the personalisation-consent step shows: {f:?}"
+            );
+            go(&mut a, Tab::Segment);
+            a.editing = false;
+            snap_all("segment_personal_fields", &a);
+        }
+    }
+}

@@ -545,26 +545,41 @@ fn subject_spans(app: &App, t: Theme) -> Vec<Span<'static>> {
     }
 }
 
-/// The consent funnel of DESIGN §3, as stages with their counts.
+/// The consent funnel of DESIGN §3, as stages with their counts: every exclusion reason
+/// is one step's drop, in the order the plan decides them, so the last step splits into
+/// exactly personalised + generic.
 pub fn funnel(c: &Counts) -> Vec<(&'static str, usize)> {
-    let valid = c.rows
-        - c.excluded(Reason::MalformedRow)
-        - c.excluded(Reason::InvalidEmail)
-        - c.excluded(Reason::Duplicate);
-    let marketing = valid - c.excluded(Reason::NoMarketingConsent);
-    let current = marketing - c.excluded(Reason::StaleConsent);
-    let unsuppressed = current - c.excluded(Reason::Suppressed);
-    let in_segment = unsuppressed
-        - c.excluded(Reason::NoPersonalisationConsent)
-        - c.excluded(Reason::SegmentError)
-        - c.excluded(Reason::NotInSegment);
+    let after = |from: usize, reasons: &[Reason]| {
+        reasons
+            .iter()
+            .fold(from, |n, r| n.saturating_sub(c.excluded(*r)))
+    };
+    let valid = after(
+        c.rows,
+        &[
+            Reason::MalformedRow,
+            Reason::InvalidEmail,
+            Reason::Duplicate,
+        ],
+    );
+    let marketing = after(valid, &[Reason::NoMarketingConsent]);
+    let current = after(marketing, &[Reason::StaleConsent]);
+    let unsuppressed = after(current, &[Reason::Suppressed]);
+    // A segment on personal fields leaves out who did not consent to personalisation.
+    let personal = after(unsuppressed, &[Reason::NoPersonalisationConsent]);
+    let in_segment = after(personal, &[Reason::SegmentError, Reason::NotInSegment]);
+    let not_sent = after(in_segment, &[Reason::AlreadySent, Reason::FrequencyCapped]);
+    let renders = after(not_sent, &[Reason::RenderError, Reason::BadHeaderValue]);
     vec![
         ("rows", c.rows),
         ("valid", valid),
         ("marketing consent", marketing),
         ("current consent", current),
         ("not suppressed", unsuppressed),
+        ("personal consent", personal),
         ("in segment", in_segment),
+        ("not sent/capped", not_sent),
+        ("renders cleanly", renders),
         ("personalised", c.personalised),
         ("generic", c.generic),
     ]
@@ -595,7 +610,7 @@ fn audience(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     let c = &l.report.audience;
     let [label, top, bottom] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(10),
+        Constraint::Length(12),
         Constraint::Min(3),
     ])
     .areas(area);
@@ -808,7 +823,6 @@ fn segment(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
             seg_fields.join(", ")
         }
     )));
-    lines.push(Line::raw(""));
     lines.extend(funnel_lines(c, t, area.width.min(90)));
     Paragraph::new(lines).render(area, buf);
 }
