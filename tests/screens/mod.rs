@@ -114,3 +114,96 @@ fn preview_open_of_a_blocked_campaign_opens_nothing() {
     assert!(r.stderr.contains("special-category"), "{}", r.stderr);
     assert!(!seen.exists());
 }
+
+/// tmux: Preview's `h` shows the HTML part as text and back; `o` hands the message shown
+/// to the desktop viewer ($BROWSER here) as a 0600 file.
+#[test]
+fn tmux_h_toggles_the_html_part_and_o_opens_the_message() {
+    let t = crate::util::Tree::new();
+    let (viewer, seen) = recording_viewer(t.root());
+    let viewer = viewer.display().to_string();
+    let tmp = t.path("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let tmp = tmp.display().to_string();
+    let tui = crate::tui::open_winter_sale(
+        "html",
+        &t,
+        &[("BROWSER", viewer.as_str()), ("TMPDIR", tmp.as_str())],
+    );
+    for _ in 0..5 {
+        tui.keys(&["Tab"]);
+    }
+    tui.wait_for("text part");
+    let s = tui.screen();
+    assert!(s.contains("Preheader: Warm coats"), "{s}");
+    tui.keys(&["h"]);
+    let s = tui.wait_for("HTML part");
+    assert!(s.contains("# Built for the weather we actually get"), "{s}");
+    assert!(!s.contains("<p") && !s.contains("style="), "{s}");
+    tui.keys(&["h"]);
+    tui.wait_for("text part");
+    tui.keys(&["o"]);
+    let s = tui.wait_for("opened in");
+    assert!(s.contains("0600"), "{s}");
+    let mode = std::fs::read_to_string(seen.with_extension("mode")).expect("the viewer ran");
+    assert_eq!(mode.trim(), "600");
+    let eml = std::fs::read_to_string(&seen).expect("the viewer got the file");
+    assert!(eml.contains("multipart/alternative"), "{eml}");
+}
+
+/// tmux: a real send to smtp-sink, then the screens: Send and Overview say what the
+/// ledger says, `S` has nobody to confirm, and the campaign reopened says the same.
+#[test]
+fn tmux_the_screens_after_a_real_send() {
+    use crate::send::sink::{DumpDir, Sink};
+    let t = crate::util::Tree::new();
+    let dump = DumpDir::new();
+    let sink = Sink::start(&dump, &[]);
+    t.edit("sample-data/campaigns/winter-sale.toml", |s| {
+        format!(
+            "{s}\n[send]\nrate_per_second = 5000\n\n[[send.relay]]\nname = \"sink\"\nurl = \"{}\"\nrate_per_second = 5000\n",
+            sink.url()
+        )
+    });
+    run_expect(crate::util::tact(&t.state()).arg("init"), 0);
+    let tui = crate::tui::open_winter_sale("sent", &t, &[]);
+    let s = tui.screen();
+    assert!(s.contains("Sent        not yet"), "{s}");
+    for _ in 0..6 {
+        tui.keys(&["Tab"]);
+    }
+    tui.wait_for("d / Enter");
+    tui.keys(&["S"]);
+    let s = tui.wait_for("Type 220 and Enter");
+    assert!(s.contains("relays:   sink (smtp://127.0.0.1:"), "{s}");
+    tui.text("220");
+    tui.keys(&["Enter"]);
+    let line = "sent on 2026-11-23 12:00 UTC to 220 · 0 uncertain · 0 failed · 0 left";
+    let s = tui.wait_for(line);
+    assert!(s.contains("recipients left 0"), "{s}");
+    assert!(!s.contains("may be sent"), "{s}");
+    assert_eq!(dump.count(), 220);
+    tui.keys(&["S"]);
+    let s = tui.wait_for("nothing to send");
+    assert!(!s.contains("Type 220"), "{s}");
+    tui.keys(&["Tab"]);
+    let s = tui.wait_for("Recipients  0");
+    assert!(
+        s.contains(line) && s.contains("nothing left to send"),
+        "{s}"
+    );
+    drop(tui);
+    // Reopened: the same, at once.
+    let again = crate::tui::Tmux::start_with(
+        "sent-again",
+        t.root(),
+        &[],
+        &format!(
+            "--state '{}' --now {} sample-data/campaigns/winter-sale.toml",
+            t.state().display(),
+            crate::util::NOW
+        ),
+    );
+    let s = again.wait_for(line);
+    assert!(!s.contains("may be sent"), "{s}");
+}

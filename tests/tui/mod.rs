@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::util::{NOW, Tree};
 
 /// One tmux server of our own (`-L`), killed when the test ends, pass or fail.
-struct Tmux {
+pub(crate) struct Tmux {
     socket: String,
 }
 
@@ -20,7 +20,7 @@ impl Tmux {
 
     /// As `start`, with environment variables for tact (`EDITOR`, …); VISUAL is unset so
     /// EDITOR is the one used.
-    fn start_with(name: &str, cwd: &Path, env: &[(&str, &str)], args: &str) -> Tmux {
+    pub(crate) fn start_with(name: &str, cwd: &Path, env: &[(&str, &str)], args: &str) -> Tmux {
         let version = Command::new("tmux").arg("-V").output();
         assert!(
             version.as_ref().is_ok_and(|o| o.status.success()),
@@ -51,17 +51,17 @@ impl Tmux {
             .unwrap()
     }
 
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p"]).stdout).into_owned()
     }
 
-    fn keys(&self, keys: &[&str]) {
+    pub(crate) fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys"];
         args.extend_from_slice(keys);
         assert!(self.tmux(&args).status.success());
     }
 
-    fn text(&self, text: &str) {
+    pub(crate) fn text(&self, text: &str) {
         assert!(self.tmux(&["send-keys", "-l", text]).status.success());
     }
 
@@ -73,14 +73,14 @@ impl Tmux {
     }
 
     /// Waits until the screen shows `want`; fails with the screen it last saw.
-    fn wait_for(&self, want: &str) -> String {
+    pub(crate) fn wait_for(&self, want: &str) -> String {
         self.wait_until(&format!("showed `{want}`"), |s| s.contains(want))
     }
 
     /// Waits until `ok(screen)`; fails with the screen it last saw. The screen must also
     /// read the same a moment later: a capture taken while a frame is being written shows
     /// the top of the new screen over the bottom of the old one.
-    fn wait_until(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_until(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let started = Instant::now();
         loop {
             let s = self.screen();
@@ -272,7 +272,7 @@ fn recording_editor(t: &Tree, name: &str, out: &Path) -> String {
     path.display().to_string()
 }
 
-fn open_winter_sale(name: &str, t: &Tree, env: &[(&str, &str)]) -> Tmux {
+pub(crate) fn open_winter_sale(name: &str, t: &Tree, env: &[(&str, &str)]) -> Tmux {
     let args = format!(
         "--state '{}' --now {NOW} sample-data/campaigns/winter-sale.toml",
         t.state().display()
