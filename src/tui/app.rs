@@ -147,6 +147,8 @@ pub enum Action {
     OpenMessage,
     /// What the viewer did (or why there is none).
     Opened(Result<String, String>),
+    /// One picker entry's verdict and sent state.
+    Surveyed(PathBuf, String),
     SendDone(Result<Box<Sent>, String>),
     Saved {
         /// The segment was written, so the file now matches the screen.
@@ -204,6 +206,8 @@ pub enum Effect {
     },
     /// Write this message to a 0600 temporary file and open it in the desktop's viewer.
     Open(Vec<u8>),
+    /// Check each campaign of the picker and read its ledger: the verdict and sent state.
+    Survey(Vec<PathBuf>),
     /// Open this file in $EDITOR (at this line, for editors that take `+LINE`).
     Editor {
         path: PathBuf,
@@ -546,6 +550,8 @@ pub struct App {
     pub preview_html: bool,
     /// This campaign's ledger rows by status as last read (None: never sent, or no state).
     pub ledger: Option<tact::state::ledger::StatusCounts>,
+    /// The picker's campaigns with their verdict and sent state, as each is surveyed.
+    pub survey: Vec<(PathBuf, String)>,
     /// The subject as a sample recipient sees it, and what it was rendered for.
     pub sample_subject: Option<(String, String)>,
     // Send
@@ -614,6 +620,7 @@ impl App {
             preview: None,
             preview_html: false,
             ledger: None,
+            survey: Vec::new(),
             sample_subject: None,
             smtp_url: std::env::var("TACT_SMTP_URL")
                 .ok()
@@ -645,6 +652,13 @@ impl App {
         let mut app = App::new(ctx);
         app.picker = Some(campaigns);
         app
+    }
+
+    /// Asks for each picker entry's verdict and sent state (checked off the UI thread).
+    pub fn survey_picker(&mut self) {
+        if let Some(files) = &self.picker {
+            self.effects.push(Effect::Survey(files.clone()));
+        }
     }
 
     fn open(&mut self, path: PathBuf) {
@@ -711,6 +725,14 @@ impl App {
         self.loaded
             .as_ref()
             .is_some_and(|l| l.report.verdict == Level::Block)
+    }
+
+    /// The picker's line for a campaign file: its verdict and sent state, once surveyed.
+    pub fn surveyed(&self, path: &Path) -> Option<&str> {
+        self.survey
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, s)| s.as_str())
     }
 
     /// The subject as an inbox shows it, not the template: rendered for the synthetic
@@ -1202,6 +1224,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             | Action::DryRunDone(_)
             | Action::TestSent(_)
             | Action::Opened(_)
+            | Action::Surveyed(..)
             | Action::SendDone(_)
             | Action::Saved { .. }
     ) {
@@ -1410,6 +1433,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             Some(_) => app.set_status("nothing to open: this message cannot be built"),
             None => app.set_status("nothing to open: no recipients"),
         },
+        Action::Surveyed(path, said) => app.survey.push((path, said)),
         Action::Opened(r) => app.set_status(match r {
             Ok(said) => said,
             Err(why) => format!("not opened: {why}"),

@@ -61,7 +61,11 @@ pub fn run(g: &Globals, campaign: Option<PathBuf>) -> anyhow::Result<u8> {
     let ctx = context(g)?;
     let mut app = match campaign {
         Some(path) => App::opening(path, ctx),
-        None => App::picking(work::find_campaigns(&std::env::current_dir()?), ctx),
+        None => {
+            let mut app = App::picking(work::find_campaigns(&std::env::current_dir()?), ctx);
+            app.survey_picker();
+            app
+        }
     };
     let (tx, rx) = mpsc::channel();
     // ratatui's hook (installed by init) restores raw mode and the screen; mouse reporting
@@ -353,6 +357,16 @@ pub fn perform(app: &App, effect: Effect, tx: &Sender<Action>) {
             let _ = tx.send(Action::Saved {
                 segment: false,
                 result,
+            });
+        }
+        Effect::Survey(paths) => {
+            std::thread::spawn(move || {
+                for path in paths {
+                    let said = work::survey(&path, &ctx);
+                    if tx.send(Action::Surveyed(path, said)).is_err() {
+                        return;
+                    }
+                }
             });
         }
         Effect::Open(eml) => {

@@ -231,6 +231,10 @@ fn after_a_send_the_screens_show_the_ledger_not_the_old_plan() {
     assert!(overview.contains("nothing left to send"), "{overview}");
     assert!(!overview.contains("may be sent"), "{overview}");
 
+    // The picker says it too.
+    let said = super::work::survey(a.path.as_ref().unwrap(), &s.ctx());
+    assert_eq!(said, "NOTICE · sent on 2026-11-23 to 220");
+
     // Reopened, the sent campaign says so at once.
     let again = App::opening(a.path.clone().unwrap(), s.ctx());
     let mut again = again;
@@ -347,4 +351,34 @@ fn the_funnel_adds_up_to_the_recipients() {
             snap_all("segment_personal_fields", &a);
         }
     }
+}
+
+/// The picker shows each campaign's verdict (after the full check) and sent state.
+#[test]
+fn the_picker_shows_each_verdict_and_sent_state() {
+    let files: Vec<std::path::PathBuf> = ["birthday-treat", "wellness-check", "winter-sale"]
+        .iter()
+        .map(|n| super::tests::campaign(n))
+        .collect();
+    let mut p = App::picking(files, super::tests::ctx());
+    p.colour = false;
+    p.survey_picker();
+    for e in std::mem::take(&mut p.effects) {
+        let super::app::Effect::Survey(paths) = e else {
+            panic!("{e:?}")
+        };
+        for path in paths {
+            let said = super::work::survey(&path, &p.ctx);
+            dispatch(&mut p, Action::Surveyed(path, said));
+        }
+    }
+    let s = screen(&p, 120, 40);
+    for want in [
+        "birthday-treat.toml  CAUTION · not sent",
+        "wellness-check.toml  BLOCK · not sent",
+        "winter-sale.toml  NOTICE · not sent",
+    ] {
+        assert!(s.contains(want), "{want}:\n{s}");
+    }
+    snap_all("picker_surveyed", &p);
 }

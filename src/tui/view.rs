@@ -370,7 +370,13 @@ fn picker(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
     }
     let items: Vec<ListItem> = files
         .iter()
-        .map(|f| ListItem::new(f.display().to_string()))
+        .map(|f| {
+            let mut spans = vec![Span::raw(f.display().to_string())];
+            if let Some(said) = app.surveyed(f) {
+                spans.push(Span::styled(format!("  {said}"), t.dim()));
+            }
+            ListItem::new(Line::from(spans))
+        })
         .chain([ListItem::new(Span::styled("+ new campaign", t.bold()))])
         .collect();
     let mut state = ListState::default().with_selected(Some(app.picker_index));

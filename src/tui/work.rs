@@ -47,6 +47,23 @@ pub fn open(path: &Path, ctx: &Ctx) -> Result<(Loaded, Facts), LoadError> {
     Ok((loaded, facts))
 }
 
+/// A campaign in a few words for the picker: its verdict after the full check, and what
+/// the ledger says ("not sent", "sent on <date> to N", "sent to N so far").
+pub fn survey(path: &Path, ctx: &Ctx) -> String {
+    let (l, facts) = match open(path, ctx) {
+        Ok(x) => x,
+        Err(_) => return "does not open (Enter shows why)".into(),
+    };
+    let verdict = check(&l.prepared, l.plan.clone(), &ctx.keys, ctx.now, &|| false)
+        .map_or(l.report.verdict, |c| c.report.verdict);
+    let sent = match (&l.ledger, facts.completed_at) {
+        (Some(c), Some(at)) => format!("sent on {} to {}", at.format("%Y-%m-%d"), c.sent),
+        (Some(c), None) => format!("sent to {} so far", c.sent),
+        (None, _) => "not sent".into(),
+    };
+    format!("{} · {sent}", verdict.as_str().to_uppercase())
+}
+
 /// This campaign's ledger rows by status; None without state, or when it was never sent.
 /// A ledger that cannot be read was already reported by `facts`.
 pub fn ledger_counts(ctx: &Ctx, campaign: &str) -> Option<tact::state::ledger::StatusCounts> {
