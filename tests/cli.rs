@@ -474,18 +474,6 @@ fn check_json_caution_and_block_findings() {
     );
 }
 
-/// The rule ids of `check --json` in a copy of the tree edited by `edit`.
-fn rules_after(edit: impl FnOnce(&Tree)) -> (Run, Value) {
-    let t = Tree::new();
-    edit(&t);
-    check_json(
-        t.tact()
-            .arg("check")
-            .arg(t.campaign("winter-sale"))
-            .arg("--json"),
-    )
-}
-
 fn finding<'a>(v: &'a Value, rule: &str) -> &'a Value {
     v["findings"]
         .as_array()
@@ -497,7 +485,7 @@ fn finding<'a>(v: &'a Value, rule: &str) -> &'a Value {
 
 #[test]
 fn check_blocks_missing_unsubscribe_missing_postal_address_and_safe_fields() {
-    let (r, v) = rules_after(|t| {
+    let (r, v) = check_after(|t| {
         t.edit("templates/base.html.tera", |s| {
             s.replace("{{ unsubscribe_url }}", "https://northwind.example/")
         })
@@ -505,7 +493,7 @@ fn check_blocks_missing_unsubscribe_missing_postal_address_and_safe_fields() {
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert_eq!(finding(&v, "missing-unsubscribe")["level"], "block");
 
-    let (r, v) = rules_after(|t| {
+    let (r, v) = check_after(|t| {
         t.edit("templates/base.txt.tera", |s| {
             s.replace("{{ postal_address }}", "")
         })
@@ -513,7 +501,7 @@ fn check_blocks_missing_unsubscribe_missing_postal_address_and_safe_fields() {
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert_eq!(finding(&v, "missing-postal-address")["level"], "block");
 
-    let (r, v) = rules_after(|t| {
+    let (r, v) = check_after(|t| {
         t.edit("templates/winter-sale.html.tera", |s| {
             s.replace("Hi {{ first_name }},", "Hi {{ first_name | safe }},")
         })
@@ -539,7 +527,7 @@ fn with_segment(segment: &'static str) -> impl FnOnce(&Tree) {
 fn segments_on_stronger_fields_and_tiny_or_empty_audiences() {
     // A transactional field in the segment selects only people who consented to
     // personalisation; three of them with a level-2 field is a micro-segment block.
-    let (r, v) = rules_after(with_segment("country == \"GB\" and total_spent > 1900"));
+    let (r, v) = check_after(with_segment("country == \"GB\" and total_spent > 1900"));
     assert_eq!(r.code, 4, "{}", r.stderr);
     let a = &v["audience"];
     assert_eq!(a["generic"], 0);
@@ -562,7 +550,7 @@ fn segments_on_stronger_fields_and_tiny_or_empty_audiences() {
     assert_eq!(fields_by_name(&v)["total_spent"].1, set(&["segment"]));
 
     // Nobody at all: an error of its own.
-    let (r, _) = rules_after(with_segment("country == \"XX\""));
+    let (r, _) = check_after(with_segment("country == \"XX\""));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("0 recipients"), "{}", r.stderr);
 }

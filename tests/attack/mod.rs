@@ -113,17 +113,6 @@ fn an_opt_out_covers_every_spelling_of_the_mailbox() {
     );
 }
 
-fn special_fields(v: &Value) -> Vec<String> {
-    v["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .filter(|f| f["rule"] == "special-category")
-        .flat_map(|f| f["fields"].as_array().cloned().unwrap_or_default())
-        .filter_map(|f| f.as_str().map(str::to_string))
-        .collect()
-}
-
 /// A column renamed the way a real export names it: a government identifier in the segment
 /// and a header with an accent in the body. Both are special categories and must block;
 /// before, `SSN` was an unclassified notice (exit 0) and `Religión` became `religi_n`.
@@ -152,24 +141,13 @@ fn sensitive_columns_block_whatever_the_export_calls_them() {
             .arg("--json"),
     );
     assert_eq!(r.code, 4, "{}\n{}", r.stdout, r.stderr);
-    let special = special_fields(&v);
+    let special = rule_fields(&v, "special-category");
     for f in ["SSN", "religion"] {
         assert!(
             special.iter().any(|s| s == f),
             "{f} not special: {special:?}"
         );
     }
-}
-
-fn unescaped_fields(v: &Value) -> Vec<String> {
-    v["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .filter(|f| f["rule"] == "unescaped-field")
-        .flat_map(|f| f["fields"].as_array().cloned().unwrap_or_default())
-        .filter_map(|f| f.as_str().map(str::to_string))
-        .collect()
 }
 
 /// Autoescaping keeps a value text in text and in quoted attributes only. In a tag, outside
@@ -208,7 +186,9 @@ fn a_field_inside_a_tag_blocks_check_and_preview() {
                 .arg(t.campaign("winter-sale"))
                 .arg("--json"),
         );
-        let named = unescaped_fields(&v).iter().any(|f| f == "first_name");
+        let named = rule_fields(&v, "unescaped-field")
+            .iter()
+            .any(|f| f == "first_name");
         assert_eq!(
             (r.code == 4 && named),
             blocks,

@@ -8,18 +8,6 @@ use crate::util::*;
 
 const GREETING: &str = "Hi {{ first_name }},";
 
-/// `check --json` on a copy of the winter sale after `edit`.
-fn check_after(edit: impl FnOnce(&Tree)) -> (Run, Value) {
-    let t = Tree::new();
-    edit(&t);
-    check_json(
-        t.tact()
-            .arg("check")
-            .arg(t.campaign("winter-sale"))
-            .arg("--json"),
-    )
-}
-
 fn greeting(replacement: &'static str) -> impl FnOnce(&Tree) {
     move |t: &Tree| {
         t.edit("templates/winter-sale.html.tera", |s| {
@@ -28,24 +16,13 @@ fn greeting(replacement: &'static str) -> impl FnOnce(&Tree) {
     }
 }
 
-fn unescaped_fields(v: &Value) -> Vec<String> {
-    v["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .filter(|f| f["rule"] == "unescaped-field")
-        .flat_map(|f| f["fields"].as_array().cloned().unwrap_or_default())
-        .filter_map(|f| f.as_str().map(str::to_string))
-        .collect()
-}
-
 fn assert_blocks_first_name(what: &str, (r, v): (Run, Value)) {
     assert_eq!(
         r.code, 4,
         "{what}: exit {} (wanted 4)\n{}\n{}",
         r.code, r.stdout, r.stderr
     );
-    let fields = unescaped_fields(&v);
+    let fields = rule_fields(&v, "unescaped-field");
     assert!(
         fields.iter().any(|f| f == "first_name"),
         "{what}: unescaped-field does not name first_name: {}",
@@ -147,7 +124,7 @@ fn escaped_routes_do_not_block() {
     ] {
         let (r, v) = check_after(greeting(html));
         assert!(
-            unescaped_fields(&v).is_empty(),
+            rule_fields(&v, "unescaped-field").is_empty(),
             "{what}: {}\n{}",
             v["findings"],
             r.stderr

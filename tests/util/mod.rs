@@ -477,3 +477,27 @@ pub fn html_unescape(s: &str) -> String {
         .replace("&gt;", ">")
         .replace("&amp;", "&")
 }
+
+/// `check --json` of the winter sale in a fresh copy of the tree, after `edit`.
+pub fn check_after(edit: impl FnOnce(&Tree)) -> (Run, serde_json::Value) {
+    let t = Tree::new();
+    edit(&t);
+    check_json(
+        t.tact()
+            .arg("check")
+            .arg(t.campaign("winter-sale"))
+            .arg("--json"),
+    )
+}
+
+/// The fields named by every finding of `rule` in a `check --json` object.
+pub fn rule_fields(v: &serde_json::Value, rule: &str) -> Vec<String> {
+    v["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["rule"] == rule)
+        .flat_map(|f| f["fields"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect()
+}
