@@ -11,10 +11,14 @@
 //! campaign at most, never an address, a token or a client.
 //!
 //! Slow clients cannot hold anyone else up: the accept loop never reads; each connection
-//! has its own thread (at most `MAX_CONNECTIONS`; beyond that a canned 503), a timeout on
-//! every read and write, and one deadline for the whole request; the head and the body
-//! have small limits, and a request over them is answered at once without reading the
-//! rest. One request per connection.
+//! has its own thread, a timeout on every read and write, and one deadline for the whole
+//! request; the head and the body have small limits, and a request over them is answered
+//! at once without reading the rest. One request per connection. At `MAX_CONNECTIONS` a
+//! new connection evicts the oldest one still waiting for its request: a client that sends
+//! its request at once is done in milliseconds, so an attacker would have to open the
+//! whole cap's worth of connections within those milliseconds to crowd it out, while
+//! stalled connections are what get dropped. Only when every slot is busy answering (never
+//! with stalled clients) does a newcomer get a canned 503.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -33,8 +37,12 @@ pub const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 64;
 /// The RFC 8058 body is 26 bytes, a multipart one a few hundred.
 pub const MAX_BODY: usize = 4 * 1024;
-/// Connections served at once, each on its own thread; more get 503 without a read.
+/// Connections served at once, each on its own thread; a newcomer past it evicts the
+/// oldest connection still reading its request.
 pub const MAX_CONNECTIONS: usize = 512;
+/// Evicted connections' threads end within a read; until they have, this many more may
+/// run, so that the number of threads stays bounded whatever clients do.
+const EVICTION_SLACK: usize = 64;
 /// Any one read or write may wait this long ...
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// ... and the whole request (head and body) must have arrived by this deadline.
@@ -463,7 +471,7 @@ fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>, max: usize, deadline: In
 }
 
 /// Reads one request within the limits and the deadline, and says what to answer.
-fn read_request(stream: &mut TcpStream, ep: &Endpoint) -> (Answer, bool) {
+fn read_request(stream: &mut TcpStream, ep: &Endpoint, waiting: &AtomicBool) -> (Answer, bool) {
     let deadline = Instant::now() + REQUEST_DEADLINE;
     let mut buf = Vec::with_capacity(1024);
     let head = loop {
@@ -493,6 +501,9 @@ fn read_request(stream: &mut TcpStream, ep: &Endpoint) -> (Answer, bool) {
             );
         }
     }
+    // From here the request is being answered: evicting it now would drop an answer whose
+    // suppression may already be committed.
+    waiting.store(false, Ordering::SeqCst);
     let answer = handle(
         &ep.key,
         &ep.ledger,
@@ -505,15 +516,49 @@ fn read_request(stream: &mut TcpStream, ep: &Endpoint) -> (Answer, bool) {
     (answer, head_only)
 }
 
-fn serve_connection(mut stream: TcpStream, ep: &Endpoint) {
+fn serve_connection(mut stream: TcpStream, ep: &Endpoint, waiting: &AtomicBool) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let (answer, head_only) = read_request(&mut stream, ep);
+    let (answer, head_only) = read_request(&mut stream, ep, waiting);
     if let Some(line) = &answer.log {
         (ep.log)(line);
     }
     let _ = stream.write_all(&response_bytes(&answer, head_only));
+    // Answered: what is left is draining the client, which may be cut short.
+    waiting.store(true, Ordering::SeqCst);
     linger_close(stream);
+}
+
+/// The connections being served, oldest first, each with a handle to cut it and whether
+/// it is still waiting for its client (reading the request, or draining after the answer).
+#[derive(Default)]
+struct Open {
+    next: u64,
+    conns: std::collections::BTreeMap<u64, (TcpStream, Arc<AtomicBool>)>,
+}
+
+/// The registry holds no invariant a panicking thread could break halfway: a poisoned
+/// lock is taken as it is.
+fn lock(open: &Mutex<Open>) -> std::sync::MutexGuard<'_, Open> {
+    open.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Open {
+    /// Cuts the oldest connection still waiting for its client; its thread's next read
+    /// ends at once. `false` when every connection is busy answering.
+    fn evict_oldest_waiting(&mut self) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .find(|(_, (_, waiting))| waiting.load(Ordering::SeqCst))
+            .map(|(id, _)| *id);
+        let Some((stream, _)) = oldest.and_then(|id| self.conns.remove(&id)) else {
+            return false;
+        };
+        let _ = stream.shutdown(Shutdown::Both);
+        true
+    }
 }
 
 /// Closes after the answer. Closing with unread bytes from the client would reset the
@@ -543,6 +588,7 @@ fn linger_close(mut stream: TcpStream) {
 /// (the client sees no 200 and may try again).
 pub fn serve(listener: &TcpListener, ep: &Arc<Endpoint>, stop: &AtomicBool) {
     let active = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(Mutex::new(Open::default()));
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -552,23 +598,39 @@ pub fn serve(listener: &TcpListener, ep: &Arc<Endpoint>, stop: &AtomicBool) {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         };
-        if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+        let admitted = {
+            let mut open = lock(&open);
+            let room = open.conns.len() < MAX_CONNECTIONS || open.evict_oldest_waiting();
+            room && active.load(Ordering::SeqCst) < MAX_CONNECTIONS + EVICTION_SLACK
+        };
+        let waiting = Arc::new(AtomicBool::new(true));
+        let handle = stream.try_clone();
+        let (true, Ok(handle)) = (admitted, handle) else {
             // Never read here: a canned answer fits the socket buffer, and close.
             let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
             let busy = Answer::refused(503, "Too busy just now. Please try again in a minute.");
             let _ = stream.write_all(&response_bytes(&busy, false));
             continue;
-        }
+        };
+        let id = {
+            let mut open = lock(&open);
+            let id = open.next;
+            open.next += 1;
+            open.conns.insert(id, (handle, waiting.clone()));
+            id
+        };
         active.fetch_add(1, Ordering::SeqCst);
-        let (ep, count) = (ep.clone(), active.clone());
+        let (ep, count, registry) = (ep.clone(), active.clone(), open.clone());
         let spawned = std::thread::Builder::new()
             .name("unsubscribe".into())
             .stack_size(512 * 1024)
             .spawn(move || {
-                serve_connection(stream, &ep);
+                serve_connection(stream, &ep, &waiting);
+                lock(&registry).conns.remove(&id);
                 count.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
+            lock(&open).conns.remove(&id);
             active.fetch_sub(1, Ordering::SeqCst);
         }
     }

@@ -921,6 +921,56 @@ fn unsubscribe_server_answers_everyone_while_150_slow_clients_hold_connections()
     drop((stalled, fresh));
 }
 
+/// Past the connection cap: an attacker holding more stalled connections than the server
+/// serves at once (700 > 512) must not lock anyone out. A new connection evicts the oldest
+/// one still waiting for its request, so the 60 people who unsubscribe next are all
+/// answered 200 and suppressed, never 503.
+#[test]
+fn unsubscribe_server_answers_everyone_while_more_stalled_clients_than_its_cap_hold_on() {
+    let state = tempfile::tempdir().unwrap();
+    let people = tokens_for(state.path(), 60);
+    let server = Server::start(state.path());
+    let addr = host_port(&server.base);
+    let head: &[u8] =
+        b"POST /unsubscribe?t=x HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 26\r\n\r\nList";
+    let stalled: Vec<_> = (0..tact::unsubscribe::MAX_CONNECTIONS + 188)
+        .map(|_| stall(&addr, head))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let workers: Vec<_> = people
+            .chunks(15)
+            .map(|chunk| {
+                let base = &server.base;
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(t, _)| {
+                            post(&format!("{base}/unsubscribe?t={t}"), FORM, ONE_CLICK).status
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "someone was locked out past the cap: {statuses:?}"
+    );
+    let ledger = Ledger::open(state.path(), false).unwrap();
+    for (i, (_, h)) in people.iter().enumerate() {
+        assert!(
+            ledger.is_suppressed(h).unwrap(),
+            "person {i} not suppressed"
+        );
+    }
+    drop(stalled);
+}
+
 /// Sends `bytes` on a new connection (as far as the server lets it), then reads whatever
 /// the server answers until it closes: the answer's first line, and how long it took.
 fn exchange(addr: &str, bytes: &[u8]) -> (String, Duration) {
