@@ -27,6 +27,7 @@ pub mod postgres;
 pub mod retention;
 pub mod sqlite;
 pub mod store;
+pub mod verp;
 
 use ledger::{Ledger, Location};
 use postgres::PgTarget;
@@ -65,6 +66,10 @@ pub struct Keys {
     token: TokenKey,
     token_nonce: [u8; 32],
     audit: [u8; 32],
+    /// VERP bounce tokens (`verp.rs`): their own keys, so that neither kind of token
+    /// opens as the other.
+    bounce_mac: [u8; 32],
+    bounce_enc: [u8; 32],
     key_id: KeyId,
 }
 
@@ -332,6 +337,8 @@ impl Keys {
             },
             token_nonce: derive(b"tact/v1/token-nonce"),
             audit: derive(b"tact/v1/audit-chain"),
+            bounce_mac: derive(b"tact/v1/bounce-mac"),
+            bounce_enc: derive(b"tact/v1/bounce-enc"),
             key_id: id.finalize().into_bytes().into(),
         }
     }
@@ -757,6 +764,8 @@ mod tests {
             ("ledger", keys.ledger),
             ("audit", keys.audit),
             ("token nonce", keys.token_nonce),
+            ("bounce mac", keys.bounce_mac),
+            ("bounce encryption", keys.bounce_enc),
         ] {
             assert!(
                 !text.contains(&hex(&secret)),

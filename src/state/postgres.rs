@@ -1055,6 +1055,24 @@ impl Store for PgStore {
         Ok(purged)
     }
 
+    fn rows_with_hash_prefix(&self, prefix: &[u8]) -> Result<Vec<(String, RecipientHash)>> {
+        let (lo, hi) = super::verp::prefix_range(prefix);
+        self.with("attribute a bounce token", |c| {
+            Ok(c.client
+                .query(
+                    "SELECT campaign, recipient FROM deliveries
+                     WHERE recipient BETWEEN $1 AND $2",
+                    &[&&lo[..], &&hi[..]],
+                )?
+                .iter()
+                .filter_map(|r| {
+                    let hash: Vec<u8> = r.get(1);
+                    Some((r.get(0), RecipientHash::try_from(hash.as_slice()).ok()?))
+                })
+                .collect())
+        })
+    }
+
     fn deliveries_of(&self, hash: &RecipientHash) -> Result<Vec<Delivery>> {
         self.with("read one person's rows", |c| {
             Ok(c.client

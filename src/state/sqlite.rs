@@ -690,6 +690,32 @@ impl Store for SqliteStore {
         Ok(purged)
     }
 
+    fn rows_with_hash_prefix(&self, prefix: &[u8]) -> Result<Vec<(String, RecipientHash)>> {
+        let (lo, hi) = super::verp::prefix_range(prefix);
+        // CROSS JOIN keeps campaigns outside: one primary-key seek per campaign, since
+        // deliveries has no index on the recipient alone.
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT d.campaign, d.recipient FROM campaigns c CROSS JOIN deliveries d
+                 ON d.campaign = c.name WHERE d.recipient BETWEEN ?1 AND ?2",
+            )
+            .map_err(self.err())?;
+        let rows = q
+            .query_map([&lo[..], &hi[..]], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(self.err())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (campaign, hash) = row.map_err(self.err())?;
+            if let Ok(hash) = RecipientHash::try_from(hash.as_slice()) {
+                out.push((campaign, hash));
+            }
+        }
+        Ok(out)
+    }
+
     fn deliveries_of(&self, hash: &RecipientHash) -> Result<Vec<Delivery>> {
         let mut q = self
             .conn

@@ -171,6 +171,11 @@ pub trait Store: Send {
     /// Storage limitation: see `retention.rs`.
     fn purge(&mut self, keys: &Keys, older_than_days: u32, now: DateTime<Utc>) -> Result<Purged>;
 
+    /// The (campaign, recipient) of every ledger row whose recipient hash begins with
+    /// `prefix`: what a VERP bounce token refers to (`verp.rs`). One index seek per
+    /// campaign, never a scan of the rows.
+    fn rows_with_hash_prefix(&self, prefix: &[u8]) -> Result<Vec<(String, RecipientHash)>>;
+
     /// Every ledger row of this recipient, oldest first.
     fn deliveries_of(&self, hash: &RecipientHash) -> Result<Vec<Delivery>>;
 

@@ -159,6 +159,10 @@ pub const CASES: &[(&str, Case)] = &[
         tokens_suppress_once,
     ),
     ("a different key is refused", a_different_key_is_refused),
+    (
+        "a bounce token names exactly its campaign and recipient",
+        a_bounce_token_names_its_campaign_and_recipient,
+    ),
 ];
 
 fn a_recipient_can_be_claimed_once(b: &dyn Backend) {
@@ -741,4 +745,75 @@ fn a_different_key_is_refused(b: &dyn Backend) {
     // The store holds an identifier, never the key or a plain hash of it.
     let id = ours.key_id();
     assert_ne!(&id[..], &[1u8; 32][..]);
+}
+
+fn a_bounce_token_names_its_campaign_and_recipient(b: &dyn Backend) {
+    use tact::state::verp::Attributed;
+    let keys = Keys::from_master(&[4; 32]);
+    let mut l = b.open();
+    let ann = keys.recipient_hash("ann@example.com");
+    let bob = keys.recipient_hash("bob@example.com");
+    // A campaign name far longer than a local part, and a neighbour whose hash shares the
+    // token's 80-bit prefix but not the rest (only the ledger can tell them apart).
+    let long = format!("spring-{}", "x".repeat(200));
+    let mut twin = ann;
+    twin[31] ^= 1;
+    l.enqueue("winter-sale", &[(ann, true), (bob, false)], now())
+        .unwrap();
+    l.enqueue(&long, &[(ann, true)], now()).unwrap();
+    l.enqueue("autumn", &[(twin, true)], now()).unwrap();
+
+    let attribute = |l: &Ledger, t: &str| keys.attribute_bounce(&**l, t).unwrap();
+    assert_eq!(
+        attribute(&l, &keys.seal_bounce_token("winter-sale", &ann)),
+        Attributed::Recipient {
+            campaign: "winter-sale".into(),
+            hash: ann
+        }
+    );
+    assert_eq!(
+        attribute(&l, &keys.seal_bounce_token(&long, &ann).to_uppercase()),
+        Attributed::Recipient {
+            campaign: long.clone(),
+            hash: ann
+        },
+        "a case-folding MTA changes nothing"
+    );
+    assert_eq!(
+        attribute(&l, &keys.seal_bounce_token("autumn", &twin)),
+        Attributed::Recipient {
+            campaign: "autumn".into(),
+            hash: twin
+        }
+    );
+    assert_eq!(
+        attribute(&l, &keys.seal_bounce_token("winter-sale", &bob)),
+        Attributed::Recipient {
+            campaign: "winter-sale".into(),
+            hash: bob
+        }
+    );
+    // Sealed, but nobody fits: a campaign bob was never in, or a row erased since.
+    assert_eq!(
+        attribute(&l, &keys.seal_bounce_token(&long, &bob)),
+        Attributed::NoRow
+    );
+    l.forget(&bob, now()).unwrap();
+    assert_eq!(
+        attribute(&l, &keys.seal_bounce_token("winter-sale", &bob)),
+        Attributed::NoRow
+    );
+    assert_eq!(
+        attribute(&l, &keys.seal_test_bounce_token("winter-sale")),
+        Attributed::Test
+    );
+    let other = Keys::from_master(&[5; 32]);
+    for forged in [
+        other.seal_bounce_token("winter-sale", &ann),
+        keys.seal_token("winter-sale", &ann),
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_string(),
+        String::new(),
+    ] {
+        assert_eq!(attribute(&l, &forged), Attributed::NotOurs, "{forged}");
+    }
 }
