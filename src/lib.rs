@@ -33,11 +33,14 @@
 //!   postgres.rs the shared store: PostgreSQL over rustls, SKIP LOCKED claims
 //!   audit.rs    the hash-chained audit log (sealing and verifying, store-independent)
 //!   erase.rs    one recipient's ledger rows (forget, export); unsubscribe and bulk suppression
+//! bounce/      what came back: DSNs, ARF complaints, auto-replies, MTA bounce texts →
+//!               findings classified by who is at fault (hard, soft, sender, …)
 //! unsubscribe.rs the one-click endpoint: answers, and an HTTP server for hostile clients
 //! error.rs      typed errors naming file, line and column, never a customer's data
 //! ```
 
 pub mod audience;
+pub mod bounce;
 pub mod campaign;
 pub mod check;
 pub mod consent;
