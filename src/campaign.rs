@@ -32,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "policy",
     "send",
     "dkim",
+    "bounces",
 ];
 const POLICY_KEYS: &[&str] = &[
     "min_segment_size",
@@ -56,6 +57,7 @@ const RELAY_KEYS: &[&str] = &[
     "password_env",
 ];
 const DKIM_KEYS: &[&str] = &["domain", "selector", "private_key"];
+const BOUNCES_KEYS: &[&str] = &["address", "soft_limit", "soft_window_days", "imap"];
 const ACK_KEYS: &[&str] = &["rule", "fields", "reason"];
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +83,41 @@ struct RawCampaign {
     #[serde(default)]
     send: SendSettings,
     dkim: Option<Dkim>,
+    #[serde(default)]
+    bounces: RawBounces,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBounces {
+    address: Option<Spanned<String>>,
+    soft_limit: Option<Spanned<u32>>,
+    soft_window_days: Option<Spanned<u32>>,
+    imap: Option<Spanned<String>>,
+}
+
+/// `[bounces]`: where returned mail goes and how it counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounces {
+    /// The VERP base: each message's envelope sender is `local+TOKEN@domain` of it.
+    pub address: Option<lettre::Address>,
+    /// Soft bounces within `soft_window_days` that suppress an address.
+    pub soft_limit: u32,
+    pub soft_window_days: u32,
+    /// The bounce mailbox, `imaps://user@host[:port]/MAILBOX`, for `bounces import` and
+    /// `run-due` (no password in it: that comes from TACT_IMAP_PASSWORD).
+    pub imap: Option<String>,
+}
+
+impl Default for Bounces {
+    fn default() -> Self {
+        Bounces {
+            address: None,
+            soft_limit: 3,
+            soft_window_days: 30,
+            imap: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -207,6 +244,7 @@ pub struct Campaign {
     pub policy: Policy,
     pub send: SendSettings,
     pub dkim: Option<Dkim>,
+    pub bounces: Bounces,
 }
 
 impl Campaign {
@@ -267,6 +305,12 @@ impl Campaign {
                 })
             })
             .transpose()?;
+        let bounces = bounces(
+            &raw.bounces,
+            return_path.as_ref(),
+            raw.return_path.as_ref(),
+            &at,
+        )?;
         let url = raw.unsubscribe_url.get_ref().trim();
         // RFC 8058 one-click needs an HTTPS URI; a mailto or http link would be refused by
         // the big mailbox providers.
@@ -455,13 +499,93 @@ impl Campaign {
                 private_key: clean(dir.join(&d.private_key)),
                 ..d
             }),
+            bounces,
         })
+    }
+
+    /// The address each message's envelope sender is the VERP form of: `[bounces] address`,
+    /// else `return_path`. None: the envelope sender is the From address, as it is.
+    pub fn bounce_base(&self) -> Option<&lettre::Address> {
+        self.bounces.address.as_ref().or(self.return_path.as_ref())
     }
 
     /// The domain of the From address: Message-IDs and List-Id use it, never the host name.
     pub fn from_domain(&self) -> &str {
         self.from.email.domain()
     }
+}
+
+/// Checks `[bounces]`; `return_path` too, which is the VERP base when `[bounces] address`
+/// is absent, so either must leave room for the token in its local part.
+fn bounces(
+    raw: &RawBounces,
+    return_path: Option<&lettre::Address>,
+    raw_return_path: Option<&Spanned<String>>,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> Error,
+) -> Result<Bounces> {
+    let mut out = Bounces::default();
+    if let Some(a) = &raw.address {
+        let addr = a.get_ref().parse::<lettre::Address>().map_err(|e| {
+            at(
+                a.span(),
+                format!("[bounces] address `{}` is not an address: {e}", a.get_ref()),
+            )
+        })?;
+        crate::state::verp::verp_address(addr.as_ref(), &"a".repeat(crate::state::verp::TOKEN_LEN))
+            .map_err(|why| at(a.span(), format!("[bounces] address: {why}")))?;
+        out.address = Some(addr);
+    } else if let (Some(rp), Some(raw_rp)) = (return_path, raw_return_path) {
+        crate::state::verp::verp_address(rp.as_ref(), &"a".repeat(crate::state::verp::TOKEN_LEN))
+            .map_err(|why| at(raw_rp.span(), format!("return_path (the VERP base): {why}")))?;
+    }
+    for (value, key, slot, max) in [
+        (&raw.soft_limit, "soft_limit", &mut out.soft_limit, 1_000),
+        (
+            &raw.soft_window_days,
+            "soft_window_days",
+            &mut out.soft_window_days,
+            3_650,
+        ),
+    ] {
+        if let Some(v) = value {
+            if *v.get_ref() == 0 || *v.get_ref() > max {
+                return Err(at(
+                    v.span(),
+                    format!("[bounces] {key} must be from 1 to {max}"),
+                ));
+            }
+            *slot = *v.get_ref();
+        }
+    }
+    if let Some(u) = &raw.imap {
+        let url = u.get_ref().trim();
+        let lower = url.to_ascii_lowercase();
+        if !(lower.starts_with("imaps://") || lower.starts_with("imap://"))
+            || url.contains(char::is_whitespace)
+        {
+            return Err(at(
+                u.span(),
+                "[bounces] imap must be a URL like imaps://user@host/MAILBOX (imap:// only to \
+                 a loopback host)"
+                    .into(),
+            ));
+        }
+        let authority = url.split_once("://").map_or("", |(_, r)| r);
+        let authority = authority.split('/').next().unwrap_or_default();
+        if authority
+            .rsplit_once('@')
+            .is_some_and(|(user, _)| user.contains(':'))
+        {
+            // Never quoted back: it holds a password.
+            return Err(at(
+                u.span(),
+                "[bounces] imap must not hold a password: it comes from TACT_IMAP_PASSWORD only"
+                    .into(),
+            ));
+        }
+        out.imap = Some(url.to_string());
+    }
+    Ok(out)
 }
 
 /// `campaigns/../customers.csv` → `customers.csv`, without touching the file system, so
@@ -543,6 +667,7 @@ fn campaign_toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
             .chain(POLICY_KEYS)
             .chain(SEND_KEYS)
             .chain(DKIM_KEYS)
+            .chain(BOUNCES_KEYS)
             .chain(ACK_KEYS)
             .chain(RELAY_KEYS);
         let hint = did_you_mean(wrong, all.copied());
@@ -676,6 +801,81 @@ min_segment_size = 20
         }
     }
 
+    #[test]
+    fn the_bounces_table_has_defaults_and_is_checked_where_it_was_written() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.bounces, Bounces::default());
+        assert_eq!((c.bounces.soft_limit, c.bounces.soft_window_days), (3, 30));
+        assert_eq!(c.bounce_base(), None);
+        let c = parse(&format!(
+            "{GOOD}[bounces]\naddress = \"bounces@northwind.example\"\nsoft_limit = 5\nsoft_window_days = 14\nimap = \"imaps://bounces@imap.northwind.example/Bounces\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.bounce_base().map(ToString::to_string).as_deref(),
+            Some("bounces@northwind.example")
+        );
+        assert_eq!((c.bounces.soft_limit, c.bounces.soft_window_days), (5, 14));
+        assert_eq!(
+            c.bounces.imap.as_deref(),
+            Some("imaps://bounces@imap.northwind.example/Bounces")
+        );
+        let rp = GOOD.replace(
+            "postal_address",
+            "return_path = \"rp@northwind.example\"\npostal_address",
+        );
+        assert_eq!(
+            parse(&rp)
+                .unwrap()
+                .bounce_base()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("rp@northwind.example"),
+            "return_path is the base without [bounces] address"
+        );
+        let long = "b".repeat(27);
+        let cases = [
+            (
+                "imap = \"imaps://b@x.example/B\"\nsoft_limt = 2\n",
+                "unknown key `soft_limt` (did you mean `soft_limit`?)",
+                ":14:1:",
+            ),
+            ("soft_limit = 0\n", "soft_limit must be from 1", ":13:14:"),
+            ("soft_limit = -1\n", "integer `-1`", ":13:14:"),
+            (
+                "soft_window_days = 0\n",
+                "soft_window_days must be from 1",
+                ":13:20:",
+            ),
+            ("address = \"nobody\"\n", "not an address", ":13:11:"),
+            (
+                &format!("address = \"{long}@x.example\"\n"),
+                "at most 26 characters",
+                ":13:11:",
+            ),
+            ("imap = \"https://x.example/\"\n", "imaps://", ":13:8:"),
+            (
+                "imap = \"imaps://u:s3cret@x.example/INBOX\"\n",
+                "TACT_IMAP_PASSWORD",
+                ":13:8:",
+            ),
+        ];
+        for (extra, what, at) in cases {
+            let e = parse(&format!("{GOOD}[bounces]\n{extra}")).unwrap_err();
+            assert!(e.is_input(), "{extra}: {e}");
+            let e = e.to_string();
+            assert!(e.contains(what) && e.contains(at), "{extra}: {e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        let e = parse(&GOOD.replace(
+            "postal_address",
+            &format!("return_path = \"{long}@northwind.example\"\npostal_address"),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("return_path") && e.contains(":9:15:"), "{e}");
+    }
+
     mod property {
         use super::*;
         use proptest::prelude::*;
@@ -718,6 +918,13 @@ min_segment_size = 20
             "daily_quota = 0",
             "[dkim]",
             "domain = 1",
+            "[bounces]",
+            "address = \"b@x.example\"",
+            "address = \"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb@x.example\"",
+            "soft_limit = 0",
+            "soft_window_days = 99999",
+            "imap = \"imaps://u:p@h/INBOX\"",
+            "imap = \"ftp://h\"",
             "subjct = \"typo\"",
             "= =",
             "\"unterminated",
