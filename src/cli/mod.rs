@@ -2,9 +2,11 @@
 
 mod audit;
 mod check;
+mod completions;
 mod export;
 mod forget;
 mod init;
+mod man;
 mod preview;
 mod purge;
 mod report;
@@ -23,9 +25,13 @@ use clap::{Parser, Subcommand};
 use tact::state::postgres::PgTarget;
 use tact::state::{self, State};
 
+/// The package version and the commit it was built from (`build.rs`), so a bug report
+/// names the exact code.
+const VERSION: &str = env!("TACT_VERSION");
+
 /// tact — email campaigns that know which customer fields they touch.
 #[derive(Debug, Parser)]
-#[command(name = "tact", version, about, long_about = None, propagate_version = true)]
+#[command(name = "tact", version = VERSION, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// State directory (keys, ledger, suppression, audit). Default: $TACT_HOME, else
     /// $XDG_DATA_HOME/tact, else ~/.local/share/tact. A postgres://user@host/db URL keeps
@@ -73,6 +79,10 @@ enum Command {
     Forget(forget::Args),
     /// Everything held about a person (GDPR Art. 15), as JSON.
     Export(export::Args),
+    /// Print the shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::Args),
+    /// Print the manual page (roff), or write one page per command with --dir.
+    Man(man::Args),
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -178,6 +188,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Audit(args) => audit::run(&globals, &args),
         Command::Purge(args) => purge::run(&globals, &args),
         Command::RunDue(args) => run_due::run(&globals, &args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => man::run(&args),
     }
 }
 

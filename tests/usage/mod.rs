@@ -706,3 +706,153 @@ fn check_names_a_relay_user_whose_password_is_not_set() {
     assert_eq!(setup.len(), 1, "{setup:?}");
     assert!(setup[0].contains("TACT_SMTP_PASSWORD"), "{setup:?}");
 }
+
+/// `tact completions bash`, loaded into a real bash and asked what `tact ch<TAB>` and
+/// `tact send --dr<TAB>` complete to, as a person's shell would.
+#[test]
+fn bash_completion_completes_commands_and_flags_in_a_real_bash() {
+    let script = Command::cargo_bin("tact")
+        .unwrap()
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(script.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tact.bash");
+    fs::write(&path, &script.stdout).unwrap();
+    let complete = |line: &str| -> Vec<String> {
+        let words: Vec<&str> = line.split(' ').collect();
+        let probe = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT={}; _tact tact '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            path.display(),
+            words
+                .iter()
+                .map(|w| format!("'{w}'"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            words.len() - 1,
+            line.len(),
+            words[words.len() - 1],
+            words[words.len().saturating_sub(2)],
+        );
+        // As bash calls a completion function: the command, the word, the word before.
+        let out = std::process::Command::new("bash")
+            .args(["--norc", "-c", &probe])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(complete("tact ch"), ["check"]);
+    assert_eq!(complete("tact send --dr"), ["--dry-run"]);
+    let commands = complete("tact ");
+    for c in [
+        "init",
+        "check",
+        "preview",
+        "send",
+        "run-due",
+        "suppress",
+        "completions",
+        "man",
+    ] {
+        assert!(
+            commands.iter().any(|x| x == c),
+            "{c} missing from {commands:?}"
+        );
+    }
+}
+
+/// The other shells' scripts: each names every command, and zsh/fish ones parse where the
+/// shell is installed.
+#[test]
+fn completions_for_every_shell_name_every_command() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = Command::cargo_bin("tact")
+            .unwrap()
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for c in ["run-due", "unsubscribe-server", "suppress", "completions"] {
+            assert!(text.contains(c), "{shell}: {c} missing");
+        }
+    }
+    Command::cargo_bin("tact")
+        .unwrap()
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2);
+}
+
+/// `tact man`: one roff page naming every command; `--dir` writes a page per command
+/// (`tact-send.1` documents `--dry-run`), and a closed pipe is not an error.
+#[test]
+fn man_pages_cover_every_command_and_its_flags() {
+    let out = Command::cargo_bin("tact")
+        .unwrap()
+        .arg("man")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH tact 1"), "{page}");
+    for c in [
+        "check",
+        "preview",
+        "send",
+        "run\\-due",
+        "suppress",
+        "forget",
+        "export",
+        "audit",
+    ] {
+        assert!(page.contains(c), "{c} missing from tact.1");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    Command::cargo_bin("tact")
+        .unwrap()
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    let send = fs::read_to_string(dir.path().join("tact-send.1")).unwrap();
+    assert!(send.contains("\\-\\-dry\\-run"), "{send}");
+    assert!(dir.path().join("tact-suppress-check.1").exists());
+    assert!(!dir.path().join("tact-help.1").exists());
+}
+
+/// `tact --version` names the commit the binary was built from.
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let out = Command::cargo_bin("tact")
+        .unwrap()
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        version.starts_with(concat!("tact ", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    if head.status.success() {
+        let head = String::from_utf8_lossy(&head.stdout);
+        assert!(
+            version.contains(&format!("({}", head.trim())),
+            "{version} does not name HEAD {head}"
+        );
+    }
+}
