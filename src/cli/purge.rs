@@ -17,8 +17,8 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     let mut ledger = state.ledger(false)?;
     let p = ledger.purge(&state.keys, args.older_than, g.now)?;
     println!(
-        "purged {} delivery row(s) and {} audit event(s) older than {} days; kept {} row(s) of campaigns not yet complete (state: {})",
-        p.deliveries, p.audit_events, args.older_than, p.kept_incomplete, state.store
+        "purged {} delivery row(s) and {} audit event(s) older than {} days, and {} bounce event(s); kept {} row(s) of campaigns not yet complete (state: {})",
+        p.deliveries, p.audit_events, args.older_than, p.bounces, p.kept_incomplete, state.store
     );
     Ok(0)
 }

@@ -21,6 +21,7 @@ use sha2::Sha256;
 use crate::error::{Error, Result};
 
 pub mod audit;
+pub mod bounces;
 pub mod erase;
 pub mod ledger;
 pub mod postgres;
@@ -70,6 +71,7 @@ pub struct Keys {
     /// opens as the other.
     bounce_mac: [u8; 32],
     bounce_enc: [u8; 32],
+    report: [u8; 32],
     key_id: KeyId,
 }
 
@@ -339,6 +341,7 @@ impl Keys {
             audit: derive(b"tact/v1/audit-chain"),
             bounce_mac: derive(b"tact/v1/bounce-mac"),
             bounce_enc: derive(b"tact/v1/bounce-enc"),
+            report: derive(b"tact/v1/bounce-report"),
             key_id: id.finalize().into_bytes().into(),
         }
     }
@@ -369,6 +372,15 @@ impl Keys {
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(&self.ledger).unwrap_or_else(|_| unreachable!());
         mac.update(normalise_address(address).as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// What a store keeps of an imported bounce report's key (a hash of its Message-ID):
+    /// keyed, so the store holds nothing that can be matched against a known Message-ID.
+    pub fn report_hash(&self, report_key: &[u8; 32]) -> bounces::ReportHash {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.report).unwrap_or_else(|_| unreachable!());
+        mac.update(report_key);
         mac.finalize().into_bytes().into()
     }
 

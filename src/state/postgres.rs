@@ -23,6 +23,7 @@ use postgres::config::{Host, SslMode};
 use postgres::{Client, Config, GenericClient, NoTls, Statement};
 
 use super::audit::{self, Broken, Event, Verified};
+use super::bounces::{BounceEvent, BounceFigures, Recorded, ReportHash, Suppressed, count_u32};
 use super::erase::{Delivery, REASON_ERASURE};
 use super::ledger::Facts;
 use super::ledger::{Delivered, Reply, Status, StatusCounts};
@@ -35,9 +36,12 @@ use crate::error::{Error, Location, Result};
 /// Advisory lock keys ("tact" and a number): schema creation, and the audit chain's head.
 const SCHEMA_LOCK: i64 = 0x7461_6374_0001;
 const AUDIT_LOCK: i64 = 0x7461_6374_0002;
+/// Bounce imports: one at a time, so a soft-bounce window counts every host's events.
+const BOUNCE_LOCK: i64 = 0x7461_6374_0003;
 
-/// Everything `SCHEMA` creates.
-const OBJECTS: [&str; 8] = [
+/// Everything `SCHEMA` creates. A database made by an older tact lacks the newer ones:
+/// it goes through `SCHEMA` again, whose `IF NOT EXISTS` adds only what is missing.
+const OBJECTS: [&str; 12] = [
     "deliveries",
     "deliveries_recipient",
     "campaigns",
@@ -46,6 +50,10 @@ const OBJECTS: [&str; 8] = [
     "audit_checkpoint",
     "audit_head",
     "meta",
+    "bounce_reports",
+    "bounces",
+    "bounces_recipient",
+    "bounces_campaign",
 ];
 
 /// Rows per statement when a list is sent as an array (enqueue, drop).
@@ -103,6 +111,18 @@ CREATE TABLE IF NOT EXISTS meta (
     name      TEXT    PRIMARY KEY,
     value     BYTEA   NOT NULL
 );
+CREATE TABLE IF NOT EXISTS bounce_reports (
+    report    BYTEA   PRIMARY KEY,
+    at        BIGINT  NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bounces (
+    campaign  TEXT    NOT NULL,
+    kind      TEXT    NOT NULL CHECK (kind IN ('hard', 'soft', 'sender', 'complaint', 'auto-reply', 'delivered', 'unknown')),
+    recipient BYTEA,
+    at        BIGINT  NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bounces_recipient ON bounces (recipient, kind, at);
+CREATE INDEX IF NOT EXISTS bounces_campaign ON bounces (campaign, kind);
 ";
 
 /// How to reach the database, checked: no password from the command line, and TLS
@@ -472,26 +492,26 @@ impl PgStore {
                     &[&OBJECTS.to_vec()],
                 )?
                 .get(0);
-            if present {
-                // Databases made before relays had names.
-                let has_relay: bool = c
-                    .client
-                    .query_one(
-                        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'deliveries' AND column_name = 'relay')",
-                        &[],
-                    )?
-                    .get(0);
-                if !has_relay {
-                    c.client
-                        .batch_execute("ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS relay TEXT")?;
-                }
-                return Ok(());
+            if !present {
+                // Two hosts creating the tables at once would collide in the catalogue.
+                let mut tx = c.client.transaction()?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+                tx.batch_execute(SCHEMA)?;
+                tx.commit()?;
             }
-            // Two hosts creating the tables at once would collide in the catalogue.
-            let mut tx = c.client.transaction()?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
-            tx.batch_execute(SCHEMA)?;
-            tx.commit()
+            // Databases made before relays had names.
+            let has_relay: bool = c
+                .client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'deliveries' AND column_name = 'relay')",
+                    &[],
+                )?
+                .get(0);
+            if !has_relay {
+                c.client
+                    .batch_execute("ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS relay TEXT")?;
+            }
+            Ok(())
         })?;
         Ok(store)
     }
@@ -1024,6 +1044,7 @@ impl Store for PgStore {
                  AND campaign IN (SELECT name FROM campaigns WHERE completed_at IS NOT NULL)",
                 &[&cutoff],
             )?;
+            let bounces = tx.execute("DELETE FROM bounces WHERE at < $1", &[&cutoff])?;
             // The last event to go becomes the checkpoint the remaining chain hangs from.
             let last_gone: Option<(i64, Vec<u8>)> = tx
                 .query_opt(
@@ -1046,6 +1067,7 @@ impl Store for PgStore {
             tx.commit()?;
             Ok(Purged {
                 deliveries: usize::try_from(deliveries).unwrap_or_default(),
+                bounces: usize::try_from(bounces).unwrap_or_default(),
                 audit_events: usize::try_from(audit_events).unwrap_or_default(),
                 kept_incomplete: usize::try_from(kept).unwrap_or_default(),
             })
@@ -1104,8 +1126,93 @@ impl Store for PgStore {
                 &[&&hash[..], &REASON_ERASURE, &now.timestamp()],
             )?;
             let n = tx.execute("DELETE FROM deliveries WHERE recipient = $1", &[&&hash[..]])?;
+            tx.execute("DELETE FROM bounces WHERE recipient = $1", &[&&hash[..]])?;
             tx.commit()?;
             Ok(usize::try_from(n).unwrap_or_default())
+        })
+    }
+
+    fn record_report(
+        &mut self,
+        report: &ReportHash,
+        events: &[BounceEvent],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<Recorded>>> {
+        self.with("record a bounce report", |c| {
+            let mut tx = c.client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&BOUNCE_LOCK])?;
+            let new = tx.execute(
+                "INSERT INTO bounce_reports (report, at) VALUES ($1, $2) ON CONFLICT (report) DO NOTHING",
+                &[&&report[..], &now.timestamp()],
+            )?;
+            if new == 0 {
+                return Ok(None);
+            }
+            let mut out = Vec::with_capacity(events.len());
+            for ev in events {
+                let recipient = ev.recipient.as_ref().map(|h| &h[..]);
+                tx.execute(
+                    "INSERT INTO bounces (campaign, kind, recipient, at) VALUES ($1, $2, $3, $4)",
+                    &[&ev.campaign, &ev.kind, &recipient, &now.timestamp()],
+                )?;
+                let (Some(rule), Some(hash)) = (ev.suppress, ev.recipient) else {
+                    out.push(Recorded {
+                        count: 0,
+                        suppressed: Suppressed::No,
+                    });
+                    continue;
+                };
+                let count: i64 = tx
+                    .query_one(
+                        "SELECT COUNT(*) FROM bounces WHERE recipient = $1 AND kind = $2 AND at >= $3",
+                        &[&&hash[..], &ev.kind, &rule.since.timestamp()],
+                    )?
+                    .get(0);
+                let count = count_u32(count);
+                let suppressed = if count < rule.at_least {
+                    Suppressed::No
+                } else if tx.execute(
+                    "INSERT INTO suppression (recipient, reason, added_at) VALUES ($1, $2, $3) ON CONFLICT (recipient) DO NOTHING",
+                    &[&&hash[..], &rule.reason, &now.timestamp()],
+                )? == 1
+                {
+                    Suppressed::New
+                } else {
+                    Suppressed::Already
+                };
+                out.push(Recorded { count, suppressed });
+            }
+            tx.commit()?;
+            Ok(Some(out))
+        })
+    }
+
+    fn bounce_figures(&self, campaign: &str) -> Result<BounceFigures> {
+        self.with("read the bounce figures", |c| {
+            let mut tx = c
+                .client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let sent: i64 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM deliveries WHERE campaign = $1 AND status = 'sent'",
+                    &[&campaign],
+                )?
+                .get(0);
+            let mut f = BounceFigures {
+                sent: u64::try_from(sent).unwrap_or_default(),
+                ..BounceFigures::default()
+            };
+            for r in tx.query(
+                "SELECT kind, COUNT(*) FROM bounces WHERE campaign = $1 GROUP BY kind",
+                &[&campaign],
+            )? {
+                f.add(r.get::<_, &str>(0), r.get(1));
+            }
+            tx.commit()?;
+            Ok(f)
         })
     }
 }

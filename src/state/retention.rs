@@ -11,6 +11,8 @@ use super::Keys;
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Purged {
     pub deliveries: usize,
+    /// Bounce events (the soft-bounce window and the per-campaign figures).
+    pub bounces: usize,
     pub audit_events: usize,
     /// Campaigns not complete yet: their rows are what stops a resend, so they stay.
     pub kept_incomplete: usize,

@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::audit::{self, Broken, Event, Verified};
+use super::bounces::{BounceEvent, BounceFigures, Recorded, ReportHash, Suppressed, count_u32};
 use super::erase::{Delivery, REASON_ERASURE};
 use super::ledger::Facts;
 use super::ledger::{Delivered, Reply, Status, StatusCounts};
@@ -69,6 +70,18 @@ CREATE TABLE IF NOT EXISTS meta (
     name      TEXT    PRIMARY KEY,
     value     BLOB    NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bounce_reports (
+    report    BLOB    PRIMARY KEY,
+    at        INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bounces (
+    campaign  TEXT    NOT NULL,
+    kind      TEXT    NOT NULL CHECK (kind IN ('hard', 'soft', 'sender', 'complaint', 'auto-reply', 'delivered', 'unknown')),
+    recipient BLOB,
+    at        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bounces_recipient ON bounces (recipient, kind, at);
+CREATE INDEX IF NOT EXISTS bounces_campaign ON bounces (campaign, kind);
 ";
 
 pub struct SqliteStore {
@@ -657,6 +670,9 @@ impl Store for SqliteStore {
                 [cutoff],
             )
             .map_err(&e)?;
+        let bounces = tx
+            .execute("DELETE FROM bounces WHERE at < ?1", [cutoff])
+            .map_err(&e)?;
         // The last event to go becomes the checkpoint the remaining chain hangs from.
         let last_gone: Option<(i64, Vec<u8>)> = tx
             .query_row(
@@ -682,6 +698,7 @@ impl Store for SqliteStore {
         tx.commit().map_err(&e)?;
         let purged = Purged {
             deliveries,
+            bounces,
             audit_events,
             kept_incomplete: usize::try_from(kept_incomplete).unwrap_or_default(),
         };
@@ -760,6 +777,8 @@ impl Store for SqliteStore {
         let deleted = tx
             .execute("DELETE FROM deliveries WHERE recipient = ?1", [&hash[..]])
             .map_err(&e)?;
+        tx.execute("DELETE FROM bounces WHERE recipient = ?1", [&hash[..]])
+            .map_err(&e)?;
         tx.commit().map_err(&e)?;
         // Best effort: another process holding a read transaction can delay the truncation,
         // and the rows are gone from every reader's view already.
@@ -767,6 +786,101 @@ impl Store for SqliteStore {
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         Ok(deleted)
+    }
+
+    fn record_report(
+        &mut self,
+        report: &ReportHash,
+        events: &[BounceEvent],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<Recorded>>> {
+        let path = self.path.clone();
+        let e = db_err(&path);
+        // IMMEDIATE: the window counts below must see every other import's events.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        let new = tx
+            .execute(
+                "INSERT OR IGNORE INTO bounce_reports (report, at) VALUES (?1, ?2)",
+                params![&report[..], now.timestamp()],
+            )
+            .map_err(&e)?;
+        if new == 0 {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(events.len());
+        for ev in events {
+            let recipient = ev.recipient.as_ref().map(|h| &h[..]);
+            tx.execute(
+                "INSERT INTO bounces (campaign, kind, recipient, at) VALUES (?1, ?2, ?3, ?4)",
+                params![ev.campaign, ev.kind, recipient, now.timestamp()],
+            )
+            .map_err(&e)?;
+            let (Some(rule), Some(hash)) = (ev.suppress, ev.recipient) else {
+                out.push(Recorded {
+                    count: 0,
+                    suppressed: Suppressed::No,
+                });
+                continue;
+            };
+            let count: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM bounces WHERE recipient = ?1 AND kind = ?2 AND at >= ?3",
+                    params![&hash[..], ev.kind, rule.since.timestamp()],
+                    |r| r.get(0),
+                )
+                .map_err(&e)?;
+            let count = count_u32(count);
+            let suppressed = if count < rule.at_least {
+                Suppressed::No
+            } else if tx
+                .execute(
+                    "INSERT OR IGNORE INTO suppression (recipient, reason, added_at) VALUES (?1, ?2, ?3)",
+                    params![&hash[..], rule.reason, now.timestamp()],
+                )
+                .map_err(&e)?
+                == 1
+            {
+                Suppressed::New
+            } else {
+                Suppressed::Already
+            };
+            out.push(Recorded { count, suppressed });
+        }
+        tx.commit().map_err(&e)?;
+        Ok(Some(out))
+    }
+
+    fn bounce_figures(&self, campaign: &str) -> Result<BounceFigures> {
+        let e = self.err();
+        let mut f = BounceFigures {
+            sent: self
+                .conn
+                .query_row(
+                    "SELECT COUNT(*) FROM deliveries WHERE campaign = ?1 AND status = 'sent'",
+                    [campaign],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| u64::try_from(n).unwrap_or_default())
+                .map_err(&e)?,
+            ..BounceFigures::default()
+        };
+        let mut q = self
+            .conn
+            .prepare("SELECT kind, COUNT(*) FROM bounces WHERE campaign = ?1 GROUP BY kind")
+            .map_err(&e)?;
+        let rows = q
+            .query_map([campaign], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(&e)?;
+        for row in rows {
+            let (kind, n) = row.map_err(&e)?;
+            f.add(&kind, n);
+        }
+        Ok(f)
     }
 }
 

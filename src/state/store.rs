@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 
 use super::audit::{Broken, Event, Verified};
+use super::bounces::{BounceEvent, BounceFigures, Recorded, ReportHash};
 use super::erase::{Delivery, REASON_UNSUBSCRIBE, Unsubscribed};
 use super::ledger::Facts;
 use super::ledger::{Delivered, Reply, Status, StatusCounts};
@@ -181,8 +182,24 @@ pub trait Store: Send {
 
     /// Erasure (GDPR Art. 17), in one transaction: the hash goes on the suppression list
     /// with reason `erasure` (replacing an older reason), then every delivery row of
-    /// theirs, for every campaign, is deleted. Returns how many rows were deleted.
+    /// theirs, for every campaign, is deleted, and their bounce events with them. Returns
+    /// how many delivery rows were deleted.
     fn forget(&mut self, hash: &RecipientHash, now: DateTime<Utc>) -> Result<usize>;
+
+    /// Records one imported bounce report in one transaction: its keyed hash, then each
+    /// event, and the suppressions the events ask for (an existing entry keeps its reason
+    /// and date). `None`, with nothing written, when this report was recorded before: the
+    /// same report imported twice counts once, however many hosts import it at once.
+    /// Imports are serialised, so a soft-bounce window is counted over every event.
+    fn record_report(
+        &mut self,
+        report: &ReportHash,
+        events: &[BounceEvent],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<Recorded>>>;
+
+    /// One campaign's loop: messages sent (the ledger) and bounce events by kind.
+    fn bounce_figures(&self, campaign: &str) -> Result<BounceFigures>;
 
     /// Opens an unsubscribe token with the token key alone and suppresses that recipient
     /// (reason `unsubscribe`). `None` for a forged, truncated or foreign token: nothing is

@@ -1,6 +1,7 @@
 //! The ledger's two stores, SQLite and PostgreSQL, pass one suite (`suite.rs`); then the
 //! commands against a shared database (`cli.rs`).
 
+mod bounces;
 mod cli;
 pub mod server;
 mod suite;
@@ -9,7 +10,7 @@ use server::PgServer;
 use suite::{Backend, CASES, Pg, Sqlite};
 
 fn run_suite<'a>(name: &str, fresh: &dyn Fn() -> Box<dyn Backend + 'a>) {
-    for (case, f) in CASES {
+    for (case, f) in CASES.iter().chain(bounces::CASES) {
         eprintln!("{name}: {case}");
         f(&*fresh());
     }

@@ -625,6 +625,7 @@ fn a_purge_keeps_what_it_must(b: &dyn Backend) {
         p,
         Purged {
             deliveries: 1,
+            bounces: 0,
             audit_events: 3,
             kept_incomplete: 1
         }
