@@ -35,6 +35,8 @@
 //!   erase.rs    one recipient's ledger rows (forget, export); unsubscribe and bulk suppression
 //! bounce/      what came back: DSNs, ARF complaints, auto-replies, MTA bounce texts →
 //!               findings classified by who is at fault (hard, soft, sender, …)
+//! imap.rs      the bounce mailbox: fetch unprocessed messages, flag them after import
+//! tls.rs       the one rustls client configuration (Mozilla roots or a private CA file)
 //! unsubscribe.rs the one-click endpoint: answers, and an HTTP server for hostile clients
 //! error.rs      typed errors naming file, line and column, never a customer's data
 //! ```
@@ -45,6 +47,7 @@ pub mod campaign;
 pub mod check;
 pub mod consent;
 pub mod error;
+pub mod imap;
 pub mod message;
 pub mod names;
 pub mod person;
@@ -55,6 +58,7 @@ pub mod segment;
 pub mod send;
 pub mod state;
 pub mod template;
+pub mod tls;
 pub mod unsubscribe;
 
 pub use error::{Error, Result};

@@ -5,8 +5,10 @@
 # relays by SMTP, for the refusals Postfix reports only as bounces), tmux (to drive the TUI
 # as a person would), PostgreSQL (the shared store's tests start their own throwaway server
 # on 127.0.0.1; no cluster is started here), openssl (DKIM keys in OpenSSL 3's formats and
-# a test certificate for the store's TLS test), and Python's dkimpy + PyNaCl (an
-# independent DKIM verifier for the signing test). Safe to rerun.
+# a test certificate for the store's TLS test), Dovecot's IMAP server (the bounce-mailbox
+# tests run a private instance from a config in a temp dir; the system service is not
+# started), and Python's dkimpy + PyNaCl (an independent DKIM verifier for the signing
+# test). Safe to rerun.
 set -euo pipefail
 
 need=()
@@ -17,6 +19,7 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 # Debian puts initdb and pg_ctl under /usr/lib/postgresql/VERSION/bin, off the PATH.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+[ -x /usr/sbin/dovecot ] && [ -e /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
 
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -31,8 +34,8 @@ if [ ${#need[@]} -gt 0 ]; then
     # msmtp's AppArmor profile would confine it to the user's own configuration files.
     echo "msmtp msmtp/apparmor boolean false" | debconf-set-selections
     apt-get update -qq
-    # policy-rc.d 101: the packages' services (postfix, the default PostgreSQL cluster) are
-    # not started; the tests start what they need themselves.
+    # policy-rc.d 101: the packages' services (postfix, the default PostgreSQL cluster,
+    # dovecot) are not started; the tests start what they need themselves.
     policy=/usr/sbin/policy-rc.d
     if [ ! -e "$policy" ]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy"

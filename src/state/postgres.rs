@@ -16,7 +16,6 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use postgres::config::{Host, SslMode};
@@ -338,32 +337,7 @@ impl PgTarget {
 }
 
 fn rustls_config(root_cert: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    match root_cert {
-        // Like libpq: a named root file replaces the defaults (a private CA).
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
-            for c in certs {
-                let c = c.map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
-                roots
-                    .add(c)
-                    .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    // The provider is named rather than taken from the process default, which panics
-    // when more than one is compiled in.
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
+    crate::tls::client_config(root_cert).map_err(|e| format!("sslrootcert {e}"))
 }
 
 /// Runs blocking database work. The `postgres` client drives its own Tokio runtime, which

@@ -10,6 +10,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::util::free_port;
+
 pub const USER: &str = "tact";
 pub const PASSWORD: &str = "store-test-password";
 
@@ -64,13 +66,6 @@ fn postgres_user() -> (u32, u32) {
         .expect("running as root needs the `postgres` user (Debian's postgresql package makes it)");
     let f: Vec<&str> = line.split(':').collect();
     (f[2].parse().expect("uid"), f[3].parse().expect("gid"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
 }
 
 impl PgServer {
@@ -144,7 +139,9 @@ impl PgServer {
         );
         let mut extra = String::new();
         if tls {
-            let (cert, key) = make_certs(&root, &mut server);
+            let certs = crate::util::TestCerts::make(&root);
+            server.ca = Some((certs.ca.clone(), certs.other_ca.clone()));
+            let (cert, key) = (certs.server_crt, certs.server_key);
             if as_postgres {
                 let (u, g) = postgres_user();
                 for p in [&cert, &key] {
@@ -334,96 +331,6 @@ impl PgServer {
             .expect("connect");
         c.batch_execute(sql).expect("sql");
     }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl (tests/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A test CA, a server certificate it signs for 127.0.0.1 and localhost, and an unrelated
-/// CA. Returns the server's certificate and key.
-fn make_certs(root: &Path, server: &mut PgServer) -> (PathBuf, PathBuf) {
-    for ca in ["ca", "other-ca"] {
-        openssl(
-            root,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.crt"),
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN=tact test {ca}"),
-            ],
-        );
-    }
-    openssl(
-        root,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    std::fs::write(
-        root.join("ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("ext");
-    openssl(
-        root,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext",
-        ],
-    );
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        root.join("server.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .expect("chmod");
-    server.ca = Some((root.join("ca.crt"), root.join("other-ca.crt")));
-    (root.join("server.crt"), root.join("server.key"))
 }
 
 fn path(p: &Path) -> &str {

@@ -501,3 +501,111 @@ pub fn rule_fields(v: &serde_json::Value, rule: &str) -> Vec<String> {
         .filter_map(|f| f.as_str().map(str::to_string))
         .collect()
 }
+
+/// A port on 127.0.0.1 that nothing listened on a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl (tests/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Certificates made by openssl for the TLS tests: a test CA, a server certificate it signs
+/// for 127.0.0.1 and localhost (key mode 0600), and an unrelated CA that signed nothing.
+pub struct TestCerts {
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
+    pub server_crt: PathBuf,
+    pub server_key: PathBuf,
+}
+
+impl TestCerts {
+    /// Writes them into `dir`.
+    pub fn make(dir: &Path) -> TestCerts {
+        for ca in ["ca", "other-ca"] {
+            openssl(
+                dir,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-keyout",
+                    &format!("{ca}.key"),
+                    "-out",
+                    &format!("{ca}.crt"),
+                    "-days",
+                    "2",
+                    "-subj",
+                    &format!("/CN=tact test {ca}"),
+                ],
+            );
+        }
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        fs::write(
+            dir.join("ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("ext");
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "ext",
+            ],
+        );
+        fs::set_permissions(dir.join("server.key"), fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        TestCerts {
+            ca: dir.join("ca.crt"),
+            other_ca: dir.join("other-ca.crt"),
+            server_crt: dir.join("server.crt"),
+            server_key: dir.join("server.key"),
+        }
+    }
+}
