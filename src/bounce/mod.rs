@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub mod classify;
+pub mod import;
 pub mod parse;
 pub mod read;
 
