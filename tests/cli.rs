@@ -4,6 +4,7 @@
 //! `--now 2026-11-23T12:00:00Z` so nothing depends on the machine or the clock.
 
 mod attack;
+mod bounces;
 mod imap;
 mod input;
 mod ops;

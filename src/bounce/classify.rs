@@ -370,6 +370,9 @@ pub const RULES: &[Rule] = &[
             "unknown local part",
             "unknown or illegal alias",
             "not listed in",
+            // RFC 5321's own words for 550; Outlook.com sends nothing more for an
+            // unknown address. Any sender-side reason given beside it matched above.
+            "mailbox unavailable",
         ],
     ),
 ];
@@ -685,6 +688,22 @@ mod tests {
         assert_eq!(
             classify(None, Some(550), "whatever"),
             (Kind::Unknown, "unclassified")
+        );
+    }
+
+    #[test]
+    fn user_unknown_is_not_unknown_sender_reputation() {
+        assert_eq!(
+            by_text("550 5.1.1 <j@example.com>: user unknown"),
+            Some((Hard, "no-such-user"))
+        );
+        assert_eq!(
+            by_text("550 5.7.1 rejected: unknown sender reputation"),
+            Some((Sender, "reputation"))
+        );
+        assert_eq!(
+            by_text("550 unknown sender domain"),
+            Some((Sender, "policy"))
         );
     }
 

@@ -1,6 +1,7 @@
 //! Command-line front end: one file per command. The doc comments are the `--help`.
 
 mod audit;
+mod bounces;
 mod check;
 mod completions;
 mod export;
@@ -83,6 +84,9 @@ enum Command {
     Completions(completions::Args),
     /// Print the manual page (roff), or write one page per command with --dir.
     Man(man::Args),
+    /// Bounces, complaints and auto-replies: read them, classify them by who is at fault.
+    #[command(subcommand)]
+    Bounces(bounces::Command),
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -190,6 +194,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::RunDue(args) => run_due::run(&globals, &args),
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args),
+        Command::Bounces(cmd) => bounces::run(&globals, &cmd),
     }
 }
 
