@@ -538,6 +538,26 @@ impl ColumnData {
         }
     }
 
+    /// A column of these values (for measurements and tests over made-up data).
+    pub fn from_values<'a>(values: impl IntoIterator<Item = &'a str>) -> ColumnData {
+        let mut c = ColumnData::default();
+        for v in values {
+            if !c.push(v) {
+                break;
+            }
+        }
+        c
+    }
+
+    /// The distinct values and each row's code, when the column is kept as a dictionary:
+    /// whatever is decided per value is then decided once per distinct value.
+    pub fn dictionary(&self) -> Option<(&[Box<str>], &[u8])> {
+        match &self.0 {
+            Store::Dict { values, codes, .. } => Some((values, codes)),
+            Store::Text { .. } => None,
+        }
+    }
+
     pub fn get(&self, row: usize) -> &str {
         match &self.0 {
             Store::Dict { values, codes, .. } => &values[usize::from(codes[row])],

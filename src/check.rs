@@ -4,7 +4,7 @@
 //! The rules are pure functions of the prepared campaign, the plan's counts and the render
 //! stage's observations; `run` does the rendering (both cores) and then applies them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rayon::prelude::*;
@@ -48,6 +48,23 @@ pub struct Finding {
     pub acknowledged: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What this campaign's own recipients showed (DESIGN §8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Measured>,
+}
+
+/// A finding's figures, measured over the recipients rather than cited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Measured {
+    /// A combination of fields: how many recipients are alone with their values.
+    Groups(crate::measure::Measured),
+    /// Sensitive values: how many recipients see (or are selected by) one, per category.
+    Values {
+        recipients: usize,
+        categories: BTreeMap<String, usize>,
+        place: Place,
+    },
 }
 
 impl Finding {
@@ -66,6 +83,7 @@ impl Finding {
             alternative: alternative.to_string(),
             acknowledged: false,
             reason: None,
+            measured: None,
         }
     }
 }
@@ -100,6 +118,12 @@ pub struct RenderStats {
     pub stale: Vec<(String, usize)>,
     /// Fields whose canary the self-check saw printed unescaped in the HTML part.
     pub canary_unescaped: BTreeSet<String>,
+    /// The rows personalised after rendering (None: nobody was rendered, nothing measured).
+    pub personalised: Option<Vec<u32>>,
+    /// Sensitive values each place showed (or the segment selected on).
+    pub sensitive: Vec<(Place, crate::sensitive::Seen)>,
+    /// Categories of the terms the segment's quoted texts hold.
+    pub segment_terms: crate::lexicon::Mask,
 }
 
 /// A difference between the minimised and the full-row render: the walker missed a field.
@@ -192,12 +216,16 @@ pub fn render_all_unless(
         unsub_html: usize,
         postal: usize,
         stale: Vec<usize>,
+        subject: crate::sensitive::Seen,
+        body: crate::sensitive::Seen,
     }
     let n_stale = stale_fields.len();
     let fresh = || Acc {
         stale: vec![0; n_stale],
         ..Default::default()
     };
+    let lexicon = &*p.schema.lexicon;
+    let scanned = crate::sensitive::scan(p);
     let acc = plan
         .decisions
         .par_iter()
@@ -227,6 +255,17 @@ pub fn render_all_unless(
                                 .is_none_or(|t| t < cutoff);
                         acc.stale[k] += usize::from(old);
                     }
+                    if personalised && !scanned.is_empty() {
+                        crate::sensitive::observe(
+                            lexicon,
+                            p,
+                            &scanned,
+                            row,
+                            &l.rendered,
+                            &mut acc.subject,
+                            &mut acc.body,
+                        );
+                    }
                 }
             }
             acc
@@ -239,6 +278,8 @@ pub fn render_all_unless(
             for (x, y) in a.stale.iter_mut().zip(b.stale) {
                 *x += y;
             }
+            a.subject.merge(b.subject);
+            a.body.merge(b.body);
             a
         });
     if cancelled() {
@@ -265,6 +306,30 @@ pub fn render_all_unless(
             detail,
         });
         d.outcome = Outcome::Excluded(reason);
+    }
+    stats.personalised = Some(
+        plan.decisions
+            .iter()
+            .filter(|d| d.outcome == Outcome::Personalised)
+            .map(|d| d.row)
+            .collect(),
+    );
+    if let Some(seg) = &p.segment {
+        stats.segment_terms = crate::sensitive::segment_terms(lexicon, &seg.source);
+        let selected = plan
+            .decisions
+            .iter()
+            .filter(|d| matches!(d.outcome, Outcome::Personalised | Outcome::Generic))
+            .map(|d| d.row as usize);
+        let seen = crate::sensitive::selected(lexicon, &scanned, selected);
+        if seen.recipients > 0 || stats.segment_terms != 0 {
+            stats.sensitive.push((Place::Segment, seen));
+        }
+    }
+    for (place, seen) in [(Place::Subject, acc.subject), (Place::Body, acc.body)] {
+        if seen.recipients > 0 {
+            stats.sensitive.push((place, seen));
+        }
     }
     Some(stats)
 }
@@ -750,6 +815,7 @@ pub fn rules(p: &Prepared, counts: &Counts, stats: &RenderStats) -> Vec<Finding>
             "Remove it. Health, religion, ethnicity, sexuality, politics and the like need explicit Art. 9 consent, which a marketing opt-in is not; send the same offer to everyone instead.",
         ));
     }
+    out.extend(sensitive_values(p, stats));
     let (mt, mh) = (
         stats.unsubscribe_missing_text,
         stats.unsubscribe_missing_html,
@@ -862,16 +928,42 @@ pub fn rules(p: &Prepared, counts: &Counts, stats: &RenderStats) -> Vec<Finding>
         .filter(|f| f.class.base == FieldClass::QuasiIdentifier)
         .collect();
     if quasi.len() >= 2 {
-        out.push(Finding::new(
-            "quasi-identifier-combination",
-            Level::Caution,
-            names(quasi.iter().map(|f| f.name.as_str())),
-            format!(
-                "{} are used together: postcode + birth date + sex make ~87% of people unique (Sweeney 2000)",
-                list(&names(quasi.iter().map(|f| f.name.as_str())))
+        let fields = names(quasi.iter().map(|f| f.name.as_str()));
+        const CITED: &str = "postcode + birth date + sex make ~87% of people unique, Sweeney 2000";
+        const COARSE: &str = "Use one coarse attribute: an age band instead of a birth date, a region instead of a postcode.";
+        let mut f = match measure_fields(p, stats, &fields) {
+            Some(m) => {
+                let mut f = Finding::new(
+                    "quasi-identifier-combination",
+                    Level::Caution,
+                    fields.clone(),
+                    format!(
+                        "{} are used together: {} (for context: {CITED})",
+                        list(&fields),
+                        m.sentence()
+                    ),
+                    COARSE,
+                );
+                if !m.generalised.is_empty() {
+                    f.alternative = format!(
+                        "{COARSE} Measured on these recipients: {}.",
+                        m.alternatives(4)
+                    );
+                }
+                f.measured = Some(Measured::Groups(m));
+                f
+            }
+            None => Finding::new(
+                "quasi-identifier-combination",
+                Level::Caution,
+                fields.clone(),
+                format!("{} are used together: {CITED}", list(&fields))
+                    .replace(", Sweeney 2000", " (Sweeney 2000)"),
+                COARSE,
             ),
-            "Use one coarse attribute: an age band instead of a birth date, a region instead of a postcode.",
-        ));
+        };
+        f.fields = fields;
+        out.push(f);
     }
     let high: Vec<_> = p
         .fields
@@ -967,6 +1059,7 @@ pub fn rules(p: &Prepared, counts: &Counts, stats: &RenderStats) -> Vec<Finding>
             "Rename the column in the CSV if the templates need it.",
         ));
     }
+    measure_combinations(p, stats, &mut out);
     if p.campaign.dkim.is_none() {
         out.push(Finding::new(
             "dkim-by-relay",
@@ -977,6 +1070,136 @@ pub fn rules(p: &Prepared, counts: &Counts, stats: &RenderStats) -> Vec<Finding>
         ));
     }
     out
+}
+
+/// The fields of `names` as the measurement reads them, measured over the personalised
+/// recipients; None before anyone is rendered (a preliminary report, a preview).
+fn measure_fields(
+    p: &Prepared,
+    stats: &RenderStats,
+    names: &[String],
+) -> Option<crate::measure::Measured> {
+    let rows = stats.personalised.as_ref()?;
+    let fields: Vec<crate::measure::Field<'_>> = names
+        .iter()
+        .filter_map(|n| {
+            let col = p.audience.column(n)?;
+            Some(crate::measure::Field {
+                name: n.clone(),
+                ty: col.ty,
+                data: &col.data,
+            })
+        })
+        .collect();
+    (fields.len() == names.len()).then(|| crate::measure::measure(rows, &fields, p.now))
+}
+
+/// Every other finding about two or more fields above `declared` that one email shows
+/// together (subject or body) carries the measurement of that combination.
+fn measure_combinations(p: &Prepared, stats: &RenderStats, out: &mut [Finding]) {
+    let shown = |n: &str| {
+        p.field(n).is_some_and(|f| {
+            f.class.class().level() >= 2 && f.places.iter().any(|pl| *pl != Place::Segment)
+        })
+    };
+    let mut done: BTreeMap<Vec<String>, Option<crate::measure::Measured>> = BTreeMap::new();
+    for f in out.iter_mut().filter(|f| f.measured.is_none()) {
+        let combo: Vec<String> = f.fields.iter().filter(|n| shown(n)).cloned().collect();
+        if combo.len() < 2 {
+            continue;
+        }
+        let m = done
+            .entry(combo.clone())
+            .or_insert_with(|| measure_fields(p, stats, &combo))
+            .clone();
+        if let Some(m) = m {
+            f.message = format!("{}; shown together, {}", f.message, m.sentence());
+            f.measured = Some(Measured::Groups(m));
+        }
+    }
+}
+
+/// `sensitive-value`: one finding per place where a matched value is selected on or shown.
+fn sensitive_values(p: &Prepared, stats: &RenderStats) -> Vec<Finding> {
+    let lex = &*p.schema.lexicon;
+    let mut out = Vec::new();
+    for (place, seen) in &stats.sensitive {
+        let fields: Vec<String> = seen.fields.iter().cloned().collect();
+        let cats = crate::sensitive::by_category(lex, seen);
+        let examples = crate::sensitive::examples(lex, p, seen);
+        let eg = if examples.is_empty() {
+            String::new()
+        } else {
+            format!("; e.g. {examples}")
+        };
+        let (level, message, alternative) = match place {
+            Place::Segment => {
+                let named: Vec<&str> = lex
+                    .of(stats.segment_terms)
+                    .map(|c| c.label.as_str())
+                    .collect();
+                let literal = if named.is_empty() {
+                    String::new()
+                } else {
+                    format!("the segment names a term revealing {}; ", named.join(", "))
+                };
+                let who = if seen.recipients > 0 {
+                    format!(
+                        "it selects {} recipient(s) by a value of {} that reveals {cats}",
+                        seen.recipients,
+                        list(&fields)
+                    )
+                } else {
+                    "nobody is selected by it today".to_string()
+                };
+                (
+                    Level::Block,
+                    format!("{literal}{who}: the campaign targets people because of an inferred special category or high-risk trait (EDPB Guidelines 8/2020){eg}"),
+                    "Do not select on these values: add `and not FIELD is sensitive` to the segment, target with declared fields (country, language, stated preferences), or drop the field from the segment.".to_string(),
+                )
+            }
+            Place::Subject => (
+                Level::Block,
+                format!(
+                    "{} recipient(s) would see a value of {} revealing {cats} in the subject or preheader, on lock screens and inbox lists{eg}",
+                    seen.recipients,
+                    list(&fields)
+                ),
+                format!(
+                    "Keep these values out of the subject: {}, or drop the field from the subject.",
+                    guard_example(&fields)
+                ),
+            ),
+            Place::Body => (
+                Level::Caution,
+                format!(
+                    "{} recipient(s) would read a value of {} revealing {cats} in the body (inferred special-category data is special-category data: EDPB Guidelines 8/2020){eg}",
+                    seen.recipients,
+                    list(&fields)
+                ),
+                format!(
+                    "Leave such values out of the template: {}, or drop the field.",
+                    guard_example(&fields)
+                ),
+            ),
+        };
+        let mut f = Finding::new("sensitive-value", level, fields, message, "");
+        f.alternative = alternative;
+        f.measured = Some(Measured::Values {
+            recipients: seen.recipients,
+            categories: seen.categories.clone(),
+            place: *place,
+        });
+        out.push(f);
+    }
+    out
+}
+
+fn guard_example(fields: &[String]) -> String {
+    let f = fields.first().map_or("FIELD", String::as_str);
+    format!(
+        "{{% if not {f} is sensitive %}}{{{{ {f} }}}}{{% else %}}something generic{{% endif %}}"
+    )
 }
 
 /// An acknowledgement covers a caution only when the finding's fields are all among its own.
@@ -990,8 +1213,9 @@ pub fn acknowledge(findings: &mut [Finding], acks: &[Acknowledgement]) {
 }
 
 /// Whether a rule id is one `check` can raise.
-pub const RULES: [&str; 15] = [
+pub const RULES: [&str; 16] = [
     "special-category",
+    "sensitive-value",
     "missing-unsubscribe",
     "missing-postal-address",
     "generic-variant-fails",
@@ -1028,6 +1252,8 @@ mod tests {
         extra: String,
         header_extra: &'static str,
         viewed_at: &'static str,
+        /// `last_viewed_product` of row i is `products[i % len]`.
+        products: &'static [&'static str],
     }
 
     impl Default for Fx {
@@ -1041,6 +1267,7 @@ mod tests {
                 extra: String::new(),
                 header_extra: "",
                 viewed_at: "2026-11-01",
+                products: &["Kettle"],
             }
         }
     }
@@ -1068,8 +1295,9 @@ mod tests {
                 };
                 writeln!(
                     csv,
-                    "p{i}@x.example,yes,yes,2026-01-01,Name{i},BS{i} 1AA,1990-01-0{},f,{i}.5,30000,0.{i},,Kettle,{},4{},{country}{extra}",
+                    "p{i}@x.example,yes,yes,2026-01-01,Name{i},BS{i} 1AA,1990-01-0{},f,{i}.5,30000,0.{i},,{},{},4{},{country}{extra}",
                     i % 9 + 1,
+                    self.products[i % self.products.len()],
                     self.viewed_at,
                     i % 10
                 )
@@ -1513,5 +1741,226 @@ mod tests {
             "{:?}",
             rules_of(&r)
         );
+    }
+
+    const PRODUCTS: &[&str] = &[
+        "Kettle",
+        "Ovulation kit",
+        "Test kitchen",
+        "Pride and Prejudice",
+        "Rosary beads",
+    ];
+
+    fn sensitive(r: &Report) -> Vec<&Finding> {
+        r.findings
+            .iter()
+            .filter(|f| f.rule == "sensitive-value")
+            .collect()
+    }
+
+    fn values_measured(f: &Finding) -> (usize, BTreeMap<String, usize>, Place) {
+        match &f.measured {
+            Some(Measured::Values {
+                recipients,
+                categories,
+                place,
+            }) => (*recipients, categories.clone(), *place),
+            other => panic!("not a values measurement: {other:?}"),
+        }
+    }
+
+    /// No value of the audience in the report, JSON or words: only lines and categories.
+    fn assert_no_values(r: &Report) {
+        let json = serde_json::to_string(r).unwrap().to_lowercase();
+        for v in [
+            "ovulation",
+            "rosary",
+            "kettle",
+            "prejudice",
+            "kitchen",
+            "bs1 1aa",
+        ] {
+            assert!(!json.contains(v), "{v} leaked: {json}");
+        }
+    }
+
+    #[test]
+    fn a_sensitive_value_in_the_body_is_a_caution_counted_per_category() {
+        let r = Fx {
+            txt: body("{{ last_viewed_product }}"),
+            products: PRODUCTS,
+            ..Fx::default()
+        }
+        .report();
+        let f = sensitive(&r);
+        assert_eq!(f.len(), 1, "{:?}", rules_of(&r));
+        assert_eq!(f[0].level, Level::Caution);
+        assert_eq!(f[0].fields, ["last_viewed_product"]);
+        // 60 rows, five products in turn: 12 ovulation kits, 12 rosaries; the test
+        // kitchen and the novel are near misses.
+        let (n, cats, place) = values_measured(f[0]);
+        assert_eq!(place, Place::Body);
+        assert_eq!(n, 24);
+        assert_eq!(
+            cats,
+            BTreeMap::from([("pregnancy".into(), 12), ("religion".into(), 12)])
+        );
+        // Examples by line and category: rows 1 and 4 are lines 3 and 6.
+        assert!(
+            f[0].message
+                .contains("line 3 (pregnancy or fertility), line 6 (religion or belief)"),
+            "{}",
+            f[0].message
+        );
+        assert!(
+            f[0].alternative.contains("is sensitive"),
+            "{}",
+            f[0].alternative
+        );
+        assert_eq!(r.exit_code(), 3);
+        assert_no_values(&r);
+    }
+
+    #[test]
+    fn a_sensitive_value_in_the_subject_blocks() {
+        let r = Fx {
+            subject: "{% if personalised %}{{ last_viewed_product }}{% endif %} news".into(),
+            products: PRODUCTS,
+            ..Fx::default()
+        }
+        .report();
+        let f = sensitive(&r);
+        assert_eq!(f.len(), 1, "{:?}", rules_of(&r));
+        assert_eq!(f[0].level, Level::Block);
+        assert_eq!(values_measured(f[0]).2, Place::Subject);
+        assert_eq!(values_measured(f[0]).0, 24);
+        assert_eq!(r.exit_code(), 4);
+        assert_no_values(&r);
+    }
+
+    #[test]
+    fn a_segment_selecting_on_sensitive_values_blocks_unless_it_leaves_them_out() {
+        let r = Fx {
+            extra: "segment = 'last_viewed_product != \"Kettle\"'".into(),
+            products: PRODUCTS,
+            ..Fx::default()
+        }
+        .report();
+        let f = sensitive(&r);
+        assert_eq!(f.len(), 1, "{:?}", rules_of(&r));
+        assert_eq!(f[0].level, Level::Block);
+        let (n, cats, place) = values_measured(f[0]);
+        assert_eq!((n, place), (24, Place::Segment));
+        assert_eq!(cats.get("religion"), Some(&12));
+        assert_no_values(&r);
+        // The same segment with the values left out: no finding, and the near misses
+        // are still selected.
+        let r = Fx {
+            extra: "segment = 'last_viewed_product != \"Kettle\" and not last_viewed_product is sensitive'".into(),
+            products: PRODUCTS,
+            ..Fx::default()
+        }
+        .report();
+        assert!(sensitive(&r).is_empty(), "{:?}", rules_of(&r));
+        assert_eq!(r.audience.personalised, 24);
+        // A segment that names a sensitive term blocks even when the term selects nobody.
+        let r = Fx {
+            extra: "segment = 'last_viewed_product == \"Pregnancy test\" or country == \"GB\"'"
+                .into(),
+            ..Fx::default()
+        }
+        .report();
+        let f = sensitive(&r);
+        assert_eq!(f.len(), 1, "{:?}", rules_of(&r));
+        assert_eq!(f[0].level, Level::Block);
+        assert!(
+            f[0].message.contains("names a term revealing pregnancy"),
+            "{}",
+            f[0].message
+        );
+        assert!(
+            !f[0].message.to_lowercase().contains("pregnancy test"),
+            "{}",
+            f[0].message
+        );
+    }
+
+    /// Judged on what is rendered: a value the template leaves out does not count,
+    /// whichever way it is left out.
+    #[test]
+    fn a_value_the_template_leaves_out_does_not_count() {
+        for txt in [
+            body(
+                "{% if not last_viewed_product is sensitive %}{{ last_viewed_product }}{% endif %}",
+            ),
+            body(
+                "{% if last_viewed_product is sensitive %}picked for you{% else %}{{ last_viewed_product }}{% endif %}",
+            ),
+            body("{% if last_viewed_product == \"Kettle\" %}{{ last_viewed_product }}{% endif %}"),
+        ] {
+            let r = Fx {
+                txt: txt.clone(),
+                products: PRODUCTS,
+                ..Fx::default()
+            }
+            .report();
+            assert!(sensitive(&r).is_empty(), "{txt}: {:?}", rules_of(&r));
+            assert!(r.self_check.is_empty(), "{txt}");
+        }
+        // Printed through a filter that changes its case, it still counts.
+        let r = Fx {
+            txt: body("{{ last_viewed_product | upper }}"),
+            products: PRODUCTS,
+            ..Fx::default()
+        }
+        .report();
+        assert_eq!(sensitive(&r).len(), 1, "{:?}", rules_of(&r));
+    }
+
+    #[test]
+    fn the_quasi_identifier_finding_carries_its_measurement() {
+        let r = Fx {
+            txt: body("{{ postcode }} {{ birth_date }}"),
+            ..Fx::default()
+        }
+        .report();
+        let f = &r.findings[0];
+        assert_eq!(f.rule, "quasi-identifier-combination");
+        let Some(Measured::Groups(m)) = &f.measured else {
+            panic!("{:?}", f.measured)
+        };
+        // 60 distinct postcodes: everyone is alone with theirs.
+        assert_eq!((m.recipients, m.unique, m.smallest_group), (60, 60, 1));
+        assert!(
+            f.message.contains(
+                "60 of 60 recipients (100%) are the only one with their birth date and postcode"
+            ),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.message.contains("Sweeney 2000"),
+            "the citation stays as context"
+        );
+        assert!(f.alternative.contains("% unique"), "{}", f.alternative);
+        let json = serde_json::to_value(f).unwrap();
+        assert_eq!(json["measured"]["unique"], 60);
+        assert_eq!(
+            json["measured"]["fields"],
+            serde_json::json!(["birth_date", "postcode"])
+        );
+        assert_no_values(&r);
+        // Before anyone is rendered there is nothing to measure: the citation alone.
+        let (_dir, p) = Fx {
+            txt: body("{{ postcode }} {{ birth_date }}"),
+            ..Fx::default()
+        }
+        .prepared();
+        let keys = Keys::from_master(&[3; 32]);
+        let plan = p.plan(&keys, &Facts::default(), now());
+        let pre = preliminary(&p, &plan);
+        let f = &pre.findings[0];
+        assert!(f.measured.is_none());
+        assert!(f.message.contains("Sweeney 2000"), "{}", f.message);
     }
 }

@@ -16,6 +16,9 @@
 //! consent.rs    consent words and consent-time rules
 //! plan.rs       Prepared (all of the above) × ledger facts → one Decision per row
 //! check.rs      renders every recipient, applies the creepiness rules → Report, verdict
+//! measure.rs    group sizes of the values an email shows (re-identification), generalised
+//! lexicon.rs    the sensitive-terms lexicon (src/lexicon/lexicon.toml) and its matcher
+//! sensitive.rs  which recipients' sensitive values a segment selects or a render shows
 //! sample.rs     the synthetic sample person test messages are rendered for
 //! message.rs    rendered letter → RFC 5322 message (preview and send share it)
 //! person.rs     one person's rows in an audience CSV: found (export), cut out (forget)
@@ -48,6 +51,8 @@ pub mod check;
 pub mod consent;
 pub mod error;
 pub mod imap;
+pub mod lexicon;
+pub mod measure;
 pub mod message;
 pub mod names;
 pub mod person;
@@ -56,6 +61,7 @@ pub mod sample;
 pub mod schema;
 pub mod segment;
 pub mod send;
+pub mod sensitive;
 pub mod state;
 pub mod template;
 pub mod tls;

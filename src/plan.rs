@@ -148,13 +148,14 @@ impl Prepared {
             None => Schema::default(),
         };
         let header = audience::read_header(&campaign.audience, &schema)?;
-        let templates = Templates::load(
+        let mut templates = Templates::load(
             &campaign.templates,
             &campaign.template,
             &campaign.path,
             &campaign.subject,
             &campaign.preheader,
         )?;
+        templates.register_sensitive(Arc::clone(&schema.lexicon));
         let mut usage = templates.usage(header.template_fields());
         if let Some((name, hint)) = usage.unknown.iter().next() {
             return Err(Error::input(
@@ -234,7 +235,8 @@ impl Prepared {
         let compiled = segment
             .as_ref()
             .map(|s| s.compile(&audience, now, &campaign.path))
-            .transpose()?;
+            .transpose()?
+            .map(|c| c.with_lexicon(Arc::clone(&schema.lexicon)));
         let render_columns = usage
             .fields
             .iter()
@@ -289,7 +291,8 @@ impl Prepared {
         let compiled = parsed
             .as_ref()
             .map(|s| s.compile(&self.audience, now, &campaign.path))
-            .transpose()?;
+            .transpose()?
+            .map(|c| c.with_lexicon(Arc::clone(&self.schema.lexicon)));
         Ok(Prepared {
             fields: field_infos(&usage, &self.schema, &self.audience, &observed),
             campaign,

@@ -166,14 +166,29 @@ struct SchemaFile {
     columns: ColumnRoles,
     #[serde(default)]
     fields: BTreeMap<String, FieldSpec>,
+    #[serde(default)]
+    lexicon: BTreeMap<String, Vec<String>>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Schema {
     pub path: Option<PathBuf>,
     pub columns: ColumnRoles,
     /// Keyed by `names::squash` of the field name: use `field` to look one up.
     pub fields: BTreeMap<String, FieldSpec>,
+    /// The sensitive-terms lexicon with this schema's `[lexicon]` additions.
+    pub lexicon: std::sync::Arc<crate::lexicon::Lexicon>,
+}
+
+impl Default for Schema {
+    fn default() -> Schema {
+        Schema {
+            path: None,
+            columns: ColumnRoles::default(),
+            fields: BTreeMap::new(),
+            lexicon: std::sync::Arc::new(crate::lexicon::Lexicon::builtin()),
+        }
+    }
 }
 
 impl Schema {
@@ -204,10 +219,13 @@ impl Schema {
             spelt.insert(key.clone(), k);
             fields.insert(key, v);
         }
+        let lexicon = crate::lexicon::Lexicon::with(&file.lexicon)
+            .map_err(|e| Error::input(Location::file(path), e.to_string()))?;
         Ok(Schema {
             path: Some(path.to_path_buf()),
             columns: file.columns,
             fields,
+            lexicon: std::sync::Arc::new(lexicon),
         })
     }
 }

@@ -418,6 +418,7 @@ impl Segment {
         Ok(Compiled {
             root: c.expr(&self.expr)?,
             now,
+            lexicon: None,
         })
     }
 }
@@ -515,6 +516,8 @@ enum TestKind {
     StartingWith,
     EndingWith,
     Containing,
+    /// The value holds a term of the sensitive-terms lexicon (`is sensitive`).
+    Sensitive,
 }
 
 #[derive(Debug, Clone)]
@@ -544,6 +547,10 @@ enum Node2 {
 pub struct Compiled {
     root: Node2,
     now: DateTime<Utc>,
+    /// What `is sensitive` reads: the schema's lexicon once `with_lexicon` is called, the
+    /// built-in one until then (never none: a test that silently said "not sensitive"
+    /// would let a segment select on what it means to exclude).
+    lexicon: Option<std::sync::Arc<crate::lexicon::Lexicon>>,
 }
 
 /// Why a row could not be evaluated: its line is known to the caller, its value is not
@@ -648,6 +655,20 @@ impl Compiler<'_> {
                     "starting_with" => TestKind::StartingWith,
                     "ending_with" => TestKind::EndingWith,
                     "containing" => TestKind::Containing,
+                    "sensitive" => {
+                        if !t.args.is_empty() {
+                            return Err(self.err("`is sensitive` takes no argument".into()));
+                        }
+                        return Ok(wrap_not(
+                            Node2::Test {
+                                operand: self.field_operand(&t.ident, &[])?,
+                                kind: TestKind::Sensitive,
+                                arg: String::new(),
+                                negated: t.negated,
+                            },
+                            e.negated,
+                        ));
+                    }
                     "defined" | "undefined" => {
                         self.field_col(&t.ident)?;
                         // Every column exists for every row; an empty value is a null, not
@@ -659,7 +680,7 @@ impl Compiler<'_> {
                     }
                     other => {
                         return Err(self.err(format!(
-                            "the test `{other}` is not supported in segments (use starting_with, ending_with or containing)"
+                            "the test `{other}` is not supported in segments (use starting_with, ending_with, containing or sensitive)"
                         )));
                     }
                 };
@@ -816,6 +837,12 @@ fn wrap_not(n: Node2, negated: bool) -> Node2 {
 }
 
 impl Compiled {
+    /// The lexicon `is sensitive` reads (the schema's, with its additions).
+    pub fn with_lexicon(mut self, lexicon: std::sync::Arc<crate::lexicon::Lexicon>) -> Compiled {
+        self.lexicon = Some(lexicon);
+        self
+    }
+
     /// Whether the row is in the segment. Logic is three-valued, as in SQL: a comparison
     /// with an empty value is unknown, `not unknown` is still unknown, and unknown is not a
     /// match, so `not vip` never selects someone whose VIP status we do not know.
@@ -898,11 +925,21 @@ impl Compiled {
                 negated,
             } => {
                 let v = self.value(operand, a, row)?;
+                if *kind == TestKind::Sensitive {
+                    // An empty value is known not to hold a term: `not x is sensitive`
+                    // keeps the people with no value.
+                    let lex = self
+                        .lexicon
+                        .as_deref()
+                        .unwrap_or_else(|| crate::lexicon::Lexicon::shared());
+                    return Ok(Some((lex.classify(&v.raw()) != 0) != *negated));
+                }
                 if v == Val::Null {
                     return Ok(None);
                 }
                 let raw = v.raw();
                 let hit = match kind {
+                    TestKind::Sensitive => false,
                     TestKind::StartingWith => raw.starts_with(arg.as_str()),
                     TestKind::EndingWith => raw.ends_with(arg.as_str()),
                     TestKind::Containing => raw.contains(arg.as_str()),

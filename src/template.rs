@@ -395,6 +395,22 @@ impl Templates {
         })
     }
 
+    /// `{% if not field is sensitive %}`: true when the value holds a term of `lexicon`
+    /// (DESIGN §8), so a template can leave such values out. Anything but text (a number, a
+    /// missing variable) holds no term.
+    pub fn register_sensitive(&mut self, lexicon: std::sync::Arc<crate::lexicon::Lexicon>) {
+        self.tera.register_tester(
+            "sensitive",
+            move |v: Option<&tera::Value>, args: &[tera::Value]| -> tera::Result<bool> {
+                if !args.is_empty() {
+                    return Err(tera::Error::msg("`is sensitive` takes no argument"));
+                }
+                Ok(v.and_then(tera::Value::as_str)
+                    .is_some_and(|s| lexicon.classify(s) != 0))
+            },
+        );
+    }
+
     /// Walks subject, preheader, text and HTML parts; `fields` are the customer fields the
     /// audience offers (tool variables already removed).
     pub fn usage<'a>(&self, fields: impl IntoIterator<Item = &'a str>) -> Usage {

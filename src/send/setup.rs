@@ -89,6 +89,7 @@ pub fn add_to(report: &mut Report, problems: &[Problem]) {
             alternative: "fix the set-up before sending: `tact send` refuses to start (or stops) until it is fixed".into(),
             acknowledged: false,
             reason: None,
+            measured: None,
         });
         report.verdict = report.verdict.max(Level::Block);
     }
