@@ -508,6 +508,22 @@ def build():
     for i, value in zip(chosen, stale + ["", "", "", "", "last spring", "2027-01-01"]):
         rows[i]["consent_at"] = value
 
+    # A few products whose name says more than a coat does: browsing them reveals a
+    # pregnancy, a child or a health condition (the `sensitive-value` rule, shown by the
+    # you-viewed campaign). Chosen without the random generator, so every other value in
+    # the file stays as it was: every 20th GB row with both consents, not stale, not an
+    # edge row, that viewed something.
+    sensitive = ["Maternity rain parka", "Baby carrier rain cover", "Maternity fleece",
+                 "Wheelchair rain poncho", "Kids' waterproof dungarees"]
+    stale_rows = set(chosen)
+    eligible = [i for i, r in enumerate(rows)
+                if i not in showcase_or_edge and i not in stale_rows
+                and r["country"] == "GB" and r["last_viewed_product"]
+                and r["consent_marketing"].strip().lower() in {v.strip().lower() for v, _ in GRANTED}
+                and r["consent_personalisation"].strip().lower() in {"yes", "y", "true", "1", "opt-in", "opted-in", "granted"}]
+    for i, product in zip(eligible[::20], sensitive):
+        rows[i]["last_viewed_product"] = product
+
     for i, r in enumerate(rows):
         pos = i + (1 if i >= RAGGED else 0)
         r["customer_id"] = f"NW{pos + 1:05d}"

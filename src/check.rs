@@ -944,11 +944,9 @@ pub fn rules(p: &Prepared, counts: &Counts, stats: &RenderStats) -> Vec<Finding>
                     ),
                     COARSE,
                 );
-                if !m.generalised.is_empty() {
-                    f.alternative = format!(
-                        "{COARSE} Measured on these recipients: {}.",
-                        m.alternatives(4)
-                    );
+                let better = m.alternatives(3);
+                if !better.is_empty() {
+                    f.alternative = format!("{COARSE} Measured on these recipients: {better}.");
                 }
                 f.measured = Some(Measured::Groups(m));
                 f

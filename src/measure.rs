@@ -183,10 +183,12 @@ impl Measured {
         )
     }
 
-    /// "a ten-year age band instead of the birth date: 2% unique; …", best first.
+    /// "a ten-year age band instead of the birth date: 2% unique; …", best first, only
+    /// those that leave fewer recipients alone than the combination as it is.
     pub fn alternatives(&self, at_most: usize) -> String {
         self.generalised
             .iter()
+            .filter(|g| g.unique < self.unique)
             .take(at_most)
             .map(|g| {
                 format!(

@@ -93,7 +93,8 @@ fn is_person_name(field: &str) -> bool {
 }
 
 /// The fields whose values can hold words (text, not numbers, dates or flags), that are
-/// not the address or a person's name, with every row's categories.
+/// not the address, a person's name or a special-category field, with every row's
+/// categories.
 pub fn scan(p: &Prepared) -> Vec<Scanned> {
     let lex = &p.schema.lexicon;
     let email = p
@@ -105,6 +106,8 @@ pub fn scan(p: &Prepared) -> Vec<Scanned> {
         .unwrap_or_default();
     p.fields
         .iter()
+        // A special-category field blocks for any use already (`special-category`).
+        .filter(|f| f.class.class() != crate::schema::FieldClass::Special)
         .filter(|f| f.ty == FieldType::Text && f.name != email && !is_person_name(&f.name))
         .filter_map(|f: &FieldInfo| {
             let col = p.audience.column(&f.name)?;
@@ -250,7 +253,7 @@ pub fn examples(lex: &Lexicon, p: &Prepared, seen: &Seen) -> String {
         .join(", ")
 }
 
-/// "pregnancy or fertility: 3, health: 2".
+/// "pregnancy or fertility (3), health (2)".
 pub fn by_category(lex: &Lexicon, seen: &Seen) -> String {
     lex.categories()
         .iter()

@@ -70,6 +70,7 @@ fn sample_campaigns_exit_0_3_4() {
         ("winter-sale", 0, "verdict: NOTICE"),
         ("birthday-treat", 3, "verdict: CAUTION"),
         ("wellness-check", 4, "verdict: BLOCK"),
+        ("you-viewed", 4, "verdict: BLOCK"),
     ] {
         let r = run_expect(
             tact(state.path()).arg("check").arg(sample_campaign(name)),

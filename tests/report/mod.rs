@@ -29,3 +29,8 @@ fn human_report_birthday_treat() {
 fn human_report_wellness_check() {
     insta::assert_snapshot!(report("wellness-check"));
 }
+
+#[test]
+fn human_report_you_viewed() {
+    insta::assert_snapshot!(report("you-viewed"));
+}
