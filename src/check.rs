@@ -1437,6 +1437,7 @@ mod tests {
             },
             unsubscribe_url: vars.unsubscribe_url,
             hash,
+            bounce_token: None,
         };
         let names: Vec<(usize, &str)> = vec![(n, "first_name")];
         let mut out = CanaryResult::default();

@@ -519,7 +519,11 @@ impl Prepared {
         } else {
             Vec::new()
         };
-        self.letter_with(row, personalised, vars, hash, &fields)
+        let mut letter = self.letter_with(row, personalised, vars, hash, &fields)?;
+        if self.campaign.bounce_base().is_some() {
+            letter.bounce_token = Some(keys.seal_bounce_token(&self.campaign.name, &hash));
+        }
+        Ok(letter)
     }
 
     /// `letter` from given tool variables and fields: one render and the header guard. The
@@ -548,6 +552,7 @@ impl Prepared {
             rendered,
             unsubscribe_url: vars.unsubscribe_url,
             hash,
+            bounce_token: None,
         })
     }
 
@@ -636,6 +641,9 @@ pub struct Letter {
     pub rendered: Rendered,
     pub unsubscribe_url: String,
     pub hash: RecipientHash,
+    /// The VERP token of the envelope sender, when the campaign has a bounce address:
+    /// this recipient's, or a test message's inert one.
+    pub bounce_token: Option<String>,
 }
 
 /// Control characters break headers; Unicode line separators and bidi overrides do not,

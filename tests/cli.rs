@@ -770,7 +770,25 @@ fn unsubscribe_url_with_a_query_gets_ampersand_and_return_path_is_set() {
         "{}",
         m.list_unsubscribe
     );
-    assert_eq!(m.return_path, "<bounces@northwind.example>");
+    // The VERP form of the return path: this recipient's bounce token, the same each time.
+    let rp = m
+        .return_path
+        .strip_prefix("<bounces+")
+        .and_then(|r| r.strip_suffix("@northwind.example>"))
+        .unwrap_or_else(|| panic!("not a VERP return path: {}", m.return_path));
+    assert_eq!(rp.len(), tact::state::verp::TOKEN_LEN, "{rp}");
+    let again = run_expect(
+        t.tact()
+            .arg("preview")
+            .arg(t.campaign("winter-sale"))
+            .arg("--recipient")
+            .arg("ngozi.okafor@example.com"),
+        0,
+    );
+    assert_eq!(
+        parse_eml("stdout", again.stdout.as_bytes()).return_path,
+        m.return_path
+    );
 }
 
 // ---------------------------------------------------------------------------------------

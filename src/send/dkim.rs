@@ -6,14 +6,16 @@ use lettre::message::header::HeaderName;
 use crate::campaign::Campaign;
 use crate::error::{Error, Location, Result};
 
-/// The headers RFC 8058 §4 needs under the signature for one-click unsubscribe.
-pub const DKIM_HEADERS: [&str; 6] = [
+/// The headers RFC 8058 §4 needs under the signature for one-click unsubscribe, and
+/// Feedback-ID, which Gmail's feedback loop only trusts when signed.
+pub const DKIM_HEADERS: [&str; 7] = [
     "From",
     "Subject",
     "Date",
     "To",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
+    "Feedback-ID",
 ];
 
 /// Signs with the campaign's `[dkim]` key, if it has one.

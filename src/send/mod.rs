@@ -430,7 +430,6 @@ struct Shared<'a> {
     opts: SendOptions,
     relays: Vec<RelayState>,
     hello: ClientId,
-    from: Address,
     now: DateTime<Utc>,
     started: Instant,
     consecutive_failures: AtomicUsize,
@@ -540,11 +539,6 @@ pub fn send_all(
         .map_err(|e| Error::Other(format!("cannot start the sender: {e}")))?;
     let started = Instant::now();
     tally.total.store(jobs.len(), Ordering::Relaxed);
-    let from = p
-        .campaign
-        .return_path
-        .clone()
-        .unwrap_or_else(|| p.campaign.from.email.clone());
     let since = now - chrono::TimeDelta::hours(24);
     let mut states = Vec::with_capacity(relays.len());
     for r in relays {
@@ -587,7 +581,6 @@ pub fn send_all(
         opts,
         relays: states,
         hello: ClientId::Domain(p.campaign.from_domain().to_string()),
-        from,
         now,
         started,
         consecutive_failures: AtomicUsize::new(0),
@@ -904,6 +897,7 @@ async fn attempt(
         return;
     };
     let body = msg.formatted();
+    let from = envelope_from(&s.p.campaign, &msg);
     let (outcome, after) = match &r.spec.transport {
         Transport::Smtp(target) => {
             if conn.is_none() {
@@ -925,7 +919,7 @@ async fn attempt(
                 }
             }
             let Some(c) = conn.as_mut() else { return };
-            let (outcome, after) = transact(c, &s.from, &to, &body).await;
+            let (outcome, after) = transact(c, &from, &to, &body).await;
             if after != After::Open {
                 // A broken connection is dropped, not QUIT: it may not answer anymore.
                 *conn = None;
@@ -934,7 +928,7 @@ async fn attempt(
         }
         // A temporary failure of the local MTA is the MTA's, not the recipient's: it
         // rests like a relay that closed the connection.
-        Transport::Sendmail(t) => match sendmail::submit(t, &s.from, &to, &body).await {
+        Transport::Sendmail(t) => match sendmail::submit(t, &from, &to, &body).await {
             Attempt::Retry(reply) => {
                 let why = match (&reply.enhanced, reply.code) {
                     (Some(x), _) => format!("refused the message ({x})"),
@@ -1067,10 +1061,6 @@ pub fn send_tests(
         },
         Attempt::Uncertain => "uncertain".to_string(),
     };
-    let from = campaign
-        .return_path
-        .clone()
-        .unwrap_or_else(|| campaign.from.email.clone());
     runtime.block_on(async {
         let mut results = Vec::new();
         match transport {
@@ -1081,6 +1071,7 @@ pub fn send_tests(
                     .map_err(|e| Error::Other(format!("relay {}: {}", target.address(), e.why)))?;
                 for (to, msg) in messages {
                     let msg = sign(campaign, msg).map_err(Error::Other)?;
+                    let from = envelope_from(campaign, &msg);
                     let (attempt, _) = transact(&mut conn, &from, &to, &msg.formatted()).await;
                     results.push(said(attempt));
                 }
@@ -1089,6 +1080,7 @@ pub fn send_tests(
             Transport::Sendmail(t) => {
                 for (to, msg) in messages {
                     let msg = sign(campaign, msg).map_err(Error::Other)?;
+                    let from = envelope_from(campaign, &msg);
                     results.push(said(
                         sendmail::submit(t, &from, &to, &msg.formatted()).await,
                     ));
@@ -1097,4 +1089,12 @@ pub fn send_tests(
         }
         Ok(results)
     })
+}
+
+/// MAIL FROM as `message::build` set it (the VERP form of the bounce address, or From).
+fn envelope_from(campaign: &Campaign, msg: &lettre::Message) -> Address {
+    msg.envelope()
+        .from()
+        .cloned()
+        .unwrap_or_else(|| campaign.from.email.clone())
 }

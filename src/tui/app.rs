@@ -1009,6 +1009,7 @@ pub fn render_preview(
                 "From",
                 "To",
                 "Reply-To",
+                "Return-Path",
                 "Subject",
                 "List-Id",
                 "List-Unsubscribe",

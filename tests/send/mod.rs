@@ -16,6 +16,7 @@ mod relays;
 pub mod sink;
 pub mod test_send;
 mod uncertain;
+mod verp;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -1557,13 +1558,22 @@ fn dkim_signatures_verify_with_an_independent_verifier() {
     )
     .unwrap();
     files.push(tampered);
+    // So must one whose Feedback-ID was changed (Gmail trusts it only signed).
+    let feedback = msgs.join("tampered-feedback-id");
+    assert!(raw.contains("Feedback-ID: dkim-"), "{raw}");
+    fs::write(
+        &feedback,
+        raw.replacen("Feedback-ID: dkim-", "Feedback-ID: spam-", 1),
+    )
+    .unwrap();
+    files.push(feedback);
 
     let results = dkim_verify(&script, dns, &files);
-    assert_eq!(results.len(), 9);
+    assert_eq!(results.len(), 10);
     let mut algorithms = BTreeSet::new();
     for r in &results {
         let file = r["file"].as_str().unwrap();
-        if file.ends_with("tampered") {
+        if file.contains("tampered") {
             assert_eq!(r["ok"], false, "a tampered message verified: {r}");
             continue;
         }
@@ -1588,6 +1598,7 @@ fn dkim_signatures_verify_with_an_independent_verifier() {
             "to",
             "list-unsubscribe",
             "list-unsubscribe-post",
+            "feedback-id",
         ] {
             assert!(signed.contains(h), "{file}: h= lacks {h}: {r}");
         }

@@ -250,6 +250,13 @@ impl Sink {
                 eprintln!("smtp-sink on port {port} exited ({status}): {err}");
                 return None;
             }
+            // Another sink (of a test running in parallel, here or in another process)
+            // may hold the port and greet in our sink's place: only a listener that our
+            // child owns counts.
+            if !listens(child.id(), port) {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
                 // It greets: it is our sink and it is serving.
                 use std::io::Read;
@@ -281,6 +288,32 @@ impl Sink {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether process `pid` holds a socket listening on 127.0.0.1:`port` (from /proc: the
+/// listener's inode in /proc/net/tcp among the process's open files).
+fn listens(pid: u32, port: u16) -> bool {
+    let Ok(tcp) = fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    // local_address is `0100007F:PORT` in hex; state 0A is LISTEN; the inode is field 9.
+    let local = format!("0100007F:{port:04X}");
+    let inodes: Vec<String> = tcp
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A"))
+                .then(|| f.get(9).map(|i| format!("socket:[{i}]")))
+                .flatten()
+        })
+        .collect();
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .any(|link| inodes.iter().any(|i| link.as_os_str() == i.as_str()))
 }
 
 impl Drop for Sink {
