@@ -559,30 +559,9 @@ fn bounces(
     }
     if let Some(u) = &raw.imap {
         let url = u.get_ref().trim();
-        let lower = url.to_ascii_lowercase();
-        if !(lower.starts_with("imaps://") || lower.starts_with("imap://"))
-            || url.contains(char::is_whitespace)
-        {
-            return Err(at(
-                u.span(),
-                "[bounces] imap must be a URL like imaps://user@host/MAILBOX (imap:// only to \
-                 a loopback host)"
-                    .into(),
-            ));
-        }
-        let authority = url.split_once("://").map_or("", |(_, r)| r);
-        let authority = authority.split('/').next().unwrap_or_default();
-        if authority
-            .rsplit_once('@')
-            .is_some_and(|(user, _)| user.contains(':'))
-        {
-            // Never quoted back: it holds a password.
-            return Err(at(
-                u.span(),
-                "[bounces] imap must not hold a password: it comes from TACT_IMAP_PASSWORD only"
-                    .into(),
-            ));
-        }
+        // The one parser `bounces import` uses; its messages never quote a password.
+        crate::imap::MailboxUrl::parse(url)
+            .map_err(|e| at(u.span(), format!("[bounces] imap: {e}")))?;
         out.imap = Some(url.to_string());
     }
     Ok(out)
