@@ -16,6 +16,10 @@ pub enum Command {
     /// Read bounces, complaints and auto-replies (.eml files, Maildir folders, mbox files)
     /// and print, for every recipient of every report, who is at fault. Changes nothing.
     Parse(ParseArgs),
+    /// Apply them: hard bounces and complaints suppress at once, soft bounces after
+    /// `[bounces] soft_limit` within `soft_window_days`, sender refusals are counted and
+    /// leave the recipient mailable. A report imported twice counts once. Prints counts.
+    Import(super::bounces_import::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -34,6 +38,7 @@ pub struct ParseArgs {
 pub fn run(g: &Globals, cmd: &Command) -> anyhow::Result<u8> {
     match cmd {
         Command::Parse(args) => parse(g, args),
+        Command::Import(args) => super::bounces_import::run(g, args),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod audit;
 mod bounces;
+mod bounces_import;
 mod check;
 mod completions;
 mod export;
@@ -84,7 +85,8 @@ enum Command {
     Completions(completions::Args),
     /// Print the manual page (roff), or write one page per command with --dir.
     Man(man::Args),
-    /// Bounces, complaints and auto-replies: read them, classify them by who is at fault.
+    /// Bounces, complaints and auto-replies: classify them by who is at fault, and import
+    /// them into the suppression list.
     #[command(subcommand)]
     Bounces(bounces::Command),
 }

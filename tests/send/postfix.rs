@@ -94,7 +94,18 @@ retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+virtual   unix  -       n       n       -       -       virtual
 ";
+
+/// The mailboxes of `Postfix::with_mailboxes`: the mbox of a customer whose mailbox is
+/// full (`full@mail.test`, filled to `MAILBOX_LIMIT` less a few bytes), no other user at
+/// mail.test, and every address at the sender's domain into one Maildir, `bounces/`, where
+/// the bounce daemon's reports land.
+const VMAILBOX: &str = "full@mail.test full\n@northwind.example bounces/\n";
+/// The largest mailbox (and message) the virtual delivery agent writes, in bytes.
+const MAILBOX_LIMIT: usize = 20_000;
+/// The unprivileged owner of delivered mail (`nobody`).
+const MAIL_OWNER: u32 = 65534;
 
 /// A running private Postfix and the sink it relays to; stopped when dropped.
 pub struct Postfix {
@@ -107,6 +118,21 @@ pub struct Postfix {
 impl Postfix {
     /// Starts an instance, or `None` after a SKIP (see the module comment).
     pub fn start() -> Option<Postfix> {
+        Self::start_with(None)
+    }
+
+    /// An instance that also delivers mail itself, so that its bounce daemon writes real
+    /// delivery status notifications: the virtual delivery agent owns mail.test (one
+    /// user, `full`, whose mailbox is full; any other is unknown) and northwind.example
+    /// (everything into the Maildir `bounce_maildir()`, `+` as the recipient delimiter,
+    /// so VERP addresses arrive there too). `transport` lines route other domains, e.g.
+    /// `nowhere.invalid error:5.4.4 …` or `blocked.test smtp:[127.0.0.1]:PORT`; the rest
+    /// still goes to the sink.
+    pub fn with_mailboxes(transport: &[String]) -> Option<Postfix> {
+        Self::start_with(Some(transport))
+    }
+
+    fn start_with(mailboxes: Option<&[String]>) -> Option<Postfix> {
         if !Path::new(POSTFIX).is_file() || !Path::new(SENDMAIL).is_file() {
             unavailable("Postfix is not installed");
             return None;
@@ -163,6 +189,25 @@ impl Postfix {
              maillog_file_prefixes = {r}\n",
             port = pf.sink.port,
         );
+        let main_cf = match mailboxes {
+            None => main_cf,
+            Some(transport) => {
+                pf.set_up_mailboxes(transport);
+                format!(
+                    "{main_cf}\
+                     virtual_mailbox_domains = mail.test, northwind.example\n\
+                     virtual_mailbox_base = {r}/mail\n\
+                     virtual_mailbox_maps = texthash:{r}/conf/vmailbox\n\
+                     virtual_uid_maps = static:{MAIL_OWNER}\n\
+                     virtual_gid_maps = static:{MAIL_OWNER}\n\
+                     virtual_minimum_uid = 1\n\
+                     virtual_mailbox_limit = {MAILBOX_LIMIT}\n\
+                     message_size_limit = {MAILBOX_LIMIT}\n\
+                     recipient_delimiter = +\n\
+                     transport_maps = texthash:{r}/conf/transport\n"
+                )
+            }
+        };
         fs::write(pf.path("conf/main.cf"), main_cf).unwrap();
         fs::write(pf.path("conf/master.cf"), MASTER_CF).unwrap();
         let out = Command::new(POSTFIX)
@@ -183,6 +228,48 @@ impl Postfix {
             return None;
         }
         Some(pf)
+    }
+
+    fn set_up_mailboxes(&self, transport: &[String]) {
+        fs::write(self.path("conf/vmailbox"), VMAILBOX).unwrap();
+        fs::write(self.path("conf/transport"), transport.join("\n") + "\n").unwrap();
+        let mail = self.path("mail");
+        fs::create_dir(&mail).unwrap();
+        // Nearly full: any message appended takes it over the limit.
+        let line = format!("{}\n", "x".repeat(79));
+        fs::write(mail.join("full"), line.repeat((MAILBOX_LIMIT - 200) / 80)).unwrap();
+        for p in [mail.clone(), mail.join("full")] {
+            std::os::unix::fs::chown(&p, Some(MAIL_OWNER), Some(MAIL_OWNER)).unwrap();
+        }
+    }
+
+    /// Where the reports to northwind.example land (`new/` until a reader moves them).
+    pub fn bounce_maildir(&self) -> PathBuf {
+        self.path("mail/bounces")
+    }
+
+    /// Waits until `n` messages are in the bounce Maildir and the queue is empty (so no
+    /// more are coming), and returns their files.
+    pub fn wait_for_bounces(&self, n: usize) -> Vec<PathBuf> {
+        let started = Instant::now();
+        loop {
+            // Not tmp/: a message there is still being written.
+            let got: Vec<PathBuf> = ["new", "cur"]
+                .iter()
+                .flat_map(|d| files_under(&self.bounce_maildir().join(d)))
+                .collect();
+            if got.len() >= n && self.queued() == 0 {
+                assert_eq!(got.len(), n, "more reports than expected");
+                return got;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{} of {n} reports after 30 s; maillog:\n{}",
+                got.len(),
+                self.maillog()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
