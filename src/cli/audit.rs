@@ -84,6 +84,29 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
                 b["summary"]["uncertain"],
                 b["summary"]["deferred"]
             ),
+            "bounce" => format!(
+                "{} {} {}: recipient {}, {} (by {})",
+                b["kind"].as_str().unwrap_or("?"),
+                b["status"].as_str().unwrap_or("-"),
+                b["reason"].as_str().unwrap_or("?"),
+                b["recipient"].as_str().unwrap_or("unknown"),
+                b["decision"].as_str().unwrap_or("?"),
+                b["by"].as_str().unwrap_or("?"),
+            ),
+            "bounces-imported" => {
+                let c = &b["counts"];
+                format!(
+                    "{} report(s), {} duplicate(s): hard {}, soft {}, complaints {}, sender {}, unknown {}; {} suppressed",
+                    c["reports"],
+                    c["duplicates"],
+                    c["hard"],
+                    c["soft"],
+                    c["complaints"],
+                    c["sender"],
+                    c["unknown"],
+                    c["suppressed"]
+                )
+            }
             _ => b.to_string(),
         };
         println!(

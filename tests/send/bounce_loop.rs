@@ -220,7 +220,16 @@ fn real_postfix_bounces_suppress_the_right_people_once() {
             "a hash prefix names the recipient: {e}"
         );
         assert!(["hard", "soft", "sender"].contains(&kind), "{e}");
+        // The campaign's messages went out with VERP envelope senders.
+        assert_eq!(e["body"]["by"], "token", "{e}");
+        assert_eq!(e["campaign"], WINTER, "{e}");
     }
+    let text = run_expect(t.tact().arg("audit"), 0).stdout;
+    assert!(
+        text.contains("hard 5.1.1 no-such-user: recipient ")
+            && text.contains("suppressed (by token)"),
+        "{text}"
+    );
 
     // The same Maildir again: every report is known, nothing changes.
     let v = import(&t, &maildir);

@@ -9,7 +9,7 @@
 //! Campaigns are copies of the samples with `[send] rate_per_second = 5000, concurrency =
 //! 4`; tests that need a handful of recipients narrow the segment to named customer ids.
 
-mod bounce_loop;
+pub mod bounce_loop;
 mod dkim;
 mod hostile;
 pub mod postfix;

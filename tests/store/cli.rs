@@ -510,3 +510,122 @@ fn an_opt_out_committed_after_the_claim_still_stops_that_message() {
     assert!(!got.contains_key(&last), "mailed after opting out");
     assert_eq!(ledger.counts("winter-sale").unwrap().sending, 0);
 }
+
+/// `tact bounces import` on two hosts sharing one database: the suppression each import
+/// makes is everyone's, a mailbox read by both counts each report once, and soft bounces
+/// imported on different hosts add up to one window.
+#[test]
+fn hosts_importing_bounces_share_the_list_and_count_each_report_once() {
+    use crate::send::bounce_loop::dsn;
+    let Some(server) = PgServer::start() else {
+        return;
+    };
+    let url = server.new_database();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run_expect(host(&a, &url).arg("init"), 0);
+    let copy = tmp.path().join("master.key");
+    std::fs::copy(a.join("master.key"), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
+    run_expect(host(&b, &url).args(["init", "--import-key"]).arg(&copy), 0);
+
+    let mailbox = tmp.path().join("reports");
+    std::fs::create_dir(&mailbox).unwrap();
+    let write = |name: &str, text: String| std::fs::write(mailbox.join(name), text).unwrap();
+    write(
+        "hard.eml",
+        dsn(
+            "h1",
+            "gone@example.org",
+            "5.1.1",
+            "550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown",
+        ),
+    );
+    write(
+        "soft1.eml",
+        dsn(
+            "s1",
+            "full@example.org",
+            "5.2.2",
+            "552 5.2.2 <full@example.org>: user is over quota",
+        ),
+    );
+    let import = |h: &Path| -> serde_json::Value {
+        let r = run_expect(
+            host(h, &url)
+                .args(["bounces", "import", "--json"])
+                .arg(&mailbox),
+            0,
+        );
+        serde_json::from_str(&r.stdout).unwrap()
+    };
+    let check = |h: &Path, who: &str| run(host(h, &url).args(["suppress", "check", who])).code;
+
+    let v = import(&a);
+    assert_eq!(
+        (
+            v["hard"].as_u64(),
+            v["soft"].as_u64(),
+            v["suppressed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{v}"
+    );
+    assert_eq!(
+        check(&b, "gone@example.org"),
+        0,
+        "host b sees host a's suppression"
+    );
+    assert_eq!(check(&b, "full@example.org"), 6);
+    // Host b reads the same mailbox: every report is known.
+    let v = import(&b);
+    assert_eq!(
+        (
+            v["duplicates"].as_u64(),
+            v["hard"].as_u64(),
+            v["soft"].as_u64()
+        ),
+        (Some(2), Some(0), Some(0)),
+        "{v}"
+    );
+    // Two more soft bounces, one imported on each host: three in the window.
+    write(
+        "soft2.eml",
+        dsn(
+            "s2",
+            "full@example.org",
+            "5.2.2",
+            "552 5.2.2 <full@example.org>: user is over quota",
+        ),
+    );
+    assert_eq!(import(&b)["soft"].as_u64(), Some(1));
+    assert_eq!(check(&a, "full@example.org"), 6);
+    write(
+        "soft3.eml",
+        dsn(
+            "s3",
+            "full@example.org",
+            "5.2.2",
+            "552 5.2.2 <full@example.org>: user is over quota",
+        ),
+    );
+    let v = import(&a);
+    assert_eq!(
+        (v["soft"].as_u64(), v["suppressed"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    let r = run_expect(
+        host(&b, &url).args(["suppress", "check", "full@example.org"]),
+        0,
+    );
+    assert!(r.stdout.contains("suppressed: bounce"), "{}", r.stdout);
+    // Nothing went into either host's local ledger.
+    run_expect(
+        tact_bare()
+            .arg("--state")
+            .arg(&a)
+            .args(["suppress", "check", "gone@example.org"]),
+        6,
+    );
+}
