@@ -31,6 +31,8 @@ use async_imap::types::Flag;
 use futures_util::TryStreamExt as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::bounce::import::{BouncePolicy, ImportCounts};
+
 /// The keyword set on every processed message.
 pub const PROCESSED: &str = "$TactProcessed";
 /// The environment variable holding the mailbox password.
@@ -544,6 +546,63 @@ impl Run<'_> {
         let _ = tokio::time::timeout(limits.timeout, session.logout()).await;
         Ok(outcome)
     }
+}
+
+/// What importing a mailbox did: the policy's counts and the mailbox's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailboxImport {
+    pub counts: ImportCounts,
+    pub mailbox: Outcome,
+}
+
+impl MailboxImport {
+    /// `hard N, soft N, complaints N, sender N, unknown N` (counts only, as the import
+    /// prints them), then the suppressions and what the mailbox has left.
+    pub fn line(&self) -> String {
+        let c = &self.counts;
+        let mut s = format!(
+            "hard {}, soft {}, complaints {}, sender {}, unknown {}; {} suppressed; {} report(s) from the mailbox",
+            c.hard, c.soft, c.complaints, c.sender, c.unknown, c.suppressed, self.mailbox.processed
+        );
+        if c.duplicates > 0 {
+            s.push_str(&format!(", {} imported before", c.duplicates));
+        }
+        if self.mailbox.left > 0 {
+            s.push_str(&format!(
+                ", {} more left for the next run",
+                self.mailbox.left
+            ));
+        }
+        s
+    }
+}
+
+/// Imports the mailbox's unprocessed messages through the one bounce policy
+/// (`bounce::import`), a batch at a time, flagging each batch once it is recorded.
+/// `progress` hears the number of messages imported so far after each batch.
+pub fn import_mailbox(
+    ledger: &mut crate::state::ledger::Ledger,
+    keys: &crate::state::Keys,
+    policy: &BouncePolicy,
+    url: &MailboxUrl,
+    opts: &Options,
+    now: chrono::DateTime<chrono::Utc>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<MailboxImport, ImapError> {
+    let mut counts = ImportCounts::default();
+    let mut done = 0usize;
+    let mailbox = process(url, opts, &mut |batch| {
+        let reports = batch
+            .iter()
+            .map(|m| crate::bounce::parse_message(&m.name, &m.raw));
+        counts.add(&crate::bounce::import::import(
+            ledger, keys, policy, reports, now,
+        )?);
+        done += batch.len();
+        progress(done);
+        Ok(())
+    })?;
+    Ok(MailboxImport { counts, mailbox })
 }
 
 /// The error's kind without the server's text, which may quote the user.

@@ -150,6 +150,12 @@ pub enum Action {
     /// One picker entry's verdict and sent state.
     Surveyed(PathBuf, String),
     SendDone(Result<Box<Sent>, String>),
+    /// `b` on Overview or Send: import from the campaign's `[bounces] imap` mailbox.
+    ImportBounces,
+    /// Messages of the mailbox imported so far.
+    BouncesProgress(usize),
+    /// The import's counts line, or why it stopped.
+    BouncesImported(Result<String, String>),
     Saved {
         /// The segment was written, so the file now matches the screen.
         segment: bool,
@@ -179,6 +185,8 @@ pub enum Effect {
         plan: Box<Plan>,
     },
     DryRun,
+    /// Import this campaign's bounce mailbox off the UI thread.
+    ImportBounces(Box<Campaign>),
     /// None: through the campaign's `[[send.relay]]` entries.
     Send {
         url: Option<String>,
@@ -244,6 +252,8 @@ pub struct Loaded {
     pub sources: Vec<SourceFile>,
     /// This campaign's rows in the ledger by status, when it has been sent (read at load).
     pub ledger: Option<tact::state::ledger::StatusCounts>,
+    /// What came back from this campaign's sends (read at load; None without state).
+    pub bounces: Option<tact::state::bounces::BounceFigures>,
 }
 
 /// The full check of a `Loaded` plan: every recipient rendered.
@@ -317,6 +327,7 @@ impl Loaded {
             plan,
             report,
             ledger: None,
+            bounces: None,
         }
     }
 
@@ -451,6 +462,18 @@ pub struct Prompt {
     pub error: Option<String>,
 }
 
+/// `b`: an import from the campaign's bounce mailbox, running or done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BounceImport {
+    /// The mailbox without its user: `imaps://host:port/MAILBOX`.
+    pub mailbox: String,
+    pub running: bool,
+    /// Messages imported and flagged so far.
+    pub processed: usize,
+    /// The counts line, or why it failed.
+    pub result: Option<Result<String, String>>,
+}
+
 /// A live or finished real send.
 #[derive(Debug)]
 pub struct Sending {
@@ -550,6 +573,10 @@ pub struct App {
     pub preview_html: bool,
     /// This campaign's ledger rows by status as last read (None: never sent, or no state).
     pub ledger: Option<tact::state::ledger::StatusCounts>,
+    /// This campaign's bounce figures as last read.
+    pub bounces: Option<tact::state::bounces::BounceFigures>,
+    /// `b`: the import from the bounce mailbox, while it runs and after.
+    pub bounce_import: Option<BounceImport>,
     /// The picker's campaigns with their verdict and sent state, as each is surveyed.
     pub survey: Vec<(PathBuf, String)>,
     /// The subject as a sample recipient sees it, and what it was rendered for.
@@ -620,6 +647,8 @@ impl App {
             preview: None,
             preview_html: false,
             ledger: None,
+            bounces: None,
+            bounce_import: None,
             survey: Vec::new(),
             sample_subject: None,
             smtp_url: std::env::var("TACT_SMTP_URL")
@@ -679,6 +708,39 @@ impl App {
         self.tab = Tab::Overview;
         self.effects.push(Effect::Load(path.clone()));
         self.path = Some(path);
+    }
+
+    /// `b`: the import runs on a worker; the screens show its progress, then its counts.
+    fn start_bounce_import(&mut self) {
+        let Some(l) = &self.loaded else {
+            return;
+        };
+        if self.bounce_import.as_ref().is_some_and(|b| b.running) {
+            self.set_status("already importing bounces…");
+            return;
+        }
+        let campaign = l.prepared.campaign.clone();
+        let Some(url) = &campaign.bounces.imap else {
+            self.set_status(
+                "no bounce mailbox: set [bounces] imap = \"imaps://user@host/MAILBOX\" in the campaign file",
+            );
+            return;
+        };
+        let mailbox = match tact::imap::MailboxUrl::parse(url) {
+            Ok(u) => u.endpoint(),
+            Err(e) => {
+                self.set_status(format!("bounces not imported: {e}"));
+                return;
+            }
+        };
+        self.set_status(format!("importing bounces from {mailbox}…"));
+        self.bounce_import = Some(BounceImport {
+            mailbox,
+            running: true,
+            processed: 0,
+            result: None,
+        });
+        self.effects.push(Effect::ImportBounces(Box::new(campaign)));
     }
 
     /// The picker shows when it exists and no campaign is open.
@@ -1779,6 +1841,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 Ok((mut l, facts)) => {
                     app.facts = Arc::new(facts);
                     app.ledger = l.ledger.take();
+                    app.bounces = l.bounces.take();
                     let file = l.prepared.campaign.segment.clone().unwrap_or_default();
                     app.segment = TextInput::new(&file);
                     app.segment_error = None;
@@ -1853,6 +1916,29 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             // The ledger changed: the counts, the verdict line and `S` must say what is
             // left now, not what was there before the send.
             return Some(Action::Reload);
+        }
+        Action::ImportBounces => app.start_bounce_import(),
+        Action::BouncesProgress(n) => {
+            if let Some(b) = &mut app.bounce_import {
+                b.processed = n;
+            }
+        }
+        Action::BouncesImported(r) => {
+            let Some(b) = &mut app.bounce_import else {
+                return None;
+            };
+            b.running = false;
+            let ok = r.is_ok();
+            let status = match &r {
+                Ok(line) => format!("bounces imported: {line}"),
+                Err(e) => format!("bounces not imported: {e}"),
+            };
+            b.result = Some(r);
+            app.set_status(status);
+            // Suppressions may have changed: the counts, the figures and `S` must say so.
+            if ok {
+                return Some(Action::Reload);
+            }
         }
         Action::Saved { segment, result } => match result {
             Ok(msg) => {

@@ -301,6 +301,20 @@ pub const KEYS: &[Binding] = &[
         || Action::TestAsShown,
     ),
     b(
+        Scope::Tab(Tab::Overview),
+        Char('b'),
+        "b",
+        "import bounces from the campaign's [bounces] imap mailbox",
+        || Action::ImportBounces,
+    ),
+    b(
+        Scope::Tab(Tab::Send),
+        Char('b'),
+        "b",
+        "import bounces from the campaign's [bounces] imap mailbox",
+        || Action::ImportBounces,
+    ),
+    b(
         Scope::Tab(Tab::Send),
         Char('S'),
         "S",

@@ -7,11 +7,14 @@
 //! (`work.rs`), which answers with an `Action` over a channel, so input never waits.
 
 mod app;
+mod bounces;
 mod keys;
 mod source;
 mod view;
 mod work;
 
+#[cfg(test)]
+mod bounces_tests;
 #[cfg(test)]
 mod screens_tests;
 #[cfg(test)]
@@ -327,6 +330,16 @@ pub fn perform(app: &App, effect: Effect, tx: &Sender<Action>) {
             std::thread::spawn(move || {
                 let r = work::send(campaign, &ctx, url.as_deref(), &tally, &stop);
                 let _ = tx.send(Action::SendDone(r));
+            });
+        }
+        Effect::ImportBounces(campaign) => {
+            std::thread::spawn(move || {
+                let progress_tx = tx.clone();
+                let r =
+                    work::import_bounces(&campaign, &ctx, &|k| std::env::var(k).ok(), &mut |n| {
+                        let _ = progress_tx.send(Action::BouncesProgress(n));
+                    });
+                let _ = tx.send(Action::BouncesImported(r));
             });
         }
         Effect::TestSend { url, order } => {

@@ -336,8 +336,8 @@ fn status_line(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
                     Tab::Preview => {
                         "←/→ recipient · f find · g variant · h HTML · o open · ? help · q quit"
                     }
-                    Tab::Send => "d dry run · t test to me · S send · ? help · q quit",
-                    Tab::Overview => "Tab next screen · / segment · ? help · q quit",
+                    Tab::Send => "d dry run · t test to me · S send · b bounces · ? help · q quit",
+                    Tab::Overview => "Tab next screen · / segment · b bounces · ? help · q quit",
                 }
             };
             spans.push(Span::styled(hint, t.dim()));
@@ -481,6 +481,9 @@ fn overview(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
                 sent_state(app, l).unwrap_or_else(|| "not yet".to_string()),
             )],
         ),
+    ];
+    lines.extend(bounce_lines(app, l, t));
+    lines.extend([
         kv(
             t,
             "Verdict",
@@ -490,7 +493,7 @@ fn overview(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
             ],
         ),
         Line::raw(""),
-    ];
+    ]);
     let width = area.width.saturating_sub(12) as usize;
     if l.report.findings.is_empty() {
         lines.push(kv(t, "Findings", vec![Span::raw("none")]));
@@ -522,6 +525,35 @@ fn overview(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
         ));
     }
     Paragraph::new(lines).render(area, buf);
+}
+
+/// The bounce loop's figures with Gmail's complaint lines, then `b`'s progress or counts.
+fn bounce_lines(app: &App, l: &Loaded, t: Theme) -> Vec<Line<'static>> {
+    let mailbox = l.prepared.campaign.bounces.imap.as_deref().map(|u| {
+        match tact::imap::MailboxUrl::parse(u) {
+            Ok(u) => u.endpoint(),
+            Err(_) => "[bounces] imap (not a valid URL)".to_string(),
+        }
+    });
+    let mut out = super::bounces::lines(app.bounces.as_ref(), mailbox.as_deref(), t.colour);
+    if let Some(b) = &app.bounce_import {
+        let (text, colour) = match &b.result {
+            None => (
+                format!(
+                    "importing from {}… {} message(s) so far",
+                    b.mailbox, b.processed
+                ),
+                Color::Yellow,
+            ),
+            Some(Ok(line)) => (format!("imported: {line}"), Color::Green),
+            Some(Err(e)) => (format!("not imported: {e}"), Color::Red),
+        };
+        out.push(Line::from(vec![
+            Span::raw(format!("{:12}", "")),
+            Span::styled(text, t.fg(colour)),
+        ]));
+    }
+    out
 }
 
 /// What the ledger says of this campaign: "sent on <date> to N · K uncertain · M failed ·
@@ -1228,6 +1260,9 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
                 sent_state(app, l).unwrap_or_else(|| "not yet".to_string()),
             )],
         ),
+    ];
+    lines.extend(bounce_lines(app, l, t));
+    lines.extend([
         kv(t, "SMTP", vec![Span::raw(smtp)]),
         Line::raw(""),
         kv(
@@ -1251,8 +1286,15 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
                 "send for real: type the recipient count to confirm; Esc stops",
             )],
         ),
+        kv(
+            t,
+            "b",
+            vec![Span::raw(
+                "import bounces from [bounces] imap: hard bounces and complaints suppress at once",
+            )],
+        ),
         Line::raw(""),
-    ];
+    ]);
     if app.testing {
         lines.push(Line::styled("test: sending to you…", t.fg(Color::Yellow)));
     }

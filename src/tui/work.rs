@@ -10,6 +10,7 @@ use tact::campaign::{Acknowledgement, Campaign};
 use tact::plan::{BasePlan, Facts, Plan, Prepared};
 use tact::send::orchestrate::{self, Outcome, Purpose, Request, Sent, uncertain_note};
 use tact::send::{Tally, Transport, test_send};
+use tact::state::bounces::BounceFigures;
 use tact::state::{Keys, State};
 
 use super::app::{Checked, Ctx, DryRunSummary, LoadError, Loaded, TestOrder, excluded_rows};
@@ -44,6 +45,7 @@ pub fn open(path: &Path, ctx: &Ctx) -> Result<(Loaded, Facts), LoadError> {
     let base = p.base(&ctx.keys, &facts, ctx.now);
     let mut loaded = counted(p, Arc::new(base));
     loaded.ledger = ledger_counts(ctx, &loaded.prepared.campaign.name);
+    loaded.bounces = bounce_figures(ctx, &loaded.prepared.campaign.name);
     Ok((loaded, facts))
 }
 
@@ -71,6 +73,50 @@ pub fn ledger_counts(ctx: &Ctx, campaign: &str) -> Option<tact::state::ledger::S
     let ledger = state.with_store(ctx.store.clone()).ledger(false).ok()?;
     let c = ledger.counts(campaign).ok()?;
     (c.pending + c.sending + c.sent + c.failed > 0).then_some(c)
+}
+
+/// What came back from this campaign's sends; None without state.
+pub fn bounce_figures(ctx: &Ctx, campaign: &str) -> Option<BounceFigures> {
+    let state = State::open_existing(ctx.state_dir.as_deref()?).ok()?;
+    let ledger = state.with_store(ctx.store.clone()).ledger(false).ok()?;
+    ledger.bounce_figures(campaign).ok()
+}
+
+/// `b`: imports the campaign's bounce mailbox through the one policy, as `tact bounces
+/// import` does; the password and CA file come from the environment only.
+pub fn import_bounces(
+    campaign: &Campaign,
+    ctx: &Ctx,
+    env: &dyn Fn(&str) -> Option<String>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<String, String> {
+    let url = campaign
+        .bounces
+        .imap
+        .as_deref()
+        .ok_or("no [bounces] imap in the campaign file")?;
+    let url = tact::imap::MailboxUrl::parse(url).map_err(|e| chain(&e))?;
+    let opts = tact::imap::Options::from_env(env).map_err(|e| chain(&e))?;
+    let dir = ctx
+        .state_dir
+        .as_deref()
+        .ok_or("no state directory: run `tact init` first")?;
+    let state = State::open_existing(dir)
+        .map_err(|e| chain(&e))?
+        .with_store(ctx.store.clone());
+    let mut ledger = state.ledger(false).map_err(|e| chain(&e))?;
+    let policy = tact::bounce::import::BouncePolicy::from(&campaign.bounces);
+    tact::imap::import_mailbox(
+        &mut ledger,
+        &state.keys,
+        &policy,
+        &url,
+        &opts,
+        ctx.now,
+        progress,
+    )
+    .map(|done| done.line())
+    .map_err(|e| chain(&e))
 }
 
 /// Loads a campaign file and runs the whole check on it, as `tact check` does.
