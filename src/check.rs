@@ -334,6 +334,22 @@ pub fn render_all_unless(
     Some(stats)
 }
 
+/// What `preview` needs to know before it writes a file: the canaries, and, when a used
+/// field holds a sensitive value at all, where the renders would show it (a rendering of
+/// everyone on a copy of the plan: the price of a campaign that could block for it).
+pub fn preview_stats(p: &Prepared, keys: &Keys, plan: &Plan, now: DateTime<Utc>) -> RenderStats {
+    let canary_unescaped = canary_check(p, keys).unescaped;
+    let mut stats = if crate::sensitive::scan(p).is_empty() {
+        RenderStats::default()
+    } else {
+        render_all(p, keys, &mut plan.clone(), now)
+    };
+    // Measurements are for the check report; a preview only needs the blocks.
+    stats.personalised = None;
+    stats.canary_unescaped = canary_unescaped;
+    stats
+}
+
 /// Tera escapes `/` and `&` in HTML; the URL in an autoescaped part reads that way. Written
 /// with `| safe` it is there as is, which a browser follows just the same: either counts.
 fn html_escape_url(url: &str) -> String {

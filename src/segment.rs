@@ -1113,6 +1113,43 @@ k@x.example,GB,80,2026-11-01,x,no,x
     }
 
     #[test]
+    fn is_sensitive_reads_the_lexicon_and_keeps_empty_values() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"email,product\na@x.example,Pregnancy test\nb@x.example,Test kitchen\nc@x.example,\nd@x.example,ROSARY BEADS\n").unwrap();
+        let schema = Schema::default();
+        let header = crate::audience::read_header(f.path(), &schema).unwrap();
+        let all = header.names.iter().cloned().collect();
+        let a = Audience::load(header, &all, &schema).unwrap();
+        let sel = |seg: &str, lex: Option<crate::lexicon::Lexicon>| -> Result<String> {
+            let mut c = Segment::parse(seg, Path::new("c.toml"))?.compile(
+                &a,
+                now(),
+                Path::new("c.toml"),
+            )?;
+            if let Some(l) = lex {
+                c = c.with_lexicon(std::sync::Arc::new(l));
+            }
+            Ok((0..a.len())
+                .filter(|r| c.matches(&a, *r) == Ok(true))
+                .map(|r| a.email(r).chars().next().unwrap_or('?'))
+                .collect())
+        };
+        assert_eq!(sel("product is sensitive", None).unwrap(), "ad");
+        // An empty value holds no term: leaving sensitive values out keeps it.
+        assert_eq!(sel("not product is sensitive", None).unwrap(), "bc");
+        assert_eq!(sel("product is not sensitive", None).unwrap(), "bc");
+        let mut more = crate::lexicon::Lexicon::builtin();
+        more.extend(&std::collections::BTreeMap::from([(
+            "health".to_string(),
+            vec!["test kitchen".to_string()],
+        )]))
+        .unwrap();
+        assert_eq!(sel("product is sensitive", Some(more)).unwrap(), "abd");
+        let e = sel(r#"product is sensitive("x")"#, None).unwrap_err();
+        assert!(e.to_string().contains("no argument"), "{e}");
+    }
+
+    #[test]
     fn typed_comparisons() {
         let cases = [
             (r#"country == "GB""#, "aefghijk"),

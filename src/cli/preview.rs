@@ -48,10 +48,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     // Files on disk are data too: a campaign blocked for what it shows (special-category
     // data, unescaped fields, one-to-one targeting) is not written out for anyone. The
     // canary renders count: a route the walker cannot see is still a markup injection.
-    let stats = tact::check::RenderStats {
-        canary_unescaped: tact::check::canary_check(&p, keys).unescaped,
-        ..Default::default()
-    };
+    let stats = tact::check::preview_stats(&p, keys, &plan, g.now);
     let blocks: Vec<_> = tact::check::rules(&p, &plan.counts(), &stats)
         .into_iter()
         .filter(|f| f.level == tact::check::Level::Block)
