@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Location, Result, did_you_mean};
 use crate::names::{self, normalise_name};
-use crate::schema::{FieldType, Schema};
+use crate::schema::{FieldType, RoleSpec, Schema};
 
 /// Variables tact provides to every template; a CSV column of the same name is hidden.
 pub const TOOL_VARIABLES: [&str; 6] = [
@@ -87,6 +87,7 @@ impl std::fmt::Display for MissingRole {
 #[derive(Debug, Clone)]
 pub struct Header {
     pub path: PathBuf,
+    pub format: Format,
     /// Column names as written in the file.
     pub raw: Vec<String>,
     /// Template-variable names, one per column.
@@ -97,6 +98,29 @@ pub struct Header {
     pub consent_at: Option<usize>,
     /// The consent roles with no column, with the closest header.
     pub missing: Vec<MissingRole>,
+    /// The consent roles the file answers for every row (schema `{ value, reason }`).
+    pub constants: Vec<ConstantRole>,
+}
+
+/// A consent role with one value for every row, and the schema's reason for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConstantRole {
+    #[serde(serialize_with = "role_name")]
+    pub role: Role,
+    pub value: String,
+    pub reason: String,
+}
+
+fn role_name<S: serde::Serializer>(role: &Role, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(role.default_column())
+}
+
+impl ConstantRole {
+    /// The name of the column an audience holds it in: with a space and parentheses, so
+    /// it is never a template variable (those are normalised to `[a-z0-9_]`).
+    pub fn column_name(&self) -> String {
+        format!("{} (constant)", self.role.default_column())
+    }
 }
 
 impl Header {
@@ -115,6 +139,15 @@ impl Header {
             (Some(n), None) => Some(n),
             _ => None,
         }
+    }
+
+    /// Whether the file answers this role, by a column or a constant.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.role_index(role).is_some() || self.constant(role).is_some()
+    }
+
+    pub fn constant(&self, role: Role) -> Option<&ConstantRole> {
+        self.constants.iter().find(|c| c.role == role)
     }
 
     pub fn role_index(&self, role: Role) -> Option<usize> {
@@ -143,13 +176,140 @@ impl Header {
     }
 }
 
-fn open_reader(path: &Path) -> Result<csv::Reader<LineCounter<File>>> {
+/// How a file is read: its separator and, when it is not UTF-8, its encoding (decoded to
+/// UTF-8 on the way in, and encoded back when `forget` rewrites the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    pub delimiter: u8,
+    /// `None`: UTF-8, read as it is (a UTF-8 byte-order mark is dropped from the header).
+    pub encoding: Option<&'static encoding_rs::Encoding>,
+}
+
+impl Default for Format {
+    fn default() -> Format {
+        Format {
+            delimiter: b',',
+            encoding: None,
+        }
+    }
+}
+
+impl Format {
+    /// What the schema says, else what the file shows: a UTF-16 byte-order mark, and the
+    /// separator the header row uses most (`,` `;` tab `|`, outside quotes). An 8-bit
+    /// encoding only ever comes from the schema.
+    pub fn of(path: &Path, schema: &crate::schema::CsvFormat) -> Result<Format> {
+        let read = |source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut head = Vec::with_capacity(8192);
+        File::open(path)
+            .map_err(read)?
+            .take(64 * 1024)
+            .read_to_end(&mut head)
+            .map_err(read)?;
+        let encoding = match &schema.encoding {
+            Some(label) => encoding_rs::Encoding::for_label(label.trim().as_bytes())
+                .filter(|e| *e != encoding_rs::UTF_8),
+            None => encoding_rs::Encoding::for_bom(&head)
+                .map(|(e, _)| e)
+                .filter(|e| *e != encoding_rs::UTF_8),
+        };
+        let delimiter = match schema.delimiter {
+            Some(d) => u8::try_from(d).unwrap_or(b','),
+            None => {
+                let text = match encoding {
+                    Some(e) => e.decode_without_bom_handling(&head).0.into_owned(),
+                    None => String::from_utf8_lossy(&head).into_owned(),
+                };
+                sniff_delimiter(&text)
+            }
+        };
+        Ok(Format {
+            delimiter,
+            encoding,
+        })
+    }
+
+    /// The raw bytes of a file as UTF-8 (for `forget`, which cuts rows out of them).
+    pub fn decode(&self, raw: &[u8]) -> Vec<u8> {
+        match self.encoding {
+            None => raw.to_vec(),
+            Some(e) => e.decode_with_bom_removal(raw).0.into_owned().into_bytes(),
+        }
+    }
+
+    /// UTF-8 text back in the file's own encoding, with the byte-order mark it had.
+    pub fn encode(&self, utf8: &str) -> Vec<u8> {
+        let Some(e) = self.encoding else {
+            return utf8.as_bytes().to_vec();
+        };
+        // encoding_rs writes UTF-16 as UTF-8 (the web never sends UTF-16): by hand.
+        if e == encoding_rs::UTF_16LE || e == encoding_rs::UTF_16BE {
+            let le = e == encoding_rs::UTF_16LE;
+            let mut out = if le {
+                vec![0xFF, 0xFE]
+            } else {
+                vec![0xFE, 0xFF]
+            };
+            for unit in utf8.encode_utf16() {
+                out.extend(if le {
+                    unit.to_le_bytes()
+                } else {
+                    unit.to_be_bytes()
+                });
+            }
+            return out;
+        }
+        e.encode(utf8).0.into_owned()
+    }
+}
+
+/// The separator the first line uses most, outside quotes; `,` when none appears.
+fn sniff_delimiter(text: &str) -> u8 {
+    let mut counts = [0usize; 4];
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '\n' | '\r' if !quoted => break,
+            ',' | ';' | '\t' | '|' if !quoted => {
+                let i = [',', ';', '\t', '|']
+                    .iter()
+                    .position(|d| *d == c)
+                    .unwrap_or(0);
+                counts[i] += 1;
+            }
+            _ => {}
+        }
+    }
+    let best = (0..4)
+        .max_by_key(|&i| (counts[i], usize::from(i == 0)))
+        .unwrap_or(0);
+    if counts[best] == 0 {
+        b','
+    } else {
+        [b',', b';', b'\t', b'|'][best]
+    }
+}
+
+fn open_reader(path: &Path, format: Format) -> Result<csv::Reader<LineCounter<Box<dyn Read>>>> {
     let file = File::open(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    let inner: Box<dyn Read> = match format.encoding {
+        None => Box::new(file),
+        Some(e) => Box::new(
+            encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(Some(e))
+                .strip_bom(true)
+                .build(file),
+        ),
+    };
     let counter = LineCounter {
-        inner: file,
+        inner,
         offset: 0,
         newlines: VecDeque::new(),
         passed: 0,
@@ -158,6 +318,7 @@ fn open_reader(path: &Path) -> Result<csv::Reader<LineCounter<File>>> {
     Ok(csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
+        .delimiter(format.delimiter)
         .from_reader(counter))
 }
 
@@ -237,15 +398,18 @@ impl<R> LineCounter<R> {
 
 /// The row starting at byte `start` (line `line`) ran past `MAX_ROW_BYTES`: read it again
 /// up to the limit to name the column that had not ended there.
-fn row_too_long(path: &Path, start: u64, line: u64, names: &[String]) -> Error {
+fn row_too_long(path: &Path, format: Format, start: u64, line: u64, names: &[String]) -> Error {
     use std::io::{Seek, SeekFrom};
+    // `start` counts decoded bytes: in a file that is not UTF-8 they are not the file's.
     let column = File::open(path)
         .and_then(|mut f| f.seek(SeekFrom::Start(start)).map(|_| f))
         .ok()
+        .filter(|_| format.encoding.is_none())
         .and_then(|f| {
             let mut r = csv::ReaderBuilder::new()
                 .has_headers(false)
                 .flexible(true)
+                .delimiter(format.delimiter)
                 .from_reader(f.take(MAX_ROW_BYTES));
             let mut rec = csv::ByteRecord::new();
             r.read_byte_record(&mut rec).ok().map(|_| rec.len())
@@ -295,12 +459,13 @@ fn csv_error(path: &Path, e: &csv::Error) -> Error {
 }
 
 pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
-    let mut reader = open_reader(path)?;
+    let format = Format::of(path, &schema.csv)?;
+    let mut reader = open_reader(path, format)?;
     let raw_header = reader
         .byte_headers()
         .map_err(|e| {
             if is_row_too_long(&e) {
-                row_too_long(path, 0, 1, &[])
+                row_too_long(path, format, 0, 1, &[])
             } else {
                 csv_error(path, &e)
             }
@@ -369,8 +534,12 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
     };
     // A role column is found whatever its case or separators (`Consent_Marketing`,
     // `ConsentMarketing`); two columns that both fit are a question only the user can answer.
-    let find = |role: Role, renamed: &Option<String>| -> Result<Option<usize>> {
-        let wanted = renamed.as_deref().map_or(role.default_column(), str::trim);
+    let find = |role: Role, spec: Option<&RoleSpec>| -> Result<Option<usize>> {
+        if spec.is_some_and(|s| s.constant().is_some()) {
+            return Ok(None);
+        }
+        let renamed = spec.and_then(RoleSpec::column);
+        let wanted = renamed.map_or(role.default_column(), str::trim);
         if renamed.is_some()
             && let Some(i) = raw.iter().position(|r| r == wanted)
         {
@@ -403,7 +572,8 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
             )),
         }
     };
-    let email = find(Role::Email, &schema.columns.email)?.ok_or_else(|| {
+    let email_spec = schema.columns.email.as_deref().map(RoleSpec::from);
+    let email = find(Role::Email, email_spec.as_ref())?.ok_or_else(|| {
         let hint = names::closest("email", raw.iter().map(String::as_str))
             .map(|c| format!(" (did you mean `{c}`?)"))
             .unwrap_or_default();
@@ -415,12 +585,28 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
             ),
         )
     })?;
-    let consent_marketing = find(Role::ConsentMarketing, &schema.columns.consent_marketing)?;
+    let roles = &schema.columns;
+    let consent_marketing = find(Role::ConsentMarketing, roles.consent_marketing.as_ref())?;
     let consent_personalisation = find(
         Role::ConsentPersonalisation,
-        &schema.columns.consent_personalisation,
+        roles.consent_personalisation.as_ref(),
     )?;
-    let consent_at = find(Role::ConsentAt, &schema.columns.consent_at)?;
+    let consent_at = find(Role::ConsentAt, roles.consent_at.as_ref())?;
+    let constants: Vec<ConstantRole> = [
+        (Role::ConsentMarketing, &roles.consent_marketing),
+        (Role::ConsentPersonalisation, &roles.consent_personalisation),
+        (Role::ConsentAt, &roles.consent_at),
+    ]
+    .into_iter()
+    .filter_map(|(role, spec)| {
+        let c = spec.as_ref()?.constant()?;
+        Some(ConstantRole {
+            role,
+            value: c.value.trim().to_string(),
+            reason: c.reason.trim().to_string(),
+        })
+    })
+    .collect();
     let taken = [
         Some(email),
         consent_marketing,
@@ -437,7 +623,7 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
         (Role::ConsentAt, consent_at),
     ]
     .into_iter()
-    .filter(|(_, idx)| idx.is_none())
+    .filter(|(role, idx)| idx.is_none() && !constants.iter().any(|c| c.role == *role))
     .map(|(role, _)| MissingRole {
         role: role.default_column(),
         level: if role == Role::ConsentMarketing {
@@ -452,6 +638,7 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
     .collect();
     Ok(Header {
         path: path.to_path_buf(),
+        format,
         consent_marketing,
         consent_personalisation,
         consent_at,
@@ -459,6 +646,7 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
         names,
         email,
         missing,
+        constants,
     })
 }
 
@@ -659,7 +847,7 @@ impl Audience {
         let mut lines = Vec::new();
         let mut malformed = Vec::new();
         let mut full_sample = Vec::new();
-        let mut reader = open_reader(&path)?;
+        let mut reader = open_reader(&path, header.format)?;
         // Read past the header first, so each row's start below is its own.
         reader.byte_headers().map_err(|e| csv_error(&path, &e))?;
         let width = header.names.len();
@@ -672,7 +860,13 @@ impl Audience {
                 Ok(true) => {}
                 Err(e) if is_row_too_long(&e) => {
                     let line = reader.get_mut().line_at(start);
-                    return Err(row_too_long(&path, start, line, &header.names));
+                    return Err(row_too_long(
+                        &path,
+                        header.format,
+                        start,
+                        line,
+                        &header.names,
+                    ));
                 }
                 Err(e) => {
                     // An I/O error mid-file cannot be skipped past safely.
@@ -752,7 +946,7 @@ impl Audience {
             d.shrink();
         }
         lines.shrink_to_fit();
-        let columns = keep
+        let columns: Vec<Column> = keep
             .iter()
             .zip(data)
             .map(|(&idx, data)| {
@@ -764,6 +958,24 @@ impl Audience {
                 Column { name, ty, data }
             })
             .collect();
+        let mut columns: Vec<Column> = columns;
+        for c in &header.constants {
+            let mut data = ColumnData::default();
+            for _ in 0..lines.len() {
+                data.push(&c.value);
+            }
+            data.shrink();
+            let ty = if c.role == Role::ConsentAt {
+                FieldType::Date
+            } else {
+                FieldType::Text
+            };
+            columns.push(Column {
+                name: c.column_name(),
+                ty,
+                data,
+            });
+        }
         Ok(Audience {
             header,
             columns,
@@ -800,6 +1012,9 @@ impl Audience {
     }
 
     pub fn role(&self, role: Role) -> Option<&Column> {
+        if let Some(c) = self.header.constant(role) {
+            return self.column(&c.column_name());
+        }
         let idx = self.header.role_index(role)?;
         self.column(&self.header.names[idx])
     }
@@ -918,16 +1133,140 @@ mod tests {
         assert_eq!(kept, ["email", "consent_marketing", "first_name"]);
     }
 
+    fn load_with(content: &[u8], schema_toml: &str) -> Result<Audience> {
+        let f = write(content);
+        let sf = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(sf.path(), schema_toml).unwrap();
+        let schema = Schema::load(sf.path())?;
+        let header = read_header(f.path(), &schema)?;
+        let fields: BTreeSet<String> = header.names.iter().cloned().collect();
+        Audience::load(header, &fields, &schema)
+    }
+
+    fn values(a: &Audience, name: &str) -> Vec<String> {
+        a.column(name)
+            .unwrap()
+            .data
+            .iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn separators_are_found_from_the_header_row() {
+        for (sep, file) in [
+            (
+                b';',
+                &b"email;first_name;note\na@example.com;Ann;\"x, y; z\"\n"[..],
+            ),
+            (
+                b'\t',
+                &b"email\tfirst_name\tnote\na@example.com\tAnn\tx, y; z\n"[..],
+            ),
+            (
+                b'|',
+                &b"email|first_name|note\na@example.com|Ann|x, y; z\n"[..],
+            ),
+            // Commas inside a quoted header name do not outvote the real separator.
+            (
+                b';',
+                &b"email;\"name, first\";note\na@example.com;Ann;\"x, y; z\"\n"[..],
+            ),
+            (
+                b',',
+                &b"email,first_name,note\na@example.com,Ann,\"x, y; z\"\n"[..],
+            ),
+        ] {
+            let a = load_all(file).unwrap();
+            assert_eq!(
+                a.header.format.delimiter,
+                sep,
+                "{}",
+                String::from_utf8_lossy(file)
+            );
+            assert_eq!(a.len(), 1);
+            assert_eq!(values(&a, "note"), ["x, y; z"]);
+        }
+    }
+
+    #[test]
+    fn utf16_with_a_bom_is_read_and_windows_1252_only_when_the_schema_says() {
+        let text =
+            "email\tfirst_name\r\nsoren@example.com\tS\u{f8}ren\r\nb@example.com\tJos\u{e9}\r\n";
+        let mut le = vec![0xFF, 0xFE];
+        le.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        let a = load_all(&le).unwrap();
+        assert_eq!(a.header.format.encoding, Some(encoding_rs::UTF_16LE));
+        assert_eq!(values(&a, "first_name"), ["S\u{f8}ren", "Jos\u{e9}"]);
+        assert_eq!(a.line(1), 3);
+
+        let latin = b"email;first_name\nsoren@example.com;S\xf8ren\nb@example.com;Jos\xe9\n";
+        // Unsaid, the bytes are not UTF-8: those rows are skipped by line, never guessed.
+        let a = load_all(latin).unwrap();
+        assert_eq!(a.len(), 0);
+        assert_eq!(a.malformed.len(), 2);
+        let a = load_with(latin, "[csv]\nencoding = \"windows-1252\"\n").unwrap();
+        assert_eq!(values(&a, "first_name"), ["S\u{f8}ren", "Jos\u{e9}"]);
+        let e = load_with(latin, "[csv]\nencoding = \"klingon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":2:1:") && e.contains("klingon"), "{e}");
+        let e = load_with(latin, "[csv]\ndelimiter = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":2:1:"), "{e}");
+    }
+
+    #[test]
+    fn a_consent_role_can_be_a_constant_with_a_reason() {
+        let file =
+            b"Email Address,CONFIRM_TIME\na@example.com,2025-03-01 10:00:00\nb@example.com,\n";
+        let schema = "[columns]\nemail = \"Email Address\"\nconsent_at = \"CONFIRM_TIME\"\nconsent_marketing = { value = \"yes\", reason = \"subscribed export: being in it is the consent\" }\n";
+        let a = load_with(file, schema).unwrap();
+        let m = a.role(Role::ConsentMarketing).unwrap();
+        assert_eq!(m.data.iter().collect::<Vec<_>>(), ["yes", "yes"]);
+        assert!(a.header.has_role(Role::ConsentMarketing));
+        assert!(
+            a.header
+                .missing
+                .iter()
+                .all(|m| m.role != "consent_marketing")
+        );
+        // Never a template variable: its name cannot be one.
+        assert!(a.header.index(&m.name).is_none() && m.name.contains(' '));
+        assert_eq!(
+            a.header.constants[0].reason,
+            "subscribed export: being in it is the consent"
+        );
+        // Without a reason, or with a value the role cannot read: refused, by line.
+        for bad in [
+            "[columns]\nconsent_marketing = { value = \"yes\", reason = \" \" }\n",
+            "[columns]\nconsent_marketing = { value = \"maybe\", reason = \"r\" }\n",
+            "[columns]\nconsent_at = { value = \"last spring\", reason = \"r\" }\n",
+        ] {
+            let e = load_with(file, bad).unwrap_err().to_string();
+            assert!(e.contains(":2:1:"), "{bad}: {e}");
+        }
+        // An email role cannot be a constant: nothing to send to.
+        assert!(
+            load_with(
+                file,
+                "[columns]\nemail = { value = \"a@example.com\", reason = \"r\" }\n"
+            )
+            .is_err()
+        );
+    }
+
     #[test]
     fn schema_renames_roles() {
         let f = write(b"Email Address,opt_in\na@example.com,yes\n");
         let mut schema = Schema::default();
         schema.columns.email = Some("Email Address".into());
-        schema.columns.consent_marketing = Some("opt_in".into());
+        schema.columns.consent_marketing = Some(RoleSpec::from("opt_in"));
         let h = read_header(f.path(), &schema).unwrap();
         assert_eq!(h.email, 0);
         assert_eq!(h.consent_marketing, Some(1));
-        schema.columns.consent_at = Some("opt_in_date".into());
+        schema.columns.consent_at = Some(RoleSpec::from("opt_in_date"));
         let e = read_header(f.path(), &schema).unwrap_err().to_string();
         assert!(e.contains("no such column"), "{e}");
     }

@@ -1038,7 +1038,7 @@ pub fn rules(p: &Prepared, counts: &Counts, stats: &RenderStats) -> Vec<Finding>
             ));
         }
     }
-    if p.audience.header.consent_at.is_none() {
+    if !p.audience.header.has_role(crate::audience::Role::ConsentAt) {
         out.push(Finding::new(
             "undated-consent",
             Level::Notice,

@@ -12,7 +12,8 @@ pub fn is_granted(value: &str) -> bool {
     GRANTED.iter().any(|g| v.eq_ignore_ascii_case(g))
 }
 
-/// RFC 3339, or a bare `YYYY-MM-DD` read as midnight UTC.
+/// RFC 3339, a date-time without an offset (read as UTC), or a bare `YYYY-MM-DD` read as
+/// midnight UTC.
 pub fn parse_time(value: &str) -> Option<DateTime<Utc>> {
     let v = value.trim();
     if v.is_empty() {
@@ -20,6 +21,13 @@ pub fn parse_time(value: &str) -> Option<DateTime<Utc>> {
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Some(t.with_timezone(&Utc));
+    }
+    // Exports write local-less date-times (Mailchimp's CONFIRM_TIME `2024-03-05 14:22:09`,
+    // HubSpot's `2024-03-05 14:22`): read as UTC, which is what those platforms export.
+    for form in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(v, form) {
+            return Some(t.and_utc());
+        }
     }
     NaiveDate::parse_from_str(v, "%Y-%m-%d")
         .ok()
@@ -101,8 +109,13 @@ mod tests {
     fn consent_time_rules() {
         let now = parse_time("2026-11-23T12:00:00Z").unwrap();
         let max = 730;
-        let cases: [(&str, Result<(), Staleness>); 9] = [
+        let cases: [(&str, Result<(), Staleness>); 13] = [
             ("2026-11-01", Ok(())),
+            // Mailchimp's and HubSpot's exports: no offset, UTC.
+            ("2025-03-12 10:15:00", Ok(())),
+            ("2025-03-12 10:15", Ok(())),
+            ("2026-11-24 13:00:00", Err(Staleness::InFuture)),
+            ("2025-03-12 25:15:00", Err(Staleness::Unparseable)),
             ("2025-03-12T10:15:00+01:00", Ok(())),
             ("", Err(Staleness::Missing)),
             ("   ", Err(Staleness::Missing)),

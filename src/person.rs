@@ -90,14 +90,17 @@ pub fn find(path: &Path, schema: &Schema, email: &str) -> Result<Found> {
         ));
     }
     let header = audience::read_header(path, schema)?;
-    let bytes = fs::read(path).map_err(|source| Error::Read {
+    let raw = fs::read(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    // A file in another encoding is searched and cut as UTF-8, and written back in its own.
+    let bytes = header.format.decode(&raw);
     let width = header.raw.len();
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
+        .delimiter(header.format.delimiter)
         .from_reader(bytes.as_slice());
     rdr.byte_headers().map_err(|e| csv_error(path, &e))?;
     let mut rec = csv::ByteRecord::new();
@@ -210,6 +213,10 @@ impl Found {
         }
         let new = self.without_rows();
         self.verify(&new, email)?;
+        let new = match self.header.format.encoding {
+            None => new,
+            Some(_) => self.header.format.encode(&String::from_utf8_lossy(&new)),
+        };
         replace_atomically(&self.path, &new)?;
         Ok(self.rows.len())
     }
@@ -219,6 +226,7 @@ impl Found {
         let mut rdr = csv::ReaderBuilder::new()
             .flexible(true)
             .has_headers(true)
+            .delimiter(self.header.format.delimiter)
             .from_reader(new);
         let fail = |why: &str| {
             Error::Other(format!(

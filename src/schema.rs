@@ -149,19 +149,62 @@ pub struct FieldSpec {
     pub observed_at: Option<String>,
 }
 
-/// Renamed column roles (DESIGN §2).
+/// Renamed column roles (DESIGN §2), or a consent role the file itself answers.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnRoles {
     pub email: Option<String>,
-    pub consent_marketing: Option<String>,
-    pub consent_personalisation: Option<String>,
-    pub consent_at: Option<String>,
+    pub consent_marketing: Option<RoleSpec>,
+    pub consent_personalisation: Option<RoleSpec>,
+    pub consent_at: Option<RoleSpec>,
+}
+
+/// Where a consent role's value comes from: a column (`consent_marketing = "opt_in"`), or
+/// one value for every row, with the reason the file itself gives it
+/// (`consent_marketing = { value = "yes", reason = "Mailchimp's subscribed export: being
+/// in it is the consent" }`). The reason is required: it is what the check and a privacy
+/// officer read instead of a column.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RoleSpec {
+    Column(String),
+    Constant(Constant),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Constant {
+    pub value: String,
+    pub reason: String,
+}
+
+impl RoleSpec {
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            RoleSpec::Column(c) => Some(c),
+            RoleSpec::Constant(_) => None,
+        }
+    }
+
+    pub fn constant(&self) -> Option<&Constant> {
+        match self {
+            RoleSpec::Column(_) => None,
+            RoleSpec::Constant(c) => Some(c),
+        }
+    }
+}
+
+impl From<&str> for RoleSpec {
+    fn from(column: &str) -> RoleSpec {
+        RoleSpec::Column(column.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SchemaFile {
+    #[serde(default)]
+    csv: CsvFormat,
     #[serde(default)]
     columns: ColumnRoles,
     #[serde(default)]
@@ -170,9 +213,23 @@ struct SchemaFile {
     lexicon: BTreeMap<String, Vec<String>>,
 }
 
+/// How the file is written, when it is not UTF-8 with commas. Both are found on their
+/// own where that is safe: a UTF-8 or UTF-16 byte-order mark, and the separator the
+/// header row uses. An 8-bit encoding cannot be told from the bytes with certainty, so it
+/// is only ever read as the schema names it (`tact new` writes it, and says so).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvFormat {
+    /// `,`, `;`, `\t` or `|`.
+    pub delimiter: Option<char>,
+    /// A WHATWG encoding label: `windows-1252`, `iso-8859-1`, `utf-16le`, …
+    pub encoding: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Schema {
     pub path: Option<PathBuf>,
+    pub csv: CsvFormat,
     pub columns: ColumnRoles,
     /// Keyed by `names::squash` of the field name: use `field` to look one up.
     pub fields: BTreeMap<String, FieldSpec>,
@@ -184,6 +241,7 @@ impl Default for Schema {
     fn default() -> Schema {
         Schema {
             path: None,
+            csv: CsvFormat::default(),
             columns: ColumnRoles::default(),
             fields: BTreeMap::new(),
             lexicon: std::sync::Arc::new(crate::lexicon::Lexicon::builtin()),
@@ -221,13 +279,99 @@ impl Schema {
         }
         let lexicon = crate::lexicon::Lexicon::with(&file.lexicon)
             .map_err(|e| Error::input(Location::file(path), e.to_string()))?;
+        check_constants(path, &text, &file.columns)?;
+        check_format(path, &text, &file.csv)?;
         Ok(Schema {
             path: Some(path.to_path_buf()),
+            csv: file.csv,
             columns: file.columns,
             fields,
             lexicon: std::sync::Arc::new(lexicon),
         })
     }
+}
+
+/// A constant role must say why and hold a value the role can read: a consent word
+/// (`yes`, `no`, …) for the consent flags, a date for `consent_at`.
+fn check_constants(path: &Path, text: &str, roles: &ColumnRoles) -> Result<()> {
+    let at = |role: &str| {
+        let offset = text
+            .find(&format!("{role} ="))
+            .or_else(|| text.find(role))
+            .unwrap_or(0);
+        let (line, col) = line_col(text, offset);
+        Location::at(path, line, col)
+    };
+    let flags = [
+        ("consent_marketing", &roles.consent_marketing),
+        ("consent_personalisation", &roles.consent_personalisation),
+    ];
+    for (role, spec) in flags {
+        let Some(c) = spec.as_ref().and_then(RoleSpec::constant) else {
+            continue;
+        };
+        if c.reason.trim().is_empty() {
+            return Err(Error::input(
+                at(role),
+                format!(
+                    "[columns] {role} is a constant without a reason: say why the file itself gives this consent"
+                ),
+            ));
+        }
+        let word = c.value.trim().to_ascii_lowercase();
+        if !crate::consent::is_granted(&word) && !["no", "n", "false", "0"].contains(&word.as_str())
+        {
+            return Err(Error::input(
+                at(role),
+                format!(
+                    "[columns] {role} = {{ value = \"{}\" }} is not a consent word: use \"yes\" or \"no\"",
+                    names::excerpt(&c.value, 40)
+                ),
+            ));
+        }
+    }
+    if let Some(c) = roles.consent_at.as_ref().and_then(RoleSpec::constant) {
+        if c.reason.trim().is_empty() {
+            return Err(Error::input(
+                at("consent_at"),
+                "[columns] consent_at is a constant without a reason: say why every row was consented then",
+            ));
+        }
+        if crate::consent::parse_time(&c.value).is_none() {
+            return Err(Error::input(
+                at("consent_at"),
+                "[columns] consent_at = { value = … } is not a date (RFC 3339 or YYYY-MM-DD)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_format(path: &Path, text: &str, csv: &CsvFormat) -> Result<()> {
+    let at = |key: &str| {
+        let (line, col) = line_col(text, text.find(&format!("{key} =")).unwrap_or(0));
+        Location::at(path, line, col)
+    };
+    if let Some(d) = csv.delimiter
+        && ![',', ';', '\t', '|'].contains(&d)
+    {
+        return Err(Error::input(
+            at("delimiter"),
+            "[csv] delimiter must be \",\", \";\", \"\\t\" or \"|\"",
+        ));
+    }
+    if let Some(e) = &csv.encoding
+        && encoding_rs::Encoding::for_label(e.trim().as_bytes()).is_none()
+    {
+        return Err(Error::input(
+            at("encoding"),
+            format!(
+                "[csv] encoding `{}` is not an encoding tact knows: try \"windows-1252\", \"iso-8859-15\" or \"utf-16le\"",
+                names::excerpt(e, 40)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `<audience stem>.schema.toml` beside the audience, if there is one (DESIGN §2).

@@ -37,6 +37,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         let mut v = serde_json::to_value(&report)?;
         v["state"] = serde_json::Value::String(state.store.to_string());
         v["missing_roles"] = serde_json::to_value(&p.audience.header.missing)?;
+        v["constant_roles"] = serde_json::to_value(&p.audience.header.constants)?;
         v["ledger"] = serde_json::json!({
             "completed_at": facts.completed_at.map(|t| t.to_rfc3339()),
             "uncertain": facts.uncertain.len(),

@@ -108,6 +108,17 @@ pub fn write_report(w: &mut dyn Write, p: &Prepared, r: &Report, style: Style) -
         };
         writeln!(w, "  {level} {m}")?;
     }
+    // Consent the file answers for everyone: the reason stands where a column would.
+    for k in &p.audience.header.constants {
+        writeln!(
+            w,
+            "  {} {} is \"{}\" for every row: {}",
+            style.level(Level::Notice),
+            k.role.default_column(),
+            k.value,
+            k.reason
+        )?;
+    }
     writeln!(w, "  {:<28}{:>9}", "rows", c.rows)?;
     writeln!(w, "  {:<28}{:>9}", "personalised", c.personalised)?;
     writeln!(w, "  {:<28}{:>9}", "generic", c.generic)?;

@@ -1266,3 +1266,51 @@ fn audit_verify_with_a_recorded_head_catches_a_store_rolled_back_to_an_older_cop
     let r = run(tact(state.path()).args(["audit", "--verify", "--expect-head", "five"]));
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+/// A Windows-1252 file with `;` (Excel's "CSV" in much of Europe), declared in its schema:
+/// `forget` cuts the person's row and writes the file back in Windows-1252, every other
+/// byte as it was; and a UTF-16 file with a BOM (Excel's "Unicode text") keeps its BOM and
+/// encoding.
+#[test]
+fn forget_writes_a_windows_1252_or_utf16_file_back_in_its_own_encoding() {
+    let tree = Tree::new();
+    run_expect(tree.tact().arg("init"), 0);
+    let latin: &[u8] = b"email;first_name;consent_marketing\r\nsoren@example.com;S\xf8ren;yes\r\nforget.me@example.com;Ren\xe9e;yes\r\nb@example.com;Jos\xe9;no\r\n";
+    let csv = tree.path("latin.csv");
+    fs::write(&csv, latin).unwrap();
+    fs::write(
+        tree.path("latin.schema.toml"),
+        "[csv]\nencoding = \"windows-1252\"\n",
+    )
+    .unwrap();
+    let r = run_expect(
+        tree.tact()
+            .args(["forget", "forget.me@example.com", "--audience"])
+            .arg(&csv),
+        0,
+    );
+    assert!(r.stdout.contains("1 row(s) removed"), "{}", r.stdout);
+    assert_eq!(
+        fs::read(&csv).unwrap(),
+        b"email;first_name;consent_marketing\r\nsoren@example.com;S\xf8ren;yes\r\nb@example.com;Jos\xe9;no\r\n"
+    );
+
+    let text = "email\tfirst_name\r\nforget.me@example.com\tRen\u{e9}e\r\nsoren@example.com\tS\u{f8}ren\r\n";
+    let utf16 = |t: &str| -> Vec<u8> {
+        let mut b = vec![0xFF, 0xFE];
+        b.extend(t.encode_utf16().flat_map(u16::to_le_bytes));
+        b
+    };
+    let wide = tree.path("wide.csv");
+    fs::write(&wide, utf16(text)).unwrap();
+    run_expect(
+        tree.tact()
+            .args(["forget", "FORGET.me@example.com", "--audience"])
+            .arg(&wide),
+        0,
+    );
+    assert_eq!(
+        fs::read(&wide).unwrap(),
+        utf16("email\tfirst_name\r\nsoren@example.com\tS\u{f8}ren\r\n")
+    );
+}
