@@ -2483,3 +2483,46 @@ fn a_dry_run_says_its_segment_and_a_stale_one_is_dropped() {
     );
     assert!(a.dry_run.is_none(), "{:?}", a.dry_run);
 }
+
+/// With `[bounces] address`, the Preview screen shows the envelope sender `send` will use:
+/// this recipient's VERP address, whose token the state's key made for them.
+#[test]
+fn the_preview_shows_the_verp_return_path_send_will_use() {
+    let (dir, _) = copy_tree();
+    let path = dir.path().join(campaign("winter-sale"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("{text}\n[bounces]\naddress = \"bounces@northwind.example\"\n"),
+    )
+    .unwrap();
+    let c = ctx();
+    let (l, _) = work::load(&path, &c).unwrap();
+    let (row, personalised) = l.recipients()[0];
+    let doc = super::app::render_preview(
+        &l.prepared,
+        &c.keys,
+        now(),
+        row,
+        personalised,
+        personalised,
+        false,
+    );
+    let hash = c.keys.recipient_hash(l.prepared.audience.email(row));
+    let want = format!(
+        "<bounces+{}@northwind.example>",
+        c.keys.seal_bounce_token("winter-sale", &hash)
+    );
+    assert!(
+        doc.headers
+            .iter()
+            .any(|(n, v)| n == "Return-Path" && *v == want),
+        "{:?}",
+        doc.headers
+    );
+    // Without a bounce address there is no Return-Path to show (the sample's snapshots).
+    let (plain, _) = work::load(&campaign("winter-sale"), &c).unwrap();
+    let (row, p) = plain.recipients()[0];
+    let doc = super::app::render_preview(&plain.prepared, &c.keys, now(), row, p, p, false);
+    assert!(!doc.headers.iter().any(|(n, _)| n == "Return-Path"));
+}
