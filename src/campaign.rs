@@ -799,6 +799,14 @@ min_segment_size = 20
             c.bounces.imap.as_deref(),
             Some("imaps://bounces@imap.northwind.example/Bounces")
         );
+        let plus = parse(&format!(
+            "{GOOD}[bounces]\naddress = \"news+bounces@northwind.example\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            plus.bounce_base().map(ToString::to_string).as_deref(),
+            Some("news+bounces@northwind.example")
+        );
         let rp = GOOD.replace(
             "postal_address",
             "return_path = \"rp@northwind.example\"\npostal_address",

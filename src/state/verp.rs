@@ -92,7 +92,11 @@ impl Keys {
     /// from another key (an unsubscribe token included). Case-insensitive, since some MTAs
     /// fold local parts. Never panics, whatever the input.
     pub fn open_bounce_token(&self, token: &str) -> Option<BounceToken> {
-        let raw: [u8; RAW] = base32_decode(token.trim())?.try_into().ok()?;
+        // The token is always the last `+` part: a base whose local part has a `+` of its
+        // own (`news+bounces@…`) gives `bounces+TOKEN` to whoever splits at the first.
+        let token = token.trim();
+        let token = token.rsplit_once('+').map_or(token, |(_, t)| t);
+        let raw: [u8; RAW] = base32_decode(token)?.try_into().ok()?;
         let (tag, sealed) = raw.split_at(TAG);
         let stream = self.bounce_prf(b"stream", tag);
         let mut plain = [0u8; PLAIN];
@@ -333,6 +337,13 @@ mod tests {
             "case-folded"
         );
         assert_eq!(other.open_bounce_token(&t), None);
+        assert_eq!(
+            k.open_bounce_token(&format!("bounces+{t}")),
+            Some(want),
+            "a base local part with a + of its own"
+        );
+        assert_eq!(k.open_bounce_token(&format!("{t}+")), None);
+        assert_eq!(k.open_bounce_token(&format!("{t}+x")), None);
         assert_ne!(
             k.bounce_campaign_id("winter-sale"),
             other.bounce_campaign_id("winter-sale"),
