@@ -1,8 +1,9 @@
 //! `tact export EMAIL --audience CSV` (GDPR Art. 15): everything tact holds about one
 //! person, as JSON on stdout: their CSV rows (column → value, with line numbers), their
 //! consents, every campaign the ledger has for them with the fields it used and their
-//! classes (from the audit log), and whether and why they are suppressed. It is the
-//! person's own data, printed because they asked for it; nothing is written.
+//! classes (from the audit log), the bounces and complaints kept about them, and whether
+//! and why they are suppressed. It is the person's own data, printed because they asked
+//! for it; nothing is written.
 
 use std::io::Write as _;
 
@@ -104,6 +105,11 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             })
         })
         .collect();
+    let bounces: Vec<Value> = ledger
+        .bounces_of(&hash)?
+        .iter()
+        .map(|b| json!({ "campaign": b.campaign, "kind": b.kind, "date": rfc3339(b.at) }))
+        .collect();
     let suppression = match ledger.suppression(&hash)? {
         Some((reason, at)) => json!({
             "suppressed": true,
@@ -121,6 +127,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
             "rows": rows,
         },
         "campaigns": campaigns,
+        "bounces": bounces,
         "suppression": suppression,
         "stored_by_tact": "the ledger and suppression list hold a keyed hash of the address, never the address itself",
     });

@@ -73,6 +73,15 @@ pub enum Suppressed {
     Already,
 }
 
+/// One bounce event kept about a person (the soft-bounce window's rows, and those of hard
+/// bounces and complaints): what `export` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BounceRow {
+    pub campaign: String,
+    pub kind: String,
+    pub at: DateTime<Utc>,
+}
+
 /// One campaign's loop: what the ledger says was sent and what came back.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BounceFigures {

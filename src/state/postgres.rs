@@ -22,7 +22,9 @@ use postgres::config::{Host, SslMode};
 use postgres::{Client, Config, GenericClient, NoTls, Statement};
 
 use super::audit::{self, Broken, Event, Verified};
-use super::bounces::{BounceEvent, BounceFigures, Recorded, ReportHash, Suppressed, count_u32};
+use super::bounces::{
+    BounceEvent, BounceFigures, BounceRow, Recorded, ReportHash, Suppressed, count_u32,
+};
 use super::erase::{Delivery, REASON_ERASURE};
 use super::ledger::Facts;
 use super::ledger::{Delivered, Reply, Status, StatusCounts};
@@ -1158,6 +1160,23 @@ impl Store for PgStore {
             }
             tx.commit()?;
             Ok(Some(out))
+        })
+    }
+
+    fn bounces_of(&self, hash: &RecipientHash) -> Result<Vec<BounceRow>> {
+        self.with("read one person's bounces", |c| {
+            Ok(c.client
+                .query(
+                    "SELECT campaign, kind, at FROM bounces WHERE recipient = $1 ORDER BY at",
+                    &[&&hash[..]],
+                )?
+                .iter()
+                .map(|r| BounceRow {
+                    campaign: r.get(0),
+                    kind: r.get(1),
+                    at: time(r.get(2)),
+                })
+                .collect())
         })
     }
 

@@ -8,7 +8,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::audit::{self, Broken, Event, Verified};
-use super::bounces::{BounceEvent, BounceFigures, Recorded, ReportHash, Suppressed, count_u32};
+use super::bounces::{
+    BounceEvent, BounceFigures, BounceRow, Recorded, ReportHash, Suppressed, count_u32,
+};
 use super::erase::{Delivery, REASON_ERASURE};
 use super::ledger::Facts;
 use super::ledger::{Delivered, Reply, Status, StatusCounts};
@@ -851,6 +853,26 @@ impl Store for SqliteStore {
         }
         tx.commit().map_err(&e)?;
         Ok(Some(out))
+    }
+
+    fn bounces_of(&self, hash: &RecipientHash) -> Result<Vec<BounceRow>> {
+        let e = self.err();
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT campaign, kind, at FROM bounces WHERE recipient = ?1 ORDER BY at, rowid",
+            )
+            .map_err(&e)?;
+        let rows = q
+            .query_map([&hash[..]], |r| {
+                Ok(BounceRow {
+                    campaign: r.get(0)?,
+                    kind: r.get(1)?,
+                    at: DateTime::from_timestamp(r.get(2)?, 0).unwrap_or_default(),
+                })
+            })
+            .map_err(&e)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&e)
     }
 
     fn bounce_figures(&self, campaign: &str) -> Result<BounceFigures> {

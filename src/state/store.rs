@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 
 use super::audit::{Broken, Event, Verified};
-use super::bounces::{BounceEvent, BounceFigures, Recorded, ReportHash};
+use super::bounces::{BounceEvent, BounceFigures, BounceRow, Recorded, ReportHash};
 use super::erase::{Delivery, REASON_UNSUBSCRIBE, Unsubscribed};
 use super::ledger::Facts;
 use super::ledger::{Delivered, Reply, Status, StatusCounts};
@@ -197,6 +197,9 @@ pub trait Store: Send {
         events: &[BounceEvent],
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<Recorded>>>;
+
+    /// Every bounce event kept about this recipient, oldest first (`export`).
+    fn bounces_of(&self, hash: &RecipientHash) -> Result<Vec<BounceRow>>;
 
     /// One campaign's loop: messages sent (the ledger) and bounce events by kind.
     fn bounce_figures(&self, campaign: &str) -> Result<BounceFigures>;

@@ -318,6 +318,8 @@ pub fn dsn(id: &str, recipient: &str, status: &str, diagnostic: &str) -> String 
 #[test]
 fn bounces_import_needs_a_state_and_real_paths_and_takes_the_campaigns_soft_limit() {
     let t = tree();
+    let ann = pick(&t, 1, 0)[0].email();
+    let ann = ann.as_str();
     let dir = t.path("reports");
     fs::create_dir(&dir).unwrap();
     let soft = dir.join("soft.eml");
@@ -325,9 +327,9 @@ fn bounces_import_needs_a_state_and_real_paths_and_takes_the_campaigns_soft_limi
         &soft,
         dsn(
             "soft1",
-            "ann@example.com",
+            ann,
             "5.2.2",
-            "552 5.2.2 <ann@example.com>: user is over quota",
+            &format!("552 5.2.2 <{ann}>: user is over quota"),
         ),
     )
     .unwrap();
@@ -363,7 +365,7 @@ fn bounces_import_needs_a_state_and_real_paths_and_takes_the_campaigns_soft_limi
         "{}",
         r.stderr
     );
-    assert_eq!(suppress_check(&t, "ann@example.com").code, 6);
+    assert_eq!(suppress_check(&t, ann).code, 6);
     let audit = run_expect(t.tact().args(["audit", "--json"]), 0).stdout;
     assert!(
         !audit.contains("bounce"),
@@ -388,8 +390,33 @@ fn bounces_import_needs_a_state_and_real_paths_and_takes_the_campaigns_soft_limi
         "{}",
         r.stdout
     );
-    assert!(!r.stdout.contains("ann@"), "{}", r.stdout);
-    let r = suppress_check(&t, "ann@example.com");
+    assert!(!r.stdout.contains(ann), "{}", r.stdout);
+    let r = suppress_check(&t, ann);
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert!(r.stdout.contains("suppressed: bounce"), "{}", r.stdout);
+    // What is kept about them is theirs to see (Art. 15), and goes with them (Art. 17).
+    let export = |code| {
+        let r = run_expect(
+            t.tact()
+                .args(["export", ann, "--audience"])
+                .arg(t.path("sample-data/customers.csv")),
+            code,
+        );
+        serde_json::from_str::<Value>(&r.stdout).unwrap()
+    };
+    let v = export(0);
+    assert_eq!(v["bounces"][0]["kind"], "soft", "{v:#}");
+    assert_eq!(v["bounces"][0]["campaign"], "-", "{v:#}");
+    assert_eq!(v["suppression"]["reason"], "bounce");
+    run_expect(
+        t.tact()
+            .args(["forget", ann, "--audience"])
+            .arg(t.path("sample-data/customers.csv")),
+        0,
+    );
+    let db = rusqlite::Connection::open(t.state().join("ledger.db")).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT COUNT(*) FROM bounces", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "erasure left bounce events behind");
 }

@@ -264,7 +264,15 @@ fn forget_and_purge_take_the_bounce_events(b: &dyn Backend) {
         l.record_report(&report(40 + n), &soft(bob, now()), now())
             .unwrap();
     }
+    let kept = l.bounces_of(&ann).unwrap();
+    assert_eq!(kept.len(), 2);
+    assert_eq!(
+        (kept[0].campaign.as_str(), kept[0].kind.as_str(), kept[0].at),
+        ("winter", "soft", now())
+    );
     l.forget(&ann, now()).unwrap();
+    assert!(l.bounces_of(&ann).unwrap().is_empty());
+    assert_eq!(l.bounces_of(&bob).unwrap().len(), 2);
     assert_eq!(l.bounce_figures("winter").unwrap().soft, 2, "bob's stay");
     // Erasure put ann on the list for good; her old events no longer exist.
     let r = l
