@@ -605,6 +605,23 @@ pub fn import_mailbox(
     Ok(MailboxImport { counts, mailbox })
 }
 
+/// [`import_mailbox`] for a URL as the user wrote it (`[bounces] imap`, the command line),
+/// with the password and CA file from `env`: what `bounces import`, `run-due` and the
+/// composer's `b` all call.
+pub fn import_url(
+    ledger: &mut crate::state::ledger::Ledger,
+    keys: &crate::state::Keys,
+    policy: &BouncePolicy,
+    url: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<MailboxImport, ImapError> {
+    let url = MailboxUrl::parse(url)?;
+    let opts = Options::from_env(env)?;
+    import_mailbox(ledger, keys, policy, &url, &opts, now, progress)
+}
+
 /// The error's kind without the server's text, which may quote the user.
 fn kind_of(e: &async_imap::error::Error) -> String {
     use async_imap::error::Error as E;

@@ -1,7 +1,9 @@
 //! `tact run-due DIR [--smtp URL]`: for cron and systemd timers. Sends every campaign in DIR
 //! whose `send_at` has come; holds future ones; never fires one later than
 //! `[policy].late_window_hours` (a restored server must not send last week's promotion),
-//! and reports such a missed campaign once, not on every tick.
+//! and reports such a missed campaign once, not on every tick. A due campaign with
+//! `[bounces] imap` imports its bounce mailbox first, so what bounced since the last send
+//! is suppressed before this one.
 
 use std::path::{Path, PathBuf};
 
@@ -176,6 +178,33 @@ fn tick(g: &Globals, state: &State, file: &Path, smtp: Option<&str>) -> Fate {
             first_time: !already,
             send_at: stamp,
         };
+    }
+    // A bounce or complaint that arrived since the last send suppresses before this one.
+    // A mailbox that cannot be read holds the send back (the next tick tries again):
+    // sending without it could mail an address known to be dead.
+    if let Some(url) = &campaign.bounces.imap {
+        let policy = tact::bounce::import::BouncePolicy::from(&campaign.bounces);
+        match tact::imap::import_url(
+            &mut ledger,
+            &state.keys,
+            &policy,
+            url,
+            &|k| std::env::var(k).ok(),
+            g.now,
+            &mut |_| {},
+        ) {
+            Ok(done) => println!(
+                "{}: bounces imported first: {}",
+                file.file_stem().unwrap_or_default().to_string_lossy(),
+                done.line()
+            ),
+            Err(e) => {
+                return Fate::Invalid {
+                    code: if e.is_usage() { 2 } else { 1 },
+                    why: format!("bounces not imported, so not sent: {e}"),
+                };
+            }
+        }
     }
     drop(ledger);
     match super::send::send_scheduled(g, file, smtp) {

@@ -95,8 +95,6 @@ pub fn import_bounces(
         .imap
         .as_deref()
         .ok_or("no [bounces] imap in the campaign file")?;
-    let url = tact::imap::MailboxUrl::parse(url).map_err(|e| chain(&e))?;
-    let opts = tact::imap::Options::from_env(env).map_err(|e| chain(&e))?;
     let dir = ctx
         .state_dir
         .as_deref()
@@ -106,12 +104,12 @@ pub fn import_bounces(
         .with_store(ctx.store.clone());
     let mut ledger = state.ledger(false).map_err(|e| chain(&e))?;
     let policy = tact::bounce::import::BouncePolicy::from(&campaign.bounces);
-    tact::imap::import_mailbox(
+    tact::imap::import_url(
         &mut ledger,
         &state.keys,
         &policy,
-        &url,
-        &opts,
+        url,
+        env,
         ctx.now,
         progress,
     )

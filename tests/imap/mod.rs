@@ -2,6 +2,7 @@
 //! flag after the handler, never delete; the second run fetches nothing; the bounds; TLS
 //! that trusts only what it should; a password that never travels in the URL.
 
+mod cli;
 pub mod dovecot;
 
 use std::io::{Read as _, Write as _};

@@ -29,7 +29,7 @@ fn tact_at(t: &Tree, when: &str) -> Command {
 }
 
 /// A copy of winter-sale named `name` in `folder`, fast, optionally scheduled.
-fn scheduled(t: &Tree, folder: &str, name: &str, send_at: Option<&str>, policy: &str) {
+pub(crate) fn scheduled(t: &Tree, folder: &str, name: &str, send_at: Option<&str>, policy: &str) {
     let text = t.read("sample-data/campaigns/winter-sale.toml");
     let text = text
         .replacen("name = \"winter-sale\"", &format!("name = \"{name}\""), 1)
@@ -64,7 +64,7 @@ fn scheduled(t: &Tree, folder: &str, name: &str, send_at: Option<&str>, policy: 
     );
 }
 
-fn rcpts(d: &DumpDir) -> Vec<String> {
+pub(crate) fn rcpts(d: &DumpDir) -> Vec<String> {
     d.deliveries()
         .iter()
         .map(|x| x.rcpt().to_lowercase())
