@@ -128,7 +128,8 @@ impl ImportCounts {
 }
 
 /// Imports every report, each in its own transaction (an error stops the import; what was
-/// recorded stays, and importing again picks up the rest), then appends one summary event.
+/// recorded stays, and importing again picks up the rest), then appends one summary event
+/// when there was anything to import.
 pub fn import(
     ledger: &mut Ledger,
     keys: &Keys,
@@ -139,6 +140,10 @@ pub fn import(
     let mut total = ImportCounts::default();
     for report in reports {
         total.add(&import_one(ledger, keys, policy, &report, now)?);
+    }
+    // A mailbox checked every few minutes (run-due) is mostly empty: no event for nothing.
+    if total.reports == 0 {
+        return Ok(total);
     }
     let body = serde_json::json!({
         "counts": total,
@@ -522,6 +527,27 @@ mod tests {
         assert_eq!((c.complaints, c.suppressed), (2, 1));
         assert_eq!(reason(&w, ann)?.as_deref(), Some("bounce"));
         assert_eq!(reason(&w, "bob@example.com")?.as_deref(), Some("complaint"));
+        Ok(())
+    }
+
+    #[test]
+    fn an_empty_import_leaves_no_event_and_a_duplicate_only_the_summary() -> Result<()> {
+        let mut w = world()?;
+        let p = BouncePolicy::default();
+        let before = w.ledger.audit_events(None)?.len();
+        assert_eq!(
+            import(&mut w.ledger, &w.keys, &p, Vec::new(), now())?,
+            ImportCounts::default()
+        );
+        assert_eq!(w.ledger.audit_events(None)?.len(), before);
+        let r = || report(1, vec![finding(Kind::Hard, Some("ann@example.com"), &[])]);
+        import(&mut w.ledger, &w.keys, &p, [r()], now())?;
+        let after = w.ledger.audit_events(None)?;
+        assert_eq!(after.len(), before + 2, "the decision and the summary");
+        import(&mut w.ledger, &w.keys, &p, [r()], now())?;
+        let again = w.ledger.audit_events(None)?;
+        assert_eq!(again.len(), after.len() + 1, "only the summary");
+        assert_eq!(again[again.len() - 1].body["counts"]["duplicates"], 1);
         Ok(())
     }
 
