@@ -45,8 +45,8 @@ impl Band {
     fn words(self) -> &'static str {
         match self {
             Band::Fine => "fine: under Gmail's 0.1%",
-            Band::Warning => "WARNING: at or over Gmail's 0.1%; keep it under",
-            Band::Danger => "DANGER: at or over Gmail's 0.3%, where it rejects bulk mail",
+            Band::Warning => "WARNING: Gmail's 0.1% reached",
+            Band::Danger => "DANGER: Gmail's 0.3% reached",
         }
     }
 }
@@ -131,7 +131,6 @@ pub fn lines(
             pct(f.rate(f.sender)),
             f.sent
         )),
-        Span::styled(hint, dim),
     ])];
     let mut complaints = vec![key("Complaints"), Span::raw(f.complaint.to_string())];
     match f.rate(f.complaint) {
@@ -147,6 +146,11 @@ pub fn lines(
         None => complaints.push(Span::styled("  (nothing sent to measure against)", dim)),
     }
     out.push(Line::from(complaints));
+    // Its own line: a mailbox URL would push the figures past the screen's edge.
+    out.push(Line::from(vec![
+        Span::raw(format!("{:12}", "")),
+        Span::styled(hint.trim_start().to_string(), dim),
+    ]));
     out
 }
 

@@ -4,6 +4,7 @@
 
 mod cli;
 pub mod dovecot;
+mod tui;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
