@@ -420,3 +420,84 @@ fn bounces_import_needs_a_state_and_real_paths_and_takes_the_campaigns_soft_limi
         .unwrap();
     assert_eq!(rows, 0, "erasure left bounce events behind");
 }
+
+/// Every fixture of the parser's tests imported at once: the counts by kind are what
+/// `bounces parse` says of the same files (import decides nothing of its own about a kind),
+/// a complaint suppresses with its reason, a block list's 5.7.1 suppresses nobody, and an
+/// unreadable file is one `unknown`.
+#[test]
+fn importing_the_parsers_fixtures_counts_what_parse_classifies() {
+    let t = tree();
+    let fixtures = repo().join("tests/bounces/fixtures");
+    let r = run_expect(
+        t.tact()
+            .args(["bounces", "parse", "--json", "--reveal"])
+            .arg(&fixtures),
+        0,
+    );
+    let parsed: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+    let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
+    for p in &parsed {
+        *by_kind
+            .entry(p["kind"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let blocked: Vec<String> = parsed
+        .iter()
+        .filter(|p| {
+            p["file"]
+                .as_str()
+                .unwrap()
+                .ends_with("postfix-dsn-blocked-571.eml")
+        })
+        .map(|p| {
+            assert_eq!(p["kind"], "sender", "{p}");
+            p["recipient"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(blocked.len(), 1);
+
+    let r = run_expect(
+        t.tact()
+            .args(["bounces", "import", "--json"])
+            .arg(&fixtures),
+        0,
+    );
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    for (kind, key) in [
+        ("hard", "hard"),
+        ("soft", "soft"),
+        ("sender", "sender"),
+        ("complaint", "complaints"),
+        ("auto-reply", "auto_reply"),
+        ("delivered", "delivered"),
+        ("unknown", "unknown"),
+    ] {
+        assert_eq!(
+            v[key].as_u64().unwrap(),
+            by_kind.get(kind).copied().unwrap_or(0),
+            "{kind}: import {v:#} vs parse {by_kind:?}"
+        );
+    }
+    assert_eq!(v["duplicates"], 0);
+    let r = suppress_check(&t, "carla.complains@example.com");
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.contains("suppressed: complaint"), "{}", r.stdout);
+    assert_eq!(
+        suppress_check(&t, &blocked[0]).code,
+        6,
+        "the sender was refused, not them"
+    );
+    let v2: Value = serde_json::from_str(
+        &run_expect(
+            t.tact()
+                .args(["bounces", "import", "--json"])
+                .arg(&fixtures),
+            0,
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(v2["duplicates"], v["reports"], "{v2:#}");
+    assert_eq!(v2["suppressed"], 0);
+}
