@@ -1079,7 +1079,7 @@ pub fn rules(p: &Prepared, counts: &Counts, stats: &RenderStats) -> Vec<Finding>
             "dkim-by-relay",
             Level::Notice,
             Vec::new(),
-            "no [dkim] table: your relay must DKIM-sign List-Unsubscribe and List-Unsubscribe-Post for one-click unsubscribe (RFC 8058 §4)".into(),
+            "no [dkim] table: your relay must DKIM-sign List-Unsubscribe and List-Unsubscribe-Post for one-click unsubscribe (RFC 8058 §4), and Feedback-ID for Gmail's feedback loop".into(),
             "Add [dkim] with domain, selector and private_key, or confirm the relay signs those headers.",
         ));
     }
