@@ -1137,6 +1137,25 @@ mod fixture_tests {
     use super::*;
 
     #[test]
+    fn dsn_actions_relayed_expanded_and_bare_statuses() {
+        let raw = "From: MAILER-DAEMON@example.org\nMessage-ID: <a@example.org>\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"z\"\n\n--z\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; example.org\n\nFinal-Recipient: rfc822; a@example.com\nAction: relayed\nStatus: 2.0.0\n\nFinal-Recipient: rfc822; b@example.com\nAction: expanded (to 3 addresses)\nStatus: 2.0.0\n\nOriginal-Recipient: rfc822; c@example.com\nStatus: 2.1.5\n\nFinal-Recipient: rfc822; d@example.com\nAction: failed\nStatus: 5.0.0\n\nFinal-Recipient: rfc822; e@example.com\nAction: failed\nStatus: 4.0.0\n--z--\n";
+        let got: Vec<(Kind, String, Option<String>)> = parse_message("x", raw.as_bytes())
+            .findings
+            .into_iter()
+            .map(|f| (f.kind, f.reason, f.recipient))
+            .collect();
+        let want = [
+            (Kind::Delivered, "relayed", "a@example.com"),
+            (Kind::Delivered, "expanded", "b@example.com"),
+            (Kind::Delivered, "delivered", "c@example.com"),
+            (Kind::Unknown, "unclassified", "d@example.com"),
+            (Kind::Soft, "temporary", "e@example.com"),
+        ]
+        .map(|(k, r, a)| (k, r.to_string(), Some(a.to_string())));
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn a_postfix_dsn_gives_the_recipient_status_code_token_and_campaign() {
         let raw = include_bytes!("../../tests/bounces/fixtures/postfix-dsn-user-unknown.eml");
         let r = parse_message("f.eml", raw);
