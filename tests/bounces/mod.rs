@@ -638,6 +638,11 @@ fn hostile_reports_are_one_unknown_entry_each_and_never_abort_the_run() {
     }
     deep.push_str("Content-Type: text/plain\n\nuser unknown\n");
     fs::write(d.join("b-deep.eml"), deep).expect("write");
+    // 300,000 message/rfc822 parts nested in one another (no delimiter needed).
+    let nested = String::from("From: MAILER-DAEMON@example.org\n")
+        + &"Content-Type: message/rfc822\n\n".repeat(300_000)
+        + "Subject: x\n\nuser unknown\n";
+    fs::write(d.join("b-nested-messages.eml"), nested).expect("write");
     // An endless header line, and a million header fields.
     let mut long = b"Subject: ".to_vec();
     long.resize(5 * 1024 * 1024, b'x');
@@ -665,7 +670,7 @@ fn hostile_reports_are_one_unknown_entry_each_and_never_abort_the_run() {
 
     let r = parse(&[&"--json", &d], 0);
     let got = by_file(&json_rows(&r));
-    assert_eq!(got.len(), 6, "{got:?}");
+    assert_eq!(got.len(), 7, "{got:?}");
     assert_eq!(
         got["a-too-large.eml"],
         [ex("unknown", None, None, "too-large", None)]
@@ -679,6 +684,7 @@ fn hostile_reports_are_one_unknown_entry_each_and_never_abort_the_run() {
         assert_eq!(got[name].len(), 1, "{name}: {:?}", got[name]);
     }
     assert_eq!(got["b-deep.eml"][0].3, "too-complex");
+    assert_eq!(got["b-nested-messages.eml"][0].3, "too-complex");
     // Bounded: a report names at most 1,000 recipients.
     assert_eq!(got["e-many-recipients.eml"].len(), 1000);
 
