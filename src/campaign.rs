@@ -47,6 +47,9 @@ const SEND_KEYS: &[&str] = &[
     "max_attempts",
     "retry_delay_seconds",
     "relay",
+    "test_to",
+    "max_hard_bounce_rate",
+    "pacing",
 ];
 const RELAY_KEYS: &[&str] = &[
     "name",
@@ -56,6 +59,8 @@ const RELAY_KEYS: &[&str] = &[
     "daily_quota",
     "password_env",
 ];
+/// `[send.pacing.<provider>]`.
+const PACE_KEYS: &[&str] = &["rate_per_second", "concurrency"];
 const DKIM_KEYS: &[&str] = &["domain", "selector", "private_key"];
 const BOUNCES_KEYS: &[&str] = &["address", "soft_limit", "soft_window_days", "imap"];
 const ACK_KEYS: &[&str] = &["rule", "fields", "reason"];
@@ -174,6 +179,21 @@ pub struct SendSettings {
     /// The marketer's own addresses for test messages (`send --test` with no address, the
     /// composer's `t`); any other address needs an explicit flag or a typed confirmation.
     pub test_to: Vec<String>,
+    /// The share of RCPT-time "no such user" refusals, over the first 200 recipients of a
+    /// run and after, above which the run pauses (a stale list burns the sender's name).
+    pub max_hard_bounce_rate: f64,
+    /// `[send.pacing.<provider>]`: limits per mailbox provider, on top of the relays'.
+    /// Keys are checked against the providers when the campaign loads.
+    pub pacing: std::collections::BTreeMap<String, PaceSettings>,
+}
+
+/// One `[send.pacing.<provider>]` table; what is not given keeps the provider's default
+/// (`send::provider::Pace::default_for`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PaceSettings {
+    pub rate_per_second: Option<f64>,
+    pub concurrency: Option<usize>,
 }
 
 /// One `[[send.relay]]` entry.
@@ -211,6 +231,8 @@ impl Default for SendSettings {
             retry_delay_seconds: 2.0,
             relay: Vec::new(),
             test_to: Vec::new(),
+            max_hard_bounce_rate: 0.05,
+            pacing: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -412,6 +434,53 @@ impl Campaign {
                 &[Step::Key("send"), Step::Key(key)],
                 "[send] max_attempts must be above 0, and retry_delay_seconds above 0 and at most 86400".into(),
             ));
+        }
+        let rate = raw.send.max_hard_bounce_rate;
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(at_key(
+                &[Step::Key("send"), Step::Key("max_hard_bounce_rate")],
+                format!(
+                    "[send] max_hard_bounce_rate is a share between 0 and 1 (0.05 is 5%), not {rate}"
+                ),
+            ));
+        }
+        for (key, pace) in &raw.send.pacing {
+            let bad = |step: Option<&'static str>, m: String| {
+                let mut steps = vec![Step::Key("send"), Step::Key("pacing"), Step::Key(key)];
+                steps.extend(step.map(Step::Key));
+                Err(at_key(&steps, m))
+            };
+            if crate::send::provider::Provider::from_key(key).is_none() {
+                let known = crate::send::provider::Provider::ALL.map(|p| p.key());
+                let hint = crate::send::provider::Provider::of_domain(&format!("{key}.com"));
+                let hint = if hint == crate::send::provider::Provider::Other {
+                    String::new()
+                } else {
+                    format!(" ({key} is part of `{hint}`)")
+                };
+                return bad(
+                    None,
+                    format!(
+                        "[send.pacing] has no provider `{key}`{hint}: there are {}",
+                        known.join(", ")
+                    ),
+                );
+            }
+            if pace
+                .rate_per_second
+                .is_some_and(|r| !r.is_finite() || r <= 0.0)
+            {
+                return bad(
+                    Some("rate_per_second"),
+                    format!("[send.pacing.{key}] rate_per_second must be above 0"),
+                );
+            }
+            if pace.concurrency == Some(0) {
+                return bad(
+                    Some("concurrency"),
+                    format!("[send.pacing.{key}] concurrency must be above 0"),
+                );
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, r) in raw.send.relay.iter_mut().enumerate() {
@@ -648,7 +717,8 @@ fn campaign_toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
             .chain(DKIM_KEYS)
             .chain(BOUNCES_KEYS)
             .chain(ACK_KEYS)
-            .chain(RELAY_KEYS);
+            .chain(RELAY_KEYS)
+            .chain(PACE_KEYS);
         let hint = did_you_mean(wrong, all.copied());
         message = format!("unknown key `{wrong}`{hint}");
     }
@@ -863,6 +933,105 @@ min_segment_size = 20
         assert!(e.contains("return_path") && e.contains(":9:15:"), "{e}");
     }
 
+    #[test]
+    fn pacing_and_the_hard_bounce_rate() {
+        use crate::send::{Pace, Provider};
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.send.max_hard_bounce_rate, 0.05);
+        assert_eq!(
+            Pace::for_campaign(&c.send, Provider::Gmail),
+            Pace::default_for(Provider::Gmail)
+        );
+        let c = parse(&format!(
+            "{GOOD}[send]\nmax_hard_bounce_rate = 0.1\n[send.pacing.gmail]\nrate_per_second = 2.5\n[send.pacing.other]\nconcurrency = 3\n"
+        ))
+        .unwrap();
+        assert_eq!(c.send.max_hard_bounce_rate, 0.1);
+        let gmail = Pace::for_campaign(&c.send, Provider::Gmail);
+        assert_eq!(gmail.rate_per_second, Some(2.5));
+        // What is not set keeps the provider's default.
+        assert_eq!(
+            gmail.concurrency,
+            Pace::default_for(Provider::Gmail).concurrency
+        );
+        let other = Pace::for_campaign(&c.send, Provider::Other);
+        assert_eq!((other.rate_per_second, other.concurrency), (None, Some(3)));
+        assert_eq!(
+            Pace::for_campaign(&c.send, Provider::Yahoo),
+            Pace::default_for(Provider::Yahoo)
+        );
+    }
+
+    #[test]
+    fn bad_pacing_points_at_its_key() {
+        let cases = [
+            (
+                "[send.pacing.hotmail]\nrate_per_second = 1\n",
+                "no provider `hotmail` (hotmail is part of `microsoft`): there are gmail, microsoft, yahoo, apple, other",
+                ":12:14:",
+            ),
+            (
+                "[send.pacing.mailchimp]\nconcurrency = 1\n",
+                "no provider `mailchimp`: there are",
+                ":12:14:",
+            ),
+            (
+                "[send]\nrate_per_second = 5\n\n[send.pacing.Gmail]\nconcurrency = 1\n",
+                "no provider `Gmail`",
+                ":15:14:",
+            ),
+            (
+                "[send.pacing.gmail]\nrate_per_second = 0\n",
+                "[send.pacing.gmail] rate_per_second must be above 0",
+                ":13:1:",
+            ),
+            (
+                "[send.pacing.yahoo]\nrate_per_second = nan\n",
+                "rate_per_second must be above 0",
+                ":13:1:",
+            ),
+            (
+                "[send.pacing.apple]\nconcurrency = 0\n",
+                "[send.pacing.apple] concurrency must be above 0",
+                ":13:1:",
+            ),
+            (
+                "[send.pacing.gmail]\nburst = 3\n",
+                "unknown key `burst`",
+                ":13:1:",
+            ),
+            (
+                "[send.pacing.gmail]\nrate_per_secnd = 3\n",
+                "did you mean `rate_per_second`",
+                ":13:1:",
+            ),
+            (
+                "[send]\nmax_hard_bounce_rate = 5\n",
+                "between 0 and 1",
+                ":13:1:",
+            ),
+            (
+                "[send]\nmax_hard_bounce_rate = -0.1\n",
+                "between 0 and 1",
+                ":13:1:",
+            ),
+            (
+                "[send]\nmax_hard_bounce_rate = nan\n",
+                "between 0 and 1",
+                ":13:1:",
+            ),
+            (
+                "[send]\nmax_hard_bounce_rte = 0.1\n",
+                "did you mean `max_hard_bounce_rate`",
+                ":13:1:",
+            ),
+        ];
+        for (extra, what, at) in cases {
+            let e = parse(&format!("{GOOD}{extra}")).unwrap_err().to_string();
+            assert!(e.contains(what) && e.contains(at), "{extra}: {e}");
+        }
+    }
+
     mod property {
         use super::*;
         use proptest::prelude::*;
@@ -903,6 +1072,11 @@ min_segment_size = 20
             "url = \"smtp://x\"",
             "name = \"a b\"",
             "daily_quota = 0",
+            "max_hard_bounce_rate = 2",
+            "[send.pacing.gmail]",
+            "[send.pacing.hotmail]",
+            "[send.pacing]",
+            "gmail = { concurrency = 0 }",
             "[dkim]",
             "domain = 1",
             "[bounces]",

@@ -261,6 +261,12 @@ fn print_summary(sent: &Sent) {
             .collect();
         println!("by relay: {}", by.join(", "));
     }
+    if let Some(line) = orchestrate::by_provider_line(s) {
+        println!("by provider (sent/total): {line}");
+    }
+    for line in orchestrate::providers_out(s) {
+        println!("provider given up for this run: {line}");
+    }
     if s.failed > 0 {
         let codes: Vec<String> = s
             .failed_by_code
@@ -268,6 +274,12 @@ fn print_summary(sent: &Sent) {
             .map(|(c, n)| format!("{n}×{c}"))
             .collect();
         println!("failed permanently: {} ({})", s.failed, codes.join(", "));
+        if s.unknown_recipients > 0 {
+            println!(
+                "  of which refused as unknown at RCPT TO: {}",
+                s.unknown_recipients
+            );
+        }
     }
     if s.uncertain > 0 {
         println!(

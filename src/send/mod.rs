@@ -8,12 +8,14 @@
 mod commit;
 mod dkim;
 pub mod orchestrate;
+pub mod provider;
 pub mod sendmail;
 pub mod setup;
 mod smtp;
 pub mod test_send;
 
 pub use dkim::{DKIM_HEADERS, load_dkim_key, sign};
+pub use provider::{Pace, Provider};
 use smtp::{After, Attempt, Conn, connect, transact};
 pub use smtp::{SmtpTarget, Timeouts, redact_url};
 
@@ -42,6 +44,11 @@ pub struct SendOptions {
     pub backoff: Duration,
     /// Consecutive failures after which the run stops by itself.
     pub pause_after: usize,
+    /// RCPT-time "no such user" refusals, as a share of the recipients answered, above
+    /// which the run pauses, once `BREAKER_AFTER` recipients have been answered.
+    pub max_hard_bounce_rate: f64,
+    /// Each provider's limits, in `Provider::ALL` order.
+    pub pacing: [Pace; 5],
 }
 
 impl SendOptions {
@@ -52,8 +59,26 @@ impl SendOptions {
             max_attempts: c.send.max_attempts,
             backoff: Duration::from_secs_f64(c.send.retry_delay_seconds),
             pause_after: 50,
+            max_hard_bounce_rate: c.send.max_hard_bounce_rate,
+            pacing: Provider::ALL.map(|p| Pace::for_campaign(&c.send, p)),
         }
     }
+}
+
+/// The hard-bounce breaker judges a run only once this many recipients have been answered:
+/// a few unknown addresses among the first dozen say nothing about a list.
+pub const BREAKER_AFTER: usize = 200;
+
+/// One provider's progress, for the gauge.
+#[derive(Debug, Default)]
+pub struct ProviderTally {
+    pub total: AtomicUsize,
+    pub sent: AtomicUsize,
+    pub failed: AtomicUsize,
+    /// Left pending for a later run: deferred to the end, or the provider gave out.
+    pub deferred: AtomicUsize,
+    /// The provider is backing off after a deferral.
+    pub backing_off: AtomicBool,
 }
 
 /// Live counters, shared with whoever shows progress.
@@ -66,6 +91,8 @@ pub struct Tally {
     pub deferred: AtomicUsize,
     pub suppressed: AtomicUsize,
     pub retries: AtomicUsize,
+    /// By provider, in `Provider::ALL` order.
+    pub providers: [ProviderTally; 5],
 }
 
 impl Tally {
@@ -81,6 +108,25 @@ impl Tally {
         .map(|a| a.load(Ordering::Relaxed))
         .sum()
     }
+
+    pub fn provider(&self, p: Provider) -> &ProviderTally {
+        &self.providers[p.index()]
+    }
+}
+
+/// One provider's part of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProviderSummary {
+    pub total: usize,
+    pub sent: usize,
+    pub failed: usize,
+    /// Still pending for a later run.
+    pub deferred: usize,
+    /// Deferrals (421 / 4.7.x) it answered during the run.
+    pub deferrals: usize,
+    /// Why it was given up for the run, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gave_out: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -107,6 +153,11 @@ pub struct Summary {
     /// Relays given up during the run after faults in a row, one line each (`relay NAME
     /// (host:port): cause (N attempts)`); the others went on without them.
     pub relays_out: Vec<String>,
+    /// Recipients refused at RCPT TO as unknown (the hard-bounce breaker's count; also in
+    /// `failed`).
+    pub unknown_recipients: usize,
+    /// Progress by mailbox provider, for the providers this run had recipients at.
+    pub by_provider: BTreeMap<Provider, ProviderSummary>,
 }
 
 /// One recipient to send to: the row, and the variant in the top bit. Four bytes, because
@@ -267,6 +318,11 @@ impl RateLimit {
         }
     }
 
+    /// When the next message may go, without taking the turn.
+    fn ready_at(&self) -> Instant {
+        *lock(&self.next)
+    }
+
     async fn wait(&self) {
         let at = {
             let mut next = lock(&self.next);
@@ -387,20 +443,24 @@ impl RelayState {
 /// is given up for the run; see `RelayState::fault_limit`.
 const MAX_FAULTS: u32 = 5;
 
-/// Fresh jobs in plan order, and retries each with the moment it may go.
+/// One provider's fresh jobs in plan order, and its retries each with the moment it may go.
 #[derive(Default)]
-struct Queue {
+struct Jobs {
     fresh: VecDeque<Job>,
     retry: Vec<(Instant, Job)>,
 }
 
-impl Queue {
+impl Jobs {
     fn is_empty(&self) -> bool {
         self.fresh.is_empty() && self.retry.is_empty()
     }
 
     fn len(&self) -> usize {
         self.fresh.len() + self.retry.len()
+    }
+
+    fn has_due(&self, now: Instant) -> bool {
+        !self.fresh.is_empty() || self.retry.iter().any(|&(at, _)| at <= now)
     }
 
     /// A due retry first, then fresh jobs.
@@ -413,6 +473,97 @@ impl Queue {
 
     fn next_due(&self) -> Option<Instant> {
         self.retry.iter().map(|&(at, _)| at).min()
+    }
+}
+
+/// The jobs by provider (`Provider::ALL` order), and whose turn is next among equals.
+#[derive(Default)]
+struct Queue {
+    by: [Jobs; 5],
+    cursor: usize,
+}
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.by.iter().map(Jobs::len).sum()
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.by.iter().filter_map(Jobs::next_due).min()
+    }
+}
+
+/// The longest a provider rests after deferrals in a row: its backoff doubles up to this.
+const MAX_PROVIDER_REST: Duration = Duration::from_secs(300);
+
+/// A mailbox provider during the run: its own pace (on top of the relays'), and its backoff
+/// after deferrals, which slows it alone.
+struct Lane {
+    provider: Provider,
+    rate: Option<RateLimit>,
+    concurrency: usize,
+    /// Connections holding its recipients now (claimed, not yet all handed over).
+    active: AtomicUsize,
+    down_until: Mutex<Option<Instant>>,
+    /// Deferrals since it last accepted a message.
+    deferrals: AtomicU32,
+    all_deferrals: AtomicUsize,
+    /// Why it was given up for the run after deferrals in a row: its recipients wait for a
+    /// later run while the others go on.
+    out: Mutex<Option<String>>,
+}
+
+impl Lane {
+    fn new(provider: Provider, pace: Pace) -> Lane {
+        Lane {
+            provider,
+            rate: pace.rate_per_second.map(RateLimit::new),
+            concurrency: pace.concurrency.unwrap_or(usize::MAX).max(1),
+            active: AtomicUsize::new(0),
+            down_until: Mutex::new(None),
+            deferrals: AtomicU32::new(0),
+            all_deferrals: AtomicUsize::new(0),
+            out: Mutex::new(None),
+        }
+    }
+
+    fn resting(&self) -> bool {
+        lock(&self.down_until).is_some_and(|t| t > Instant::now())
+    }
+
+    fn is_out(&self) -> bool {
+        lock(&self.out).is_some()
+    }
+
+    /// Whether a connection may take its recipients now.
+    fn open(&self) -> bool {
+        self.active.load(Ordering::SeqCst) < self.concurrency && !self.resting() && !self.is_out()
+    }
+
+    /// A deferral: the provider rests, twice as long as the last time (up to
+    /// `MAX_PROVIDER_REST`), and after `limit` in a row it is out of the run.
+    fn defer(&self, base: Duration, limit: u32, reply: &Reply) {
+        self.all_deferrals.fetch_add(1, Ordering::Relaxed);
+        let n = self.deferrals.fetch_add(1, Ordering::SeqCst) + 1;
+        let pause = base
+            .saturating_mul(1 << (n - 1).min(16))
+            .min(MAX_PROVIDER_REST);
+        *lock(&self.down_until) = Some(Instant::now() + pause);
+        if n >= limit {
+            let code = match (reply.code, &reply.enhanced) {
+                (Some(c), Some(x)) => format!("{c} {x}"),
+                (Some(c), None) => c.to_string(),
+                (None, Some(x)) => x.clone(),
+                (None, None) => "deferred".into(),
+            };
+            lock(&self.out).get_or_insert_with(|| {
+                format!("deferred {n} times in a row (last: {code}); the rest wait for a later run")
+            });
+        }
+    }
+
+    fn accepted(&self) {
+        self.deferrals.store(0, Ordering::SeqCst);
     }
 }
 
@@ -435,6 +586,11 @@ struct Shared<'a> {
     consecutive_failures: AtomicUsize,
     paused: Mutex<Option<String>>,
     failed_by_code: Mutex<BTreeMap<String, usize>>,
+    lanes: [Lane; 5],
+    /// Recipients answered for good this run (accepted or refused), and how many of them
+    /// were refused as unknown: the hard-bounce breaker's figures.
+    answered: AtomicUsize,
+    unknown: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -457,26 +613,81 @@ impl Shared<'_> {
         self.stop.store(true, Ordering::SeqCst);
     }
 
-    /// Up to `n` jobs that may go now.
-    fn take(&self, n: usize) -> Vec<Job> {
+    /// Up to `n` jobs of one provider that may go now: of the providers with a job due
+    /// that are not resting, not out and under their concurrency, the one whose turn comes
+    /// first (in rotation among equals). The caller then holds one place of that provider's
+    /// concurrency until it has handed the jobs over (`end_lease`).
+    fn take(&self, n: usize) -> Option<(Provider, Vec<Job>)> {
         let mut q = lock(&self.queue);
         let now = Instant::now();
-        let jobs: Vec<Job> = std::iter::from_fn(|| q.pop_due(now)).take(n).collect();
+        let mut best: Option<(Instant, usize)> = None;
+        for k in 0..Provider::ALL.len() {
+            let i = (q.cursor + k) % Provider::ALL.len();
+            let lane = &self.lanes[i];
+            if !q.by[i].has_due(now) || !lane.open() {
+                continue;
+            }
+            let at = lane.rate.as_ref().map_or(now, |r| r.ready_at().max(now));
+            if best.is_none_or(|(b, _)| at < b) {
+                best = Some((at, i));
+            }
+        }
+        let (_, i) = best?;
+        q.cursor = (i + 1) % Provider::ALL.len();
+        let jobs: Vec<Job> = std::iter::from_fn(|| q.by[i].pop_due(now))
+            .take(n)
+            .collect();
+        self.lanes[i].active.fetch_add(1, Ordering::SeqCst);
         self.in_flight.fetch_add(jobs.len(), Ordering::SeqCst);
-        jobs
+        Some((self.lanes[i].provider, jobs))
     }
 
-    /// Nothing queued and nobody holding a job: the run is over.
+    fn end_lease(&self, lease: &mut Option<Provider>) {
+        if let Some(p) = lease.take() {
+            self.lanes[p.index()].active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn lane(&self, p: Provider) -> &Lane {
+        &self.lanes[p.index()]
+    }
+
+    /// Nothing queued (but for providers out of the run) and nobody holding a job: the run
+    /// is over.
     fn drained(&self) -> bool {
-        lock(&self.queue).is_empty() && self.in_flight.load(Ordering::SeqCst) == 0
+        let q = lock(&self.queue);
+        q.by.iter()
+            .zip(&self.lanes)
+            .all(|(jobs, lane)| jobs.is_empty() || lane.is_out())
+            && self.in_flight.load(Ordering::SeqCst) == 0
     }
 
-    /// Back in the queue, at once (another relay may take it) or after a backoff.
+    /// Back in its provider's queue, at once (another relay may take it) or after a backoff.
     fn requeue(&self, job: Job, after: Option<Duration>) {
+        let i = Provider::of_address(self.p.audience.email(job.row())).index();
         let mut q = lock(&self.queue);
         match after {
-            Some(d) => q.retry.push((Instant::now() + d, job)),
-            None => q.fresh.push_front(job),
+            Some(d) => q.by[i].retry.push((Instant::now() + d, job)),
+            None => q.by[i].fresh.push_front(job),
+        }
+    }
+
+    /// A recipient answered for good; past `BREAKER_AFTER` of them, too many unknown ones
+    /// pause the run (DESIGN §5's auto-pause: everyone not yet tried stays pending).
+    fn answered(&self, unknown: bool) {
+        let u = if unknown {
+            self.unknown.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            self.unknown.load(Ordering::SeqCst)
+        };
+        let n = self.answered.fetch_add(1, Ordering::SeqCst) + 1;
+        let max = self.opts.max_hard_bounce_rate;
+        if n >= BREAKER_AFTER && u as f64 > max * n as f64 {
+            self.pause(format!(
+                "{u} of {n} recipients were refused as unknown at RCPT TO ({:.1}%, above [send] max_hard_bounce_rate {}%): the list looks stale, and mailing on would harm the sender's reputation; the rest stay pending: clean the list (import the bounces, suppress the unknown) or raise the rate, then run again",
+                100.0 * u as f64 / n as f64,
+                100.0 * max
+            ));
         }
     }
 
@@ -565,16 +776,24 @@ pub fn send_all(
     }
     let batch = ledger.claim_batch().max(1);
     let total = jobs.len();
+    // By provider, each in plan order: one lookup per recipient, here, not per message.
+    let mut by: [Jobs; 5] = Default::default();
+    for job in jobs {
+        by[Provider::of_address(p.audience.email(job.row())).index()]
+            .fresh
+            .push_back(job);
+    }
+    for (t, jobs) in tally.providers.iter().zip(&by) {
+        t.total.store(jobs.len(), Ordering::Relaxed);
+    }
+    let lanes = Provider::ALL.map(|prov| Lane::new(prov, opts.pacing[prov.index()]));
     let shared = Shared {
         p,
         keys,
         ledger: Mutex::new(ledger),
         committer: commit::Committer::default(),
         batch,
-        queue: Mutex::new(Queue {
-            fresh: jobs.into(),
-            retry: Vec::new(),
-        }),
+        queue: Mutex::new(Queue { by, cursor: 0 }),
         in_flight: AtomicUsize::new(0),
         tally,
         stop,
@@ -586,6 +805,9 @@ pub fn send_all(
         consecutive_failures: AtomicUsize::new(0),
         paused: Mutex::new(None),
         failed_by_code: Mutex::new(BTreeMap::new()),
+        lanes,
+        answered: AtomicUsize::new(0),
+        unknown: AtomicUsize::new(0),
     };
     runtime.block_on(async {
         let workers = shared.relays.iter().flat_map(|r| {
@@ -597,8 +819,12 @@ pub fn send_all(
     let elapsed = started.elapsed().as_secs_f64();
     let left = lock(&shared.queue).len();
     if left > 0 && !stop.load(Ordering::SeqCst) {
-        // Every relay's quota is spent: the rest stay pending for a later run.
+        // Every relay's quota is spent, or a provider gave out: the rest stay pending for
+        // a later run.
         tally.deferred.fetch_add(left, Ordering::Relaxed);
+        for (t, jobs) in tally.providers.iter().zip(&lock(&shared.queue).by) {
+            t.deferred.fetch_add(jobs.len(), Ordering::Relaxed);
+        }
     }
     let sent = tally.sent.load(Ordering::Relaxed);
     let complete = shared.ledger().counts(&p.campaign.name)?.pending == 0;
@@ -639,6 +865,25 @@ pub fn send_all(
             .filter(|r| r.is_out())
             .map(RelayState::out_line)
             .collect(),
+        unknown_recipients: shared.unknown.load(Ordering::SeqCst),
+        by_provider: shared
+            .lanes
+            .iter()
+            .zip(&tally.providers)
+            .filter(|(_, t)| t.total.load(Ordering::Relaxed) > 0)
+            .map(|(lane, t)| {
+                let n = |a: &AtomicUsize| a.load(Ordering::Relaxed);
+                let summary = ProviderSummary {
+                    total: n(&t.total),
+                    sent: n(&t.sent),
+                    failed: n(&t.failed),
+                    deferred: n(&t.deferred),
+                    deferrals: n(&lane.all_deferrals),
+                    gave_out: lock(&lane.out).clone(),
+                };
+                (lane.provider, summary)
+            })
+            .collect(),
     })
 }
 
@@ -675,7 +920,12 @@ async fn worker(s: &Shared<'_>, r: &RelayState) {
     let mut done: Vec<Delivered> = Vec::new();
     // Claimed (`sending` in the ledger), not yet handed to the relay.
     let mut claimed: VecDeque<(Job, RecipientHash)> = VecDeque::new();
+    // The provider whose recipients are claimed: a place in its concurrency while any are.
+    let mut lease: Option<Provider> = None;
     loop {
+        if claimed.is_empty() {
+            s.end_lease(&mut lease);
+        }
         if s.stop.load(Ordering::SeqCst) || r.is_out() {
             break;
         }
@@ -701,8 +951,7 @@ async fn worker(s: &Shared<'_>, r: &RelayState) {
             if r.quota_spent() {
                 break;
             }
-            let jobs = s.take(s.batch);
-            if jobs.is_empty() {
+            let Some((provider, jobs)) = s.take(s.batch) else {
                 settle(s, &mut done, campaign);
                 if s.drained() {
                     break;
@@ -714,7 +963,8 @@ async fn worker(s: &Shared<'_>, r: &RelayState) {
                     .min(Instant::now() + Duration::from_millis(20));
                 tokio::time::sleep_until(wake.into()).await;
                 continue;
-            }
+            };
+            lease = Some(provider);
             let hashes: Vec<RecipientHash> = jobs
                 .iter()
                 .map(|j| s.keys.recipient_hash(s.p.audience.email(j.row())))
@@ -750,6 +1000,18 @@ async fn worker(s: &Shared<'_>, r: &RelayState) {
             }
             continue;
         }
+        let Some(provider) = lease else {
+            // Claimed without a lease cannot happen; were it to, they go back.
+            release(s, &mut claimed, campaign);
+            continue;
+        };
+        let lane = s.lane(provider);
+        if lane.resting() || lane.is_out() {
+            // Deferred meanwhile: its recipients go back and wait; this connection serves
+            // the other providers.
+            release(s, &mut claimed, campaign);
+            continue;
+        }
         let Some((job, hash)) = claimed.pop_front() else {
             continue;
         };
@@ -758,15 +1020,19 @@ async fn worker(s: &Shared<'_>, r: &RelayState) {
             release(s, &mut claimed, campaign);
             break;
         }
+        if let Some(rate) = &lane.rate {
+            rate.wait().await;
+        }
         r.rate.wait().await;
         if s.batch > 1 && suppressed_since_claim(s, &mut claimed, job, &hash, campaign) {
             continue;
         }
-        attempt(s, r, &mut conn, &mut done, job, hash, campaign).await;
+        attempt(s, r, &mut conn, &mut done, (job, provider), hash, campaign).await;
         s.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
     settle(s, &mut done, campaign);
     release(s, &mut claimed, campaign);
+    s.end_lease(&mut lease);
     if let Some(c) = conn {
         c.quit().await;
     }
@@ -864,11 +1130,13 @@ async fn attempt(
     r: &RelayState,
     conn: &mut Option<Conn>,
     done: &mut Vec<Delivered>,
-    job: Job,
+    (job, provider): (Job, Provider),
     hash: RecipientHash,
     campaign: &str,
 ) {
     let row = job.row();
+    let lane = s.lane(provider);
+    let counts = s.tally.provider(provider);
     let release = |reply: &Reply| {
         let _ = s
             .ledger()
@@ -973,17 +1241,43 @@ async fn attempt(
             r.sent.fetch_add(1, Ordering::Relaxed);
             s.consecutive_failures.store(0, Ordering::SeqCst);
             s.tally.sent.fetch_add(1, Ordering::Relaxed);
+            lane.accepted();
+            counts.sent.fetch_add(1, Ordering::Relaxed);
+            counts.backing_off.store(false, Ordering::Relaxed);
+            s.answered(false);
+        }
+        Attempt::NoSuchUser(reply) => {
+            // The recipient's own fault, and the breaker's to judge: not a sign of a relay
+            // in trouble, so it leaves the run of consecutive failures as it was.
+            record(Status::Failed, &reply);
+            count_failure(s, &reply);
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            s.answered(true);
+        }
+        Attempt::Deferred(reply) => {
+            record(Status::Pending, &reply);
+            let limit = s.opts.max_attempts.max(
+                u32::try_from(lane.concurrency)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(1),
+            );
+            lane.defer(s.opts.backoff, limit, &reply);
+            counts.backing_off.store(true, Ordering::Relaxed);
+            let attempts = s.ledger().attempts(campaign, &hash).unwrap_or(u32::MAX);
+            if attempts >= s.opts.max_attempts {
+                s.tally.deferred.fetch_add(1, Ordering::Relaxed);
+                counts.deferred.fetch_add(1, Ordering::Relaxed);
+            } else {
+                // Back in its provider's queue, which rests: when it wakes, first in line.
+                s.tally.retries.fetch_add(1, Ordering::Relaxed);
+                s.requeue(job, None);
+            }
         }
         Attempt::Failed(reply) => {
             record(Status::Failed, &reply);
-            // A sendmail's refusal has no SMTP code, only its exit status.
-            let key = match (reply.code, &reply.enhanced) {
-                (Some(c), _) => c.to_string(),
-                (None, Some(e)) => e.clone(),
-                (None, None) => "unknown".to_string(),
-            };
-            *lock(&s.failed_by_code).entry(key).or_default() += 1;
-            s.tally.failed.fetch_add(1, Ordering::Relaxed);
+            count_failure(s, &reply);
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            s.answered(false);
             note_failure(s, "permanent refusals");
         }
         Attempt::SenderRefused(reply) => {
@@ -1007,6 +1301,7 @@ async fn attempt(
             let attempts = s.ledger().attempts(campaign, &hash).unwrap_or(u32::MAX);
             if attempts >= s.opts.max_attempts {
                 s.tally.deferred.fetch_add(1, Ordering::Relaxed);
+                counts.deferred.fetch_add(1, Ordering::Relaxed);
             } else {
                 s.tally.retries.fetch_add(1, Ordering::Relaxed);
                 if keep {
@@ -1026,6 +1321,18 @@ async fn attempt(
             note_failure(s, "connections lost after the message");
         }
     }
+}
+
+/// A permanent refusal, counted by its reply code.
+fn count_failure(s: &Shared<'_>, reply: &Reply) {
+    // A sendmail's refusal has no SMTP code, only its exit status.
+    let key = match (reply.code, &reply.enhanced) {
+        (Some(c), _) => c.to_string(),
+        (None, Some(e)) => e.clone(),
+        (None, None) => "unknown".to_string(),
+    };
+    *lock(&s.failed_by_code).entry(key).or_default() += 1;
+    s.tally.failed.fetch_add(1, Ordering::Relaxed);
 }
 
 fn note_failure(s: &Shared<'_>, last: &str) {
@@ -1049,11 +1356,13 @@ pub fn send_tests(
         .map_err(|e| Error::Other(format!("cannot start the sender: {e}")))?;
     let said = |attempt: Attempt| match attempt {
         Attempt::Sent(_) => "sent".to_string(),
-        Attempt::Failed(r) | Attempt::Retry(r) => match (r.code, r.enhanced) {
-            (Some(c), _) => format!("refused ({c})"),
-            (None, Some(e)) => format!("refused ({e})"),
-            (None, None) => "refused".to_string(),
-        },
+        Attempt::Failed(r) | Attempt::NoSuchUser(r) | Attempt::Retry(r) | Attempt::Deferred(r) => {
+            match (r.code, r.enhanced) {
+                (Some(c), _) => format!("refused ({c})"),
+                (None, Some(e)) => format!("refused ({e})"),
+                (None, None) => "refused".to_string(),
+            }
+        }
         Attempt::SenderRefused(r) => match (r.code, r.enhanced) {
             (Some(c), _) => format!("sender refused ({c})"),
             (None, Some(e)) => format!("sender refused ({e})"),

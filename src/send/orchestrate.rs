@@ -14,7 +14,9 @@ use std::time::{Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use super::{Relay, Run, SendOptions, Summary, Tally, Transport, load_dkim_key, queue, send_all};
+use super::{
+    Provider, Relay, Run, SendOptions, Summary, Tally, Transport, load_dkim_key, queue, send_all,
+};
 use crate::campaign::Campaign;
 use crate::check::{Level, Report};
 use crate::error::Result;
@@ -93,6 +95,46 @@ pub fn uncertain_note(n: usize) -> Option<String> {
              delivered, then `tact send --retry-uncertain` to resend them (never resent without it)"
         )
     })
+}
+
+/// Progress by mailbox provider, `gmail 40/40 · microsoft 10/12 (2 deferred) · other
+/// 300/300`, sent of total; `None` when everyone is at `other` (the totals say it all).
+pub fn by_provider_line(s: &Summary) -> Option<String> {
+    if s.by_provider.keys().all(|p| *p == Provider::Other) {
+        return None;
+    }
+    let parts: Vec<String> = s
+        .by_provider
+        .iter()
+        .map(|(p, n)| {
+            let mut notes = Vec::new();
+            if n.failed > 0 {
+                notes.push(format!("{} failed", n.failed));
+            }
+            if n.deferred > 0 {
+                notes.push(format!("{} deferred", n.deferred));
+            }
+            if n.deferrals > 0 && n.deferred == 0 {
+                notes.push(format!("backed off {}×", n.deferrals));
+            }
+            let notes = if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", notes.join(", "))
+            };
+            format!("{p} {}/{}{notes}", n.sent, n.total)
+        })
+        .collect();
+    Some(parts.join(" · "))
+}
+
+/// Providers given up during the run, one line each: `gmail: deferred 5 times in a row
+/// (last: 421 4.7.0); the rest wait for a later run`.
+pub fn providers_out(s: &Summary) -> Vec<String> {
+    s.by_provider
+        .iter()
+        .filter_map(|(p, n)| n.gave_out.as_ref().map(|why| format!("{p}: {why}")))
+        .collect()
 }
 
 /// The line every command gives for a complete campaign.

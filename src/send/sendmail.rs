@@ -11,7 +11,8 @@
 //! | exit 0, the whole message written | `Sent` | queued: the MTA has it |
 //! | could not start the program | `Retry` | nothing ran |
 //! | exit 75 `EX_TEMPFAIL`, 69 `EX_UNAVAILABLE`, 68 `EX_NOHOST`, 77 `EX_NOPERM`, 78 `EX_CONFIG` | `Retry` | refused before taking it |
-//! | exit 64 `EX_USAGE`, 65 `EX_DATAERR`, 67 `EX_NOUSER` | `Failed` | this address or message is refused |
+//! | exit 64 `EX_USAGE`, 65 `EX_DATAERR` | `Failed` | this address or message is refused |
+//! | exit 67 `EX_NOUSER` | `NoSuchUser` | no such mailbox: failed, and counted by the hard-bounce breaker |
 //! | killed, or timed out, before stdin was written and closed | `Retry` | with `-i` only end of input ends the message |
 //! | killed, or timed out, after the whole message was written | `Uncertain` | it may have been queued |
 //! | exit 0 before the whole message was written, any other code | `Uncertain` | unknown meaning |
@@ -208,7 +209,8 @@ fn attempt(e: Ending) -> Attempt {
             EX_TEMPFAIL | EX_UNAVAILABLE | EX_NOHOST | EX_NOPERM | EX_CONFIG => {
                 Attempt::Retry(sysexit(code))
             }
-            EX_USAGE | EX_DATAERR | EX_NOUSER => Attempt::Failed(sysexit(code)),
+            EX_USAGE | EX_DATAERR => Attempt::Failed(sysexit(code)),
+            EX_NOUSER => Attempt::NoSuchUser(sysexit(code)),
             _ => Attempt::Uncertain,
         },
         // With -i only the end of input ends the message, so unfed means nothing queued.
@@ -472,8 +474,8 @@ impl From<Attempt> for Submitted {
     fn from(a: Attempt) -> Submitted {
         match a {
             Attempt::Sent(_) => Submitted::Queued,
-            Attempt::Retry(r) => Submitted::Retry(r),
-            Attempt::Failed(r) => Submitted::Failed(r),
+            Attempt::Retry(r) | Attempt::Deferred(r) => Submitted::Retry(r),
+            Attempt::Failed(r) | Attempt::NoSuchUser(r) => Submitted::Failed(r),
             Attempt::SenderRefused(r) => Submitted::SenderRefused(r),
             Attempt::Uncertain => Submitted::Uncertain,
         }
@@ -649,6 +651,9 @@ mod tests {
         for (ending, want) in table {
             assert_eq!(Submitted::from(attempt(ending)), want, "{ending:?}");
         }
+        // EX_NOUSER is the breaker's "no such user"; the other refusals are not.
+        assert!(matches!(attempt(fed(67)), Attempt::NoSuchUser(_)));
+        assert!(matches!(attempt(fed(65)), Attempt::Failed(_)));
     }
 
     #[test]

@@ -488,6 +488,12 @@ pub(super) enum Attempt {
     Retry(Reply),
     /// 5xx to RCPT or to the message: never retried.
     Failed(Reply),
+    /// 5xx to RCPT saying the mailbox does not exist (`no_such_user`): failed, and counted
+    /// by the run's hard-bounce breaker.
+    NoSuchUser(Reply),
+    /// The recipient's provider asked to slow down (`provider_deferral`): the recipient
+    /// stays pending, and only that provider backs off.
+    Deferred(Reply),
     /// The sender was refused (5xx to MAIL FROM): the sender's problem, not the
     /// recipient's, who stays pending while the run stops.
     SenderRefused(Reply),
@@ -516,6 +522,59 @@ fn refusal(e: &lettre::transport::smtp::Error) -> Option<(Reply, bool)> {
     e.status()
         .is_some()
         .then(|| (reply_of(e), e.is_permanent()))
+}
+
+/// Whether a permanent refusal of RCPT TO says the mailbox does not exist, the sign of a
+/// stale list. The enhanced status decides when it says something specific: `5.1.1` (bad
+/// mailbox), `5.1.0` (bad address) and `5.1.10` (Exchange's RecipientNotFound) are, and any
+/// other (`5.7.1` blocked, `5.2.2` full, `5.1.2` bad domain) is not. Without one, or with
+/// the generic `5.0.0` / `5.5.0`, the reply's words decide: how Postfix, Exim, Sendmail,
+/// qmail, Exchange, Gmail, Outlook.com and Yahoo say it. The text is read here and never
+/// kept (servers quote the address in it).
+pub(super) fn no_such_user(enhanced: Option<&str>, text: &str) -> bool {
+    match enhanced {
+        Some("5.1.1" | "5.1.0" | "5.1.10") => return true,
+        Some(x) if x != "5.0.0" && x != "5.5.0" => return false,
+        _ => {}
+    }
+    let text = text.to_ascii_lowercase();
+    const SAID: &[&str] = &[
+        "user unknown",
+        "unknown user",
+        "no such user",
+        "no such recipient",
+        "no such mailbox",
+        "unknown recipient",
+        "recipient unknown",
+        "recipient not found",
+        "recipientnotfound",
+        "recipnotfound",
+        "user not found",
+        "mailbox not found",
+        "no mailbox here",
+        "mailbox does not exist",
+        "account does not exist",
+        "address does not exist",
+        "does not exist here",
+        "tried to reach does not exist",
+        "user doesn't have a",
+        "invalid recipient",
+        "mailbox unavailable",
+    ];
+    SAID.iter().any(|s| text.contains(s))
+}
+
+/// Whether a temporary refusal of one recipient (at RCPT TO or after the message) is the
+/// recipient's provider asking to slow down: an enhanced status `4.7.x` (Gmail's `4.7.28`
+/// rate limit, Microsoft's `4.7.650`, Yahoo's `4.7.0 [TSS04]`, greylisting), or `421` with
+/// no enhanced status or a `4.7.x` one. A `421` with another status (`4.3.2` shutting down,
+/// `4.4.2` timeout) is the relay itself going away, a fault of the relay as before.
+pub(super) fn provider_deferral(reply: &Reply) -> bool {
+    let policy = reply
+        .enhanced
+        .as_deref()
+        .is_some_and(|x| x.starts_with("4.7."));
+    policy || (reply.code == Some(421) && reply.enhanced.is_none())
 }
 
 /// Several commands written at once (RFC 2920 pipelining).
@@ -635,11 +694,21 @@ pub(super) async fn transact(
         let said = format!("{} at {}", cause(e), STEPS[step]);
         let attempt = if step == 0 && permanent {
             Attempt::SenderRefused(reply.clone())
+        } else if step == 1 && permanent && no_such_user(reply.enhanced.as_deref(), &e.to_string())
+        {
+            Attempt::NoSuchUser(reply.clone())
         } else if permanent {
             Attempt::Failed(reply.clone())
+        } else if step == 1 && provider_deferral(&reply) {
+            Attempt::Deferred(reply.clone())
         } else {
             Attempt::Retry(reply.clone())
         };
+        if reply.code == Some(421) && matches!(attempt, Attempt::Deferred(_)) {
+            // Closing, as 421 always is, but for this recipient's provider: the relay
+            // answered and stays in the run.
+            return (attempt, After::Drop);
+        }
         if reply.code == Some(421) {
             // RFC 5321 §3.8: the server is closing the connection, whatever the command.
             return (attempt, After::Fault(said));
@@ -670,6 +739,14 @@ pub(super) async fn transact(
     match written {
         Ok(Ok(resp)) => (Attempt::Sent(reply_of_response(&resp)), After::Open),
         Ok(Err(e)) => match refusal(&e) {
+            Some((reply, false)) if provider_deferral(&reply) => {
+                let after = if reply.code == Some(421) {
+                    After::Drop
+                } else {
+                    After::Open
+                };
+                (Attempt::Deferred(reply), after)
+            }
             Some((reply, _)) if reply.code == Some(421) => (
                 Attempt::Retry(reply),
                 After::Fault(format!("{} after a message", cause(&e))),
@@ -796,6 +873,72 @@ mod tests {
                 plain,
                 "offers {offers} loopback {loopback} required {required}"
             );
+        }
+    }
+
+    #[test]
+    fn no_such_user_by_status_then_by_words() {
+        for (enhanced, text, want) in [
+            (Some("5.1.1"), "", true),
+            (Some("5.1.0"), "", true),
+            (Some("5.1.10"), "RESOLVER.ADR.RecipientNotFound", true),
+            // The status says something else: the words do not overrule it.
+            (Some("5.7.1"), "user unknown", false),
+            (Some("5.2.2"), "mailbox full", false),
+            (Some("5.1.2"), "domain not found", false),
+            (Some("5.1.3"), "bad address syntax", false),
+            (Some("5.1.11"), "", false),
+            // No status, or a generic one: the words.
+            (None, "permanent error (550): No Such User Here", true),
+            (
+                None,
+                "550 sorry, no mailbox here by that name. (#5.1.1)",
+                true,
+            ),
+            (None, "550 <x@y>... User unknown", true),
+            (
+                Some("5.5.0"),
+                "Requested action not taken: mailbox unavailable",
+                true,
+            ),
+            (
+                None,
+                "554 delivery error: dd This user doesn't have a yahoo.com account",
+                true,
+            ),
+            (
+                Some("5.0.0"),
+                "Recipient address rejected: undeliverable",
+                false,
+            ),
+            (None, "550 relay access denied", false),
+            (None, "550 message rejected as spam", false),
+            (None, "", false),
+        ] {
+            assert_eq!(no_such_user(enhanced, text), want, "{enhanced:?} {text:?}");
+        }
+    }
+
+    #[test]
+    fn provider_deferrals_are_421_or_4_7() {
+        let r = |code: u16, x: Option<&str>| Reply {
+            code: Some(code),
+            enhanced: x.map(str::to_string),
+        };
+        for (reply, want) in [
+            (r(421, Some("4.7.0")), true),
+            (r(421, Some("4.7.28")), true),
+            (r(421, None), true),
+            (r(451, Some("4.7.650")), true),
+            (r(450, Some("4.7.1")), true),
+            (r(421, Some("4.3.2")), false),
+            (r(421, Some("4.4.2")), false),
+            (r(421, Some("4.0.0")), false),
+            (r(450, Some("4.2.2")), false),
+            (r(451, None), false),
+            (r(452, Some("4.5.3")), false),
+        ] {
+            assert_eq!(provider_deferral(&reply), want, "{reply:?}");
         }
     }
 

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use tact::check::Level;
 use tact::plan::{Counts, Reason};
 use tact::schema::FieldClass;
+use tact::send::{Provider, ProviderTally};
 
 use super::app::{App, DRY_RUN_BLOCKED, Loaded, MIN_REASON, PromptKind, Tab, mask};
 use super::keys::{KEYS, Scope, active_scopes};
@@ -1365,9 +1366,22 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     if rest.height < 3 {
         return;
     }
-    let [gauge, counts, summary] = Layout::vertical([
+    // A gauge per provider when the run has recipients at one of the big ones (when all
+    // are at `other`, the main gauge says it all).
+    let providers: Vec<Provider> = Provider::ALL
+        .into_iter()
+        .filter(|p| s.tally.provider(*p).total.load(Ordering::Relaxed) > 0)
+        .collect();
+    let shown = if providers.iter().all(|p| *p == Provider::Other) {
+        0
+    } else {
+        providers.len()
+    };
+    let shown = shown.min(usize::from(rest.height.saturating_sub(3)));
+    let [gauge, counts, by_provider, summary] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
+        Constraint::Length(shown as u16),
         Constraint::Min(1),
     ])
     .areas(rest);
@@ -1383,16 +1397,23 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
         .label(format!("{done}/{total}"))
         .gauge_style(t.fg(Color::Green))
         .render(gauge, buf);
-    let secs = s.started.elapsed().as_secs_f64().max(0.001);
     let sent = s.tally.sent.load(Ordering::Relaxed);
+    // Once the run is over, its own figure: the clock keeps going, the run does not.
+    let rate = match &s.result {
+        Some(Ok(done)) => done.summary.rate_per_second,
+        _ => sent as f64 / s.started.elapsed().as_secs_f64().max(0.001),
+    };
     Line::raw(format!(
-        "sent {sent} · failed {} · uncertain {} · deferred {} · {:.0}/s",
+        "sent {sent} · failed {} · uncertain {} · deferred {} · {rate:.0}/s",
         s.tally.failed.load(Ordering::Relaxed),
         s.tally.uncertain.load(Ordering::Relaxed),
         s.tally.deferred.load(Ordering::Relaxed),
-        sent as f64 / secs
     ))
     .render(counts, buf);
+    let rows = Layout::vertical(vec![Constraint::Length(1); shown]).split(by_provider);
+    for (p, row) in providers.iter().zip(rows.iter()) {
+        provider_gauge(*p, s.tally.provider(*p), *row, buf, t);
+    }
     let text = match &s.result {
         None if s.stop.load(Ordering::Relaxed) => {
             "stopping: in-flight messages finish and are recorded…".to_string()
@@ -1420,6 +1441,36 @@ fn send(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     Paragraph::new(text)
         .wrap(Wrap { trim: false })
         .render(summary, buf);
+}
+
+/// `gmail      12/40 sent · backing off`: one provider's progress in a run.
+fn provider_gauge(p: Provider, n: &ProviderTally, area: Rect, buf: &mut Buffer, t: Theme) {
+    let get = |a: &std::sync::atomic::AtomicUsize| a.load(Ordering::Relaxed);
+    let (total, sent) = (get(&n.total), get(&n.sent));
+    let mut label = format!("{:<9} {sent}/{total} sent", p.key());
+    if get(&n.failed) > 0 {
+        label.push_str(&format!(" · {} failed", get(&n.failed)));
+    }
+    if get(&n.deferred) > 0 {
+        label.push_str(&format!(" · {} wait for a later run", get(&n.deferred)));
+    } else if n.backing_off.load(Ordering::Relaxed) {
+        label.push_str(" · backing off");
+    }
+    let ratio = if total == 0 {
+        0.0
+    } else {
+        (sent as f64 / total as f64).min(1.0)
+    };
+    let colour = if n.backing_off.load(Ordering::Relaxed) {
+        Color::Yellow
+    } else {
+        Color::Green
+    };
+    Gauge::default()
+        .ratio(ratio)
+        .label(label)
+        .gauge_style(t.fg(colour))
+        .render(area, buf);
 }
 
 /// Where a relay URL sends: scheme and host:port, never a user or password (nor a path

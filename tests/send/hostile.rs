@@ -6,7 +6,8 @@
 //! against a good smtp-sink delivers exactly the rest, each once.
 //!
 //! smtp-sink plays what it can (`-q ehlo`, `-f mail`, `-w`); a tiny scripted server
-//! (`Scripted`, a std `TcpListener` thread) plays the rest.
+//! (`Scripted`, a std `TcpListener` thread) plays the rest, and the recipient-level
+//! refusals the pacing tests need (`tests/send/pacing.rs`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,7 +20,7 @@ use super::*;
 
 /// How the scripted relay behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Script {
+pub(super) enum Script {
     /// Accepts connections and never says a word.
     Silent,
     /// 554 5.7.1 for a greeting: no service for this client.
@@ -33,27 +34,57 @@ enum Script {
     StallAtRcpt,
     /// Takes the message's content, then never answers the final dot.
     StallAfterData,
+    /// Refuses this percentage of RCPTs with `550 5.1.1` (no such user), spread evenly
+    /// over the RCPTs in the order they arrive (over all connections): with 10, every
+    /// tenth.
+    UnknownShare(u32),
+    /// Answers RCPT to an address at `domain` with `421 4.7.0` and closes the connection,
+    /// the first `times` times; accepts it afterwards.
+    DeferDomain { domain: &'static str, times: usize },
+}
+
+/// One answered RCPT: when, to whom (lowercase) and the reply code.
+#[derive(Debug, Clone)]
+pub(super) struct Event {
+    pub at: Instant,
+    pub rcpt: String,
+    pub code: u16,
+}
+
+/// What the scripted relay saw over all its connections.
+#[derive(Default)]
+pub(super) struct Seen {
+    rcpts: AtomicUsize,
+    deferred: AtomicUsize,
+    events: Mutex<Vec<Event>>,
 }
 
 /// A scripted SMTP server on 127.0.0.1; stops when dropped.
-struct Scripted {
+pub(super) struct Scripted {
     port: u16,
     stop: Arc<AtomicBool>,
     /// Envelope recipients of every message it answered 250 to.
     delivered: Arc<Mutex<Vec<String>>>,
     connections: Arc<AtomicUsize>,
+    seen: Arc<Seen>,
     accept: Option<JoinHandle<()>>,
 }
 
 impl Scripted {
-    fn start(script: Script) -> Scripted {
+    pub(super) fn start(script: Script) -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let delivered = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (s, d, c) = (stop.clone(), delivered.clone(), connections.clone());
+        let seen = Arc::new(Seen::default());
+        let (s, d, c, seen2) = (
+            stop.clone(),
+            delivered.clone(),
+            connections.clone(),
+            seen.clone(),
+        );
         let accept = std::thread::spawn(move || {
             let mut held = Vec::new();
             while !s.load(Ordering::SeqCst) {
@@ -66,9 +97,9 @@ impl Scripted {
                             held.push(stream);
                             continue;
                         }
-                        let (s, d) = (s.clone(), d.clone());
+                        let (s, d, seen) = (s.clone(), d.clone(), seen2.clone());
                         std::thread::spawn(move || {
-                            let _ = serve(script, stream, &s, &d);
+                            let _ = serve(script, stream, &s, &d, &seen);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -80,16 +111,22 @@ impl Scripted {
             stop,
             delivered,
             connections,
+            seen,
             accept: Some(accept),
         }
     }
 
-    fn url(&self, query: &str) -> String {
+    pub(super) fn url(&self, query: &str) -> String {
         format!("smtp://127.0.0.1:{}{query}", self.port)
     }
 
-    fn delivered(&self) -> Vec<String> {
+    pub(super) fn delivered(&self) -> Vec<String> {
         self.delivered.lock().unwrap().clone()
+    }
+
+    /// Every RCPT it answered, in order.
+    pub(super) fn events(&self) -> Vec<Event> {
+        self.seen.events.lock().unwrap().clone()
     }
 }
 
@@ -109,6 +146,7 @@ fn serve(
     stream: TcpStream,
     stop: &AtomicBool,
     delivered: &Mutex<Vec<String>>,
+    seen: &Seen,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_millis(200)))?;
     let mut out = stream.try_clone()?;
@@ -163,8 +201,37 @@ fn serve(
                     .unwrap_or("")
                     .trim_matches(['<', '>'])
                     .to_lowercase();
-                rcpts.push(addr);
-                b"250 2.1.5 ok\r\n"
+                let n = seen.rcpts.fetch_add(1, Ordering::SeqCst);
+                let (code, reply): (u16, &[u8]) = match script {
+                    Script::UnknownShare(pct)
+                        if (n + 1) * pct as usize / 100 > n * pct as usize / 100 =>
+                    {
+                        (550, b"550 5.1.1 scripted: no such user here\r\n")
+                    }
+                    Script::DeferDomain { domain, times }
+                        if addr.ends_with(&format!("@{domain}"))
+                            && seen.deferred.fetch_add(1, Ordering::SeqCst) < times =>
+                    {
+                        (
+                            421,
+                            b"421 4.7.0 scripted: try again later, closing connection\r\n",
+                        )
+                    }
+                    _ => (250, b"250 2.1.5 ok\r\n"),
+                };
+                seen.events.lock().unwrap().push(Event {
+                    at: Instant::now(),
+                    rcpt: addr.clone(),
+                    code,
+                });
+                if code == 421 {
+                    out.write_all(reply)?;
+                    return Ok(());
+                }
+                if code == 250 {
+                    rcpts.push(addr);
+                }
+                reply
             }
             "DATA" => {
                 out.write_all(b"354 go ahead\r\n")?;

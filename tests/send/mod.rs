@@ -12,6 +12,7 @@
 pub mod bounce_loop;
 mod dkim;
 mod hostile;
+mod pacing;
 pub mod postfix;
 mod relays;
 pub mod sink;
