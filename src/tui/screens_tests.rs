@@ -382,3 +382,95 @@ fn the_picker_shows_each_verdict_and_sent_state() {
     }
     snap_all("picker_surveyed", &p);
 }
+
+/// The Send screen's gauge per provider: sent of total for each provider the run has
+/// recipients at, which one is backing off, and what waits for a later run. Live first
+/// (a provider backing off), then finished (the run's own rate, not the clock's).
+#[test]
+fn the_send_gauge_shows_each_provider() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tact::send::orchestrate::Sent;
+    use tact::send::{Provider, ProviderSummary, Summary, Tally};
+
+    let mut a = app("winter-sale");
+    go(&mut a, Tab::Send);
+    let tally = Arc::new(Tally::default());
+    let set = |p: Provider, total: usize, sent: usize, failed: usize, deferred: usize| {
+        let n = tally.provider(p);
+        n.total.store(total, Ordering::Relaxed);
+        n.sent.store(sent, Ordering::Relaxed);
+        n.failed.store(failed, Ordering::Relaxed);
+        n.deferred.store(deferred, Ordering::Relaxed);
+    };
+    set(Provider::Gmail, 40, 12, 0, 0);
+    set(Provider::Microsoft, 10, 10, 0, 0);
+    set(Provider::Other, 170, 150, 2, 0);
+    tally
+        .provider(Provider::Gmail)
+        .backing_off
+        .store(true, Ordering::Relaxed);
+    tally.total.store(220, Ordering::Relaxed);
+    tally.sent.store(172, Ordering::Relaxed);
+    tally.failed.store(2, Ordering::Relaxed);
+    a.sending = Some(super::app::Sending {
+        tally: Arc::clone(&tally),
+        stop: Arc::new(AtomicBool::new(false)),
+        started: std::time::Instant::now(),
+        result: None,
+    });
+    let live = screen(&a, 120, 40);
+    for want in [
+        "gmail     12/40 sent · backing off",
+        "microsoft 10/10 sent",
+        "other     150/170 sent · 2 failed",
+    ] {
+        assert!(live.contains(want), "{want}:\n{live}");
+    }
+    // Yahoo and Apple had nobody in this run: no gauge.
+    assert!(!live.contains("yahoo") && !live.contains("apple"), "{live}");
+
+    set(Provider::Gmail, 40, 30, 0, 10);
+    set(Provider::Other, 170, 168, 2, 0);
+    tally.sent.store(208, Ordering::Relaxed);
+    tally.deferred.store(10, Ordering::Relaxed);
+    let by = |total, sent, failed, deferred, deferrals| ProviderSummary {
+        total,
+        sent,
+        failed,
+        deferred,
+        deferrals,
+        gave_out: None,
+    };
+    let summary = Summary {
+        sent: 208,
+        failed: 2,
+        deferred: 10,
+        elapsed_seconds: 4.0,
+        rate_per_second: 52.0,
+        by_provider: [
+            (Provider::Gmail, by(40, 30, 0, 10, 5)),
+            (Provider::Microsoft, by(10, 10, 0, 0, 0)),
+            (Provider::Other, by(170, 168, 2, 0, 0)),
+        ]
+        .into(),
+        ..Summary::default()
+    };
+    if let Some(s) = a.sending.as_mut() {
+        s.result = Some(Ok(Box::new(Sent {
+            campaign: "winter-sale".into(),
+            summary,
+            audience: Default::default(),
+            ledger: Default::default(),
+            released: 0,
+            uncertain_earlier: 0,
+        })));
+    }
+    let done = screen(&a, 120, 40);
+    assert!(
+        done.contains("gmail     30/40 sent · 10 wait for a later run"),
+        "{done}"
+    );
+    assert!(done.contains("· 52/s"), "{done}");
+    snap_all("send_gauge_by_provider", &a);
+}
