@@ -116,6 +116,155 @@ fn messages_are_fetched_once_flagged_and_never_deleted() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].raw, late);
     assert_eq!(d.flags("INBOX").len(), 4);
+    // Dovecot's own account of each session: nothing deleted, nothing expunged.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sessions = loop {
+        let log = d.log();
+        let done: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains("Logged out"))
+            .map(str::to_string)
+            .collect();
+        if done.len() >= 3 || Instant::now() > deadline {
+            break done;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(sessions.len(), 3, "{}", d.log());
+    for l in &sessions {
+        assert!(
+            l.contains(" deleted=0 ") && l.contains(" expunged=0 "),
+            "{l}"
+        );
+    }
+}
+
+/// A scripted server: greets, takes any LOGIN, answers SELECT with `select`, records every
+/// command after it and answers it OK. Returns the commands it saw.
+fn scripted(select: &'static str) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (s, _) = listener.accept().expect("accept");
+        let mut w = s.try_clone().expect("clone");
+        let mut r = std::io::BufReader::new(s);
+        w.write_all(b"* OK ready\r\n").expect("greet");
+        let mut seen = Vec::new();
+        let mut line = String::new();
+        while {
+            line.clear();
+            std::io::BufRead::read_line(&mut r, &mut line).is_ok_and(|n| n > 0)
+        } {
+            let (tag, cmd) = line.trim_end().split_once(' ').unwrap_or(("*", ""));
+            let verb = cmd.split(' ').next().unwrap_or("").to_ascii_uppercase();
+            let answer = match verb.as_str() {
+                "LOGIN" => format!("{tag} OK logged in\r\n"),
+                "SELECT" => format!("{select}{tag} OK [READ-WRITE] selected\r\n"),
+                "LOGOUT" => format!("* BYE bye\r\n{tag} OK done\r\n"),
+                _ => {
+                    seen.push(cmd.to_string());
+                    format!("{tag} OK done\r\n")
+                }
+            };
+            if w.write_all(answer.as_bytes()).is_err() || verb == "LOGOUT" {
+                break;
+            }
+        }
+        seen
+    });
+    (port, server)
+}
+
+/// A mailbox that cannot keep the keyword cannot tell processed messages apart: the run
+/// stops before it searches, fetches or flags anything.
+#[test]
+fn a_mailbox_without_keywords_is_refused_before_anything_is_fetched() {
+    let (port, server) = scripted(
+        "* FLAGS (\\Seen \\Deleted)\r\n* OK [PERMANENTFLAGS (\\Seen \\Deleted)] limited\r\n\
+         * 3 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n",
+    );
+    let (r, seen) = collect(
+        &format!("imap://someone%40example.com@127.0.0.1:{port}/INBOX"),
+        &plain_options(),
+    );
+    let e = r
+        .expect_err("a mailbox without keywords was used")
+        .to_string();
+    assert!(e.contains(PROCESSED) && e.contains("PERMANENTFLAGS"), "{e}");
+    assert!(seen.is_empty());
+    let commands = server.join().expect("server");
+    assert!(
+        commands
+            .iter()
+            .all(|c| !c.to_ascii_uppercase().starts_with("UID")),
+        "{commands:?}"
+    );
+}
+
+/// UIDs the client did not ask for (a server's unsolicited FETCH, or a lie) are neither
+/// imported nor flagged.
+#[test]
+fn only_the_messages_asked_for_are_imported_and_flagged() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (s, _) = listener.accept().expect("accept");
+        let mut w = s.try_clone().expect("clone");
+        let mut r = std::io::BufReader::new(s);
+        w.write_all(b"* OK ready\r\n").expect("greet");
+        let mut stores = Vec::new();
+        let mut line = String::new();
+        while {
+            line.clear();
+            std::io::BufRead::read_line(&mut r, &mut line).is_ok_and(|n| n > 0)
+        } {
+            let (tag, cmd) = line.trim_end().split_once(' ').unwrap_or(("*", ""));
+            let up = cmd.to_ascii_uppercase();
+            let answer = if up.starts_with("LOGIN") {
+                format!("{tag} OK in\r\n")
+            } else if up.starts_with("SELECT") {
+                format!(
+                    "* OK [PERMANENTFLAGS (\\Seen \\*)] ok\r\n* 2 EXISTS\r\n{tag} OK [READ-WRITE] ok\r\n"
+                )
+            } else if up.starts_with("UID SEARCH") {
+                format!("* SEARCH 5\r\n{tag} OK search\r\n")
+            } else if up.starts_with("UID FETCH") {
+                format!(
+                    "* 1 FETCH (UID 5 RFC822.SIZE 5 BODY[]<0> {{5}}\r\nhello)\r\n\
+                     * 2 FETCH (UID 9 RFC822.SIZE 5 BODY[]<0> {{5}}\r\nnasty)\r\n{tag} OK fetched\r\n"
+                )
+            } else if up.starts_with("UID STORE") {
+                stores.push(cmd.to_string());
+                format!("{tag} OK stored\r\n")
+            } else if up.starts_with("LOGOUT") {
+                let _ = w.write_all(format!("* BYE\r\n{tag} OK\r\n").as_bytes());
+                break;
+            } else {
+                format!("{tag} BAD what\r\n")
+            };
+            if w.write_all(answer.as_bytes()).is_err() {
+                break;
+            }
+        }
+        stores
+    });
+    let (r, seen) = collect(
+        &format!("imap://someone%40example.com@127.0.0.1:{port}/INBOX"),
+        &plain_options(),
+    );
+    assert_eq!(r.expect("run").processed, 1);
+    let got: Vec<(u32, Vec<u8>)> = seen
+        .iter()
+        .flatten()
+        .map(|f| (f.uid, f.raw.clone()))
+        .collect();
+    assert_eq!(got, vec![(5, b"hello".to_vec())]);
+    let stores = server.join().expect("server");
+    assert_eq!(stores.len(), 1, "{stores:?}");
+    assert!(
+        stores[0].starts_with("UID STORE 5 +FLAGS.SILENT"),
+        "{stores:?}"
+    );
 }
 
 #[test]
