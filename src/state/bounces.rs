@@ -118,7 +118,42 @@ impl BounceFigures {
     }
 }
 
-/// A count from SQL as the `u32` `Recorded` holds.
-pub(super) fn count_u32(n: i64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
+/// One statement of `record_events`, which each store runs in its own SQL.
+pub(super) enum Step<'a> {
+    /// Insert the event's row; returns nothing of use.
+    Insert(&'a BounceEvent),
+    /// The recipient's events of this kind since then.
+    Count(&'a RecipientHash, &'static str, DateTime<Utc>),
+    /// Add the recipient to the list with this reason unless there; 1 when added.
+    Suppress(&'a RecipientHash, &'static str),
+}
+
+/// What both stores' `record_report` does with the events once the report is new, inside
+/// their transaction: insert each, and where one asks for it, count the recipient's events
+/// in the window and suppress at the limit. `run` is the store's SQL for each step.
+pub(super) fn record_events<E>(
+    events: &[BounceEvent],
+    mut run: impl FnMut(Step<'_>) -> std::result::Result<i64, E>,
+) -> std::result::Result<Vec<Recorded>, E> {
+    let mut out = Vec::with_capacity(events.len());
+    for ev in events {
+        run(Step::Insert(ev))?;
+        let (Some(rule), Some(hash)) = (ev.suppress, ev.recipient.as_ref()) else {
+            out.push(Recorded {
+                count: 0,
+                suppressed: Suppressed::No,
+            });
+            continue;
+        };
+        let count = u32::try_from(run(Step::Count(hash, ev.kind, rule.since))?).unwrap_or(u32::MAX);
+        let suppressed = if count < rule.at_least {
+            Suppressed::No
+        } else if run(Step::Suppress(hash, rule.reason))? == 1 {
+            Suppressed::New
+        } else {
+            Suppressed::Already
+        };
+        out.push(Recorded { count, suppressed });
+    }
+    Ok(out)
 }

@@ -23,7 +23,7 @@ use postgres::{Client, Config, GenericClient, NoTls, Statement};
 
 use super::audit::{self, Broken, Event, Verified};
 use super::bounces::{
-    BounceEvent, BounceFigures, BounceRow, Recorded, ReportHash, Suppressed, count_u32,
+    BounceEvent, BounceFigures, BounceRow, Recorded, ReportHash, Step, record_events,
 };
 use super::erase::{Delivery, REASON_ERASURE};
 use super::ledger::Facts;
@@ -1124,40 +1124,27 @@ impl Store for PgStore {
             if new == 0 {
                 return Ok(None);
             }
-            let mut out = Vec::with_capacity(events.len());
-            for ev in events {
-                let recipient = ev.recipient.as_ref().map(|h| &h[..]);
-                tx.execute(
-                    "INSERT INTO bounces (campaign, kind, recipient, at) VALUES ($1, $2, $3, $4)",
-                    &[&ev.campaign, &ev.kind, &recipient, &now.timestamp()],
-                )?;
-                let (Some(rule), Some(hash)) = (ev.suppress, ev.recipient) else {
-                    out.push(Recorded {
-                        count: 0,
-                        suppressed: Suppressed::No,
-                    });
-                    continue;
-                };
-                let count: i64 = tx
+            let at = now.timestamp();
+            let out = record_events(events, |step| match step {
+                Step::Insert(ev) => tx
+                    .execute(
+                        "INSERT INTO bounces (campaign, kind, recipient, at) VALUES ($1, $2, $3, $4)",
+                        &[&ev.campaign, &ev.kind, &ev.recipient.as_ref().map(|h| &h[..]), &at],
+                    )
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                Step::Count(hash, kind, since) => tx
                     .query_one(
                         "SELECT COUNT(*) FROM bounces WHERE recipient = $1 AND kind = $2 AND at >= $3",
-                        &[&&hash[..], &ev.kind, &rule.since.timestamp()],
-                    )?
-                    .get(0);
-                let count = count_u32(count);
-                let suppressed = if count < rule.at_least {
-                    Suppressed::No
-                } else if tx.execute(
-                    "INSERT INTO suppression (recipient, reason, added_at) VALUES ($1, $2, $3) ON CONFLICT (recipient) DO NOTHING",
-                    &[&&hash[..], &rule.reason, &now.timestamp()],
-                )? == 1
-                {
-                    Suppressed::New
-                } else {
-                    Suppressed::Already
-                };
-                out.push(Recorded { count, suppressed });
-            }
+                        &[&&hash[..], &kind, &since.timestamp()],
+                    )
+                    .map(|r| r.get(0)),
+                Step::Suppress(hash, reason) => tx
+                    .execute(
+                        "INSERT INTO suppression (recipient, reason, added_at) VALUES ($1, $2, $3) ON CONFLICT (recipient) DO NOTHING",
+                        &[&&hash[..], &reason, &at],
+                    )
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            })?;
             tx.commit()?;
             Ok(Some(out))
         })

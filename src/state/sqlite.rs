@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::audit::{self, Broken, Event, Verified};
 use super::bounces::{
-    BounceEvent, BounceFigures, BounceRow, Recorded, ReportHash, Suppressed, count_u32,
+    BounceEvent, BounceFigures, BounceRow, Recorded, ReportHash, Step, record_events,
 };
 use super::erase::{Delivery, REASON_ERASURE};
 use super::ledger::Facts;
@@ -812,45 +812,27 @@ impl Store for SqliteStore {
         if new == 0 {
             return Ok(None);
         }
-        let mut out = Vec::with_capacity(events.len());
-        for ev in events {
-            let recipient = ev.recipient.as_ref().map(|h| &h[..]);
-            tx.execute(
-                "INSERT INTO bounces (campaign, kind, recipient, at) VALUES (?1, ?2, ?3, ?4)",
-                params![ev.campaign, ev.kind, recipient, now.timestamp()],
-            )
-            .map_err(&e)?;
-            let (Some(rule), Some(hash)) = (ev.suppress, ev.recipient) else {
-                out.push(Recorded {
-                    count: 0,
-                    suppressed: Suppressed::No,
-                });
-                continue;
-            };
-            let count: i64 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM bounces WHERE recipient = ?1 AND kind = ?2 AND at >= ?3",
-                    params![&hash[..], ev.kind, rule.since.timestamp()],
-                    |r| r.get(0),
+        let at = now.timestamp();
+        let out = record_events(events, |step| match step {
+            Step::Insert(ev) => tx
+                .execute(
+                    "INSERT INTO bounces (campaign, kind, recipient, at) VALUES (?1, ?2, ?3, ?4)",
+                    params![ev.campaign, ev.kind, ev.recipient.as_ref().map(|h| &h[..]), at],
                 )
-                .map_err(&e)?;
-            let count = count_u32(count);
-            let suppressed = if count < rule.at_least {
-                Suppressed::No
-            } else if tx
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            Step::Count(hash, kind, since) => tx.query_row(
+                "SELECT COUNT(*) FROM bounces WHERE recipient = ?1 AND kind = ?2 AND at >= ?3",
+                params![&hash[..], kind, since.timestamp()],
+                |r| r.get(0),
+            ),
+            Step::Suppress(hash, reason) => tx
                 .execute(
                     "INSERT OR IGNORE INTO suppression (recipient, reason, added_at) VALUES (?1, ?2, ?3)",
-                    params![&hash[..], rule.reason, now.timestamp()],
+                    params![&hash[..], reason, at],
                 )
-                .map_err(&e)?
-                == 1
-            {
-                Suppressed::New
-            } else {
-                Suppressed::Already
-            };
-            out.push(Recorded { count, suppressed });
-        }
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        })
+        .map_err(&e)?;
         tx.commit().map_err(&e)?;
         Ok(Some(out))
     }
