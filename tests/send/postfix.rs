@@ -5,7 +5,9 @@
 //! The private Postfix lives in a temp dir: its own `config_directory` (main.cf and a
 //! minimal master.cf, nothing chrooted, no `smtp inet` listener), queue and data
 //! directories, `relayhost = [127.0.0.1]:SINK`, no local delivery and a one-second queue
-//! run. `postfix -c DIR start` brings it up and `postfix -c DIR stop` takes it down on drop.
+//! run (`Postfix::with_mailboxes` adds virtual mailboxes, so that it bounces real mail and
+//! keeps its reports: `bounce_loop.rs`). `postfix -c DIR start` brings it up and
+//! `postfix -c DIR stop` takes it down on drop.
 //! Nothing under /etc/postfix is read or written: as root, Postfix's `sendmail -C DIR`
 //! needs no `alternate_config_directories` entry in a default main.cf (Debian's "No
 //! configuration" install has none). The `postfix` command is for root only, so as another
