@@ -550,12 +550,7 @@ impl Lane {
             .min(MAX_PROVIDER_REST);
         *lock(&self.down_until) = Some(Instant::now() + pause);
         if n >= limit {
-            let code = match (reply.code, &reply.enhanced) {
-                (Some(c), Some(x)) => format!("{c} {x}"),
-                (Some(c), None) => c.to_string(),
-                (None, Some(x)) => x.clone(),
-                (None, None) => "deferred".into(),
-            };
+            let code = said(reply, "deferred");
             lock(&self.out).get_or_insert_with(|| {
                 format!("deferred {n} times in a row (last: {code}); the rest wait for a later run")
             });
@@ -1263,13 +1258,8 @@ async fn attempt(
             );
             lane.defer(s.opts.backoff, limit, &reply);
             counts.backing_off.store(true, Ordering::Relaxed);
-            let attempts = s.ledger().attempts(campaign, &hash).unwrap_or(u32::MAX);
-            if attempts >= s.opts.max_attempts {
-                s.tally.deferred.fetch_add(1, Ordering::Relaxed);
-                counts.deferred.fetch_add(1, Ordering::Relaxed);
-            } else {
+            if tries_left(s, counts, campaign, &hash).is_some() {
                 // Back in its provider's queue, which rests: when it wakes, first in line.
-                s.tally.retries.fetch_add(1, Ordering::Relaxed);
                 s.requeue(job, None);
             }
         }
@@ -1285,12 +1275,7 @@ async fn attempt(
             // it marks anyone else.
             record(Status::Pending, &reply);
             s.requeue(job, None);
-            let code = match (reply.code, &reply.enhanced) {
-                (Some(c), Some(x)) => format!("{c} {x}"),
-                (Some(c), None) => c.to_string(),
-                (None, Some(x)) => x.clone(),
-                (None, None) => "refused".to_string(),
-            };
+            let code = said(&reply, "refused");
             s.pause(format!(
                 "{}: the sender was refused at MAIL FROM ({code}); nobody was marked failed: fix the sender address or the relay's policy for it, then run again",
                 r.label()
@@ -1298,12 +1283,7 @@ async fn attempt(
         }
         Attempt::Retry(reply) => {
             record(Status::Pending, &reply);
-            let attempts = s.ledger().attempts(campaign, &hash).unwrap_or(u32::MAX);
-            if attempts >= s.opts.max_attempts {
-                s.tally.deferred.fetch_add(1, Ordering::Relaxed);
-                counts.deferred.fetch_add(1, Ordering::Relaxed);
-            } else {
-                s.tally.retries.fetch_add(1, Ordering::Relaxed);
+            if let Some(attempts) = tries_left(s, counts, campaign, &hash) {
                 if keep {
                     // This recipient, at this relay, now: try again later.
                     s.requeue(job, Some(s.backoff(attempts)));
@@ -1320,6 +1300,35 @@ async fn attempt(
             s.tally.uncertain.fetch_add(1, Ordering::Relaxed);
             note_failure(s, "connections lost after the message");
         }
+    }
+}
+
+/// After a 4xx: the recipient's tries so far while it has more this run (the caller puts it
+/// back in the queue), else `None`: counted deferred, pending for a later run.
+fn tries_left(
+    s: &Shared<'_>,
+    counts: &ProviderTally,
+    campaign: &str,
+    hash: &RecipientHash,
+) -> Option<u32> {
+    let attempts = s.ledger().attempts(campaign, hash).unwrap_or(u32::MAX);
+    if attempts >= s.opts.max_attempts {
+        s.tally.deferred.fetch_add(1, Ordering::Relaxed);
+        counts.deferred.fetch_add(1, Ordering::Relaxed);
+        None
+    } else {
+        s.tally.retries.fetch_add(1, Ordering::Relaxed);
+        Some(attempts)
+    }
+}
+
+/// `421 4.7.0`, `550`, `5.1.1`; `none` for a reply with neither.
+fn said(reply: &Reply, none: &str) -> String {
+    match (reply.code, &reply.enhanced) {
+        (Some(c), Some(x)) => format!("{c} {x}"),
+        (Some(c), None) => c.to_string(),
+        (None, Some(x)) => x.clone(),
+        (None, None) => none.to_string(),
     }
 }
 
