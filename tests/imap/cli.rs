@@ -64,7 +64,8 @@ fn suppressed(t: &Tree, email: &str) -> bool {
     }
 }
 
-fn flagged(d: &Dovecot) -> usize {
+/// Messages in INBOX carrying both the keyword and \\Seen.
+pub(super) fn flagged(d: &Dovecot) -> usize {
     d.flags("INBOX")
         .iter()
         .filter(|(_, f)| f.iter().any(|x| x == tact::imap::PROCESSED) && f.iter().any(|x| x == "S"))

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::util::{TestCerts, free_port};
+use crate::util::{TestCerts, euid, free_port};
 
 const DOVECOT: &str = "/usr/sbin/dovecot";
 pub const USER: &str = "bounces@northwind.example";
@@ -38,17 +38,6 @@ fn unavailable(why: &str) {
         "\n*** SKIP: {why}; the IMAP tests did not run. tests/setup.sh installs Dovecot \
          (run the tests as root). ***\n"
     );
-}
-
-fn euid() -> u32 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).and_then(|u| u.parse().ok()))
-        })
-        .unwrap_or(u32::MAX)
 }
 
 /// uid and gid of a system user.

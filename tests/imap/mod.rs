@@ -139,9 +139,11 @@ fn messages_are_fetched_once_flagged_and_never_deleted() {
     }
 }
 
-/// A scripted server: greets, takes any LOGIN, answers SELECT with `select`, records every
-/// command after it and answers it OK. Returns the commands it saw.
-fn scripted(select: &'static str) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+/// A scripted IMAP server for one connection: greets, then answers each command line
+/// with `respond(tag, command)` (LOGOUT ends it). Returns every command it saw.
+fn scripted(
+    respond: impl Fn(&str, &str) -> String + Send + 'static,
+) -> (u16, std::thread::JoinHandle<Vec<String>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let server = std::thread::spawn(move || {
@@ -156,17 +158,12 @@ fn scripted(select: &'static str) -> (u16, std::thread::JoinHandle<Vec<String>>)
             std::io::BufRead::read_line(&mut r, &mut line).is_ok_and(|n| n > 0)
         } {
             let (tag, cmd) = line.trim_end().split_once(' ').unwrap_or(("*", ""));
-            let verb = cmd.split(' ').next().unwrap_or("").to_ascii_uppercase();
-            let answer = match verb.as_str() {
-                "LOGIN" => format!("{tag} OK logged in\r\n"),
-                "SELECT" => format!("{select}{tag} OK [READ-WRITE] selected\r\n"),
-                "LOGOUT" => format!("* BYE bye\r\n{tag} OK done\r\n"),
-                _ => {
-                    seen.push(cmd.to_string());
-                    format!("{tag} OK done\r\n")
-                }
-            };
-            if w.write_all(answer.as_bytes()).is_err() || verb == "LOGOUT" {
+            seen.push(cmd.to_string());
+            if cmd.eq_ignore_ascii_case("LOGOUT") {
+                let _ = w.write_all(format!("* BYE bye\r\n{tag} OK done\r\n").as_bytes());
+                break;
+            }
+            if w.write_all(respond(tag, cmd).as_bytes()).is_err() {
                 break;
             }
         }
@@ -175,14 +172,25 @@ fn scripted(select: &'static str) -> (u16, std::thread::JoinHandle<Vec<String>>)
     (port, server)
 }
 
+fn starts(cmd: &str, verb: &str) -> bool {
+    cmd.get(..verb.len())
+        .is_some_and(|c| c.eq_ignore_ascii_case(verb))
+}
+
 /// A mailbox that cannot keep the keyword cannot tell processed messages apart: the run
 /// stops before it searches, fetches or flags anything.
 #[test]
 fn a_mailbox_without_keywords_is_refused_before_anything_is_fetched() {
-    let (port, server) = scripted(
-        "* FLAGS (\\Seen \\Deleted)\r\n* OK [PERMANENTFLAGS (\\Seen \\Deleted)] limited\r\n\
-         * 3 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n",
-    );
+    let (port, server) = scripted(|tag, cmd| {
+        if starts(cmd, "SELECT") {
+            format!(
+                "* FLAGS (\\Seen \\Deleted)\r\n* OK [PERMANENTFLAGS (\\Seen \\Deleted)] limited\r\n\
+                 * 3 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-WRITE] selected\r\n"
+            )
+        } else {
+            format!("{tag} OK done\r\n")
+        }
+    });
     let (r, seen) = collect(
         &format!("imap://someone%40example.com@127.0.0.1:{port}/INBOX"),
         &plain_options(),
@@ -193,60 +201,33 @@ fn a_mailbox_without_keywords_is_refused_before_anything_is_fetched() {
     assert!(e.contains(PROCESSED) && e.contains("PERMANENTFLAGS"), "{e}");
     assert!(seen.is_empty());
     let commands = server.join().expect("server");
-    assert!(
-        commands
-            .iter()
-            .all(|c| !c.to_ascii_uppercase().starts_with("UID")),
-        "{commands:?}"
-    );
+    assert!(commands.iter().any(|c| starts(c, "SELECT")), "{commands:?}");
+    assert!(!commands.iter().any(|c| starts(c, "UID")), "{commands:?}");
 }
 
 /// UIDs the client did not ask for (a server's unsolicited FETCH, or a lie) are neither
 /// imported nor flagged.
 #[test]
 fn only_the_messages_asked_for_are_imported_and_flagged() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let server = std::thread::spawn(move || {
-        let (s, _) = listener.accept().expect("accept");
-        let mut w = s.try_clone().expect("clone");
-        let mut r = std::io::BufReader::new(s);
-        w.write_all(b"* OK ready\r\n").expect("greet");
-        let mut stores = Vec::new();
-        let mut line = String::new();
-        while {
-            line.clear();
-            std::io::BufRead::read_line(&mut r, &mut line).is_ok_and(|n| n > 0)
-        } {
-            let (tag, cmd) = line.trim_end().split_once(' ').unwrap_or(("*", ""));
-            let up = cmd.to_ascii_uppercase();
-            let answer = if up.starts_with("LOGIN") {
-                format!("{tag} OK in\r\n")
-            } else if up.starts_with("SELECT") {
-                format!(
-                    "* OK [PERMANENTFLAGS (\\Seen \\*)] ok\r\n* 2 EXISTS\r\n{tag} OK [READ-WRITE] ok\r\n"
-                )
-            } else if up.starts_with("UID SEARCH") {
-                format!("* SEARCH 5\r\n{tag} OK search\r\n")
-            } else if up.starts_with("UID FETCH") {
-                format!(
-                    "* 1 FETCH (UID 5 RFC822.SIZE 5 BODY[]<0> {{5}}\r\nhello)\r\n\
-                     * 2 FETCH (UID 9 RFC822.SIZE 5 BODY[]<0> {{5}}\r\nnasty)\r\n{tag} OK fetched\r\n"
-                )
-            } else if up.starts_with("UID STORE") {
-                stores.push(cmd.to_string());
-                format!("{tag} OK stored\r\n")
-            } else if up.starts_with("LOGOUT") {
-                let _ = w.write_all(format!("* BYE\r\n{tag} OK\r\n").as_bytes());
-                break;
-            } else {
-                format!("{tag} BAD what\r\n")
-            };
-            if w.write_all(answer.as_bytes()).is_err() {
-                break;
-            }
+    let (port, server) = scripted(|tag, cmd| {
+        if starts(cmd, "LOGIN") {
+            format!("{tag} OK in\r\n")
+        } else if starts(cmd, "SELECT") {
+            format!(
+                "* OK [PERMANENTFLAGS (\\Seen \\*)] ok\r\n* 2 EXISTS\r\n{tag} OK [READ-WRITE] ok\r\n"
+            )
+        } else if starts(cmd, "UID SEARCH") {
+            format!("* SEARCH 5\r\n{tag} OK search\r\n")
+        } else if starts(cmd, "UID FETCH") {
+            format!(
+                "* 1 FETCH (UID 5 RFC822.SIZE 5 BODY[]<0> {{5}}\r\nhello)\r\n\
+                 * 2 FETCH (UID 9 RFC822.SIZE 5 BODY[]<0> {{5}}\r\nnasty)\r\n{tag} OK fetched\r\n"
+            )
+        } else if starts(cmd, "UID STORE") {
+            format!("{tag} OK stored\r\n")
+        } else {
+            format!("{tag} BAD what\r\n")
         }
-        stores
     });
     let (r, seen) = collect(
         &format!("imap://someone%40example.com@127.0.0.1:{port}/INBOX"),
@@ -259,7 +240,12 @@ fn only_the_messages_asked_for_are_imported_and_flagged() {
         .map(|f| (f.uid, f.raw.clone()))
         .collect();
     assert_eq!(got, vec![(5, b"hello".to_vec())]);
-    let stores = server.join().expect("server");
+    let stores: Vec<String> = server
+        .join()
+        .expect("server")
+        .into_iter()
+        .filter(|c| starts(c, "UID STORE"))
+        .collect();
     assert_eq!(stores.len(), 1, "{stores:?}");
     assert!(
         stores[0].starts_with("UID STORE 5 +FLAGS.SILENT"),

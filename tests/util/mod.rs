@@ -609,3 +609,15 @@ impl TestCerts {
         }
     }
 }
+
+/// The effective uid of this process (0: root), from /proc; `u32::MAX` when unreadable.
+pub fn euid() -> u32 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).and_then(|u| u.parse().ok()))
+        })
+        .unwrap_or(u32::MAX)
+}
