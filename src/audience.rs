@@ -100,6 +100,8 @@ pub struct Header {
     pub missing: Vec<MissingRole>,
     /// The consent roles the file answers for every row (schema `{ value, reason }`).
     pub constants: Vec<ConstantRole>,
+    /// Consent columns in the platform's own words, with the values that grant.
+    pub mapped: Vec<(Role, Vec<String>)>,
 }
 
 /// A consent role with one value for every row, and the schema's reason for it.
@@ -607,6 +609,16 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
         })
     })
     .collect();
+    let mapped: Vec<(Role, Vec<String>)> = [
+        (Role::ConsentMarketing, &roles.consent_marketing),
+        (Role::ConsentPersonalisation, &roles.consent_personalisation),
+    ]
+    .into_iter()
+    .filter_map(|(role, spec)| {
+        let granted = spec.as_ref()?.granted()?;
+        Some((role, granted.iter().map(|g| g.trim().to_string()).collect()))
+    })
+    .collect();
     let taken = [
         Some(email),
         consent_marketing,
@@ -647,6 +659,7 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
         email,
         missing,
         constants,
+        mapped,
     })
 }
 
@@ -959,6 +972,29 @@ impl Audience {
             })
             .collect();
         let mut columns: Vec<Column> = columns;
+        let mut mapped_columns = Vec::new();
+        // A consent column in the platform's words reads as tact's: `yes` for the values
+        // that grant, `no` for every other, beside the column as written.
+        for (role, granted) in &header.mapped {
+            let Some(src) = header
+                .role_index(*role)
+                .and_then(|i| columns.iter().find(|c| c.name == header.names[i]))
+            else {
+                continue;
+            };
+            let mut data = ColumnData::default();
+            for v in src.data.iter() {
+                let yes = granted.iter().any(|g| g == v.trim());
+                data.push(if yes { "yes" } else { "no" });
+            }
+            data.shrink();
+            let name = format!("{} (mapped)", role.default_column());
+            mapped_columns.push(Column {
+                name,
+                ty: FieldType::Text,
+                data,
+            });
+        }
         for c in &header.constants {
             let mut data = ColumnData::default();
             for _ in 0..lines.len() {
@@ -976,6 +1012,7 @@ impl Audience {
                 data,
             });
         }
+        columns.extend(mapped_columns);
         Ok(Audience {
             header,
             columns,
@@ -1014,6 +1051,9 @@ impl Audience {
     pub fn role(&self, role: Role) -> Option<&Column> {
         if let Some(c) = self.header.constant(role) {
             return self.column(&c.column_name());
+        }
+        if self.header.mapped.iter().any(|(r, _)| *r == role) {
+            return self.column(&format!("{} (mapped)", role.default_column()));
         }
         let idx = self.header.role_index(role)?;
         self.column(&self.header.names[idx])
@@ -1212,6 +1252,19 @@ mod tests {
             .to_string();
         assert!(e.contains(":2:1:") && e.contains("klingon"), "{e}");
         let e = load_with(latin, "[csv]\ndelimiter = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":2:1:"), "{e}");
+    }
+
+    #[test]
+    fn a_consent_column_in_a_platforms_words_grants_only_the_named_values() {
+        let file = b"Email,Email Marketing Consent\na@example.com,SUBSCRIBED\nb@example.com,NEVER_SUBSCRIBED\nc@example.com,UNSUBSCRIBED\nd@example.com,yes\n";
+        let schema = "[columns]\nconsent_marketing = { column = \"Email Marketing Consent\", granted = [\"SUBSCRIBED\"] }\n";
+        let a = load_with(file, schema).unwrap();
+        let m = a.role(Role::ConsentMarketing).unwrap();
+        assert_eq!(m.data.iter().collect::<Vec<_>>(), ["yes", "no", "no", "no"]);
+        let e = load_with(file, "[columns]\nconsent_marketing = { column = \"Email Marketing Consent\", granted = [] }\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains(":2:1:"), "{e}");

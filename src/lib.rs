@@ -22,6 +22,7 @@
 //! sample.rs     the synthetic sample person test messages are rendered for
 //! message.rs    rendered letter → RFC 5322 message (preview and send share it)
 //! person.rs     one person's rows in an audience CSV: found (export), cut out (forget)
+//! onboard.rs    an export (Mailchimp, Shopify, …) → roles, guessed classes, notes; `tact new`
 //! send/         the send loop: relays with their own connections, rates and quotas,
 //!               retries, claims and group commits in the ledger
 //!   smtp.rs     SMTP with TCP_NODELAY and PIPELINING, step by step (before/after hand-over)
@@ -55,6 +56,7 @@ pub mod lexicon;
 pub mod measure;
 pub mod message;
 pub mod names;
+pub mod onboard;
 pub mod person;
 pub mod plan;
 pub mod sample;

@@ -153,6 +153,37 @@ pub fn listed<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     out.join(", ")
 }
 
+/// The longest name a new campaign may have.
+pub const MAX_CAMPAIGN_NAME: usize = 64;
+
+/// Why `name` cannot name a new campaign, if it cannot. A name is a plain identifier
+/// (lowercase letters, digits and '-'): it starts with a letter, and a '-' only ever joins
+/// two words (`winter-sale-2`, never `-`, `x-` or `a--b`). It becomes a file name, a
+/// template name and part of the List-Id header.
+pub fn campaign_name_refusal(name: &str) -> Option<String> {
+    const RULE: &str =
+        "lowercase letters and digits, words joined by single '-' (like winter-sale-2)";
+    if name.is_empty() {
+        return Some(format!("type a name: {RULE}"));
+    }
+    if name.chars().count() > MAX_CAMPAIGN_NAME {
+        return Some(format!("at most {MAX_CAMPAIGN_NAME} characters"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Some(format!("`{bad}` is not allowed: {RULE}"));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Some(format!("start with a letter: {RULE}"));
+    }
+    if name.ends_with('-') || name.contains("--") {
+        return Some(format!("a '-' only joins two words: {RULE}"));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

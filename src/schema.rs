@@ -164,11 +164,23 @@ pub struct ColumnRoles {
 /// (`consent_marketing = { value = "yes", reason = "Mailchimp's subscribed export: being
 /// in it is the consent" }`). The reason is required: it is what the check and a privacy
 /// officer read instead of a column.
+///
+/// A platform that writes its own words for consent (Klaviyo's `SUBSCRIBED`) names them:
+/// `consent_marketing = { column = "Email Marketing Consent", granted = ["SUBSCRIBED"] }`;
+/// only those values grant, everything else does not.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub enum RoleSpec {
     Column(String),
     Constant(Constant),
+    Mapped(Mapped),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapped {
+    pub column: String,
+    pub granted: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -182,14 +194,23 @@ impl RoleSpec {
     pub fn column(&self) -> Option<&str> {
         match self {
             RoleSpec::Column(c) => Some(c),
+            RoleSpec::Mapped(m) => Some(&m.column),
             RoleSpec::Constant(_) => None,
         }
     }
 
     pub fn constant(&self) -> Option<&Constant> {
         match self {
-            RoleSpec::Column(_) => None,
             RoleSpec::Constant(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The values that grant, when the column uses its own words.
+    pub fn granted(&self) -> Option<&[String]> {
+        match self {
+            RoleSpec::Mapped(m) => Some(&m.granted),
+            _ => None,
         }
     }
 }
@@ -329,6 +350,29 @@ fn check_constants(path: &Path, text: &str, roles: &ColumnRoles) -> Result<()> {
                 ),
             ));
         }
+    }
+    for (role, spec) in flags {
+        if spec
+            .as_ref()
+            .and_then(RoleSpec::granted)
+            .is_some_and(|g| g.iter().all(|v| v.trim().is_empty()))
+        {
+            return Err(Error::input(
+                at(role),
+                format!("[columns] {role} names no value in `granted`: which values mean consent?"),
+            ));
+        }
+    }
+    if roles
+        .consent_at
+        .as_ref()
+        .and_then(RoleSpec::granted)
+        .is_some()
+    {
+        return Err(Error::input(
+            at("consent_at"),
+            "[columns] consent_at is a time: `granted` applies to the consent flags only",
+        ));
     }
     if let Some(c) = roles.consent_at.as_ref().and_then(RoleSpec::constant) {
         if c.reason.trim().is_empty() {

@@ -7,6 +7,7 @@ mod attack;
 mod bounces;
 mod imap;
 mod input;
+mod onboard;
 mod ops;
 mod report;
 mod schedule;

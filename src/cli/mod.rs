@@ -9,6 +9,7 @@ mod export;
 mod forget;
 mod init;
 mod man;
+mod new;
 mod preview;
 mod purge;
 mod report;
@@ -81,6 +82,10 @@ enum Command {
     Forget(forget::Args),
     /// Everything held about a person (GDPR Art. 15), as JSON.
     Export(export::Args),
+    /// Start a campaign from your own customer file (a Mailchimp, Shopify, Klaviyo,
+    /// HubSpot or WooCommerce export, or any CSV): schema, campaign and templates, and what
+    /// the file is missing. Never overwrites.
+    New(new::Args),
     /// Print the shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(completions::Args),
     /// Print the manual page (roff), or write one page per command with --dir.
@@ -194,6 +199,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Audit(args) => audit::run(&globals, &args),
         Command::Purge(args) => purge::run(&globals, &args),
         Command::RunDue(args) => run_due::run(&globals, &args),
+        Command::New(args) => new::run(&args),
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args),
         Command::Bounces(cmd) => bounces::run(&globals, &cmd),

@@ -446,33 +446,11 @@ pub fn find_campaigns(root: &Path) -> Vec<PathBuf> {
     Vec::new()
 }
 
-/// The longest name a new campaign may have.
-const MAX_NAME: usize = 64;
-
-/// Why `name` cannot be a new campaign beside `source`, if it cannot. A name is a plain
-/// identifier in the campaign file's sense (lowercase letters, digits and '-'): it starts
-/// with a letter, and a '-' only ever joins two words (`winter-sale-2`, never `-`, `x-`
-/// or `a--b`). It becomes a file name, a template name and part of the List-Id header.
+/// Why `name` cannot be a new campaign beside `source`, if it cannot: the name rule
+/// (`names::campaign_name_refusal`), and no campaign of that name there yet.
 pub fn new_campaign_refusal(source: &Path, name: &str) -> Option<String> {
-    const RULE: &str =
-        "lowercase letters and digits, words joined by single '-' (like winter-sale-2)";
-    if name.is_empty() {
-        return Some(format!("type a name: {RULE}"));
-    }
-    if name.chars().count() > MAX_NAME {
-        return Some(format!("at most {MAX_NAME} characters"));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Some(format!("`{bad}` is not allowed: {RULE}"));
-    }
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Some(format!("start with a letter: {RULE}"));
-    }
-    if name.ends_with('-') || name.contains("--") {
-        return Some(format!("a '-' only joins two words: {RULE}"));
+    if let Some(why) = tact::names::campaign_name_refusal(name) {
+        return Some(why);
     }
     let path = new_campaign_path(source, name);
     path.exists()
