@@ -839,6 +839,46 @@ fn host_port(base: &str) -> String {
     base.trim_start_matches("http://").to_string()
 }
 
+/// Everyone in `people` unsubscribes with a one-click POST, `per_client` of them in turn
+/// on each of several concurrent clients: each answer's status and time.
+fn unsubscribe_all(
+    base: &str,
+    people: &[(String, tact::state::RecipientHash)],
+    per_client: usize,
+) -> Vec<(u16, Duration)> {
+    std::thread::scope(|s| {
+        let workers: Vec<_> = people
+            .chunks(per_client)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(t, _)| {
+                            let r = post(&format!("{base}/unsubscribe?t={t}"), FORM, ONE_CLICK);
+                            (r.status, r.took)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    })
+}
+
+/// Every one of `people` is on the suppression list.
+fn all_suppressed(state: &Path, people: &[(String, tact::state::RecipientHash)]) {
+    let ledger = Ledger::open(state, false).unwrap();
+    for (i, (_, h)) in people.iter().enumerate() {
+        assert!(
+            ledger.is_suppressed(h).unwrap(),
+            "person {i} not suppressed"
+        );
+    }
+}
+
 /// A client that connects, sends `prefix` and then nothing: the slowloris of the issue.
 /// The test drops it at its end, so it stops by itself.
 fn stall(addr: &str, prefix: &[u8]) -> std::net::TcpStream {
@@ -873,39 +913,13 @@ fn unsubscribe_server_answers_everyone_while_150_slow_clients_hold_connections()
         .collect();
     std::thread::sleep(Duration::from_millis(300));
 
-    let answers: Vec<(u16, Duration)> = std::thread::scope(|s| {
-        let workers: Vec<_> = people
-            .chunks(31)
-            .map(|chunk| {
-                let base = &server.base;
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|(t, _)| {
-                            let r = post(&format!("{base}/unsubscribe?t={t}"), FORM, ONE_CLICK);
-                            (r.status, r.took)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
-            .collect()
-    });
+    let answers = unsubscribe_all(&server.base, &people, 31);
     let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
     assert!(
         statuses.iter().all(|s| *s == 200),
         "not every one-click POST was answered 200: {statuses:?}"
     );
-    let ledger = Ledger::open(state.path(), false).unwrap();
-    for (i, (_, h)) in people.iter().enumerate() {
-        assert!(
-            ledger.is_suppressed(h).unwrap(),
-            "person {i} not suppressed"
-        );
-    }
+    all_suppressed(state.path(), &people);
     // A stop does not wait for stalled clients: fresh ones would hold each connection for
     // the 5 s read timeout (and the 10 s deadline), the stop takes at most its 2 s grace.
     let fresh: Vec<_> = (0..20).map(|_| stall(&addr, kinds[1])).collect();
@@ -937,37 +951,15 @@ fn unsubscribe_server_answers_everyone_while_more_stalled_clients_than_its_cap_h
         .map(|_| stall(&addr, head))
         .collect();
     std::thread::sleep(Duration::from_millis(500));
-    let statuses: Vec<u16> = std::thread::scope(|s| {
-        let workers: Vec<_> = people
-            .chunks(15)
-            .map(|chunk| {
-                let base = &server.base;
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|(t, _)| {
-                            post(&format!("{base}/unsubscribe?t={t}"), FORM, ONE_CLICK).status
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
-            .collect()
-    });
+    let statuses: Vec<u16> = unsubscribe_all(&server.base, &people, 15)
+        .iter()
+        .map(|a| a.0)
+        .collect();
     assert!(
         statuses.iter().all(|s| *s == 200),
         "someone was locked out past the cap: {statuses:?}"
     );
-    let ledger = Ledger::open(state.path(), false).unwrap();
-    for (i, (_, h)) in people.iter().enumerate() {
-        assert!(
-            ledger.is_suppressed(h).unwrap(),
-            "person {i} not suppressed"
-        );
-    }
+    all_suppressed(state.path(), &people);
     drop(stalled);
 }
 
