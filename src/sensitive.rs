@@ -265,3 +265,54 @@ pub fn by_category(lex: &Lexicon, seen: &Seen) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_not_scanned_but_product_names_are() {
+        for n in [
+            "first_name",
+            "LastName",
+            "customer_name",
+            "surname",
+            "Full Name",
+            "nickname",
+        ] {
+            assert!(is_person_name(n), "{n}");
+        }
+        for n in [
+            "product_name",
+            "last_viewed_product",
+            "category",
+            "brand_name",
+            "notes",
+        ] {
+            assert!(!is_person_name(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn quoted_terms_in_a_segment() {
+        let lex = Lexicon::shared();
+        let m = segment_terms(
+            lex,
+            r#"last_viewed_product == "Pregnancy test" or country == "GB""#,
+        );
+        assert_eq!(
+            lex.of(m).map(|c| c.key.as_str()).collect::<Vec<_>>(),
+            ["pregnancy"]
+        );
+        let m = segment_terms(lex, "tag in ['Rosary beads', \"Kids' boots\"]");
+        assert_eq!(
+            lex.of(m).map(|c| c.key.as_str()).collect::<Vec<_>>(),
+            ["children", "religion"]
+        );
+        assert_eq!(
+            segment_terms(lex, r#"country == "GB" and note is containing("kitchen")"#),
+            0
+        );
+        assert_eq!(segment_terms(lex, r#"x == "unterminated"#), 0);
+    }
+}
