@@ -1048,14 +1048,7 @@ fn settle(s: &Shared<'_>, done: &mut Vec<Delivered>, campaign: &str) {
 /// Claimed recipients never handed to a relay go back to pending and to the queue.
 fn release(s: &Shared<'_>, claimed: &mut VecDeque<(Job, RecipientHash)>, campaign: &str) {
     for (job, hash) in claimed.drain(..) {
-        let r = s.ledger().finish(
-            campaign,
-            &hash,
-            Status::Pending,
-            &Reply::default(),
-            None,
-            s.clock(),
-        );
+        let r = s.ledger().unclaim(campaign, &hash, s.clock());
         if let Err(e) = r {
             s.pause(format!("ledger: {e}"));
         }

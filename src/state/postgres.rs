@@ -858,6 +858,17 @@ impl Store for PgStore {
         })
     }
 
+    fn unclaim(&self, campaign: &str, hash: &RecipientHash, now: DateTime<Utc>) -> Result<()> {
+        self.with("give back a claim", |c| {
+            c.client.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = GREATEST(attempts - 1, 0), updated_at = $3
+                 WHERE campaign = $1 AND recipient = $2 AND status = 'sending'",
+                &[&campaign, &&hash[..], &now.timestamp()],
+            )?;
+            Ok(())
+        })
+    }
+
     fn drop_pending(&self, campaign: &str, hash: &RecipientHash) -> Result<bool> {
         self.with("drop a pending row", |c| {
             Ok(c.client.execute(

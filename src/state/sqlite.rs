@@ -501,6 +501,17 @@ impl Store for SqliteStore {
         Ok(stale.len())
     }
 
+    fn unclaim(&self, campaign: &str, hash: &RecipientHash, now: DateTime<Utc>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE deliveries SET status = 'pending', attempts = MAX(attempts - 1, 0), updated_at = ?3
+                 WHERE campaign = ?1 AND recipient = ?2 AND status = 'sending'",
+            )
+            .and_then(|mut q| q.execute(params![campaign, &hash[..], now.timestamp()]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     fn drop_pending(&self, campaign: &str, hash: &RecipientHash) -> Result<bool> {
         let n = self
             .conn

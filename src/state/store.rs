@@ -144,6 +144,9 @@ pub trait Store: Send {
 
     /// Drops one recipient's `pending` row (suppressed while the run was going).
     fn drop_pending(&self, campaign: &str, hash: &RecipientHash) -> Result<bool>;
+    /// Gives back a claim that never reached a server (its relay began to rest before its
+    /// turn): pending again, the claim's attempt not counted, and the last reply kept.
+    fn unclaim(&self, campaign: &str, hash: &RecipientHash, now: DateTime<Utc>) -> Result<()>;
 
     fn counts(&self, campaign: &str) -> Result<StatusCounts>;
 
