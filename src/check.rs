@@ -94,6 +94,9 @@ pub struct FieldReport {
     pub class: FieldClass,
     pub level: u8,
     pub inferred: bool,
+    /// Where the values came from, and the same in the recipient's words.
+    pub origin: crate::schema::Origin,
+    pub origin_words: &'static str,
     pub places: Vec<Place>,
     #[serde(rename = "type")]
     pub ty: &'static str,
@@ -772,6 +775,8 @@ fn report(
             class: f.class.class(),
             level: f.class.class().level(),
             inferred: f.class.inferred,
+            origin: f.origin,
+            origin_words: f.origin.words(),
             places: f.places.iter().copied().collect(),
             ty: f.ty.as_str(),
         })

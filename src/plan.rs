@@ -102,6 +102,7 @@ pub use crate::state::ledger::Facts;
 pub struct FieldInfo {
     pub name: String,
     pub class: Classification,
+    pub origin: schema::Origin,
     pub places: BTreeSet<Place>,
     pub ty: FieldType,
     /// The column saying when a behavioural field was observed.
@@ -616,12 +617,16 @@ fn field_infos(
     usage
         .fields
         .iter()
-        .map(|(name, places)| FieldInfo {
-            name: name.clone(),
-            class: schema::classify(name, schema),
-            places: places.clone(),
-            ty: audience.column(name).map_or(FieldType::Text, |c| c.ty),
-            observed_at: observed.get(name).cloned(),
+        .map(|(name, places)| {
+            let class = schema::classify(name, schema);
+            FieldInfo {
+                name: name.clone(),
+                origin: schema::Origin::of(name, schema, &class),
+                class,
+                places: places.clone(),
+                ty: audience.column(name).map_or(FieldType::Text, |c| c.ty),
+                observed_at: observed.get(name).cloned(),
+            }
         })
         .collect()
 }

@@ -147,6 +147,9 @@ pub struct FieldSpec {
     pub ty: Option<FieldType>,
     pub inferred: Option<bool>,
     pub observed_at: Option<String>,
+    /// Where the values came from, when the class alone does not say (a quasi-identifier
+    /// bought from a broker is not something the customer told us).
+    pub origin: Option<Origin>,
 }
 
 /// Renamed column roles (DESIGN §2), or a consent role the file itself answers.
@@ -442,6 +445,64 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
+}
+
+/// Where a field's values came from, in the words the marketer and the recipient both
+/// read: the check report, the composer's Check screen and `why_you_got_this` say the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Declared,
+    Transactional,
+    Behavioural,
+    Inferred,
+    /// Nothing says: a high-risk, special or unclassified field with no `origin` key.
+    Unknown,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Declared => "declared",
+            Origin::Transactional => "transactional",
+            Origin::Behavioural => "behavioural",
+            Origin::Inferred => "inferred",
+            Origin::Unknown => "unknown",
+        }
+    }
+
+    /// Plain words, spoken to the recipient ("you told us"), so a marketer reading the
+    /// report reads exactly what the customer will.
+    pub fn words(self) -> &'static str {
+        match self {
+            Origin::Declared => "you told us",
+            Origin::Transactional => "from your orders",
+            Origin::Behavioural => "from what you browsed",
+            Origin::Inferred => "we estimated",
+            Origin::Unknown => "source not recorded",
+        }
+    }
+
+    /// A schema's `origin` wins; an inference is always "we estimated" whatever its base
+    /// class, since the customer never gave us the value itself.
+    pub fn of(name: &str, schema: &Schema, class: &Classification) -> Origin {
+        if class.inferred {
+            return Origin::Inferred;
+        }
+        if let Some(o) = schema.field(name).and_then(|f| f.origin) {
+            return o;
+        }
+        match class.base {
+            FieldClass::Routing | FieldClass::Declared | FieldClass::QuasiIdentifier => {
+                Origin::Declared
+            }
+            FieldClass::Transactional => Origin::Transactional,
+            FieldClass::Behavioural => Origin::Behavioural,
+            FieldClass::HighRisk | FieldClass::Special | FieldClass::Unclassified => {
+                Origin::Unknown
+            }
+        }
+    }
 }
 
 /// How a field came to have its class, for the report.
