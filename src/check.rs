@@ -229,6 +229,7 @@ pub fn render_all_unless(
     };
     let lexicon = &*p.schema.lexicon;
     let scanned = crate::sensitive::scan(p);
+    let stand_ins = crate::sensitive::StandIns::new(lexicon);
     let acc = plan
         .decisions
         .par_iter()
@@ -262,7 +263,9 @@ pub fn render_all_unless(
                         crate::sensitive::observe(
                             lexicon,
                             p,
+                            keys,
                             &scanned,
+                            &stand_ins,
                             row,
                             &l.rendered,
                             &mut acc.subject,
@@ -1180,7 +1183,7 @@ fn sensitive_values(p: &Prepared, stats: &RenderStats) -> Vec<Finding> {
             Place::Subject => (
                 Level::Block,
                 format!(
-                    "{} recipient(s) would see a value of {} revealing {cats} in the subject or preheader, on lock screens and inbox lists{eg}",
+                    "{} recipient(s) would see a value of {} revealing {cats} in the subject or preheader (printed, or deciding what is shown), on lock screens and inbox lists{eg}",
                     seen.recipients,
                     list(&fields)
                 ),
@@ -1192,7 +1195,7 @@ fn sensitive_values(p: &Prepared, stats: &RenderStats) -> Vec<Finding> {
             Place::Body => (
                 Level::Caution,
                 format!(
-                    "{} recipient(s) would read a value of {} revealing {cats} in the body (inferred special-category data is special-category data: EDPB Guidelines 8/2020){eg}",
+                    "{} recipient(s) would read a value of {} revealing {cats} in the body (printed, or deciding what is shown; inferred special-category data is special-category data: EDPB Guidelines 8/2020){eg}",
                     seen.recipients,
                     list(&fields)
                 ),
@@ -1856,6 +1859,79 @@ mod tests {
         assert_eq!(values_measured(f[0]).0, 24);
         assert_eq!(r.exit_code(), 4);
         assert_no_values(&r);
+    }
+
+    /// A template need not print a value to reveal it: a branch on it, a cut-down copy
+    /// or a count of its letters shows the recipient (and whoever reads over their
+    /// shoulder) something the value decided. Each way counts where it shows; the guard
+    /// the alternative recommends (`is sensitive`) still does not.
+    #[test]
+    fn a_sensitive_value_that_decides_what_is_shown_counts_where_it_shows() {
+        for (subject, why) in [
+            (
+                "{% if personalised and last_viewed_product == \"Ovulation kit\" %}Congratulations!{% else %}News{% endif %}",
+                "a branch on the exact value",
+            ),
+            (
+                "{% if personalised and last_viewed_product is containing(\"Ovul\") %}Good news{% else %}News{% endif %}",
+                "a branch on a fragment",
+            ),
+            (
+                "{% if personalised %}{{ last_viewed_product | truncate(length=4) }}{% endif %} news",
+                "a cut-down copy",
+            ),
+            (
+                "{% if personalised %}{{ last_viewed_product | lower | replace(from=\"a\", to=\"4\") }}{% endif %} news",
+                "a disguised copy",
+            ),
+            (
+                "{% if personalised %}{{ last_viewed_product | length }}{% endif %} news",
+                "a count of its letters",
+            ),
+        ] {
+            let r = Fx {
+                subject: subject.into(),
+                products: PRODUCTS,
+                ..Fx::default()
+            }
+            .report();
+            let f = sensitive(&r);
+            assert_eq!(f.len(), 1, "{why}: {:?}", rules_of(&r));
+            assert_eq!(f[0].level, Level::Block, "{why}");
+            let (n, cats, place) = values_measured(f[0]);
+            assert_eq!(place, Place::Subject, "{why}");
+            assert!(n >= 12, "{why}: {n}");
+            assert!(cats.contains_key("pregnancy"), "{why}: {cats:?}");
+            assert_no_values(&r);
+        }
+        // In the body the same branch is a caution.
+        let r = Fx {
+            txt: body("{% if last_viewed_product == \"Rosary beads\" %}Blessings{% endif %}"),
+            products: PRODUCTS,
+            ..Fx::default()
+        }
+        .report();
+        let f = sensitive(&r);
+        assert_eq!(f.len(), 1, "{:?}", rules_of(&r));
+        assert_eq!(f[0].level, Level::Caution);
+        assert_eq!(
+            values_measured(f[0]).1,
+            BTreeMap::from([("religion".into(), 12)])
+        );
+        // The recommended guard, and a branch on a harmless value, count for nothing.
+        for subject in [
+            "{% if personalised and not last_viewed_product is sensitive %}{{ last_viewed_product }}{% else %}Picked for you{% endif %}",
+            "{% if personalised and last_viewed_product == \"Kettle\" %}Tea time{% else %}News{% endif %}",
+            "{% if personalised and last_viewed_product %}Still looking?{% else %}News{% endif %}",
+        ] {
+            let r = Fx {
+                subject: subject.into(),
+                products: PRODUCTS,
+                ..Fx::default()
+            }
+            .report();
+            assert!(sensitive(&r).is_empty(), "{subject}: {:?}", rules_of(&r));
+        }
     }
 
     #[test]

@@ -202,6 +202,23 @@ impl Lexicon {
         self.hits(value).fold(0, |m, (_, bits)| m | bits)
     }
 
+    /// Per category, the shortest of its terms that reveals that category alone (None
+    /// when every term is shared): the parts `sensitive::StandIns` is made of.
+    pub fn pure_terms(&self) -> Vec<Option<String>> {
+        let mut best: Vec<Option<&String>> = vec![None; self.categories.len()];
+        for (phrase, bits) in &self.phrases {
+            if bits.count_ones() != 1 {
+                continue;
+            }
+            let i = bits.trailing_zeros() as usize;
+            let better = best[i].is_none_or(|b| (phrase.len(), phrase) < (b.len(), b));
+            if better {
+                best[i] = Some(phrase);
+            }
+        }
+        best.into_iter().map(|b| b.cloned()).collect()
+    }
+
     /// The normalised phrases of the lexicon found in `value`, with their categories.
     pub fn phrases_in(&self, value: &str) -> Vec<(String, Mask)> {
         self.hits(value).collect()

@@ -138,10 +138,13 @@ fn masks(lex: &Lexicon, data: &ColumnData) -> Vec<Mask> {
 
 /// What a recipient's render shows of their sensitive values: the categories it showed
 /// in the subject (or preheader) and in the body.
+#[allow(clippy::too_many_arguments)]
 pub fn observe(
     lex: &Lexicon,
     p: &Prepared,
+    keys: &crate::state::Keys,
     scanned: &[Scanned],
+    stand_ins: &StandIns,
     row: usize,
     rendered: &Rendered,
     subject: &mut Seen,
@@ -191,11 +194,91 @@ pub fn observe(
             }
         }
     }
+    // Printing is not the only way to show a value: a branch on it, a cut or disguised
+    // copy, its length. Render again with each matched value replaced by a stand-in of
+    // the same categories: whatever changes was decided by more than the category, so
+    // it counts where it changed. The recommended guard (`is sensitive`) gives the
+    // stand-in the same branch, so a guarded template stays clean.
+    let replaced: Vec<&Scanned> = scanned
+        .iter()
+        .filter(|s| s.masks[row] != 0)
+        .filter(|s| s.places.contains(&Place::Subject) || s.places.contains(&Place::Body))
+        .collect();
+    if !replaced.is_empty() {
+        let stand: Vec<(&str, String)> = replaced
+            .iter()
+            .filter_map(|s| Some((s.name.as_str(), stand_ins.for_mask(lex, s.masks[row])?)))
+            .collect();
+        let fields: Vec<(&str, &str)> = p
+            .render_fields(row)
+            .into_iter()
+            .map(|(name, v)| {
+                let alt = stand.iter().find(|(n, _)| *n == name);
+                (name, alt.map_or(v, |(_, a)| a.as_str()))
+            })
+            .collect();
+        let (vars, _) = p.tool_vars(keys, row, true);
+        let alt = p.templates.render(&vars, &fields).ok();
+        let head_changed = alt
+            .as_ref()
+            .is_none_or(|a| a.subject != rendered.subject || a.preheader != rendered.preheader);
+        let body_changed = alt
+            .as_ref()
+            .is_none_or(|a| a.text != rendered.text || a.html != rendered.html);
+        for s in &replaced {
+            if !stand.iter().any(|(n, _)| *n == s.name) {
+                continue;
+            }
+            if head_changed && s.places.contains(&Place::Subject) {
+                in_subject |= s.masks[row];
+                if !subject_fields.contains(&s.name.as_str()) {
+                    subject_fields.push(s.name.as_str());
+                }
+            }
+            if body_changed && s.places.contains(&Place::Body) {
+                in_body |= s.masks[row];
+                if !body_fields.contains(&s.name.as_str()) {
+                    body_fields.push(s.name.as_str());
+                }
+            }
+        }
+    }
     if in_subject != 0 {
         subject.add(lex, row, in_subject, &subject_fields);
     }
     if in_body != 0 {
         body.add(lex, row, in_body, &body_fields);
+    }
+}
+
+/// Values that reveal given categories and nothing else, and that no real value spells:
+/// "zz ovulation zz rosary" for pregnancy and religion. Made once per check.
+#[derive(Debug, Clone)]
+pub struct StandIns {
+    pure: Vec<Option<String>>,
+}
+
+impl StandIns {
+    pub fn new(lex: &Lexicon) -> StandIns {
+        let pure = lex
+            .pure_terms()
+            .into_iter()
+            .map(|t| t.map(|t| format!("zz {t}")))
+            .collect();
+        StandIns { pure }
+    }
+
+    /// None when a category has no term of its own, or the joined terms would read as
+    /// another category: that row is then judged by what it prints alone.
+    pub fn for_mask(&self, lex: &Lexicon, mask: Mask) -> Option<String> {
+        let mut parts = Vec::new();
+        for (i, t) in self.pure.iter().enumerate() {
+            if mask & (1 << i) != 0 {
+                parts.push(t.as_deref()?);
+            }
+        }
+        let joined = parts.join(" ");
+        (lex.classify(&joined) == mask).then_some(joined)
     }
 }
 
@@ -290,6 +373,20 @@ mod tests {
             "notes",
         ] {
             assert!(!is_person_name(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn every_category_and_every_pair_has_a_stand_in_of_exactly_its_categories() {
+        let lex = Lexicon::shared();
+        let stand = StandIns::new(lex);
+        let n = lex.categories().len();
+        for a in 0..n {
+            for b in a..n {
+                let mask = (1 << a) | (1 << b);
+                let s = stand.for_mask(lex, mask).expect("a stand-in");
+                assert_eq!(lex.classify(&s), mask, "{s}");
+            }
         }
     }
 
