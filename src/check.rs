@@ -177,6 +177,20 @@ impl Report {
     pub fn sendable(&self) -> bool {
         self.rendered && self.exit_code() == 0
     }
+
+    /// What the verdict means for the campaign, in the reports' words.
+    pub fn verdict_note(&self) -> &'static str {
+        let unacked = self
+            .findings
+            .iter()
+            .any(|f| f.level == Level::Caution && !f.acknowledged);
+        match self.verdict {
+            Level::Caution if !unacked => "acknowledged: may be sent",
+            Level::Caution => "acknowledge or fix before sending",
+            Level::Block => "nothing can be sent",
+            Level::Ok | Level::Notice => "may be sent",
+        }
+    }
 }
 
 /// Renders every planned recipient, moves the ones whose render fails to their reason, and

@@ -19,6 +19,7 @@
 //! measure.rs    group sizes of the values an email shows (re-identification), generalised
 //! lexicon.rs    the sensitive-terms lexicon (src/lexicon/lexicon.toml) and its matcher
 //! sensitive.rs  which recipients' sensitive values a segment selects or a render shows
+//! privacy_report.rs the check as a record for the privacy officer: HTML or Markdown
 //! sample.rs     the synthetic sample person test messages are rendered for
 //! message.rs    rendered letter → RFC 5322 message (preview and send share it)
 //! person.rs     one person's rows in an audience CSV: found (export), cut out (forget)
@@ -59,6 +60,7 @@ pub mod names;
 pub mod onboard;
 pub mod person;
 pub mod plan;
+pub mod privacy_report;
 pub mod sample;
 pub mod schema;
 pub mod segment;

@@ -8,10 +8,9 @@
 //! the same folder with the same permissions, fsynced, renamed over the original, no
 //! backup left behind.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::ops::Range;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::audience::{self, Header};
@@ -264,47 +263,17 @@ pub fn replace_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         path: target.clone(),
         source,
     })?;
-    let dir = target
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut salt = [0u8; 6];
-    getrandom::fill(&mut salt).map_err(|e| Error::Other(format!("no randomness: {e}")))?;
-    let salt: String = salt.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = dir.join(format!(".{name}.tact-{salt}.tmp"));
-    let werr = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| Error::Write { path: p, source }
-    };
-    let written = (|| -> Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(werr(&tmp))?;
+    crate::state::replace_file(&target, bytes, |f| {
         // Root may give the file back to its owner; anyone else already owns it.
-        let _ = std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()));
+        let _ = std::os::unix::fs::fchown(f, Some(meta.uid()), Some(meta.gid()));
         f.set_permissions(fs::Permissions::from_mode(
             meta.permissions().mode() & 0o7777,
         ))
-        .map_err(werr(&tmp))?;
-        f.write_all(bytes).map_err(werr(&tmp))?;
-        f.sync_all().map_err(werr(&tmp))?;
-        fs::rename(&tmp, &target).map_err(werr(&target))
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return written;
-    }
-    // The rename is durable once the folder is.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+        .map_err(|source| Error::Write {
+            path: target.clone(),
+            source,
+        })
+    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! `tact check CAMPAIGN [--json]`: plan, render every recipient offline, apply the rules.
+//! `tact check CAMPAIGN [--json] [--report FILE]`: plan, render every recipient offline, apply the rules.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use tact::plan::Prepared;
+use tact::privacy_report::Format;
 use tact::send::orchestrate;
 
 use super::Globals;
@@ -18,6 +19,20 @@ pub struct Args {
     /// Print one JSON object instead of the human report.
     #[arg(long)]
     json: bool,
+    /// Also write the privacy report (no customer values) to FILE: .html for one
+    /// self-contained page, .md for Markdown. Replaces FILE if it exists.
+    #[arg(long, value_name = "FILE", value_parser = report_path)]
+    report: Option<(PathBuf, Format)>,
+}
+
+fn report_path(s: &str) -> Result<(PathBuf, Format), String> {
+    let path = PathBuf::from(s);
+    match Format::of(&path) {
+        Some(f) => Ok((path, f)),
+        None => Err(format!(
+            "{s}: the report is .html (one page) or .md (Markdown)"
+        )),
+    }
 }
 
 pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
@@ -31,6 +46,13 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
     // use: TACT_SMTP_URL when set (as `send` reads it), else [[send.relay]].
     tact::send::setup::check(&mut report, &p.campaign, &|k| std::env::var(k).ok());
     let mut stderr = std::io::stderr().lock();
+    // Whatever the verdict: a blocked campaign is when the privacy officer needs it.
+    if let Some((path, format)) = &args.report {
+        let text = tact::privacy_report::build(&p, &report, g.now).render(*format);
+        tact::privacy_report::save(path, &text)
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+        writeln!(stderr, "tact: privacy report written to {}", path.display())?;
+    }
     write_row_warnings(&mut stderr, &p, &report.problems, 20)?;
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -49,16 +49,9 @@ impl Style {
 
 pub fn write_report(w: &mut dyn Write, p: &Prepared, r: &Report, style: Style) -> io::Result<()> {
     let c = &r.audience;
-    let unacked = r
-        .findings
-        .iter()
-        .filter(|f| f.level == Level::Caution && !f.acknowledged)
-        .count();
     let suffix = match r.verdict {
-        Level::Caution if unacked == 0 => " (acknowledged: may be sent)",
-        Level::Caution => " (acknowledge or fix before sending)",
-        Level::Block => " (nothing can be sent)",
-        _ => "",
+        Level::Caution | Level::Block => format!(" ({})", r.verdict_note()),
+        Level::Ok | Level::Notice => String::new(),
     };
     writeln!(
         w,

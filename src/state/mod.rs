@@ -603,6 +603,55 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
     })
 }
 
+/// Replaces `target` with `bytes` so that no reader ever sees half of them: a new file
+/// beside it, owner-only from the moment it exists (`prepare` may then set its owner or
+/// mode), fsynced, renamed over `target`, and the folder fsynced. `target` itself is
+/// replaced, never followed: a caller that means a link's target resolves it first. On
+/// failure the new file is removed.
+pub fn replace_file(
+    target: &Path,
+    bytes: &[u8],
+    prepare: impl FnOnce(&fs::File) -> Result<()>,
+) -> Result<()> {
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut salt = [0u8; 6];
+    getrandom::fill(&mut salt).map_err(|e| Error::Other(format!("no randomness: {e}")))?;
+    let salt: String = salt.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = dir.join(format!(".{name}.tact-{salt}.tmp"));
+    let werr = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| Error::Write { path: p, source }
+    };
+    let written = (|| -> Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(werr(&tmp))?;
+        prepare(&f)?;
+        f.write_all(bytes).map_err(werr(&tmp))?;
+        f.sync_all().map_err(werr(&tmp))?;
+        fs::rename(&tmp, target).map_err(werr(target))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return written;
+    }
+    // The rename is durable once the folder is.
+    if let Ok(d) = fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 /// Writes a file readable by its owner only, from the moment it exists.
 pub fn write_private(path: &Path, bytes: &[u8], exclusive: bool) -> Result<()> {
     let mut opts = OpenOptions::new();

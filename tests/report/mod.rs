@@ -2,6 +2,8 @@
 //! order or counts shows up in review; and the measured figures (DESIGN §8) checked
 //! against what the messages themselves show.
 
+mod privacy;
+
 use std::collections::HashMap;
 
 use crate::util::*;
