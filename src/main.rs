@@ -2,7 +2,9 @@
 //! an error once, and turns the outcome into the contract's exit code (DESIGN §5).
 
 mod cli;
+mod globals;
 mod tui;
+mod viewer;
 
 use std::process::ExitCode;
 

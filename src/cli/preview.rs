@@ -99,7 +99,7 @@ pub fn run(g: &Globals, args: &Args) -> anyhow::Result<u8> {
         };
         let msg = tact::message::build(&p.campaign, &letter, p.audience.email(row), date, "")?;
         if args.open {
-            return match super::viewer::open_message(&msg.formatted()) {
+            return match crate::viewer::open_message(&msg.formatted()) {
                 Ok(said) => {
                     eprintln!("tact: {said}");
                     Ok(0)

@@ -34,7 +34,7 @@ use ratatui::Terminal;
 use ratatui::backend::Backend;
 use ratatui::crossterm::event::{self, Event};
 
-use crate::cli::Globals;
+use crate::globals::Globals;
 
 pub use app::{Action, App, Ctx, Effect, update};
 
@@ -384,7 +384,7 @@ pub fn perform(app: &App, effect: Effect, tx: &Sender<Action>) {
         }
         Effect::Open(eml) => {
             std::thread::spawn(move || {
-                let _ = tx.send(Action::Opened(crate::cli::viewer::open_message(&eml)));
+                let _ = tx.send(Action::Opened(crate::viewer::open_message(&eml)));
             });
         }
         // The loop handles it: the terminal must be given back first.
