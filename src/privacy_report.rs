@@ -65,8 +65,8 @@ fn stage_of(r: Reason) -> usize {
 
 const STAGES: [&str; 5] = [
     "rows in the audience file",
-    "readable, a valid address, each address once",
-    "current marketing consent, not suppressed",
+    "valid address, each once",
+    "current marketing consent",
     "in the segment",
     "would receive the email",
 ];
@@ -691,8 +691,8 @@ impl PrivacyReport {
     /// The funnel as horizontal bars, each as long as its share of the file's rows; the
     /// last one split into personalised and generic.
     fn funnel_svg(&self) -> String {
-        const LABEL: u32 = 290;
-        const BAR: u32 = 300;
+        const LABEL: u32 = 200;
+        const BAR: u32 = 360;
         const ROW: u32 = 30;
         let width = LABEL + BAR + 90;
         let height = ROW * self.funnel.len() as u32 + 30;
