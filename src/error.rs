@@ -88,6 +88,14 @@ pub enum Error {
     )]
     NoStore { store: String },
 
+    /// `tact new`: the name given cannot name a campaign.
+    #[error("`{name}` cannot name a campaign: {why}")]
+    CampaignName { name: String, why: String },
+
+    /// `tact new`: files it would write are there already; it never writes over them.
+    #[error("{} already exist(s); nothing was written: pick another name or folder", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    Exists { paths: Vec<PathBuf> },
+
     #[error("{0}")]
     Other(String),
 }
@@ -109,6 +117,8 @@ impl Error {
                 | Error::Read { .. }
                 | Error::NoState { .. }
                 | Error::NoStore { .. }
+                | Error::CampaignName { .. }
+                | Error::Exists { .. }
         )
     }
 }

@@ -724,6 +724,186 @@ impl Inspection {
     }
 }
 
+/// Where `tact new` writes the campaign when no folder is given (the composer too).
+pub const DEFAULT_DIR: &str = "campaigns";
+
+/// The files `tact new NAME` writes for an audience: the schema beside the CSV, the
+/// campaign in `dir`, its two templates in `dir/templates`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Targets {
+    pub schema: PathBuf,
+    pub campaign: PathBuf,
+    pub text: PathBuf,
+    pub html: PathBuf,
+}
+
+impl Targets {
+    pub fn new(name: &str, audience: &Path, dir: &Path) -> Targets {
+        let stem = audience
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let templates = dir.join("templates");
+        Targets {
+            schema: audience.with_file_name(format!("{stem}.schema.toml")),
+            campaign: dir.join(format!("{name}.toml")),
+            text: templates.join(format!("{name}.txt.tera")),
+            html: templates.join(format!("{name}.html.tera")),
+        }
+    }
+
+    /// The campaign files already there. A schema already there is no obstacle: it is
+    /// kept as the marketer left it.
+    pub fn taken(&self) -> Vec<PathBuf> {
+        [&self.campaign, &self.text, &self.html]
+            .into_iter()
+            .filter(|p| p.exists())
+            .cloned()
+            .collect()
+    }
+}
+
+/// Why `tact new NAME` cannot write into `dir`, known before the file is read: a name the
+/// campaign rule refuses, or campaign files of that name already there.
+pub fn refusal(name: &str, audience: &Path, dir: &Path) -> Option<Error> {
+    if let Some(why) = names::campaign_name_refusal(name) {
+        return Some(Error::CampaignName {
+            name: name.to_string(),
+            why,
+        });
+    }
+    let taken = Targets::new(name, audience, dir).taken();
+    (!taken.is_empty()).then_some(Error::Exists { paths: taken })
+}
+
+/// What `tact new` found in the file and what it wrote.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub found: Inspection,
+    pub targets: Targets,
+    /// A schema was beside the CSV already: it was kept, not changed.
+    pub kept_schema: bool,
+}
+
+/// `tact new NAME --audience FILE --dir DIR`, for the command and the composer alike:
+/// inspects the export and writes the schema (unless one is there), the campaign and its
+/// templates. Never writes over a file; when a write fails, what this call made is
+/// removed again, so a second try starts clean.
+pub fn create(name: &str, audience: &Path, dir: &Path) -> Result<Created> {
+    if let Some(e) = refusal(name, audience, dir) {
+        return Err(e);
+    }
+    let found = inspect(audience)?;
+    let targets = Targets::new(name, audience, dir);
+    let kept_schema = targets.schema.exists();
+    let templates = dir.join("templates");
+    std::fs::create_dir_all(&templates).map_err(|source| Error::Write {
+        path: templates.clone(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    if !kept_schema {
+        files.push((targets.schema.clone(), found.schema_toml()));
+    }
+    files.push((
+        targets.campaign.clone(),
+        found.campaign_toml(name, dir, &targets.schema),
+    ));
+    files.push((targets.text.clone(), found.text_template()));
+    files.push((targets.html.clone(), found.html_template()));
+    let mut made: Vec<PathBuf> = Vec::new();
+    for (path, text) in files {
+        if let Err(e) = write_new(&path, &text) {
+            for m in &made {
+                let _ = std::fs::remove_file(m);
+            }
+            return Err(e);
+        }
+        made.push(path);
+    }
+    Ok(Created {
+        found,
+        targets,
+        kept_schema,
+    })
+}
+
+/// Creates `path`, failing if something appeared there since `refusal` looked.
+fn write_new(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::Exists {
+                    paths: vec![path.to_path_buf()],
+                }
+            } else {
+                Error::Write {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+    if let Err(source) = f.write_all(text.as_bytes()) {
+        let _ = std::fs::remove_file(path);
+        return Err(Error::Write {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    Ok(())
+}
+
+impl Created {
+    /// What `new` says, heading by heading: what it recognised, what it read differently,
+    /// what is missing and what that means, what to do before the first send, the columns
+    /// to read, and what it wrote. Empty headings are left out. Column names and counts
+    /// only: never a value from the file.
+    pub fn report(&self) -> Vec<(&'static str, Vec<String>)> {
+        let mut out = Vec::new();
+        for (level, title) in [
+            ("found", "Recognised:"),
+            ("changed", "Read differently:"),
+            ("missing", "Missing, and what it means:"),
+            ("todo", "To do before the first send:"),
+            ("review", "Read these columns before a campaign uses them:"),
+        ] {
+            let lines: Vec<String> = self
+                .found
+                .notes
+                .iter()
+                .filter(|n| n.level == level)
+                .map(|n| n.text.clone())
+                .collect();
+            if !lines.is_empty() {
+                out.push((title, lines));
+            }
+        }
+        let t = &self.targets;
+        let schema = if self.kept_schema {
+            format!("kept your schema {} (not changed)", t.schema.display())
+        } else {
+            format!(
+                "{} (every column's class, with the reason for the guess)",
+                t.schema.display()
+            )
+        };
+        let templates = t.text.parent().unwrap_or(Path::new("."));
+        out.push((
+            "Wrote:",
+            vec![
+                schema,
+                t.campaign.display().to_string(),
+                format!("its templates in {}", templates.display()),
+            ],
+        ));
+        out
+    }
+}
+
 /// `target` as a path from `dir` (both as given, made absolute against the current
 /// folder), so the campaign still finds it when the folder is moved together.
 fn relative(dir: &Path, target: &Path) -> String {

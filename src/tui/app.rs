@@ -15,6 +15,7 @@ use tact::send::orchestrate::Sent;
 use tact::send::test_send::{self, Who};
 use tact::state::Keys;
 
+use super::from_csv::{self, FromCsv, Said};
 use super::source::SourceFile;
 
 /// The start of the status that asks to wait for the check; the check's end clears it.
@@ -117,6 +118,12 @@ pub enum Action {
     Find,
     /// Picker → a new campaign copied from the one highlighted.
     NewCampaign,
+    /// Picker → a new campaign from a customer file, as `tact new` makes it.
+    NewFromCsv,
+    /// `onboard::create` answered for "+ new from a CSV…".
+    FromCsvDone(Box<tact::Result<tact::onboard::Created>>),
+    /// Close what `tact new` said, on to the campaign underneath.
+    CloseSaid,
     /// Esc while sending: in-flight messages finish, nothing new starts.
     Stop,
     Save,
@@ -216,6 +223,12 @@ pub enum Effect {
     Open(Vec<u8>),
     /// Check each campaign of the picker and read its ledger: the verdict and sent state.
     Survey(Vec<PathBuf>),
+    /// `onboard::create`: what `tact new NAME --audience FILE --dir DIR` does.
+    FromCsv {
+        name: String,
+        audience: PathBuf,
+        dir: PathBuf,
+    },
     /// Open this file in $EDITOR (at this line, for editors that take `+LINE`).
     Editor {
         path: PathBuf,
@@ -453,6 +466,10 @@ pub enum PromptKind {
     Find,
     /// The name of a new campaign, copied from this entry of the picker.
     NewCampaign(usize),
+    /// "+ new from a CSV…": the customer file's path.
+    CsvPath,
+    /// "+ new from a CSV…": the new campaign's name.
+    CsvName,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -525,6 +542,10 @@ pub struct App {
     pub picker_index: usize,
     /// The campaign last highlighted in the picker: "+ new campaign" copies it.
     pub picker_copy: usize,
+    /// "+ new from a CSV…": what was typed, and where the campaign goes.
+    pub from_csv: FromCsv,
+    /// What `tact new` said about the campaign just made, over it until closed.
+    pub said: Option<Said>,
     pub path: Option<PathBuf>,
     pub loading: bool,
     pub loaded: Option<Loaded>,
@@ -616,6 +637,8 @@ impl App {
             picker: None,
             picker_index: 0,
             picker_copy: 0,
+            from_csv: FromCsv::default(),
+            said: None,
             path: None,
             loading: false,
             loaded: None,
@@ -679,6 +702,10 @@ impl App {
 
     pub fn picking(campaigns: Vec<PathBuf>, ctx: Ctx) -> App {
         let mut app = App::new(ctx);
+        // With nothing to open or copy, the customer file is where to start.
+        if campaigns.is_empty() {
+            app.picker_index = 1;
+        }
         app.picker = Some(campaigns);
         app
     }
@@ -690,7 +717,7 @@ impl App {
         }
     }
 
-    fn open(&mut self, path: PathBuf) {
+    pub(super) fn open(&mut self, path: PathBuf) {
         self.next_generation();
         self.loading = true;
         self.loaded = None;
@@ -1290,6 +1317,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             | Action::Surveyed(..)
             | Action::SendDone(_)
             | Action::Saved { .. }
+            | Action::FromCsvDone(_)
     ) {
         app.quit_armed = false;
     }
@@ -1347,6 +1375,12 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             }
         }
         Action::NextTab | Action::PrevTab => {
+            if matches!(action, Action::NextTab)
+                && app.prompt.as_ref().map(|p| p.kind) == Some(PromptKind::CsvPath)
+            {
+                from_csv::complete(app);
+                return None;
+            }
             if app.in_picker() || app.prompt.is_some() {
                 return None;
             }
@@ -1373,10 +1407,14 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             let step = |v: usize, len: usize| -> usize {
                 (v as isize + delta).clamp(0, len.saturating_sub(1) as isize) as usize
             };
+            if let Some(said) = &mut app.said {
+                said.scroll = (said.scroll as isize + delta).clamp(0, said.most_lines()) as u16;
+                return None;
+            }
             if app.in_picker() {
-                // The campaigns, then "+ new campaign".
+                // The campaigns, then "+ new campaign" and "+ new from a CSV…".
                 let len = app.picker.as_ref().map_or(0, Vec::len);
-                app.picker_index = step(app.picker_index, len + 1);
+                app.picker_index = step(app.picker_index, len + 2);
                 if app.picker_index < len {
                     app.picker_copy = app.picker_index;
                 }
@@ -1452,6 +1490,10 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             app.refresh_preview();
         }
         Action::Select => {
+            let len = app.picker.as_ref().map_or(0, Vec::len);
+            if app.in_picker() && app.picker_index > len {
+                return Some(Action::NewFromCsv);
+            }
             if app.in_picker() {
                 let picked = app
                     .picker
@@ -1716,6 +1758,15 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
                 error: None,
             });
         }
+        Action::NewFromCsv => {
+            if !app.in_picker() || app.from_csv.running {
+                return None;
+            }
+            app.picker_index = app.picker.as_ref().map_or(0, Vec::len) + 1;
+            from_csv::ask_path(app, None);
+        }
+        Action::FromCsvDone(result) => from_csv::finished(app, *result),
+        Action::CloseSaid => app.said = None,
         Action::Stop => {
             if let Some(s) = &app.sending
                 && s.result.is_none()
@@ -2105,6 +2156,8 @@ fn submit_prompt(app: &mut App) -> Option<Action> {
                 Err(e) => prompt.error = Some(e),
             }
         }
+        PromptKind::CsvPath => from_csv::submit_path(app, typed),
+        PromptKind::CsvName => from_csv::submit_name(app, typed),
         PromptKind::AckReason(i) => {
             if typed.chars().count() < MIN_REASON {
                 prompt.error = Some(format!(

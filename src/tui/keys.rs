@@ -11,6 +11,8 @@ use super::app::{Action, App, Tab};
 pub enum Scope {
     Global,
     Picker,
+    /// What `tact new` said about the campaign just made from a CSV, over it.
+    Said,
     /// Editing a text field (the segment, or a prompt).
     Text,
     Tab(Tab),
@@ -21,6 +23,7 @@ impl Scope {
         match self {
             Scope::Global => "everywhere",
             Scope::Picker => "campaign picker",
+            Scope::Said => "what tact new found",
             Scope::Text => "typing",
             Scope::Tab(t) => t.title(),
         }
@@ -74,7 +77,7 @@ const fn ctrl(
 use KeyCode::{
     BackTab, Backspace, Char, Down, End, Enter, Esc, Home, Left, PageDown, PageUp, Right, Up,
 };
-use Scope::{Global, Picker, Text};
+use Scope::{Global, Picker, Said, Text};
 
 pub const KEYS: &[Binding] = &[
     ctrl(
@@ -116,10 +119,33 @@ pub const KEYS: &[Binding] = &[
         "new campaign: a copy of the one highlighted",
         || Action::NewCampaign,
     ),
+    b(
+        Picker,
+        Char('c'),
+        "c",
+        "new campaign from a CSV file (an export), as `tact new` makes it",
+        || Action::NewFromCsv,
+    ),
     b(Picker, Up, "↑/↓ k/j", "choose", || Action::Up),
     b(Picker, Down, "", "", || Action::Down),
     b(Picker, Char('k'), "", "", || Action::Up),
     b(Picker, Char('j'), "", "", || Action::Down),
+    ctrl(Said, 'c', "", "", || Action::Quit),
+    b(Said, Up, "↑/↓ k/j PgUp/PgDn", "scroll", || Action::Up),
+    b(Said, Down, "", "", || Action::Down),
+    b(Said, Char('k'), "", "", || Action::Up),
+    b(Said, Char('j'), "", "", || Action::Down),
+    b(Said, PageUp, "", "", || Action::PageUp),
+    b(Said, PageDown, "", "", || Action::PageDown),
+    b(
+        Said,
+        Enter,
+        "Enter / Esc / q",
+        "on to the campaign (its check runs meanwhile)",
+        || Action::CloseSaid,
+    ),
+    b(Said, Esc, "", "", || Action::CloseSaid),
+    b(Said, Char('q'), "", "", || Action::CloseSaid),
     b(
         Scope::Tab(Tab::Audience),
         Up,
@@ -370,6 +396,10 @@ pub const KEYS: &[Binding] = &[
 pub fn active_scopes(app: &App) -> Vec<Scope> {
     if app.prompt.is_some() || (app.editing && !app.in_picker()) {
         return vec![Text, Global];
+    }
+    // Nothing reaches the campaign underneath until it is closed.
+    if app.said.is_some() {
+        return vec![Said];
     }
     if app.in_picker() {
         return vec![Picker, Global];

@@ -8,6 +8,7 @@
 
 mod app;
 mod bounces;
+mod from_csv;
 mod keys;
 mod source;
 mod view;
@@ -15,6 +16,8 @@ mod work;
 
 #[cfg(test)]
 mod bounces_tests;
+#[cfg(test)]
+mod from_csv_tests;
 #[cfg(test)]
 mod screens_tests;
 #[cfg(test)]
@@ -65,7 +68,10 @@ pub fn run(g: &Globals, campaign: Option<PathBuf>) -> anyhow::Result<u8> {
     let mut app = match campaign {
         Some(path) => App::opening(path, ctx),
         None => {
-            let mut app = App::picking(work::find_campaigns(&std::env::current_dir()?), ctx);
+            let cwd = std::env::current_dir()?;
+            let mut app = App::picking(work::find_campaigns(&cwd), ctx);
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            app.from_csv.start = from_csv::start_dir(&cwd, home.as_deref());
             app.survey_picker();
             app
         }
@@ -380,6 +386,16 @@ pub fn perform(app: &App, effect: Effect, tx: &Sender<Action>) {
                         return;
                     }
                 }
+            });
+        }
+        Effect::FromCsv {
+            name,
+            audience,
+            dir,
+        } => {
+            std::thread::spawn(move || {
+                let r = tact::onboard::create(&name, &audience, &dir);
+                let _ = tx.send(Action::FromCsvDone(Box::new(r)));
             });
         }
         Effect::Open(eml) => {

@@ -69,6 +69,11 @@ pub(super) fn settle(app: &mut App) -> Vec<Effect> {
                         result: Box::new(c.unwrap()),
                     }
                 }
+                Effect::FromCsv {
+                    name,
+                    audience,
+                    dir,
+                } => Action::FromCsvDone(Box::new(tact::onboard::create(&name, &audience, &dir))),
                 Effect::DryRun => {
                     let l = app.loaded.as_ref().unwrap();
                     let mut s = work::dry_run(&l.prepared, &app.ctx.keys, &l.recipients(), now());
@@ -326,11 +331,12 @@ fn picker_select_opens_the_campaign() {
     let mut a = App::picking(list, ctx());
     a.colour = false;
     assert!(a.in_picker());
-    update(&mut a, Action::Down);
-    update(&mut a, Action::Down);
-    update(&mut a, Action::Down);
-    // The campaigns, then "+ new campaign"; it clamps there.
-    assert_eq!(a.picker_index, 2);
+    for _ in 0..4 {
+        update(&mut a, Action::Down);
+    }
+    // The campaigns, then "+ new campaign" and "+ new from a CSV…"; it clamps there.
+    assert_eq!(a.picker_index, 3);
+    update(&mut a, Action::Up);
     update(&mut a, Action::Up);
     assert_eq!(a.picker_index, 1);
     update(&mut a, Action::Select);
@@ -1478,8 +1484,8 @@ fn campaign_files(dir: &Path) -> Vec<String> {
 #[test]
 fn new_campaign_copies_the_highlighted_one_and_opens_it() {
     let (dir, mut a) = new_campaign_picker();
-    // Highlight winter-sale, then go on to "+ new campaign" (the last entry; it clamps).
-    for _ in 0..3 {
+    // Highlight winter-sale, then go on to "+ new campaign".
+    for _ in 0..2 {
         update(&mut a, Action::Down);
     }
     assert_eq!(a.picker_index, 2);
@@ -1563,6 +1569,7 @@ fn new_campaign_copies_the_highlighted_one_and_opens_it() {
 fn new_campaign_from_the_first_when_none_was_highlighted() {
     let (dir, mut a) = new_campaign_picker();
     update(&mut a, Action::PageDown);
+    update(&mut a, Action::Up);
     assert_eq!(a.picker_index, 2);
     update(&mut a, Action::Select);
     typed(&mut a, "b");
@@ -1598,6 +1605,7 @@ fn new_campaign_refuses_bad_or_taken_names_and_esc_cancels() {
     std::fs::write(dir.path().join(campaign("taken")), "name = \"taken\"\n").unwrap();
     let before = campaign_files(dir.path());
     update(&mut a, Action::PageDown);
+    update(&mut a, Action::Up);
     update(&mut a, Action::Select);
     for (name, says) in [
         ("", "type a name"),
@@ -1635,7 +1643,11 @@ fn new_campaign_refuses_bad_or_taken_names_and_esc_cancels() {
 #[test]
 fn an_empty_picker_has_nothing_to_copy() {
     let mut a = App::picking(Vec::new(), ctx());
+    // It starts on "+ new from a CSV…", the one way in without a campaign.
+    assert_eq!(a.picker_index, 1);
     update(&mut a, Action::Down);
+    assert_eq!(a.picker_index, 1);
+    update(&mut a, Action::Up);
     assert_eq!(a.picker_index, 0);
     update(&mut a, Action::Select);
     assert!(a.prompt.is_none() && a.effects.is_empty());

@@ -295,6 +295,9 @@ impl Widget for &App {
         if self.prompt.is_some() {
             prompt(self, t, area, buf);
         }
+        if let Some(s) = &self.said {
+            said(s, t, area, buf);
+        }
         if self.help {
             help(self, t, area, buf);
         }
@@ -324,8 +327,10 @@ fn status_line(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
     match &app.status {
         Some(s) => spans.push(Span::styled(s.clone(), t.bold())),
         None => {
-            let hint = if app.in_picker() {
-                "Enter open · n new from this one · ↑/↓ choose · ? help · q quit"
+            let hint = if app.said.is_some() {
+                "↑/↓ scroll · Enter, Esc or q: on to the campaign · Ctrl-C quit"
+            } else if app.in_picker() {
+                "Enter open · n copy it · c new from a CSV · ↑/↓ choose · ? help · q quit"
             } else if app.editing && app.prompt.is_none() {
                 "typing: Enter apply · Esc stop typing · Ctrl-U clear · Tab next screen"
             } else {
@@ -358,15 +363,46 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     }
 }
 
+/// The picker's entry that runs `tact new` on a customer file.
+pub const NEW_FROM_CSV: &str = "+ new from a CSV…";
+
 fn picker(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
     let files = app.picker.as_deref().unwrap_or_default();
     let block = Block::default()
         .borders(Borders::ALL)
         .title(" campaigns (./campaigns, else sample-data/campaigns) ");
+    let mut area = area;
     if files.is_empty() {
-        Paragraph::new("no campaign files (*.toml) in ./campaigns or sample-data/campaigns")
-            .block(block)
-            .render(area, buf);
+        let inner = block.inner(area);
+        block.render(area, buf);
+        Paragraph::new(vec![
+            Line::raw("no campaign files (*.toml) in ./campaigns or sample-data/campaigns:"),
+            Line::raw("start from your customer file (an export from your shop or mailing list)"),
+            Line::raw(""),
+        ])
+        .wrap(Wrap { trim: false })
+        .render(inner, buf);
+        area = Rect {
+            y: inner.y + 3,
+            height: inner.height.saturating_sub(3),
+            ..inner
+        };
+        let items = vec![
+            ListItem::new(Span::styled(
+                "+ new campaign (a copy of one: none yet)",
+                t.dim(),
+            )),
+            ListItem::new(Span::styled(NEW_FROM_CSV, t.bold())),
+        ];
+        let mut state = ListState::default().with_selected(Some(app.picker_index));
+        StatefulWidget::render(
+            List::new(items)
+                .highlight_style(t.selected())
+                .highlight_symbol("> "),
+            area,
+            buf,
+            &mut state,
+        );
         return;
     }
     let items: Vec<ListItem> = files
@@ -378,7 +414,10 @@ fn picker(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
             }
             ListItem::new(Line::from(spans))
         })
-        .chain([ListItem::new(Span::styled("+ new campaign", t.bold()))])
+        .chain([
+            ListItem::new(Span::styled("+ new campaign", t.bold())),
+            ListItem::new(Span::styled(NEW_FROM_CSV, t.bold())),
+        ])
         .collect();
     let mut state = ListState::default().with_selected(Some(app.picker_index));
     StatefulWidget::render(
@@ -1591,6 +1630,19 @@ fn prompt(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
                     .map_or(String::new(), |p| p.display().to_string())
             ),
         ),
+        PromptKind::CsvPath => (
+            " new campaign from a CSV: the file (1 of 2) ".to_string(),
+            "the customer file: an export from Mailchimp, Shopify, Klaviyo, HubSpot or WooCommerce, or your own CSV. Tab completes; ~/ is your home folder. It is read, never changed; a schema is written beside it unless one is there".to_string(),
+        ),
+        PromptKind::CsvName => (
+            " new campaign from a CSV: its name (2 of 2) ".to_string(),
+            format!(
+                "lowercase letters and digits, words joined by '-': written as {}/<name>.toml with its templates in {}/templates, from {}; nothing is overwritten (Esc cancels; the path is kept)",
+                app.from_csv.dir.display(),
+                app.from_csv.dir.display(),
+                app.from_csv.path
+            ),
+        ),
         PromptKind::AckReason(_) => (
             " acknowledge the caution ".to_string(),
             format!("why is this acceptable? A sentence, at least {MIN_REASON} characters (saved in [policy].acknowledge with the fields it covers)"),
@@ -1611,6 +1663,15 @@ fn prompt(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
         t,
     );
     lines.push(Line::from(spans));
+    if p.kind == PromptKind::CsvPath
+        && let Some(choices) = super::from_csv::choices_line(&app.from_csv.choices)
+    {
+        lines.extend(
+            wrap(&choices, text_width)
+                .into_iter()
+                .map(|l| Line::styled(l, t.dim())),
+        );
+    }
     if let Some(e) = &p.error {
         lines.extend(
             wrap(e, text_width)
@@ -1626,6 +1687,50 @@ fn prompt(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(r);
     block.render(r, buf);
     Paragraph::new(lines).render(inner, buf);
+}
+
+/// What `tact new` said about the campaign just made (the lines the command prints), over
+/// the campaign, which loads and checks underneath.
+fn said(s: &super::from_csv::Said, t: Theme, area: Rect, buf: &mut Buffer) {
+    let width = area.width.saturating_sub(4).min(100);
+    // Border, then "  - " before each item; continuation lines line up under its text.
+    let text_width = (width as usize).saturating_sub(2 + 4);
+    let mut lines = Vec::new();
+    for (title, items) in &s.sections {
+        lines.push(Line::styled(*title, t.bold()));
+        for item in items {
+            for (i, w) in wrap(item, text_width).into_iter().enumerate() {
+                let lead = if i == 0 { "  - " } else { "    " };
+                lines.push(Line::raw(format!("{lead}{w}")));
+            }
+        }
+    }
+    let room = area.height.saturating_sub(4) as usize;
+    let max_scroll = lines.len().saturating_sub(room);
+    let scroll = (s.scroll as usize).min(max_scroll);
+    let shown: Vec<Line> = lines.into_iter().skip(scroll).take(room).collect();
+    let more = if scroll < max_scroll {
+        format!("↓ {} more line(s) · ", max_scroll - scroll)
+    } else if max_scroll > 0 {
+        "↑ back up · ".to_string()
+    } else {
+        String::new()
+    };
+    let h = shown.len() as u16 + 3;
+    let r = centered(area, width, h);
+    Clear.render(r, buf);
+    let block = Block::default().borders(Borders::ALL).title(Span::styled(
+        format!(" tact new wrote {} ", source::tidy(&s.campaign)),
+        t.bold(),
+    ));
+    let inner = block.inner(r);
+    block.render(r, buf);
+    let mut shown = shown;
+    shown.push(Line::styled(
+        format!("{more}Enter: on to the campaign (its check is running)"),
+        t.dim(),
+    ));
+    Paragraph::new(shown).render(inner, buf);
 }
 
 fn help(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
