@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::util::{NOW, Tree};
 
+mod from_csv;
+
 /// One tmux server of our own (`-L`), killed when the test ends, pass or fail.
 pub(crate) struct Tmux {
     socket: String,
@@ -21,6 +23,27 @@ impl Tmux {
     /// As `start`, with environment variables for tact (`EDITOR`, …); VISUAL is unset so
     /// EDITOR is the one used.
     pub(crate) fn start_with(name: &str, cwd: &Path, env: &[(&str, &str)], args: &str) -> Tmux {
+        Tmux::launch(
+            name,
+            cwd,
+            env,
+            &format!("'{}' {args}", env!("CARGO_BIN_EXE_tact")),
+        )
+    }
+
+    /// A shell (`sh`, prompt `$ `) with this build's `tact` first on its PATH, for tests
+    /// that type commands one after another as a person does.
+    fn shell(name: &str, cwd: &Path) -> Tmux {
+        let bin = Path::new(env!("CARGO_BIN_EXE_tact"))
+            .parent()
+            .unwrap()
+            .display()
+            .to_string();
+        let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
+        Tmux::launch(name, cwd, &[("PATH", &path), ("PS1", "$ ")], "sh")
+    }
+
+    fn launch(name: &str, cwd: &Path, env: &[(&str, &str)], program: &str) -> Tmux {
         let version = Command::new("tmux").arg("-V").output();
         assert!(
             version.as_ref().is_ok_and(|o| o.status.success()),
@@ -32,9 +55,8 @@ impl Tmux {
             .map(|(k, v)| format!("{k}='{}' ", v.replace('\'', r"'\''")))
             .collect();
         let cmd = format!(
-            "cd '{}' && exec env -u TACT_SMTP_URL -u TACT_HOME -u VISUAL NO_COLOR=1 {vars}'{}' {args}",
+            "cd '{}' && exec env -u TACT_SMTP_URL -u TACT_HOME -u VISUAL NO_COLOR=1 {vars}{program}",
             cwd.display(),
-            env!("CARGO_BIN_EXE_tact"),
         );
         let t = Tmux { socket };
         let out = t.tmux(&["new-session", "-d", "-x", "120", "-y", "40", &cmd]);
