@@ -121,6 +121,8 @@ pub struct RenderStats {
     pub stale: Vec<(String, usize)>,
     /// Fields whose canary the self-check saw printed unescaped in the HTML part.
     pub canary_unescaped: BTreeSet<String>,
+    /// Fields whose canary began a link's address (href, src, action …) in the HTML part.
+    pub canary_links: BTreeSet<String>,
     /// The rows personalised after rendering (None: nobody was rendered, nothing measured).
     pub personalised: Option<Vec<u32>>,
     /// Sensitive values each place showed (or the segment selected on).
@@ -358,7 +360,8 @@ pub fn render_all_unless(
 /// field holds a sensitive value at all, where the renders would show it (a rendering of
 /// everyone on a copy of the plan: the price of a campaign that could block for it).
 pub fn preview_stats(p: &Prepared, keys: &Keys, plan: &Plan, now: DateTime<Utc>) -> RenderStats {
-    let canary_unescaped = canary_check(p, keys).unescaped;
+    let canaries = canary_check(p, keys);
+    let (canary_unescaped, canary_links) = (canaries.unescaped, canaries.links);
     let mut stats = if crate::sensitive::scan(p).is_empty() {
         RenderStats::default()
     } else {
@@ -367,6 +370,7 @@ pub fn preview_stats(p: &Prepared, keys: &Keys, plan: &Plan, now: DateTime<Utc>)
     // Measurements are for the check report; a preview only needs the blocks.
     stats.personalised = None;
     stats.canary_unescaped = canary_unescaped;
+    stats.canary_links = canary_links;
     stats
 }
 
@@ -577,6 +581,8 @@ fn in_tag_markup(lower: &str, at: usize) -> bool {
 pub struct CanaryResult {
     /// Fields whose canary reached the HTML part unescaped.
     pub unescaped: BTreeSet<String>,
+    /// Fields whose canary began the address of a link or an embedded resource.
+    pub links: BTreeSet<String>,
     /// A canary's line break that got past the header guard into a built message: a bug in
     /// tact itself, reported like a walker miss.
     pub misses: Vec<SelfCheckMiss>,
@@ -667,13 +673,143 @@ pub fn canary_check(p: &Prepared, keys: &Keys) -> CanaryResult {
     out
 }
 
-/// Names the fields whose canary `html` shows unescaped.
+/// Names the fields whose canary `html` shows unescaped, or at the start of a link.
 fn note_html(names: &[(usize, &str)], html: Option<&str>, out: &mut CanaryResult) {
-    for n in html.map(unescaped_canaries).unwrap_or_default() {
-        if let Some((_, name)) = names.iter().find(|(i, _)| *i == n) {
-            out.unescaped.insert((*name).to_string());
+    let name = |n: usize| {
+        names
+            .iter()
+            .find(|(i, _)| *i == n)
+            .map(|(_, name)| (*name).to_string())
+    };
+    let Some(html) = html else { return };
+    out.unescaped
+        .extend(unescaped_canaries(html).into_iter().filter_map(name));
+    out.links
+        .extend(canaries_starting_links(html).into_iter().filter_map(name));
+}
+
+/// Attributes whose value is an address the reader's mail program follows or fetches.
+const URL_ATTRIBUTES: [&str; 11] = [
+    "href",
+    "src",
+    "action",
+    "formaction",
+    "background",
+    "poster",
+    "cite",
+    "srcset",
+    "xlink:href",
+    "longdesc",
+    "lowsrc",
+];
+
+/// The canary numbers that begin the value of a URL attribute in `html`
+/// (`href="{{ v }}"`, `src = ' {{ v }}/x.png'`): there the value decides the scheme and the
+/// host, so where the link goes. A canary after our own `https://shop/…` does not count.
+pub fn canaries_starting_links(html: &str) -> BTreeSet<usize> {
+    const MARK: &str = "data-tact-canary=";
+    let lower = html.to_ascii_lowercase();
+    let mut found = BTreeSet::new();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find(MARK) {
+        let start = from + at;
+        from = start + MARK.len();
+        let Some(before) = lower[..start]
+            .strip_suffix("&lt;i ")
+            .or_else(|| lower[..start].strip_suffix("<i "))
+        else {
+            continue;
+        };
+        // Browsers drop leading white space from an address, so it decides nothing.
+        let before = before.trim_end();
+        let before = before
+            .strip_suffix('"')
+            .or_else(|| before.strip_suffix('\''))
+            .unwrap_or(before)
+            .trim_end();
+        let Some(before) = before.strip_suffix('=') else {
+            continue;
+        };
+        let before = before.trim_end();
+        let name_len = before
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_'))
+            .count();
+        let (rest, attr) = before.split_at(before.len() - name_len);
+        if !rest.ends_with(|c: char| c.is_ascii_whitespace()) || !URL_ATTRIBUTES.contains(&attr) {
+            continue;
+        }
+        let after = &lower[start + MARK.len()..];
+        let unquoted = ["\"", "'", "&quot;", "&#x27;", "&#34;", "&#39;"]
+            .iter()
+            .find_map(|q| after.strip_prefix(q))
+            .unwrap_or(after);
+        let digits: String = unquoted.chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(n) = digits.parse() {
+            found.insert(n);
         }
     }
+    found
+}
+
+/// `field-decides-link`: a customer field begins a link's address. A caution (a shop's own
+/// per-customer links are legitimate, and acknowledged once); a block when some
+/// recipient's value is not a web address at all, since `javascript:`, `data:` or a
+/// scheme-less `//host` link is an attack on the reader, not a link.
+fn field_decides_link(p: &Prepared, stats: &RenderStats) -> Option<Finding> {
+    if stats.canary_links.is_empty() {
+        return None;
+    }
+    let fields: Vec<String> = stats.canary_links.iter().cloned().collect();
+    let is_web = |v: &str| {
+        let v = v.trim_start().to_ascii_lowercase();
+        v.is_empty()
+            || ["https://", "http://", "mailto:"]
+                .iter()
+                .any(|s| v.starts_with(s))
+    };
+    let columns: Vec<_> = fields.iter().filter_map(|f| p.audience.column(f)).collect();
+    let rows = stats.personalised.as_deref().unwrap_or_default();
+    let bad: Vec<usize> = rows
+        .iter()
+        .map(|r| *r as usize)
+        .filter(|r| columns.iter().any(|c| !is_web(c.data.get(*r))))
+        .collect();
+    let alternative = format!(
+        "Start the link with your own address and put the field after it, encoded: href=\"https://shop.example/p/{{{{ {} | urlencode }}}}\"; or acknowledge it when every address in the file is yours.",
+        fields.first().map_or("FIELD", String::as_str)
+    );
+    let decides = format!(
+        "{} begins a link's address in the HTML part (href, src or action), so the audience file decides where readers go, and a changed or hostile file sends them anywhere",
+        list(&fields)
+    );
+    Some(if bad.is_empty() {
+        Finding::new(
+            "field-decides-link",
+            Level::Caution,
+            fields,
+            decides,
+            &alternative,
+        )
+    } else {
+        let eg: Vec<String> = bad
+            .iter()
+            .take(crate::sensitive::EXAMPLES)
+            .map(|r| format!("line {}", p.audience.line(*r)))
+            .collect();
+        Finding::new(
+            "field-decides-link",
+            Level::Block,
+            fields,
+            format!(
+                "{} recipient(s) would get a link that is not a web address (`javascript:`, `data:`, a scheme-less `//host` or another scheme), e.g. {}; {decides}",
+                bad.len(),
+                eg.join(", ")
+            ),
+            &alternative,
+        )
+    })
 }
 
 fn observe(
@@ -747,6 +883,7 @@ pub fn finish(p: &Prepared, keys: &Keys, plan: &mut Plan, now: DateTime<Utc>) ->
 fn with_self_checks(p: &Prepared, keys: &Keys, counts: Counts, mut stats: RenderStats) -> Report {
     let canaries = canary_check(p, keys);
     stats.canary_unescaped = canaries.unescaped;
+    stats.canary_links = canaries.links;
     let mut misses = self_check(p, keys);
     misses.extend(canaries.misses);
     report(p, counts, stats, misses)
@@ -933,6 +1070,7 @@ pub fn rules(p: &Prepared, counts: &Counts, stats: &RenderStats) -> Vec<Finding>
             "Drop `| safe` from customer fields (and never print __tera_context); autoescaping keeps a name like <script> harmless.",
         ));
     }
+    out.extend(field_decides_link(p, stats));
     let targeted = counts.targeted();
     let strong: Vec<_> = p
         .fields
@@ -1249,9 +1387,10 @@ pub fn acknowledge(findings: &mut [Finding], acks: &[Acknowledgement]) {
 }
 
 /// Whether a rule id is one `check` can raise.
-pub const RULES: [&str; 16] = [
+pub const RULES: [&str; 17] = [
     "special-category",
     "sensitive-value",
+    "field-decides-link",
     "missing-unsubscribe",
     "missing-postal-address",
     "generic-variant-fails",
@@ -1437,6 +1576,74 @@ mod tests {
         assert_eq!(f.fields, ["first_name"]);
         assert!(f.message.contains("canary"), "{}", f.message);
         assert_eq!(r.verdict, Level::Block);
+    }
+
+    /// A field that starts a link decides where it goes: a changed or hostile file sends
+    /// readers anywhere, and one whose value is not a web address (`javascript:`) blocks.
+    #[test]
+    fn a_field_that_starts_a_link_decides_where_it_goes() {
+        let links = |html: &str, products: &'static [&'static str]| {
+            Fx {
+                html: Some(format!(
+                    "{{% if personalised %}}{html}{{% endif %}} {{{{ unsubscribe_url }}}}"
+                )),
+                products,
+                ..Fx::default()
+            }
+            .report()
+        };
+        const WEB: &[&str] = &["https://northwind.example/p/1", "HTTP://northwind.example/p/2"];
+        const HOSTILE: &[&str] = &[
+            "https://northwind.example/p/1",
+            " JavaScript:alert(1)",
+            "vbscript:msgbox",
+            "//evil.example/login",
+        ];
+        for html in [
+            r#"<a href="{{ last_viewed_product }}">see it</a>"#,
+            r#"<a class="b" href = ' {{ last_viewed_product }}'>see it</a>"#,
+            r#"{% set u = last_viewed_product %}<img alt="" src="{{ u }}/pic.png">"#,
+            r#"{% for p in [last_viewed_product] %}<form action="{{ p | trim }}"></form>{% endfor %}"#,
+        ] {
+            let r = links(html, WEB);
+            let f: Vec<&Finding> = r
+                .findings
+                .iter()
+                .filter(|f| f.rule == "field-decides-link")
+                .collect();
+            assert_eq!(f.len(), 1, "{html}: {:?}", rules_of(&r));
+            assert_eq!(f[0].level, Level::Caution, "{html}");
+            assert_eq!(f[0].fields, ["last_viewed_product"], "{html}");
+            let r = links(html, HOSTILE);
+            let f = r
+                .findings
+                .iter()
+                .find(|f| f.rule == "field-decides-link")
+                .expect("a finding");
+            assert_eq!(f.level, Level::Block, "{html}");
+            // Rows 1, 2, 3 of every 4 (lines 3, 4, 5, …): 45 of the 60 recipients.
+            assert!(f.message.contains("45 recipient(s)"), "{}", f.message);
+            assert!(f.message.contains("line 4"), "{}", f.message);
+            let json = serde_json::to_string(&r).unwrap().to_lowercase();
+            for v in ["alert(1)", "msgbox", "evil.example", "northwind.example/p/1"] {
+                assert!(!json.contains(v), "{v} leaked: {json}");
+            }
+        }
+        // Near misses: the link starts with our own address, the field only names it, or
+        // it is a mailto to the recipient.
+        for html in [
+            r#"<a href="https://shop.example/p/{{ last_viewed_product | urlencode }}">see</a>"#,
+            r#"<a title="{{ last_viewed_product }}" href="https://shop.example/">see</a>"#,
+            r#"<a href="https://shop.example/">{{ last_viewed_product }}</a>"#,
+            r#"<p data-href="{{ last_viewed_product }}">x</p>"#,
+        ] {
+            let r = links(html, HOSTILE);
+            assert!(
+                !r.findings.iter().any(|f| f.rule == "field-decides-link"),
+                "{html}: {:?}",
+                rules_of(&r)
+            );
+        }
     }
 
     /// A canary in the subject ends as `bad_header_value`; were the guard ever bypassed, the
