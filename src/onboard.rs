@@ -752,12 +752,12 @@ impl Targets {
         }
     }
 
-    /// The campaign files already there. A schema already there is no obstacle: it is
-    /// kept as the marketer left it.
+    /// The campaign files already there, a link to nowhere included (it would be written
+    /// through). A schema already there is no obstacle: it is kept as the marketer left it.
     pub fn taken(&self) -> Vec<PathBuf> {
         [&self.campaign, &self.text, &self.html]
             .into_iter()
-            .filter(|p| p.exists())
+            .filter(|p| p.symlink_metadata().is_ok())
             .cloned()
             .collect()
     }

@@ -1489,6 +1489,13 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             app.preview_scroll = 0;
             app.refresh_preview();
         }
+        // The campaign being made from a CSV opens when it is written: nothing else opens
+        // meanwhile (it would be left for it, unsaved edits and all).
+        Action::Select | Action::NewCampaign | Action::NewFromCsv
+            if app.in_picker() && app.from_csv.running =>
+        {
+            app.set_status("still making the campaign from the CSV…");
+        }
         Action::Select => {
             let len = app.picker.as_ref().map_or(0, Vec::len);
             if app.in_picker() && app.picker_index > len {
@@ -1759,7 +1766,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Action> {
             });
         }
         Action::NewFromCsv => {
-            if !app.in_picker() || app.from_csv.running {
+            if !app.in_picker() {
                 return None;
             }
             app.picker_index = app.picker.as_ref().map_or(0, Vec::len) + 1;

@@ -93,8 +93,20 @@ fn is_table(name: &str) -> bool {
     [".csv", ".tsv", ".txt"].iter().any(|x| lower.ends_with(x))
 }
 
-/// The typed path as a file: a leading `~/` is the home folder, as in a shell.
+/// The typed path as a file: a leading `~/` is the home folder, as in a shell. A file
+/// dragged onto the terminal arrives quoted (`'/a b.csv'`) or with its spaces escaped
+/// (`/a\ b.csv`): both are read as the file.
 pub fn expand(typed: &str) -> PathBuf {
+    let t = typed.trim();
+    let unquoted = ['\'', '"']
+        .iter()
+        .find_map(|q| {
+            t.strip_prefix(*q)
+                .and_then(|r| r.strip_suffix(*q))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| t.replace("\\ ", " "));
+    let typed = unquoted.as_str();
     match (typed.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
         _ => PathBuf::from(typed),

@@ -495,3 +495,96 @@ fn names_are_suggested_only_when_the_rule_takes_them() {
         tact::names::MAX_CAMPAIGN_NAME
     );
 }
+
+/// While the campaign is being made, nothing else opens over it (it opens when written).
+#[test]
+fn nothing_else_opens_while_the_campaign_is_being_made() {
+    let mut d = Desk::new();
+    d.app.picker = Some(vec![super::tests::campaign("winter-sale")]);
+    dispatch(&mut d.app, Action::NewFromCsv);
+    let csv = d.csv();
+    typed(&mut d.app, &csv);
+    dispatch(&mut d.app, Action::Submit);
+    typed(&mut d.app, "spring-news");
+    dispatch(&mut d.app, Action::Submit);
+    let asked = std::mem::take(&mut d.app.effects);
+    d.app.picker_index = 0;
+    for a in [Action::Select, Action::NewCampaign, Action::NewFromCsv] {
+        dispatch(&mut d.app, a);
+        assert!(d.app.effects.is_empty() && d.app.prompt.is_none());
+        assert!(d.app.in_picker());
+        assert!(d.app.status.as_deref().unwrap().contains("still making"));
+    }
+    d.app.effects = asked;
+    settle(&mut d.app);
+    let made = d.path("campaigns/spring-news.toml");
+    assert_eq!(d.app.path.as_deref(), Some(made.as_path()));
+    assert_eq!(
+        d.app.picker.as_deref().unwrap(),
+        [made, super::tests::campaign("winter-sale")]
+    );
+}
+
+#[test]
+fn the_path_prompt_starts_where_exports_are() {
+    let cwd = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    assert_eq!(
+        super::from_csv::start_dir(cwd.path(), Some(home.path())),
+        ""
+    );
+    std::fs::create_dir(home.path().join("Downloads")).unwrap();
+    assert_eq!(
+        super::from_csv::start_dir(cwd.path(), Some(home.path())),
+        "~/Downloads/"
+    );
+    assert_eq!(super::from_csv::start_dir(cwd.path(), None), "");
+    // A CSV here: relative paths from here.
+    std::fs::write(cwd.path().join("Customers.CSV"), "email\n").unwrap();
+    assert_eq!(
+        super::from_csv::start_dir(cwd.path(), Some(home.path())),
+        ""
+    );
+    // `~/` is the home folder, as in a shell.
+    let home_var = std::env::var_os("HOME").unwrap();
+    assert_eq!(
+        super::from_csv::expand("~/x.csv"),
+        PathBuf::from(home_var).join("x.csv")
+    );
+    assert_eq!(super::from_csv::expand("x~/y"), PathBuf::from("x~/y"));
+    // Dragged onto the terminal: quoted, or with its spaces escaped.
+    for dragged in [
+        "'/a b/c.csv'",
+        "\"/a b/c.csv\"",
+        "/a\\ b/c.csv",
+        " /a b/c.csv ",
+    ] {
+        assert_eq!(
+            super::from_csv::expand(dragged),
+            PathBuf::from("/a b/c.csv"),
+            "{dragged}"
+        );
+    }
+}
+
+/// `?` in the picker lists `c` with every word of its help, at both sizes.
+#[test]
+fn the_pickers_help_names_c() {
+    let mut d = Desk::new();
+    d.app.picker = Some(vec![super::tests::campaign("winter-sale")]);
+    press(&mut d.app, KeyCode::Char('?'));
+    assert!(d.app.help);
+    for (w, h) in [(80, 24), (120, 40)] {
+        let s = d.screen(w, h);
+        let words: std::collections::HashSet<&str> =
+            s.split(|c: char| c.is_whitespace() || c == '│').collect();
+        let help = super::keys::KEYS
+            .iter()
+            .find(|k| k.scope == super::keys::Scope::Picker && k.code == KeyCode::Char('c'))
+            .unwrap()
+            .help;
+        for word in help.split_whitespace() {
+            assert!(words.contains(word), "{w}x{h}: `{word}` is cut:\n{s}");
+        }
+    }
+}

@@ -315,3 +315,31 @@ fn new_never_overwrites_and_keeps_an_existing_schema() {
     );
     assert!(!d.path("campaigns/two.toml").exists());
 }
+
+/// A link planted where `new` writes (to a file that does not exist yet) is refused like a
+/// file: nothing is written through it, and nothing else is left behind.
+#[test]
+fn a_link_where_new_writes_is_refused_and_nothing_is_half_made() {
+    let d = Desk::new();
+    fs::create_dir_all(d.path("campaigns/templates")).unwrap();
+    let elsewhere = d.path("elsewhere.html");
+    std::os::unix::fs::symlink(&elsewhere, d.path("campaigns/templates/x.html.tera")).unwrap();
+    let r = run_expect(
+        d.tact()
+            .args(["new", "x", "--audience", "shopify_customers_export.csv"]),
+        2,
+    );
+    assert!(
+        r.stderr.contains("x.html.tera already exist"),
+        "{}",
+        r.stderr
+    );
+    assert!(!elsewhere.exists());
+    for f in [
+        "campaigns/x.toml",
+        "campaigns/templates/x.txt.tera",
+        "shopify_customers_export.schema.toml",
+    ] {
+        assert!(!d.path(f).exists(), "{f} was written");
+    }
+}
