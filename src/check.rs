@@ -1592,7 +1592,10 @@ mod tests {
             }
             .report()
         };
-        const WEB: &[&str] = &["https://northwind.example/p/1", "HTTP://northwind.example/p/2"];
+        const WEB: &[&str] = &[
+            "https://northwind.example/p/1",
+            "HTTP://northwind.example/p/2",
+        ];
         const HOSTILE: &[&str] = &[
             "https://northwind.example/p/1",
             " JavaScript:alert(1)",
@@ -1625,7 +1628,12 @@ mod tests {
             assert!(f.message.contains("45 recipient(s)"), "{}", f.message);
             assert!(f.message.contains("line 4"), "{}", f.message);
             let json = serde_json::to_string(&r).unwrap().to_lowercase();
-            for v in ["alert(1)", "msgbox", "evil.example", "northwind.example/p/1"] {
+            for v in [
+                "alert(1)",
+                "msgbox",
+                "evil.example",
+                "northwind.example/p/1",
+            ] {
                 assert!(!json.contains(v), "{v} leaked: {json}");
             }
         }

@@ -14,7 +14,9 @@
 //! report, hashed with the ledger key (the same normalisation as everywhere), and the
 //! campaign from the returned message (Feedback-ID, List-Id) when the ledger sent that
 //! campaign to that recipient, else the campaign that last reached them. A bounce of a
-//! test message (its inert token) counts for nothing.
+//! test message (its inert token) counts for nothing. A bounce without a token about an
+//! address this state never sent to is unattributed and suppresses nobody (anyone can
+//! mail the bounce address); a complaint is heeded whoever it names.
 //!
 //! The same report imported twice counts once: the store keeps a keyed hash of each
 //! report's key and records a report, its events and its suppressions in one transaction.
@@ -245,7 +247,20 @@ fn attribute(ledger: &Ledger, keys: &Keys, f: &Finding) -> Result<Option<Attribu
     // The campaign the returned message names, if it did reach them; else the last one
     // that did. A name in a report is only a claim: it never becomes a campaign of its own.
     let rows = ledger.deliveries_of(&hash)?;
-    let reached = rows.iter().filter(|d| d.status != "pending");
+    let mut reached = rows.iter().filter(|d| d.status != "pending").peekable();
+    if reached.peek().is_none() && f.kind != Kind::Complaint {
+        // Anyone can mail the bounce address a report naming anyone. Without a token, a
+        // bounce for an address this state never sent to is a claim nothing checks, and
+        // it must not take a person off the list: counted as unattributed (if the address
+        // is dead, our first message to it bounces with a token and settles it). A
+        // complaint is different: it says "do not mail me", and wrongly heeding a forged
+        // one costs an email, while ignoring a real one mails someone who objected.
+        return Ok(Some(Attribution {
+            campaign: NO_CAMPAIGN.into(),
+            recipient: None,
+            by: "none",
+        }));
+    }
     let campaign = match f.campaign.as_deref() {
         Some(c) if reached.clone().any(|d| d.campaign == c) => c.to_string(),
         _ => reached
@@ -418,6 +433,37 @@ mod tests {
         Ok(w.ledger
             .suppression(&w.keys.recipient_hash(who))?
             .map(|(r, _)| r))
+    }
+
+    /// Anyone can write to the bounce mailbox. A bounce with no token of ours, naming an
+    /// address this state never sent to, must not suppress anyone: it is counted as
+    /// unattributed and the person stays mailable.
+    #[test]
+    fn a_forged_report_about_someone_never_mailed_suppresses_nobody() -> Result<()> {
+        let mut w = world()?;
+        let p = BouncePolicy::default();
+        for (n, kind) in [
+            (10, Kind::Hard),
+            (11, Kind::Soft),
+            (12, Kind::Soft),
+            (13, Kind::Soft),
+        ] {
+            let mut f = finding(kind, Some("victim@example.org"), &["b".repeat(37)]);
+            f.campaign = Some("winter".into());
+            let c = import(&mut w.ledger, &w.keys, &p, [report(n, vec![f])], now())?;
+            assert_eq!((c.suppressed, c.unattributed), (0, 1), "{kind:?}");
+        }
+        assert_eq!(reason(&w, "victim@example.org")?, None);
+        assert_eq!(w.ledger.bounce_figures("winter")?.hard, 0);
+        // A complaint is heeded whoever sent it: wrongly not mailing is the safe error.
+        let f = finding(Kind::Complaint, Some("objector@example.org"), &[]);
+        let c = import(&mut w.ledger, &w.keys, &p, [report(14, vec![f])], now())?;
+        assert_eq!(c.suppressed, 1);
+        assert_eq!(
+            reason(&w, "objector@example.org")?.as_deref(),
+            Some("complaint")
+        );
+        Ok(())
     }
 
     #[test]

@@ -79,6 +79,7 @@ fn bounces_import_reads_an_imaps_mailbox_suppresses_and_flags_once() {
     };
     let t = Tree::new();
     run_expect(t.tact().arg("init"), 0);
+    record_sent(&t.state(), "autumn", BOUNCED, "2026-11-01T09:00:00Z");
     d.deliver("INBOX", &dsn(1, BOUNCED));
     d.deliver("INBOX", &message(2, "Thanks for the newsletter!"));
     let ca = d.certs.as_ref().expect("TLS").ca.clone();
@@ -186,6 +187,7 @@ fn run_due_imports_the_mailbox_before_it_sends() {
     t.edit("sched/due.toml", |s| {
         format!("{s}\n[bounces]\nimap = \"{}\"\n", d.url("INBOX"))
     });
+    record_sent(&t.state(), "autumn", BOUNCED, "2026-11-01T09:00:00Z");
     d.deliver("INBOX", &dsn(1, BOUNCED));
     let tick = |env: Option<&str>| {
         let mut c = t.tact();

@@ -322,6 +322,7 @@ fn bounces_import_needs_a_state_and_real_paths_and_takes_the_campaigns_soft_limi
     let ann = ann.as_str();
     let dir = t.path("reports");
     fs::create_dir(&dir).unwrap();
+    record_sent(&t.state(), "autumn", ann, "2026-11-01T09:00:00Z");
     let soft = dir.join("soft.eml");
     fs::write(
         &soft,
@@ -406,7 +407,7 @@ fn bounces_import_needs_a_state_and_real_paths_and_takes_the_campaigns_soft_limi
     };
     let v = export(0);
     assert_eq!(v["bounces"][0]["kind"], "soft", "{v:#}");
-    assert_eq!(v["bounces"][0]["campaign"], "-", "{v:#}");
+    assert_eq!(v["bounces"][0]["campaign"], "autumn", "{v:#}");
     assert_eq!(v["suppression"]["reason"], "bounce");
     run_expect(
         t.tact()

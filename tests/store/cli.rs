@@ -528,6 +528,24 @@ fn hosts_importing_bounces_share_the_list_and_count_each_report_once() {
     std::fs::copy(a.join("master.key"), &copy).unwrap();
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
     run_expect(host(&b, &url).args(["init", "--import-key"]).arg(&copy), 0);
+    // A report without a token counts only for someone this state has mailed (a forged
+    // one must not suppress a stranger), so both were sent winter-sale first.
+    {
+        use tact::state::ledger::{Reply, Status};
+        let target =
+            tact::state::postgres::PgTarget::parse(&url, false, Some(PASSWORD.into())).unwrap();
+        let mut ledger = tact::state::ledger::Ledger::connect(&target).unwrap();
+        let keys = crate::master_keys(&a);
+        let at = chrono::Utc::now();
+        for who in ["gone@example.org", "full@example.org"] {
+            let h = keys.recipient_hash(who);
+            ledger.enqueue("winter-sale", &[(h, true)], at).unwrap();
+            ledger.claim("winter-sale", &h, at).unwrap();
+            ledger
+                .finish("winter-sale", &h, Status::Sent, &Reply::default(), None, at)
+                .unwrap();
+        }
+    }
 
     let mailbox = tmp.path().join("reports");
     std::fs::create_dir(&mailbox).unwrap();

@@ -621,3 +621,21 @@ pub fn euid() -> u32 {
         })
         .unwrap_or(u32::MAX)
 }
+
+/// Records `email` as sent `campaign` at `at` in the state's own ledger, as a send would: for
+/// tests of what a bounce report does about someone this state mailed (a bounce without a
+/// token about a stranger suppresses nobody).
+pub fn record_sent(state: &Path, campaign: &str, email: &str, at: &str) {
+    use tact::state::ledger::{Ledger, Reply, Status};
+    let keys = crate::master_keys(state);
+    let mut ledger = Ledger::open(state, false).unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(at)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let h = keys.recipient_hash(email);
+    ledger.enqueue(campaign, &[(h, true)], at).unwrap();
+    ledger.claim(campaign, &h, at).unwrap();
+    ledger
+        .finish(campaign, &h, Status::Sent, &Reply::default(), None, at)
+        .unwrap();
+}
