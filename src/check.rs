@@ -2075,12 +2075,7 @@ mod tests {
 
     #[test]
     fn a_sensitive_value_in_the_subject_blocks() {
-        let r = Fx {
-            subject: "{% if personalised %}{{ last_viewed_product }}{% endif %} news".into(),
-            products: PRODUCTS,
-            ..Fx::default()
-        }
-        .report();
+        let r = with_products("{% if personalised %}{{ last_viewed_product }}{% endif %} news");
         let f = sensitive(&r);
         assert_eq!(f.len(), 1, "{:?}", rules_of(&r));
         assert_eq!(f[0].level, Level::Block);
@@ -2094,6 +2089,16 @@ mod tests {
     /// or a count of its letters shows the recipient (and whoever reads over their
     /// shoulder) something the value decided. Each way counts where it shows; the guard
     /// the alternative recommends (`is sensitive`) still does not.
+    /// The report of a campaign with `subject`, over an audience viewing `PRODUCTS`.
+    fn with_products(subject: &str) -> Report {
+        Fx {
+            subject: subject.into(),
+            products: PRODUCTS,
+            ..Fx::default()
+        }
+        .report()
+    }
+
     #[test]
     fn a_sensitive_value_that_decides_what_is_shown_counts_where_it_shows() {
         for (subject, why) in [
@@ -2118,12 +2123,7 @@ mod tests {
                 "a count of its letters",
             ),
         ] {
-            let r = Fx {
-                subject: subject.into(),
-                products: PRODUCTS,
-                ..Fx::default()
-            }
-            .report();
+            let r = with_products(subject);
             let f = sensitive(&r);
             assert_eq!(f.len(), 1, "{why}: {:?}", rules_of(&r));
             assert_eq!(f[0].level, Level::Block, "{why}");
@@ -2153,12 +2153,7 @@ mod tests {
             "{% if personalised and last_viewed_product == \"Kettle\" %}Tea time{% else %}News{% endif %}",
             "{% if personalised and last_viewed_product %}Still looking?{% else %}News{% endif %}",
         ] {
-            let r = Fx {
-                subject: subject.into(),
-                products: PRODUCTS,
-                ..Fx::default()
-            }
-            .report();
+            let r = with_products(subject);
             assert!(sensitive(&r).is_empty(), "{subject}: {:?}", rules_of(&r));
         }
     }
