@@ -185,8 +185,9 @@ fn too_complex(raw: &[u8]) -> bool {
     false
 }
 
-/// The header fields a report is read by; others are not kept.
-const WANTED: &[&str] = &[
+/// The address header fields of the report itself: ours or the reporting system's, so
+/// never where a failed recipient is read from.
+const OURS: &[&str] = &[
     "from",
     "to",
     "cc",
@@ -196,6 +197,10 @@ const WANTED: &[&str] = &[
     "delivered-to",
     "x-original-to",
     "envelope-to",
+];
+
+/// The header fields a report is read by besides `OURS`; others are not kept.
+const WANTED: &[&str] = &[
     "original-recipient",
     "x-failed-recipients",
     "auto-submitted",
@@ -220,8 +225,7 @@ impl Headers {
             msg.headers_raw()
                 .filter_map(|(n, v)| {
                     let n = n.to_ascii_lowercase();
-                    WANTED
-                        .contains(&n.as_str())
+                    (OURS.contains(&n.as_str()) || WANTED.contains(&n.as_str()))
                         .then(|| (n, unfold(cut(v, MAX_TEXT))))
                 })
                 .take(MAX_WANTED)
@@ -896,17 +900,7 @@ const NOT_RECIPIENT_LINES: &[&str] = &[
 fn text_findings(top: &Headers, text: &str, returned: &Returned) -> Vec<Finding> {
     // Addresses that are ours or the reporting system's, never a failed recipient.
     let mut ours: Vec<String> = Vec::new();
-    for name in [
-        "from",
-        "to",
-        "cc",
-        "reply-to",
-        "sender",
-        "return-path",
-        "delivered-to",
-        "x-original-to",
-        "envelope-to",
-    ] {
+    for name in OURS {
         for v in top.all(name) {
             ours.extend(addresses(v).map(|a| a.to_ascii_lowercase()));
         }
