@@ -100,6 +100,66 @@ pub struct FieldReport {
     pub places: Vec<Place>,
     #[serde(rename = "type")]
     pub ty: &'static str,
+    /// How long ago its values were observed, over the personalised recipients, for a
+    /// field with an `observed_at` column (None: no such column, nobody rendered yet, or
+    /// no readable date).
+    pub observed_days: Option<ObservedDays>,
+}
+
+impl FieldReport {
+    /// Where the field came from, in the words its recipients read, and how old its values
+    /// are where the schema says where to look ("from what you browsed, 3–140 days ago,
+    /// median 41"): the check report and the composer's Check screen say the same.
+    pub fn source_words(&self) -> String {
+        match &self.observed_days {
+            Some(d) => format!("{}, {}", self.origin_words, d.words()),
+            None => self.origin_words.to_string(),
+        }
+    }
+}
+
+/// The age of a field's values in whole days: youngest, median (the lower one of an even
+/// count) and oldest. A date in the future counts as today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ObservedDays {
+    pub min: u32,
+    pub median: u32,
+    pub max: u32,
+}
+
+/// Recipients per age in days: a histogram instead of a value per row, so a million
+/// recipients cost one entry per distinct day.
+pub type DayCounts = BTreeMap<u32, u64>;
+
+impl ObservedDays {
+    /// The summary of a histogram; None when it is empty.
+    pub fn of(counts: &DayCounts) -> Option<ObservedDays> {
+        let total: u64 = counts.values().sum();
+        let (&min, &max) = (counts.keys().next()?, counts.keys().next_back()?);
+        let middle = (total - 1) / 2;
+        let mut seen = 0;
+        let median = counts
+            .iter()
+            .find(|(_, n)| {
+                seen += **n;
+                seen > middle
+            })
+            .map_or(max, |(d, _)| *d);
+        Some(ObservedDays { min, median, max })
+    }
+
+    /// "3–140 days ago, median 41", or one age in the recipient's words when all agree.
+    pub fn words(&self) -> String {
+        if self.min == self.max {
+            return crate::plan::age_words(self.min);
+        }
+        format!("{}–{} days ago, median {}", self.min, self.max, self.median)
+    }
+}
+
+/// Whole days from `then` to `now`; a time in the future is today.
+pub fn days_between(then: DateTime<Utc>, now: DateTime<Utc>) -> u32 {
+    u32::try_from((now - then).num_days().max(0)).unwrap_or(u32::MAX)
 }
 
 /// A row the render stage excluded, by line.
@@ -119,6 +179,9 @@ pub struct RenderStats {
     pub postal_missing_text: usize,
     /// Per field, recipients who would be shown a value observed over 90 days ago.
     pub stale: Vec<(String, usize)>,
+    /// Per field with an `observed_at` column, the age of its values over the
+    /// personalised recipients.
+    pub observed: BTreeMap<String, ObservedDays>,
     /// Fields whose canary the self-check saw printed unescaped in the HTML part.
     pub canary_unescaped: BTreeSet<String>,
     /// Fields whose canary began a link's address (href, src, action …) in the HTML part.
@@ -211,18 +274,19 @@ pub fn render_all_unless(
     now: DateTime<Utc>,
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Option<RenderStats> {
-    let stale_fields: Vec<(&str, usize)> = p
+    // Every used field with an `observed_at` column is aged; the behavioural ones a message
+    // shows are also judged stale. One parse of the date serves both.
+    let observed_fields: Vec<(&str, usize, bool)> = p
         .fields
         .iter()
-        .filter(|f| {
-            f.class.base == FieldClass::Behavioural
-                && f.places.iter().any(|pl| *pl != Place::Segment)
-        })
         .filter_map(|f| {
-            f.observed_at
+            let col = f
+                .observed_at
                 .as_deref()
-                .and_then(|o| p.audience.column_index(o))
-                .map(|c| (f.name.as_str(), c))
+                .and_then(|o| p.audience.column_index(o))?;
+            let shown = f.class.base == FieldClass::Behavioural
+                && f.places.iter().any(|pl| *pl != Place::Segment);
+            Some((f.name.as_str(), col, shown))
         })
         .collect();
     let cutoff = now - TimeDelta::days(90);
@@ -235,12 +299,14 @@ pub fn render_all_unless(
         unsub_html: usize,
         postal: usize,
         stale: Vec<usize>,
+        ages: Vec<DayCounts>,
         subject: crate::sensitive::Seen,
         body: crate::sensitive::Seen,
     }
-    let n_stale = stale_fields.len();
+    let n_observed = observed_fields.len();
     let fresh = || Acc {
-        stale: vec![0; n_stale],
+        stale: vec![0; n_observed],
+        ages: vec![DayCounts::new(); n_observed],
         ..Default::default()
     };
     let lexicon = &*p.schema.lexicon;
@@ -269,11 +335,15 @@ pub fn render_all_unless(
                     let postal_ok = p.campaign.postal_address.is_empty()
                         || l.rendered.text.contains(&p.campaign.postal_address);
                     acc.postal += usize::from(!postal_ok);
-                    for (k, (_, col)) in stale_fields.iter().enumerate() {
-                        let old = personalised
-                            && crate::consent::parse_time(p.audience.columns[*col].data.get(row))
-                                .is_none_or(|t| t < cutoff);
-                        acc.stale[k] += usize::from(old);
+                    for (k, (_, col, shown)) in observed_fields.iter().enumerate() {
+                        if !personalised {
+                            continue;
+                        }
+                        let at = crate::consent::parse_time(p.audience.columns[*col].data.get(row));
+                        acc.stale[k] += usize::from(*shown && at.is_none_or(|t| t < cutoff));
+                        if let Some(t) = at {
+                            *acc.ages[k].entry(days_between(t, now)).or_default() += 1;
+                        }
                     }
                     if personalised && !scanned.is_empty() {
                         crate::sensitive::observe(
@@ -300,6 +370,11 @@ pub fn render_all_unless(
             for (x, y) in a.stale.iter_mut().zip(b.stale) {
                 *x += y;
             }
+            for (x, y) in a.ages.iter_mut().zip(b.ages) {
+                for (d, n) in y {
+                    *x.entry(d).or_default() += n;
+                }
+            }
             a.subject.merge(b.subject);
             a.body.merge(b.body);
             a
@@ -310,10 +385,16 @@ pub fn render_all_unless(
     let mut problems = acc.problems;
     problems.sort_by_key(|(i, _, _)| *i);
     let mut stats = RenderStats {
-        stale: stale_fields
+        stale: observed_fields
             .iter()
             .zip(acc.stale)
-            .map(|((n, _), c)| (n.to_string(), c))
+            .filter(|((_, _, shown), _)| *shown)
+            .map(|((n, _, _), c)| (n.to_string(), c))
+            .collect(),
+        observed: observed_fields
+            .iter()
+            .zip(&acc.ages)
+            .filter_map(|((n, _, _), ages)| Some((n.to_string(), ObservedDays::of(ages)?)))
             .collect(),
         unsubscribe_missing_text: acc.unsub_text,
         unsubscribe_missing_html: acc.unsub_html,
@@ -933,6 +1014,7 @@ fn report(
             origin_words: f.origin.words(),
             places: f.places.iter().copied().collect(),
             ty: f.ty.as_str(),
+            observed_days: stats.observed.get(&f.name).copied(),
         })
         .collect();
     Report {
@@ -1417,6 +1499,9 @@ mod tests {
         crate::consent::parse_time("2026-11-23T12:00:00Z").unwrap()
     }
 
+    /// Row i's `consent_personalisation` and `last_viewed_at`.
+    type RowOf = fn(usize) -> (&'static str, String);
+
     /// A campaign over `rows` consenting people; `de` of them live in DE.
     struct Fx {
         rows: usize,
@@ -1429,6 +1514,11 @@ mod tests {
         viewed_at: &'static str,
         /// `last_viewed_product` of row i is `products[i % len]`.
         products: &'static [&'static str],
+        /// Lines added to the schema's `[fields]`.
+        schema_extra: &'static str,
+        /// Row i's `consent_personalisation` and `last_viewed_at`, instead of "yes" and
+        /// `viewed_at`.
+        row_of: Option<RowOf>,
     }
 
     impl Default for Fx {
@@ -1443,6 +1533,8 @@ mod tests {
                 header_extra: "",
                 viewed_at: "2026-11-01",
                 products: &["Kettle"],
+                schema_extra: "",
+                row_of: None,
             }
         }
     }
@@ -1468,12 +1560,15 @@ mod tests {
                 } else {
                     ",x"
                 };
+                let (personalisation, viewed_at) = match self.row_of {
+                    Some(f) => f(i),
+                    None => ("yes", self.viewed_at.to_string()),
+                };
                 writeln!(
                     csv,
-                    "p{i}@x.example,yes,yes,2026-01-01,Name{i},BS{i} 1AA,1990-01-0{},f,{i}.5,30000,0.{i},,{},{},4{},{country}{extra}",
+                    "p{i}@x.example,yes,{personalisation},2026-01-01,Name{i},BS{i} 1AA,1990-01-0{},f,{i}.5,30000,0.{i},,{},{viewed_at},4{},{country}{extra}",
                     i % 9 + 1,
                     self.products[i % self.products.len()],
-                    self.viewed_at,
                     i % 10
                 )
                 .unwrap();
@@ -1481,7 +1576,10 @@ mod tests {
             std::fs::write(d.join("people.csv"), csv).unwrap();
             std::fs::write(
                 d.join("people.schema.toml"),
-                "[fields]\nlast_viewed_product = { class = \"behavioural\", observed_at = \"last_viewed_at\" }\nchurn_score = { class = \"behavioural\", inferred = true }\n",
+                format!(
+                    "[fields]\nlast_viewed_product = {{ class = \"behavioural\", observed_at = \"last_viewed_at\" }}\nchurn_score = {{ class = \"behavioural\", inferred = true }}\n{}\n",
+                    self.schema_extra
+                ),
             )
             .unwrap();
             std::fs::create_dir(d.join("templates")).unwrap();
@@ -2282,5 +2380,166 @@ mod tests {
         let f = &pre.findings[0];
         assert!(f.measured.is_none());
         assert!(f.message.contains("Sweeney 2000"), "{}", f.message);
+    }
+
+    fn field<'a>(r: &'a Report, name: &str) -> &'a FieldReport {
+        r.fields
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no field {name}"))
+    }
+
+    /// Every class gets its origin; an inference is "we estimated" even where the schema
+    /// says otherwise; a schema's `origin` wins over the class; the words are the ones the
+    /// recipient reads, and the JSON carries both.
+    #[test]
+    fn each_field_says_where_it_came_from() {
+        use crate::schema::Origin;
+        let all = "{{ first_name }} {{ postcode }} {{ total_spent }} {{ last_viewed_product }} {{ churn_score }} {{ income }} {{ diagnosis }} {{ shoe_size }} {{ country }}";
+        let r = Fx {
+            txt: body(all),
+            ..Fx::default()
+        }
+        .report();
+        let want = [
+            ("first_name", Origin::Declared, "you told us"),
+            ("postcode", Origin::Declared, "you told us"),
+            ("country", Origin::Declared, "you told us"),
+            ("total_spent", Origin::Transactional, "from your orders"),
+            (
+                "last_viewed_product",
+                Origin::Behavioural,
+                "from what you browsed",
+            ),
+            ("churn_score", Origin::Inferred, "we estimated"),
+            ("income", Origin::Unknown, "source not recorded"),
+            ("diagnosis", Origin::Unknown, "source not recorded"),
+            ("shoe_size", Origin::Unknown, "source not recorded"),
+        ];
+        for (name, origin, words) in want {
+            let f = field(&r, name);
+            assert_eq!((f.origin, f.origin_words), (origin, words), "{name}");
+        }
+        let json = serde_json::to_value(&r).unwrap();
+        let churn = json["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "churn_score")
+            .unwrap();
+        assert_eq!(churn["origin"], "inferred");
+        assert_eq!(churn["origin_words"], "we estimated");
+        assert!(churn["observed_days"].is_null(), "{churn}");
+
+        // The schema says otherwise: a postcode from the delivery address, an income a
+        // model guessed, and an inferred field that claims to be declared (it is not).
+        let r = Fx {
+            txt: body(all),
+            schema_extra: "postcode = { class = \"quasi-identifier\", origin = \"transactional\" }\nshoe_size = { origin = \"declared\" }\nincome = { class = \"high-risk\", inferred = true, origin = \"declared\" }",
+            ..Fx::default()
+        }
+        .report();
+        assert_eq!(field(&r, "postcode").origin_words, "from your orders");
+        assert_eq!(field(&r, "shoe_size").origin, Origin::Declared);
+        assert_eq!(field(&r, "income").origin, Origin::Inferred);
+        assert_eq!(field(&r, "first_name").origin, Origin::Declared);
+    }
+
+    /// Row i of the age audience: a quarter without personalisation consent (aged 4,000
+    /// days, so counting them would show), some unreadable or empty dates, some in the
+    /// future, the rest spread over two years.
+    fn aged_row(i: usize) -> (&'static str, String) {
+        let day = |ago: i64| {
+            (chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap() - TimeDelta::days(ago))
+                .to_string()
+        };
+        let spread = (i * 7919 + 13) % 731;
+        match i % 12 {
+            0 | 5 | 9 => ("no", day(4000)),
+            3 => ("yes", String::new()),
+            7 => ("yes", "not a date".into()),
+            11 => ("yes", day(-(i as i64 % 5) - 1)),
+            _ => ("yes", day(spread as i64)),
+        }
+    }
+
+    #[test]
+    fn the_age_summary_equals_a_brute_force_count() {
+        for rows in [1, 2, 5, 12, 13, 60, 301] {
+            let r = Fx {
+                rows,
+                de: rows / 10,
+                extra: "segment = 'country == \"GB\"'\n[policy]\nmin_segment_size = 1".into(),
+                txt: body("{{ last_viewed_product }}"),
+                row_of: Some(aged_row),
+                ..Fx::default()
+            }
+            .report();
+            // By hand: the personalised rows in the segment with a readable date, in days
+            // from the calendar (now is noon, so a date's age is the calendar difference).
+            let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+            let mut days: Vec<i64> = (rows / 10..rows)
+                .filter_map(|i| {
+                    let (personalisation, at) = aged_row(i);
+                    let d = chrono::NaiveDate::parse_from_str(&at, "%Y-%m-%d").ok()?;
+                    (personalisation == "yes").then(|| (today - d).num_days().max(0))
+                })
+                .collect();
+            days.sort_unstable();
+            let want = (!days.is_empty()).then(|| ObservedDays {
+                min: days[0] as u32,
+                median: days[(days.len() - 1) / 2] as u32,
+                max: days[days.len() - 1] as u32,
+            });
+            let f = field(&r, "last_viewed_product");
+            assert_eq!(f.observed_days, want, "{rows} rows: {days:?}");
+            assert_eq!(
+                r.audience.personalised,
+                (rows / 10..rows)
+                    .filter(|i| aged_row(*i).0 == "yes")
+                    .count()
+            );
+            if let Some(w) = want {
+                assert!(w.max < 4000, "generic rows are not aged");
+                let json = serde_json::to_value(f).unwrap();
+                assert_eq!(json["observed_days"]["median"], w.median);
+            }
+        }
+    }
+
+    #[test]
+    fn the_age_summary_in_words() {
+        let d = |min, median, max| ObservedDays { min, median, max };
+        assert_eq!(d(3, 41, 140).words(), "3–140 days ago, median 41");
+        assert_eq!(d(0, 0, 0).words(), "today");
+        assert_eq!(d(1, 1, 1).words(), "1 day ago");
+        assert_eq!(d(60, 60, 60).words(), "60 days ago");
+        assert_eq!(d(61, 61, 61).words(), "2 months ago");
+        assert_eq!(ObservedDays::of(&DayCounts::new()), None);
+        assert_eq!(
+            ObservedDays::of(&DayCounts::from([(4, 1), (9, 1)])),
+            Some(d(4, 4, 9)),
+            "the lower median of an even count"
+        );
+        // Nobody rendered (a preliminary report) or no `observed_at`: no age.
+        let (_dir, p) = Fx {
+            txt: body("{{ last_viewed_product }}"),
+            ..Fx::default()
+        }
+        .prepared();
+        let plan = p.plan(&Keys::from_master(&[3; 32]), &Facts::default(), now());
+        assert_eq!(
+            field(&preliminary(&p, &plan), "last_viewed_product").observed_days,
+            None
+        );
+        let r = Fx {
+            txt: body("{{ first_name }} {{ last_viewed_product }}"),
+            ..Fx::default()
+        }
+        .report();
+        let f = field(&r, "last_viewed_product");
+        assert_eq!(f.observed_days, Some(d(22, 22, 22)));
+        assert_eq!(f.source_words(), "from what you browsed, 22 days ago");
+        assert_eq!(field(&r, "first_name").source_words(), "you told us");
     }
 }

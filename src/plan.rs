@@ -673,6 +673,17 @@ pub fn unsubscribe_url(base: &str, token: &str) -> String {
     format!("{base}{sep}t={token}")
 }
 
+/// An age as the recipient reads it: "today", "1 day ago", "12 days ago", and above 60
+/// days "3 months ago" (whole months of 30 days).
+pub fn age_words(days: u32) -> String {
+    match days {
+        0 => "today".to_string(),
+        1 => "1 day ago".to_string(),
+        2..=60 => format!("{days} days ago"),
+        _ => format!("{} months ago", days / 30),
+    }
+}
+
 /// "You get this because you opted in to Northwind news on 12 March 2025."
 pub fn why_you_got_this(
     campaign: &Campaign,

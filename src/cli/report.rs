@@ -75,15 +75,23 @@ pub fn write_report(w: &mut dyn Write, p: &Prepared, r: &Report, style: Style) -
         .max()
         .unwrap_or(4)
         .max(4);
-    for f in &r.fields {
-        let places: Vec<&str> = f.places.iter().map(|p| p.as_str()).collect();
-        let inferred = if f.inferred { " (inferred)" } else { "" };
+    let places: Vec<String> = r
+        .fields
+        .iter()
+        .map(|f| {
+            let places: Vec<&str> = f.places.iter().map(|p| p.as_str()).collect();
+            let inferred = if f.inferred { " (inferred)" } else { "" };
+            format!("{}{inferred}", places.join(", "))
+        })
+        .collect();
+    let places_width = places.iter().map(String::len).max().unwrap_or(0);
+    for (f, places) in r.fields.iter().zip(&places) {
         writeln!(
             w,
-            "  {:width$}  {:<16}  {}{inferred}",
+            "  {:width$}  {:<16}  {places:places_width$}  {}",
             f.name,
             f.class.as_str(),
-            places.join(", ")
+            f.source_words()
         )?;
     }
     writeln!(w)?;

@@ -316,3 +316,77 @@ fn preview_writes_nothing_for_a_sensitive_value_in_the_subject() {
     assert!(!out.exists() || files_under(&out).is_empty());
     assert_no_values(&r.all_output(), &["last_viewed_product"]);
 }
+
+/// Each field of `check --json` says where it came from, and the age of the browsing data
+/// is the one the test finds itself: the `last_viewed_at` of everyone whose preview is
+/// personalised, read from the CSV, in days before the run's clock. The human report says
+/// the same. (The subject is made plain so the campaign is a caution and previews.)
+#[test]
+fn you_viewed_says_where_each_field_came_from_and_how_old_it_is() {
+    let t = Tree::new();
+    t.edit("sample-data/campaigns/you-viewed.toml", |s| {
+        let start = s.find("subject = ").expect("subject");
+        let end = start + s[start..].find('\n').expect("line");
+        format!("{}subject = \"Picked for you\"{}", &s[..start], &s[end..])
+    });
+    let (r, v) = check_json(
+        t.tact()
+            .arg("check")
+            .arg(t.campaign("you-viewed"))
+            .arg("--json"),
+    );
+    assert_eq!(r.code, 3, "{}", r.stdout);
+    let fields = v["fields"].as_array().expect("fields");
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {fields:?}"))
+    };
+    assert_eq!(field("first_name")["origin"], "declared");
+    assert_eq!(field("first_name")["origin_words"], "you told us");
+    assert!(field("first_name")["observed_days"].is_null());
+    let viewed = field("last_viewed_product");
+    assert_eq!(viewed["origin"], "behavioural");
+    assert_eq!(viewed["origin_words"], "from what you browsed");
+
+    let out = t.path("out");
+    run_expect(
+        t.tact()
+            .arg("preview")
+            .arg(t.campaign("you-viewed"))
+            .arg("--out")
+            .arg(&out),
+        0,
+    );
+    let by_email: HashMap<String, Customer> = customers(&sample_csv())
+        .into_iter()
+        .filter(|c| !c.ragged)
+        .map(|c| (c.email(), c))
+        .collect();
+    let personalised: Vec<&Customer> = read_previews(&out)
+        .iter()
+        .filter(|m| m.text.contains("content tailored to you"))
+        .map(|m| &by_email[&m.to_addr()])
+        .collect();
+    assert_eq!(v["audience"]["personalised"], personalised.len());
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+    let mut days: Vec<i64> = personalised
+        .iter()
+        .filter_map(|c| {
+            let d = chrono::NaiveDate::parse_from_str(c.get("last_viewed_at").trim(), "%Y-%m-%d");
+            d.ok().map(|d| (today - d).num_days().max(0))
+        })
+        .collect();
+    days.sort_unstable();
+    assert!(days.len() > 50, "{} dated", days.len());
+    let (min, median, max) = (days[0], days[(days.len() - 1) / 2], days[days.len() - 1]);
+    assert_eq!(
+        viewed["observed_days"],
+        serde_json::json!({"min": min, "median": median, "max": max}),
+        "{viewed}"
+    );
+    let human = run(t.tact().arg("check").arg(t.campaign("you-viewed")));
+    let words = format!("from what you browsed, {min}–{max} days ago, median {median}");
+    assert!(human.stdout.contains(&words), "{}", human.stdout);
+}
