@@ -1802,6 +1802,11 @@ fn snapshots_of_overlays_and_states() {
     let mut b = b;
     go(&mut b, Tab::Check);
     snap_all("birthday_treat_check", &b);
+    // Where each field came from and how old the browsing data is: on two lines where
+    // the screen is narrow.
+    let mut v = app("you-viewed");
+    go(&mut v, Tab::Check);
+    snap_all("you_viewed_check", &v);
 
     let mut p = App::picking(
         vec![campaign("birthday-treat"), campaign("winter-sale")],

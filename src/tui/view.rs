@@ -984,9 +984,75 @@ fn template(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
         .render(body, buf);
 }
 
+/// The fields a campaign uses: class, places, and where each came from in the words the
+/// recipient reads, with the age of its values. Columns as wide as their longest entry;
+/// a source too long for what is left goes on two lines, its age on the second. Returns
+/// the table and the height of its rows.
+fn fields_table(r: &tact::check::Report, width: u16, t: Theme) -> (Table<'static>, u16) {
+    let class = |f: &tact::check::FieldReport| {
+        format!(
+            "{}{}",
+            f.class.as_str(),
+            if f.inferred { " (inferred)" } else { "" }
+        )
+    };
+    let places = |f: &tact::check::FieldReport| {
+        f.places
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let widest =
+        |it: &mut dyn Iterator<Item = usize>, least: usize| it.max().unwrap_or(0).max(least);
+    let name_w = widest(&mut r.fields.iter().map(|f| f.name.chars().count()), 5).min(24);
+    let class_w = widest(&mut r.fields.iter().map(|f| class(f).len()), 5);
+    let places_w = widest(&mut r.fields.iter().map(|f| places(f).len()), 6);
+    let source_w = usize::from(width)
+        .saturating_sub(name_w + class_w + places_w + 3 * 2)
+        .max(10);
+    let mut height = 0;
+    let rows: Vec<Row> = r
+        .fields
+        .iter()
+        .map(|f| {
+            let source = f.source_words();
+            let source = match &f.observed_days {
+                Some(d) if source.chars().count() > source_w => Text::from(vec![
+                    Line::raw(format!("{},", f.origin_words)),
+                    Line::raw(d.words()),
+                ]),
+                _ => Text::raw(source),
+            };
+            let h = source.height() as u16;
+            height += h;
+            Row::new(vec![
+                Cell::from(f.name.clone()),
+                Cell::from(class(f)),
+                Cell::from(places(f)),
+                Cell::from(source),
+            ])
+            .height(h)
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(name_w as u16),
+            Constraint::Length(class_w as u16),
+            Constraint::Length(places_w as u16),
+            Constraint::Min(10),
+        ],
+    )
+    .column_spacing(2)
+    .header(Row::new(vec!["field", "class", "places", "source"]).style(t.bold()));
+    (table, height)
+}
+
 fn check(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
     let r = &l.report;
-    let fields_height = (r.fields.len() as u16 + 2).min(area.height / 2);
+    let table = fields_table(r, area.width, t);
+    let fields_height = (table.1 + 2).min(area.height / 2);
     let [head, gauge, fields, findings] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(2),
@@ -1020,32 +1086,7 @@ fn check(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
         .render(Rect { height: 1, ..bar }, buf);
     Line::styled("  ok < notice < caution < block", t.dim()).render(scale, buf);
 
-    let rows: Vec<Row> = r
-        .fields
-        .iter()
-        .map(|f| {
-            let places: Vec<&str> = f.places.iter().map(|p| p.as_str()).collect();
-            Row::new(vec![
-                Cell::from(f.name.clone()),
-                Cell::from(format!(
-                    "{}{}",
-                    f.class.as_str(),
-                    if f.inferred { " (inferred)" } else { "" }
-                )),
-                Cell::from(places.join(", ")),
-            ])
-        })
-        .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(24),
-            Constraint::Length(30),
-            Constraint::Min(10),
-        ],
-    )
-    .header(Row::new(vec!["field", "class", "places"]).style(t.bold()));
-    Widget::render(table, fields, buf);
+    Widget::render(table.0, fields, buf);
 
     let width = findings.width.saturating_sub(12) as usize;
     let items: Vec<ListItem> = r
