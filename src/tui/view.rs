@@ -1112,6 +1112,15 @@ fn check(app: &App, l: &Loaded, t: Theme, area: Rect, buf: &mut Buffer) {
                     Span::raw(w),
                 ]));
             }
+            // A List draws nothing of an item taller than itself: cut it to fit, and say so.
+            let room = usize::from(findings.height.saturating_sub(1)).max(1);
+            if lines.len() > room {
+                lines.truncate(room - 1);
+                lines.push(Line::styled(
+                    "        … (a taller window shows the rest)",
+                    t.dim(),
+                ));
+            }
             ListItem::new(Text::from(lines))
         })
         .collect();
