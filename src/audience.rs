@@ -460,50 +460,52 @@ fn csv_error(path: &Path, e: &csv::Error) -> Error {
     }
 }
 
-pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
-    let format = Format::of(path, &schema.csv)?;
-    let mut reader = open_reader(path, format)?;
-    let raw_header = reader
-        .byte_headers()
-        .map_err(|e| {
-            if is_row_too_long(&e) {
-                row_too_long(path, format, 0, 1, &[])
-            } else {
-                csv_error(path, &e)
-            }
-        })?
-        .clone();
-    if let Some(i) = raw_header.iter().position(|f| f.len() > MAX_FIELD_BYTES) {
-        return Err(field_too_long(path, 1, i, raw_header[i].len(), &[]));
-    }
-    if raw_header.len() > MAX_COLUMNS {
+/// Whether a header cell is an email address: the first line is then a customer's row
+/// (an export saved without its header), and its cells are values, not names.
+fn is_address(cell: &str) -> bool {
+    let Some((local, domain)) = cell.trim().rsplit_once('@') else {
+        return false;
+    };
+    let tld = domain.rsplit_once('.').map_or("", |(_, t)| t);
+    !local.is_empty()
+        && !cell.trim().contains(char::is_whitespace)
+        && domain.contains('.')
+        && tld.chars().count() >= 2
+        && tld.chars().all(char::is_alphanumeric)
+}
+
+/// The template variable of each header cell (`raw`: the cells, trimmed, as in the file),
+/// or why the header cannot name the columns: more than `MAX_COLUMNS`, a cell too long, no
+/// header at all, a customer's row where the header should be, a name with no letters or
+/// digits, two names that become one variable. `tact new` asks the same before it writes
+/// a schema, so that it never writes one `check` refuses.
+pub fn column_names(path: &Path, raw: &[String]) -> Result<Vec<String>> {
+    if raw.len() > MAX_COLUMNS {
         return Err(Error::input(
             Location::at(path, 1, MAX_COLUMNS + 1),
             format!(
                 "the header row names {} columns; tact reads at most {MAX_COLUMNS}: export only the columns your campaigns use",
-                raw_header.len()
+                raw.len()
             ),
         ));
     }
-    let mut raw = Vec::with_capacity(raw_header.len());
-    for (i, field) in raw_header.iter().enumerate() {
-        let field = if i == 0 {
-            field.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(field)
-        } else {
-            field
-        };
-        let name = std::str::from_utf8(field).map_err(|_| {
-            Error::input(
-                Location::at(path, 1, i + 1),
-                "the header row is not UTF-8 text: is this a CSV file? Save it as CSV UTF-8",
-            )
-        })?;
-        raw.push(name.trim().to_string());
+    if let Some(i) = raw.iter().position(|f| f.len() > MAX_FIELD_BYTES) {
+        return Err(field_too_long(path, 1, i, raw[i].len(), &[]));
     }
     if raw.iter().all(String::is_empty) {
         return Err(Error::input(
             Location::at(path, 1, 1),
             "the file has no header row: the first line must name the columns",
+        ));
+    }
+    // Its cells are a person's data: say where, never what.
+    if let Some(i) = raw.iter().position(|c| is_address(c)) {
+        return Err(Error::input(
+            Location::at(path, 1, 1),
+            format!(
+                "line 1 is a customer's row, not a header (column {} holds an email address): add a first line that names the columns, such as email,consent_marketing,consent_at,…",
+                i + 1
+            ),
         ));
     }
     let mut names: Vec<String> = Vec::with_capacity(raw.len());
@@ -528,6 +530,38 @@ pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
         }
         names.push(n);
     }
+    Ok(names)
+}
+
+pub fn read_header(path: &Path, schema: &Schema) -> Result<Header> {
+    let format = Format::of(path, &schema.csv)?;
+    let mut reader = open_reader(path, format)?;
+    let raw_header = reader
+        .byte_headers()
+        .map_err(|e| {
+            if is_row_too_long(&e) {
+                row_too_long(path, format, 0, 1, &[])
+            } else {
+                csv_error(path, &e)
+            }
+        })?
+        .clone();
+    let mut raw = Vec::with_capacity(raw_header.len());
+    for (i, field) in raw_header.iter().enumerate() {
+        let field = if i == 0 {
+            field.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(field)
+        } else {
+            field
+        };
+        let name = std::str::from_utf8(field).map_err(|_| {
+            Error::input(
+                Location::at(path, 1, i + 1),
+                "the header row is not UTF-8 text: is this a CSV file? Save it as CSV UTF-8",
+            )
+        })?;
+        raw.push(name.trim().to_string());
+    }
+    let names = column_names(path, &raw)?;
     let schema_at = || {
         schema
             .path

@@ -135,10 +135,25 @@ pub fn closest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) 
 /// A name or text as quoted in a message: cut after `max` characters, so a hostile 64 KiB
 /// header or 4 KiB segment never becomes a 64 KiB error line.
 pub fn excerpt(text: &str, max: usize) -> String {
+    let shown = |c: char| -> String {
+        // A name from a file reaches terminals and comment lines: a control character or a
+        // bidi override in it would act (colour, clear, reorder) instead of showing.
+        let acts = c.is_control()
+            || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if acts {
+            c.escape_unicode().to_string()
+        } else {
+            c.to_string()
+        }
+    };
     if text.chars().count() <= max {
-        return text.to_string();
+        return text.chars().map(shown).collect();
     }
-    let head: String = text.chars().take(max.saturating_sub(1)).collect();
+    let head: String = text
+        .chars()
+        .take(max.saturating_sub(1))
+        .map(shown)
+        .collect();
     format!("{head}…")
 }
 

@@ -179,12 +179,9 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
-    if headers.iter().all(String::is_empty) {
-        return Err(Error::input(
-            Location::at(path, 1, 1),
-            "the file has no header row: the first line must name the columns",
-        ));
-    }
+    // The header `check` will read: what it refuses is refused here, before a schema it
+    // could not load is written.
+    crate::audience::column_names(path, &headers)?;
     let mut sample: Vec<Vec<String>> = Vec::new();
     let mut rows = 0usize;
     for rec in rdr.records() {
@@ -280,9 +277,10 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
                 .take(1)
                 .collect();
             if !odd.is_empty() {
+                let shown = names::excerpt(&c, 80);
                 notes.push(note(
                     "missing",
-                    format!("`{c}` holds words tact does not read as consent: only yes, y, true, 1, opt-in, opted-in and granted grant. Name the granting values in the schema: consent_marketing = {{ column = \"{c}\", granted = [\"…\"] }}"),
+                    format!("`{shown}` holds words tact does not read as consent: only yes, y, true, 1, opt-in, opted-in and granted grant. Name the granting values in the schema: consent_marketing = {{ column = \"{shown}\", granted = [\"…\"] }}"),
                 ));
             }
             Source::Column(c)
@@ -340,7 +338,10 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         ));
     }
     for g in guesses.iter().filter(|g| g.review) {
-        notes.push(note("review", format!("`{}`: {}", g.header, g.reason)));
+        notes.push(note(
+            "review",
+            format!("`{}`: {}", names::excerpt(&g.header, 80), g.reason),
+        ));
     }
     Ok(Inspection {
         audience: path.to_path_buf(),
@@ -392,17 +393,27 @@ fn say_roles(
     at: &Source,
 ) {
     match email {
-        Some(e) => notes.push(note("found", format!("addresses: `{e}`"))),
+        Some(e) => notes.push(note(
+            "found",
+            format!("addresses: `{}`", names::excerpt(e, 80)),
+        )),
         None => notes.push(note(
             "missing",
             "no email column: nothing can be sent. Name it `email`, or map it in the schema ([columns] email = \"…\")",
         )),
     }
     match marketing {
-        Source::Column(c) => notes.push(note("found", format!("marketing consent: `{c}`"))),
+        Source::Column(c) => notes.push(note(
+            "found",
+            format!("marketing consent: `{}`", names::excerpt(c, 80)),
+        )),
         Source::Mapped { column, granted } => notes.push(note(
             "found",
-            format!("marketing consent: `{column}`, granted by {}", granted.join(", ")),
+            format!(
+                "marketing consent: `{}`, granted by {}",
+                names::excerpt(column, 80),
+                granted.join(", ")
+            ),
         )),
         Source::Constant { reason, .. } => {
             notes.push(note("found", format!("marketing consent: everyone in the file ({reason})")))
@@ -417,7 +428,10 @@ fn say_roles(
         )),
     }
     match at {
-        Source::Column(c) => notes.push(note("found", format!("when they consented: `{c}`"))),
+        Source::Column(c) => notes.push(note(
+            "found",
+            format!("when they consented: `{}`", names::excerpt(c, 80)),
+        )),
         Source::Missing => notes.push(note(
             "missing",
             match platform {
@@ -578,16 +592,30 @@ fn quoted(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-/// `s` as a TOML key (bare when it can be).
+/// `s` as a TOML key: bare when it can be, else a one-line basic string (a key may not be
+/// a multi-line string, which is what `quoted` writes for a header with a line break).
 fn key(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
-        s.to_string()
-    } else {
-        quoted(s)
+        return s.to_string();
     }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn role_line(role: &str, source: &Source) -> Option<String> {
@@ -619,7 +647,7 @@ impl Inspection {
             "# Schema for {} ({}), written by `tact new`.\n# Every class below is a guess with its reason: read them, correct what is wrong.\n# Levels: routing 0 < declared 1 < transactional 2 < behavioural 3 = quasi-identifier 3\n#         < high-risk 4 < special 5.  `inferred = true` raises a field one level.\n",
             self.audience
                 .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
+                .map(|n| names::excerpt(&n.to_string_lossy(), 200))
                 .unwrap_or_default(),
             self.platform.label(),
         );

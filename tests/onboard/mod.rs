@@ -4,6 +4,8 @@
 //! independently), that it never overwrites, and that the encodings Excel writes come
 //! through with their letters intact.
 
+mod hostile;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
