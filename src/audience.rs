@@ -818,6 +818,23 @@ impl ColumnData {
         (0..self.len()).map(|i| self.get(i))
     }
 
+    /// The narrowest type the values fit (`schema::infer_type`); a dictionary column's
+    /// distinct values are read once each, weighted by their rows.
+    pub fn infer_type(&self) -> crate::schema::FieldType {
+        match self.dictionary() {
+            Some((values, codes)) => {
+                let mut counts = vec![0usize; values.len()];
+                for c in codes {
+                    counts[usize::from(*c)] += 1;
+                }
+                crate::schema::infer_type_counted(
+                    values.iter().map(|v| &**v).zip(counts.iter().copied()),
+                )
+            }
+            None => crate::schema::infer_type(self.iter()),
+        }
+    }
+
     /// Doubling growth leaves up to half of each buffer unused; on a million rows that is
     /// tens of megabytes per column.
     fn shrink(&mut self) {
@@ -1001,7 +1018,7 @@ impl Audience {
                 let ty = schema
                     .field(&name)
                     .and_then(|s| s.ty)
-                    .unwrap_or_else(|| crate::schema::infer_type(data.iter()));
+                    .unwrap_or_else(|| data.infer_type());
                 Column { name, ty, data }
             })
             .collect();
@@ -1108,6 +1125,35 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(content).unwrap();
         f
+    }
+
+    proptest::proptest! {
+        /// A dictionary column's type, read once per distinct value, is the type read
+        /// row by row; and so is a column past 256 distinct values.
+        #[test]
+        fn a_dictionary_column_infers_the_type_its_rows_do(
+            values in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(String::new()),
+                    "(yes|no|TRUE|n/a| 12 |2026-11-23|2026-11-23T10:00:00Z|1\\.5|x)",
+                    "[0-9]{1,3}",
+                ],
+                0..40,
+            ),
+            repeat in 1usize..12,
+            distinct in proptest::bool::ANY,
+        ) {
+            let mut rows: Vec<String> = values.iter().cycle().take(values.len() * repeat).cloned().collect();
+            if distinct {
+                rows.extend((0..300).map(|i| format!("{}", i * 7)));
+            }
+            let col = ColumnData::from_values(rows.iter().map(String::as_str));
+            proptest::prop_assert_eq!(col.dictionary().is_some(), !distinct);
+            proptest::prop_assert_eq!(
+                col.infer_type(),
+                crate::schema::infer_type(rows.iter().map(String::as_str))
+            );
+        }
     }
 
     fn load_all(content: &[u8]) -> Result<Audience> {

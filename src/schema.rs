@@ -102,10 +102,15 @@ pub fn parse_number(v: &str) -> Option<f64> {
 }
 
 pub fn parse_bool(v: &str) -> Option<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "true" | "yes" => Some(true),
-        "false" | "no" => Some(false),
-        _ => None,
+    let v = v.trim();
+    // Read per row while a type is inferred: no lowercased copy of each value.
+    let is = |w: &str| v.eq_ignore_ascii_case(w);
+    if is("true") || is("yes") {
+        Some(true)
+    } else if is("false") || is("no") {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -113,17 +118,23 @@ pub fn parse_bool(v: &str) -> Option<bool> {
 /// values are numbers (at least 90% of ten or more) is still a number column; the odd
 /// `N/A` then makes its row a `segment_error` instead of turning the column into text.
 pub fn infer_type<'a>(values: impl Iterator<Item = &'a str>) -> FieldType {
+    infer_type_counted(values.map(|v| (v, 1)))
+}
+
+/// `infer_type` of values given with how many rows hold each (a dictionary column's
+/// distinct values: each is read once, not once per row).
+pub fn infer_type_counted<'a>(values: impl Iterator<Item = (&'a str, usize)>) -> FieldType {
     let mut total = 0usize;
     let mut fits = [0usize; 3];
     let kinds = [FieldType::Number, FieldType::Date, FieldType::Bool];
-    for v in values {
-        if v.trim().is_empty() {
+    for (v, n) in values {
+        if n == 0 || v.trim().is_empty() {
             continue;
         }
-        total += 1;
+        total += n;
         for (i, k) in kinds.iter().enumerate() {
             if k.accepts(v) {
-                fits[i] += 1;
+                fits[i] += n;
             }
         }
     }
