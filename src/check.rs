@@ -312,6 +312,12 @@ pub fn render_all_unless(
     let lexicon = &*p.schema.lexicon;
     let scanned = crate::sensitive::scan(p);
     let stand_ins = crate::sensitive::StandIns::new(lexicon);
+    // Every link starts with the campaign's unsubscribe URL, and the postal address is the
+    // same for everyone: both searches are built once, not once per recipient.
+    let base = unsubscribe_base(&p.campaign.unsubscribe_url);
+    let link_text = Prefixed::new(&base);
+    let link_html = Prefixed::new(&html_escape_url(&base));
+    let postal = memchr::memmem::Finder::new(p.campaign.postal_address.as_bytes());
     let acc = plan
         .decisions
         .par_iter()
@@ -326,14 +332,14 @@ pub fn render_all_unless(
             match p.letter(keys, row, personalised) {
                 Err(e) => acc.problems.push((i, e.reason, e.detail)),
                 Ok(l) => {
-                    acc.unsub_text += usize::from(!l.rendered.text.contains(&l.unsubscribe_url));
+                    let url = &l.unsubscribe_url;
+                    acc.unsub_text += usize::from(!link_text.contains(&l.rendered.text, url));
                     let html_ok = l.rendered.html.as_ref().is_none_or(|h| {
-                        h.contains(&html_escape_url(&l.unsubscribe_url))
-                            || h.contains(&l.unsubscribe_url)
+                        link_html.contains(h, &html_escape_url(url)) || link_text.contains(h, url)
                     });
                     acc.unsub_html += usize::from(!html_ok);
                     let postal_ok = p.campaign.postal_address.is_empty()
-                        || l.rendered.text.contains(&p.campaign.postal_address);
+                        || postal.find(l.rendered.text.as_bytes()).is_some();
                     acc.postal += usize::from(!postal_ok);
                     for (k, (_, col, shown)) in observed_fields.iter().enumerate() {
                         if !personalised {
@@ -453,6 +459,45 @@ pub fn preview_stats(p: &Prepared, keys: &Keys, plan: &Plan, now: DateTime<Utc>)
     stats.canary_unescaped = canary_unescaped;
     stats.canary_links = canary_links;
     stats
+}
+
+/// The part of every recipient's unsubscribe link that comes before their token.
+fn unsubscribe_base(campaign_url: &str) -> String {
+    let url = crate::plan::unsubscribe_url(campaign_url, "");
+    url.strip_suffix("t=").map_or(url.clone(), str::to_string)
+}
+
+/// `haystack.contains(needle)` for needles that mostly start with one prefix: the search
+/// for the prefix is built once, and each place it occurs is compared with the needle.
+/// A needle without the prefix is searched for as it is.
+struct Prefixed {
+    prefix: Vec<u8>,
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl Prefixed {
+    fn new(prefix: &str) -> Prefixed {
+        Prefixed {
+            prefix: prefix.as_bytes().to_vec(),
+            finder: memchr::memmem::Finder::new(prefix.as_bytes()).into_owned(),
+        }
+    }
+
+    fn contains(&self, haystack: &str, needle: &str) -> bool {
+        let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+        if !n.starts_with(&self.prefix) {
+            return memchr::memmem::find(h, n).is_some();
+        }
+        // Every occurrence, overlapping ones too (`find_iter` skips those).
+        let mut from = 0;
+        while let Some(at) = h.get(from..).and_then(|rest| self.finder.find(rest)) {
+            if h[from + at..].starts_with(n) {
+                return true;
+            }
+            from += at + 1;
+        }
+        false
+    }
 }
 
 /// Tera escapes `/` and `&` in HTML; the URL in an autoescaped part reads that way. Written
@@ -1595,6 +1640,43 @@ mod tests {
             let p = Prepared::load(&d.join("t.toml"), now()).unwrap();
             (dir, p)
         }
+    }
+
+    proptest::proptest! {
+        /// The prefixed search finds a needle exactly where `str::contains` does, with
+        /// or without the prefix, overlapping prefixes included.
+        #[test]
+        fn the_prefixed_search_is_contains(
+            hay in "[ab/&?=t]{0,40}",
+            prefix in "[ab/&]{0,4}",
+            rest in "[ab?=t]{0,4}",
+            other in "[ab]{0,5}",
+        ) {
+            let f = Prefixed::new(&prefix);
+            let needle = format!("{prefix}{rest}");
+            proptest::prop_assert_eq!(f.contains(&hay, &needle), hay.contains(&needle));
+            proptest::prop_assert_eq!(f.contains(&hay, &other), hay.contains(&other));
+        }
+    }
+
+    #[test]
+    fn the_unsubscribe_base_starts_every_link() {
+        for base in [
+            "https://northwind.example/unsubscribe",
+            "https://x.example/u?list=1",
+            "https://x.example/u?",
+            "https://x.example/u?a=1&",
+        ] {
+            let url = crate::plan::unsubscribe_url(base, "TOKEN");
+            let head = unsubscribe_base(base);
+            assert!(url.starts_with(&head), "{url} / {head}");
+            assert!(url.len() > head.len() + "TOKEN".len(), "{url} / {head}");
+            assert!(html_escape_url(&url).starts_with(&html_escape_url(&head)));
+        }
+        assert!(
+            Prefixed::new("aa").contains("xaaab", "aab"),
+            "overlapping prefix"
+        );
     }
 
     #[test]

@@ -350,6 +350,7 @@ impl Templates {
         let mut tera = Tera::default();
         // Autoescape by the real suffix; Tera's default list does not know `.html.tera`.
         tera.autoescape_on(vec![".html.tera", ".htm.tera", ".xml.tera"]);
+        tera.set_escape_fn(escape_html);
         tera.register_function(
             "get_env",
             |_: &HashMap<String, tera::Value>| -> tera::Result<tera::Value> {
@@ -782,6 +783,31 @@ fn render_random(args: &HashMap<String, tera::Value>) -> tera::Result<tera::Valu
         .ok_or_else(|| tera::Error::msg("get_random() was called outside a render"))?;
     let span = end.abs_diff(start);
     Ok(tera::Value::from(start.wrapping_add_unsigned(draw % span)))
+}
+
+/// Tera's `escape_html`, to the byte (`escape_html_is_teras`), copying the runs between
+/// the six characters it replaces instead of pushing a character at a time: every value an
+/// HTML part prints goes through it, a million times a check.
+fn escape_html(input: &str) -> String {
+    let mut out = String::with_capacity(input.len() + input.len() / 8);
+    let mut from = 0;
+    for (i, b) in input.bytes().enumerate() {
+        let with = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#x27;",
+            b'/' => "&#x2F;",
+            _ => continue,
+        };
+        // An ASCII byte is a character of its own: `i` is a character boundary.
+        out.push_str(&input[from..i]);
+        out.push_str(with);
+        from = i + 1;
+    }
+    out.push_str(&input[from..]);
+    out
 }
 
 /// SplitMix64's finaliser: spreads a seed over all 64 bits.
@@ -1520,6 +1546,13 @@ pub fn ident_roots(ident: &str) -> Vec<String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn escape_html_is_teras(v in "(\\PC|[&<>\"'/])*") {
+            proptest::prop_assert_eq!(escape_html(&v), tera::escape_html(&v));
+        }
+    }
 
     const FIELDS: [&str; 8] = [
         "first_name",
