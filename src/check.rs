@@ -334,9 +334,19 @@ pub fn render_all_unless(
                 Ok(l) => {
                     let url = &l.unsubscribe_url;
                     acc.unsub_text += usize::from(!link_text.contains(&l.rendered.text, url));
-                    let html_ok = l.rendered.html.as_ref().is_none_or(|h| {
-                        link_html.contains(h, &html_escape_url(url)) || link_text.contains(h, url)
-                    });
+                    // The token part of a link has none of the characters an HTML part
+                    // escapes, so the escaped link is the escaped base and the rest as is.
+                    let escaped_in = |h: &str| match url.strip_prefix(base.as_str()) {
+                        Some(rest) if !rest.bytes().any(crate::template::escaped) => {
+                            link_html.followed_by(h, rest.as_bytes())
+                        }
+                        _ => link_html.contains(h, &html_escape_url(url)),
+                    };
+                    let html_ok = l
+                        .rendered
+                        .html
+                        .as_ref()
+                        .is_none_or(|h| escaped_in(h) || link_text.contains(h, url));
                     acc.unsub_html += usize::from(!html_ok);
                     let postal_ok = p.campaign.postal_address.is_empty()
                         || postal.find(l.rendered.text.as_bytes()).is_some();
@@ -484,14 +494,19 @@ impl Prefixed {
     }
 
     fn contains(&self, haystack: &str, needle: &str) -> bool {
-        let (h, n) = (haystack.as_bytes(), needle.as_bytes());
-        if !n.starts_with(&self.prefix) {
-            return memchr::memmem::find(h, n).is_some();
+        match needle.as_bytes().strip_prefix(self.prefix.as_slice()) {
+            Some(rest) => self.followed_by(haystack, rest),
+            None => memchr::memmem::find(haystack.as_bytes(), needle.as_bytes()).is_some(),
         }
+    }
+
+    /// Whether the prefix followed by `rest` is in `haystack`.
+    fn followed_by(&self, haystack: &str, rest: &[u8]) -> bool {
+        let h = haystack.as_bytes();
         // Every occurrence, overlapping ones too (`find_iter` skips those).
         let mut from = 0;
-        while let Some(at) = h.get(from..).and_then(|rest| self.finder.find(rest)) {
-            if h[from + at..].starts_with(n) {
+        while let Some(at) = h.get(from..).and_then(|tail| self.finder.find(tail)) {
+            if h[from + at + self.prefix.len()..].starts_with(rest) {
                 return true;
             }
             from += at + 1;
@@ -503,7 +518,7 @@ impl Prefixed {
 /// Tera escapes `/` and `&` in HTML; the URL in an autoescaped part reads that way. Written
 /// with `| safe` it is there as is, which a browser follows just the same: either counts.
 fn html_escape_url(url: &str) -> String {
-    tera::escape_html(url)
+    crate::template::escape_html(url)
 }
 
 /// DESIGN §4 self-check: render sample rows from only the extracted fields and from the

@@ -785,29 +785,48 @@ fn render_random(args: &HashMap<String, tera::Value>) -> tera::Result<tera::Valu
     Ok(tera::Value::from(start.wrapping_add_unsigned(draw % span)))
 }
 
-/// Tera's `escape_html`, to the byte (`escape_html_is_teras`), copying the runs between
-/// the six characters it replaces instead of pushing a character at a time: every value an
-/// HTML part prints goes through it, a million times a check.
-fn escape_html(input: &str) -> String {
+/// Tera's `escape_html`, to the byte (`escape_html_is_teras`), but copying the runs
+/// between the six characters it replaces, 16 bytes checked at a time, instead of pushing
+/// a character at a time: every value an HTML part prints goes through it, a million times
+/// a check.
+pub fn escape_html(input: &str) -> String {
+    let b = input.as_bytes();
     let mut out = String::with_capacity(input.len() + input.len() / 8);
-    let mut from = 0;
-    for (i, b) in input.bytes().enumerate() {
-        let with = match b {
+    let (mut from, mut i) = (0, 0);
+    while i < b.len() {
+        // A branch-free test of a whole chunk, which the compiler turns into vector
+        // compares; most chunks of a text hold none of the six.
+        if let Some(chunk) = b.get(i..i + 16)
+            && !chunk.iter().fold(false, |any, c| any | escaped(*c))
+        {
+            i += 16;
+            continue;
+        }
+        let with = match b[i] {
             b'&' => "&amp;",
             b'<' => "&lt;",
             b'>' => "&gt;",
             b'"' => "&quot;",
             b'\'' => "&#x27;",
             b'/' => "&#x2F;",
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         // An ASCII byte is a character of its own: `i` is a character boundary.
         out.push_str(&input[from..i]);
         out.push_str(with);
-        from = i + 1;
+        i += 1;
+        from = i;
     }
     out.push_str(&input[from..]);
     out
+}
+
+/// Whether `escape_html` replaces this byte.
+pub fn escaped(b: u8) -> bool {
+    matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'' | b'/')
 }
 
 /// SplitMix64's finaliser: spreads a seed over all 64 bits.
@@ -1549,8 +1568,18 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn escape_html_is_teras(v in "(\\PC|[&<>\"'/])*") {
+        fn escape_html_is_teras(v in "(\\PC|[&<>\"'/]|[a-z ]{1,40})*", w in "(\\PC|[&<>\"'/])*") {
             proptest::prop_assert_eq!(escape_html(&v), tera::escape_html(&v));
+            // Escaping goes character by character, which the unsubscribe-link search
+            // relies on: the escape of a concatenation is the concatenation of escapes,
+            // and a text without the six is its own escape.
+            proptest::prop_assert_eq!(
+                escape_html(&format!("{v}{w}")),
+                format!("{}{}", escape_html(&v), escape_html(&w))
+            );
+            if !w.bytes().any(escaped) {
+                proptest::prop_assert_eq!(escape_html(&w), w.clone());
+            }
         }
     }
 
