@@ -225,18 +225,19 @@ impl Lexicon {
     }
 
     fn hits<'a>(&'a self, value: &str) -> impl Iterator<Item = (String, Mask)> + 'a {
-        let words = normalised_words(value);
         let mut out = Vec::new();
         let mut phrase = String::new();
-        for start in 0..words.len() {
-            phrase.clear();
-            for (n, w) in words[start..].iter().take(self.max_words).enumerate() {
-                if n > 0 {
-                    phrase.push(' ');
-                }
-                phrase.push_str(w);
-                if let Some(&bits) = self.phrases.get(phrase.as_str()) {
-                    out.push((phrase.clone(), bits));
+        for words in readings(value) {
+            for start in 0..words.len() {
+                phrase.clear();
+                for (n, w) in words[start..].iter().take(self.max_words).enumerate() {
+                    if n > 0 {
+                        phrase.push(' ');
+                    }
+                    phrase.push_str(w);
+                    if let Some(&bits) = self.phrases.get(phrase.as_str()) {
+                        out.push((phrase.clone(), bits));
+                    }
                 }
             }
         }
@@ -249,16 +250,101 @@ impl Lexicon {
 /// letter or digit, and a final plural -s dropped (`Ovulation kits` holds `ovulation
 /// kit`). The same function reads the terms, so both sides always agree.
 pub fn normalised_words(text: &str) -> Vec<String> {
-    let folded = if text.is_ascii() {
-        text.to_ascii_lowercase()
-    } else {
-        deunicode::deunicode(text).to_ascii_lowercase()
-    };
+    if text.is_ascii() {
+        return words_of(&text.to_ascii_lowercase());
+    }
+    words_of(&deunicode::deunicode(&as_read(text, false)).to_ascii_lowercase())
+}
+
+fn words_of(folded: &str) -> Vec<String> {
     folded
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(singular)
         .collect()
+}
+
+/// The ways a person may read `text`: its words (`normalised_words`), and, when it holds
+/// an invisible character or words run together in camel case, its words split there
+/// too: "Preg\u{200B}nancy" shows as `pregnancy`, "pregnancy\u{200B}test" and
+/// "PregnancyTest" as `pregnancy test`, and each reading is matched.
+fn readings(text: &str) -> Vec<Vec<String>> {
+    let mut out = vec![normalised_words(text)];
+    let camel = text
+        .chars()
+        .zip(text.chars().skip(1))
+        .any(|(a, b)| a.is_lowercase() && b.is_uppercase());
+    if camel || (!text.is_ascii() && text.chars().any(is_invisible)) {
+        let split = as_read(text, true);
+        out.push(words_of(&deunicode::deunicode(&split).to_ascii_lowercase()));
+    }
+    out
+}
+
+/// Characters that show nothing: format characters (zero-width space, joiners, soft
+/// hyphen, bidi marks, word joiner, byte-order mark), variation selectors, tag
+/// characters, the combining grapheme joiner and the Hangul fillers. Inside a word they
+/// would cut it in two for a matcher while a reader sees it whole.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// A Cyrillic or Greek letter drawn like a Latin one, as that Latin letter: transliterated,
+/// `р` would read `r` and `с` `s`, so "Маternitу" would pass for another word.
+fn latin_lookalike(c: char) -> Option<char> {
+    Some(match c {
+        'а' | 'А' | 'α' | 'Α' => 'a',
+        'В' | 'Β' => 'b',
+        'с' | 'С' | 'ϲ' | 'Ϲ' => 'c',
+        'ԁ' => 'd',
+        'е' | 'Е' | 'Ε' => 'e',
+        'һ' | 'Н' | 'Η' => 'h',
+        'і' | 'І' | 'ι' | 'Ι' | 'Ӏ' => 'i',
+        'ј' | 'Ј' => 'j',
+        'к' | 'К' | 'κ' | 'Κ' => 'k',
+        'ӏ' => 'l',
+        'М' | 'Μ' => 'm',
+        'Ν' => 'n',
+        'о' | 'О' | 'ο' | 'Ο' => 'o',
+        'р' | 'Р' | 'ρ' | 'Ρ' => 'p',
+        'ԛ' => 'q',
+        'ѕ' | 'Ѕ' => 's',
+        'Т' | 'Τ' => 't',
+        'υ' => 'u',
+        'ν' => 'v',
+        'ԝ' | 'Ԝ' => 'w',
+        'х' | 'Х' | 'χ' | 'Χ' => 'x',
+        'у' | 'У' | 'Υ' => 'y',
+        'Ζ' => 'z',
+        _ => return None,
+    })
+}
+
+/// `text` as it shows: invisible characters left out (or, with `split`, read as a break,
+/// as is a change from a lowercase to an uppercase letter), look-alike letters as Latin.
+fn as_read(text: &str, split: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut prev_lower = false;
+    for c in text.chars() {
+        if is_invisible(c) {
+            if split {
+                out.push(' ');
+            }
+            prev_lower = false;
+            continue;
+        }
+        if split && prev_lower && c.is_uppercase() {
+            out.push(' ');
+        }
+        prev_lower = c.is_lowercase();
+        out.push(latin_lookalike(c).unwrap_or(c));
+    }
+    out
 }
 
 /// `kits` → `kit`; words of three letters or fewer, and -ss, -us, -is endings (`dress`,
@@ -280,9 +366,15 @@ fn singular(w: &str) -> String {
 /// phrase's whole-word presence is one substring test: `" ovulation kit "`.
 pub fn padded_words(text: &str) -> String {
     let mut s = String::from(" ");
-    for w in normalised_words(text) {
-        s.push_str(&w);
-        s.push(' ');
+    // Each reading after the first follows a `|`, which no phrase spans.
+    for (i, words) in readings(text).into_iter().enumerate() {
+        if i > 0 {
+            s.push_str("| ");
+        }
+        for w in words {
+            s.push_str(&w);
+            s.push(' ');
+        }
     }
     s
 }
@@ -324,6 +416,54 @@ mod tests {
         assert!(cats(&lex, "Bike chain lube").is_empty());
         assert!(cats(&lex, "Sober grey scarf").is_empty());
         assert!(cats(&lex, "Card slot wallet").is_empty());
+    }
+
+    /// What a reader sees as "Maternity" or "pregnancy test", written so that plain
+    /// matching reads other words: invisible format characters inside or between words,
+    /// Cyrillic and Greek letters that look Latin, words run together in camel case.
+    #[test]
+    fn disguised_terms_read_as_a_person_reads_them() {
+        let lex = Lexicon::builtin();
+        for v in [
+            "Preg\u{200B}nancy test",
+            "Mat\u{2060}ernity fleece",
+            "Mat\u{00AD}ernity",
+            "Mat\u{200C}ernity",
+            "Mat\u{200D}ernity",
+            "Mat\u{FEFF}ernity",
+            "Mat\u{034F}ernity",
+            "Mat\u{FE0F}ernity",
+            "Mat\u{E0067}ernity",
+            "Mat\u{202E}ernity",
+            "Maternit\u{0443} fleece",
+            "\u{0440}regnancy test",
+            "\u{03C1}regnancy",
+            "\u{041C}\u{0410}TERNITY",
+            "ＭＡＴＥＲＮＩＴＹ",
+            "PregnancyTest",
+            "OvulationKit",
+            "pregnancy\u{200B}test",
+        ] {
+            assert_ne!(lex.classify(v), 0, "{v:?} reads {:?}", normalised_words(v));
+        }
+        // Near misses stay misses.
+        for v in [
+            "Test\u{200B}kitchen",
+            "Pride\u{2060}and Prejudice",
+            "iPhone case",
+            "eBay voucher",
+            "McDonald tartan",
+        ] {
+            assert_eq!(lex.classify(v), 0, "{v:?}");
+        }
+        // The words of a rendered text find the phrase in it whichever way it is written.
+        let out = padded_words("Still thinking about the Preg\u{200B}nancy\u{200B}Test?");
+        assert!(
+            lex.phrases_in("Preg\u{200B}nancy\u{200B}Test")
+                .iter()
+                .all(|(ph, _)| out.contains(&format!(" {ph} "))),
+            "{out}"
+        );
     }
 
     #[test]

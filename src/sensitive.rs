@@ -92,9 +92,8 @@ fn is_person_name(field: &str) -> bool {
         && words.iter().all(|w| NAME_WORDS.contains(&w.as_str()))
 }
 
-/// The fields whose values can hold words (text, not numbers, dates or flags), that are
-/// not the address, a person's name or a special-category field, with every row's
-/// categories.
+/// The fields that are not the address, a person's name or a special-category field,
+/// with every row's categories.
 pub fn scan(p: &Prepared) -> Vec<Scanned> {
     let lex = &p.schema.lexicon;
     let email = p
@@ -108,13 +107,13 @@ pub fn scan(p: &Prepared) -> Vec<Scanned> {
         .iter()
         // A special-category field blocks for any use already (`special-category`).
         .filter(|f| f.class.class() != crate::schema::FieldClass::Special)
-        .filter(|f| f.ty == FieldType::Text && f.name != email && !is_person_name(&f.name))
+        .filter(|f| f.name != email && !is_person_name(&f.name))
         .filter_map(|f: &FieldInfo| {
             let col = p.audience.column(&f.name)?;
             Some(Scanned {
                 name: f.name.clone(),
                 places: f.places.clone(),
-                masks: masks(lex, &col.data),
+                masks: masks(lex, &col.data, f.ty),
             })
         })
         .filter(|s| s.masks.iter().any(|m| *m != 0))
@@ -122,16 +121,31 @@ pub fn scan(p: &Prepared) -> Vec<Scanned> {
 }
 
 /// Each row's categories: once per distinct value for a dictionary column, else per row
-/// on all cores.
-fn masks(lex: &Lexicon, data: &ColumnData) -> Vec<Mask> {
+/// on all cores. In a column of another type only the values that type does not accept
+/// are read: the type is the schema's word or a guess from most values, and neither
+/// keeps "Maternity rain parka" from printing.
+fn masks(lex: &Lexicon, data: &ColumnData, ty: FieldType) -> Vec<Mask> {
+    let judge = |v: &str| {
+        // No term is shorter than two letters in a row; numbers and dates have none, so
+        // most typed values are passed over without parsing them.
+        let wordy = !v.is_ascii()
+            || v.as_bytes()
+                .windows(2)
+                .any(|w| w[0].is_ascii_alphabetic() && w[1].is_ascii_alphabetic());
+        if ty == FieldType::Text || (wordy && !ty.accepts(v)) {
+            lex.classify(v)
+        } else {
+            0
+        }
+    };
     match data.dictionary() {
         Some((values, codes)) => {
-            let per: Vec<Mask> = values.iter().map(|v| lex.classify(v)).collect();
+            let per: Vec<Mask> = values.iter().map(|v| judge(v)).collect();
             codes.iter().map(|c| per[usize::from(*c)]).collect()
         }
         None => (0..data.len())
             .into_par_iter()
-            .map(|r| lex.classify(data.get(r)))
+            .map(|r| judge(data.get(r)))
             .collect(),
     }
 }

@@ -1,6 +1,8 @@
 //! The attacker's suite (#11): what a careless export, a pasted address or a hostile
 //! template does to the promises, checked on what tact prints and writes.
 
+mod evasion;
+
 use serde_json::Value;
 
 use crate::util::*;
