@@ -15,7 +15,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::check::{FieldReport, Finding, Level, Measured, Report};
+use crate::check::{Finding, Level, Measured, Report};
 use crate::error::{Error, Result};
 use crate::measure::{percent, thousands};
 use crate::plan::{Prepared, Reason};
@@ -176,7 +176,7 @@ pub fn build(p: &Prepared, r: &Report, now: DateTime<Utc>) -> PrivacyReport {
             class: f.class.as_str(),
             inferred: f.inferred,
             origin_words: f.origin_words,
-            age: age(f),
+            age: f.observed_days.map(|d| d.words()),
             places: f.places.iter().map(|x| x.as_str()).collect(),
         })
         .collect();
@@ -235,13 +235,6 @@ pub fn build(p: &Prepared, r: &Report, now: DateTime<Utc>) -> PrivacyReport {
             })
             .collect(),
     }
-}
-
-/// The age of a field's values over the personalised recipients. Hook: `FieldReport` does
-/// not carry the observed ages yet (`observed_days`, youngest / median / oldest); when it
-/// does, say them here and both forms show an age column.
-fn age(_f: &FieldReport) -> Option<String> {
-    None
 }
 
 fn finding_row(f: &Finding) -> FindingRow {
@@ -965,7 +958,7 @@ mod tests {
             .find(|n| n.has_tag_name("title"))
             .and_then(|n| n.text());
         assert_eq!(title, Some(format!("Privacy report: {shown}").as_str()));
-        // The hook: an age shows as a column.
+        // An age shows as a column.
         assert!(html.contains("<th>Age</th>"));
     }
 

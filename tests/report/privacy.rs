@@ -346,6 +346,22 @@ fn privacy_report_wellness_check() {
 fn privacy_report_you_viewed() {
     let c = check_sample("you-viewed");
     assert_eq!(c.run.code, 4, "{}", c.run.stderr);
+    // The age of the values, as check --json measured it.
+    let field = c.json["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "last_viewed_product")
+        .expect("the field");
+    let d = &field["observed_days"];
+    let age = format!("{}–{} days ago, median {}", d["min"], d["max"], d["median"]);
+    for r in [&c.html, &c.md] {
+        assert!(
+            r.contains("<th>Age</th>") || r.contains("| Age |"),
+            "no age column"
+        );
+        assert!(r.contains(&age), "{age}");
+    }
     insta::assert_snapshot!("privacy_md_you_viewed", c.md);
     insta::assert_snapshot!("privacy_html_you_viewed", without_css(&c.html));
 }
