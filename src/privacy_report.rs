@@ -792,8 +792,14 @@ footer { margin-top: 2rem; color: #555; font-size: .85em; }
 }
 ";
 
+/// A bidi mark, embedding, override or isolate: it would show the text around it in
+/// another order than the record holds.
+fn reorders(c: char) -> bool {
+    matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Text for HTML and XML alike: the five markup characters as references, and the
-/// characters XML 1.0 forbids (controls, U+FFFE, U+FFFF) as U+FFFD.
+/// characters XML 1.0 forbids (controls, U+FFFE, U+FFFF) and bidi controls as U+FFFD.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
@@ -804,7 +810,9 @@ pub fn esc(s: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
             '\t' | '\n' | '\r' => out.push(' '),
-            c if c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c if c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}' || reorders(c) => {
+                out.push('\u{FFFD}')
+            }
             c => out.push(c),
         }
     }
@@ -838,7 +846,7 @@ pub fn md(s: &str) -> String {
             // `https://` would be linked by GitHub's renderer.
             ':' if rest.starts_with("//") => out.push_str("\\:"),
             '\t' | '\n' | '\r' => out.push(' '),
-            c if c.is_control() => out.push('\u{FFFD}'),
+            c if c.is_control() || reorders(c) => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
@@ -877,6 +885,18 @@ pub fn save(path: &Path, text: &str) -> Result<()> {
             });
         }
         _ => {}
+    }
+    // A mistyped folder is the user's to fix (exit 2), said of the path they gave rather
+    // than of the temporary file beside it.
+    let folder = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !folder.is_dir() {
+        return Err(Error::Input {
+            location: crate::error::Location::file(path),
+            message: format!("{} is not a folder", folder.display()),
+        });
     }
     crate::state::replace_file(path, text.as_bytes(), |_| Ok(()))
 }
@@ -998,6 +1018,21 @@ mod tests {
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
         );
         assert_eq!(esc("a\u{0}b\u{FFFF}c\nd"), "a\u{FFFD}b\u{FFFD}c d");
+    }
+
+    /// A bidi override or isolate in an acknowledgement's reason would show the reader
+    /// other words than the file holds ("approved \u{202E}ton" reads "approved not"):
+    /// a report filed as the record shows what was written, so none is kept, in either form.
+    #[test]
+    fn bidi_controls_cannot_reorder_what_the_report_shows() {
+        let reason = "approved by the DPO \u{202E}ton\u{202C} \u{2066}x\u{2069} \u{200F}\u{061C}";
+        for out in [esc(reason), md(reason)] {
+            assert!(
+                !out.chars().any(|c| matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')),
+                "{out:?}"
+            );
+            assert!(out.contains("approved by the DPO"), "{out:?}");
+        }
     }
 
     #[test]

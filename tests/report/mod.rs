@@ -2,6 +2,7 @@
 //! order or counts shows up in review; and the measured figures (DESIGN §8) checked
 //! against what the messages themselves show.
 
+mod hostile;
 mod privacy;
 
 use std::collections::HashMap;
