@@ -428,7 +428,13 @@ fn row_too_long(path: &Path, format: Format, start: u64, line: u64, names: &[Str
     )
 }
 
-fn field_too_long(path: &Path, line: u64, index: usize, len: usize, names: &[String]) -> Error {
+pub(crate) fn field_too_long(
+    path: &Path,
+    line: u64,
+    index: usize,
+    len: usize,
+    names: &[String],
+) -> Error {
     Error::input(
         Location::at(path, line as usize, index + 1),
         format!(

@@ -181,11 +181,25 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         .collect();
     // The header `check` will read: what it refuses is refused here, before a schema it
     // could not load is written.
-    crate::audience::column_names(path, &headers)?;
+    let names = crate::audience::column_names(path, &headers)?;
     let mut sample: Vec<Vec<String>> = Vec::new();
     let mut rows = 0usize;
     for rec in rdr.records() {
         let Ok(rec) = rec else { continue };
+        if rec.as_slice().len() > crate::audience::MAX_FIELD_BYTES
+            && let Some(i) = rec
+                .iter()
+                .position(|f| f.len() > crate::audience::MAX_FIELD_BYTES)
+        {
+            let line = rec.position().map_or(0, |p| p.line());
+            return Err(crate::audience::field_too_long(
+                path,
+                line,
+                i,
+                rec[i].len(),
+                &names,
+            ));
+        }
         rows += 1;
         if sample.len() < SAMPLE_ROWS {
             sample.push(rec.iter().map(str::to_string).collect());

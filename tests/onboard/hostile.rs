@@ -223,3 +223,25 @@ fn metacharacter_headers_make_files_that_load_and_run_nothing() {
     assert!(r.code == 0 || r.code == 3, "{}", r.all_output());
     assert_eq!(v["audience"]["rows"], 40);
 }
+
+/// A value longer than `check` reads (an unclosed quote swallowing the rows after it, or
+/// a pasted blob): `new` refuses the file with check's own file:line:col, before writing.
+/// Before, it wrote a campaign that `check` then refused.
+#[test]
+fn a_value_check_would_refuse_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("email,consent_marketing,consent_at,notes\n");
+    for i in 0..20 {
+        text.push_str(&format!("a{i}@shop.example,yes,2026-11-01,hello\n"));
+    }
+    text.push_str(&format!(
+        "z@shop.example,yes,2026-11-01,\"{}\"\n",
+        "x".repeat(70 * 1024)
+    ));
+    fs::write(dir.path().join("long.csv"), text).unwrap();
+    let r = new_in(dir.path(), "x", "long.csv");
+    assert_eq!(r.code, 2, "{}", r.all_output());
+    assert!(r.stderr.contains("long.csv:22:4"), "{}", r.stderr);
+    assert!(!r.all_output().contains("xxxx"), "{}", r.all_output());
+    assert!(written(dir.path(), "x", "long.csv").is_empty());
+}
