@@ -151,15 +151,10 @@ impl ObservedDays {
     /// "3–140 days ago, median 41", or one age in the recipient's words when all agree.
     pub fn words(&self) -> String {
         if self.min == self.max {
-            return crate::plan::age_words(self.min);
+            return crate::why::age_words(self.min);
         }
         format!("{}–{} days ago, median {}", self.min, self.max, self.median)
     }
-}
-
-/// Whole days from `then` to `now`; a time in the future is today.
-pub fn days_between(then: DateTime<Utc>, now: DateTime<Utc>) -> u32 {
-    u32::try_from((now - then).num_days().max(0)).unwrap_or(u32::MAX)
 }
 
 /// A row the render stage excluded, by line.
@@ -358,7 +353,9 @@ pub fn render_all_unless(
                         let at = crate::consent::parse_time(p.audience.columns[*col].data.get(row));
                         acc.stale[k] += usize::from(*shown && at.is_none_or(|t| t < cutoff));
                         if let Some(t) = at {
-                            *acc.ages[k].entry(days_between(t, now)).or_default() += 1;
+                            *acc.ages[k]
+                                .entry(crate::why::days_between(t, now))
+                                .or_default() += 1;
                         }
                     }
                     if personalised && !scanned.is_empty() {

@@ -70,5 +70,6 @@ pub mod state;
 pub mod template;
 pub mod tls;
 pub mod unsubscribe;
+pub mod why;
 
 pub use error::{Error, Result};

@@ -125,6 +125,8 @@ pub struct Prepared {
     render_columns: Vec<(String, usize)>,
     /// What `now()` returns in the templates (the plan's "now").
     pub now: DateTime<Utc>,
+    /// The campaign's part of `why_you_got_this`.
+    pub why: crate::why::Why,
 }
 
 impl Prepared {
@@ -244,7 +246,9 @@ impl Prepared {
             .filter(|(_, places)| places.iter().any(|p| *p != Place::Segment))
             .filter_map(|(name, _)| audience.column_index(name).map(|i| (name.clone(), i)))
             .collect();
+        let why = crate::why::Why::new(&campaign, &schema, &audience, &fields);
         Ok(Prepared {
+            why,
             campaign,
             schema,
             templates,
@@ -294,8 +298,10 @@ impl Prepared {
             .map(|s| s.compile(&self.audience, now, &campaign.path))
             .transpose()?
             .map(|c| c.with_lexicon(Arc::clone(&self.schema.lexicon)));
+        let fields = field_infos(&usage, &self.schema, &self.audience, &observed);
         Ok(Prepared {
-            fields: field_infos(&usage, &self.schema, &self.audience, &observed),
+            why: crate::why::Why::new(&campaign, &self.schema, &self.audience, &fields),
+            fields,
             campaign,
             schema: self.schema.clone(),
             templates: self.templates.clone(),
@@ -502,7 +508,12 @@ impl Prepared {
             unsubscribe_url: unsubscribe_url(&self.campaign.unsubscribe_url, &token),
             postal_address: self.campaign.postal_address.clone(),
             campaign: self.campaign.name.clone(),
-            why_you_got_this: why_you_got_this(&self.campaign, consent_at, personalised),
+            why_you_got_this: if personalised {
+                self.why
+                    .personalised(&self.audience, row, consent_at, self.now)
+            } else {
+                self.why.generic(consent_at)
+            },
         };
         (vars, hash)
     }
@@ -583,7 +594,7 @@ impl Prepared {
             unsubscribe_url: unsubscribe_url(&self.campaign.unsubscribe_url, "TOKEN"),
             postal_address: self.campaign.postal_address.clone(),
             campaign: self.campaign.name.clone(),
-            why_you_got_this: why_you_got_this(&self.campaign, None, false),
+            why_you_got_this: self.why.generic(None),
         };
         self.templates.render(&vars, &[])
     }
@@ -671,64 +682,6 @@ pub fn unsubscribe_url(base: &str, token: &str) -> String {
         "?"
     };
     format!("{base}{sep}t={token}")
-}
-
-/// An age as the recipient reads it: "today", "1 day ago", "12 days ago", and above 60
-/// days "3 months ago" (whole months of 30 days).
-pub fn age_words(days: u32) -> String {
-    match days {
-        0 => "today".to_string(),
-        1 => "1 day ago".to_string(),
-        2..=60 => format!("{days} days ago"),
-        _ => format!("{} months ago", days / 30),
-    }
-}
-
-/// "You get this because you opted in to Northwind news on 12 March 2025."
-pub fn why_you_got_this(
-    campaign: &Campaign,
-    consent_at: Option<DateTime<Utc>>,
-    personalised: bool,
-) -> String {
-    let brand = campaign
-        .from
-        .name
-        .clone()
-        .filter(|n| !n.trim().is_empty())
-        .unwrap_or_else(|| campaign.from_domain().to_string());
-    // By hand rather than with `format("%-d %B %Y")`, which parses its pattern each time:
-    // this runs once for every recipient, in check and again in send.
-    const MONTHS: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
-    let when = consent_at
-        .map(|t| {
-            use chrono::Datelike;
-            format!(
-                " on {} {} {}",
-                t.day(),
-                MONTHS[t.month0() as usize],
-                t.year()
-            )
-        })
-        .unwrap_or_default();
-    let tailored = if personalised {
-        ", and to content tailored to you"
-    } else {
-        ""
-    };
-    format!("You get this because you opted in to {brand} news{when}{tailored}.")
 }
 
 /// One row's decision as far as no segment can change it.

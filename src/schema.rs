@@ -161,6 +161,9 @@ pub struct FieldSpec {
     /// Where the values came from, when the class alone does not say (a quasi-identifier
     /// bought from a broker is not something the customer told us).
     pub origin: Option<Origin>,
+    /// How `why_you_got_this` names the field to the recipient ("the product you last
+    /// viewed"); without it, "your" and the words of its name.
+    pub label: Option<String>,
 }
 
 /// Renamed column roles (DESIGN §2), or a consent role the file itself answers.
@@ -309,6 +312,7 @@ impl Schema {
                     format!("[fields] `{first}` and `{k}` name the same field: keep one"),
                 ));
             }
+            check_label(path, &text, &k, v.label.as_deref())?;
             spelt.insert(key.clone(), k);
             fields.insert(key, v);
         }
@@ -403,6 +407,36 @@ fn check_constants(path: &Path, text: &str, roles: &ColumnRoles) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The longest `label`: it is said in every personalised message's footer.
+pub const MAX_LABEL: usize = 60;
+
+/// A `label` is read by recipients: a few words on one line.
+fn check_label(path: &Path, text: &str, field: &str, label: Option<&str>) -> Result<()> {
+    let Some(label) = label else {
+        return Ok(());
+    };
+    let problem = if label.trim().is_empty() {
+        "is empty"
+    } else if label.chars().any(char::is_control) {
+        "holds a line break or control character"
+    } else if label.chars().count() > MAX_LABEL {
+        "is longer than 60 characters"
+    } else {
+        return Ok(());
+    };
+    let offset = text
+        .find(field)
+        .and_then(|f| text[f..].find("label").map(|l| f + l))
+        .unwrap_or(0);
+    let (line, col) = line_col(text, offset);
+    Err(Error::input(
+        Location::at(path, line, col),
+        format!(
+            "[fields] `{field}` has a label that {problem}: it names the field to recipients in a few words"
+        ),
+    ))
 }
 
 fn check_format(path: &Path, text: &str, csv: &CsvFormat) -> Result<()> {

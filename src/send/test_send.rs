@@ -180,11 +180,9 @@ pub fn letters(
         unsubscribe_url: inert.clone(),
         postal_address: p.campaign.postal_address.clone(),
         campaign: p.campaign.name.clone(),
-        why_you_got_this: crate::plan::why_you_got_this(
-            &p.campaign,
-            Some(p.now - chrono::TimeDelta::days(30)),
-            personalised,
-        ),
+        why_you_got_this: p
+            .why
+            .sample(Some(p.now - chrono::TimeDelta::days(30)), personalised),
     };
     // The envelope sender's token names nobody either: a bounce of a test suppresses no one.
     let inert_bounce = keys.seal_test_bounce_token(&p.campaign.name);

@@ -1160,10 +1160,23 @@ fn preview(app: &App, t: Theme, area: Rect, buf: &mut Buffer) {
         return;
     };
     let compact = area.height < PREVIEW_COMPACT;
+    // The footer sentence names the fields a personalised message uses: room for all of
+    // it, up to a third of the screen, so the consent and segment lines stay in view. A
+    // compact screen keeps its rows for the message (the footer is in it too).
+    let why_rows: usize = doc
+        .why
+        .iter()
+        .map(|w| wrap(w, usize::from(area.width)).len().max(1))
+        .sum();
+    let why_height = if compact {
+        5
+    } else {
+        (why_rows as u16 + 1).clamp(5, (area.height / 3).max(5))
+    };
     let [head, body, why] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
-        Constraint::Length(5),
+        Constraint::Length(why_height),
     ])
     .areas(area);
     let index = app.preview_index.min(total.saturating_sub(1)) + 1;

@@ -365,13 +365,48 @@ fn you_viewed_says_where_each_field_came_from_and_how_old_it_is() {
         .filter(|c| !c.ragged)
         .map(|c| (c.email(), c))
         .collect();
-    let personalised: Vec<&Customer> = read_previews(&out)
+    let msgs = read_previews(&out);
+    let personalised: Vec<&Customer> = msgs
         .iter()
         .filter(|m| m.text.contains("content tailored to you"))
         .map(|m| &by_email[&m.to_addr()])
         .collect();
     assert_eq!(v["audience"]["personalised"], personalised.len());
     let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+    // Each recipient's footer names the product field in the same words, with the age of
+    // their own value, counted here from the CSV; never the product itself.
+    let mut dated = 0;
+    for m in msgs.iter().filter(|m| m.text.contains("content tailored")) {
+        let c = &by_email[&m.to_addr()];
+        let text = m.text.replace('\n', " ");
+        let footer = &text[text.find("You get this because").expect("footer")..];
+        let product = c.get("last_viewed_product").trim();
+        if product.is_empty() {
+            assert!(!footer.contains("you last viewed"), "line {}", c.line);
+            continue;
+        }
+        assert!(
+            !footer.contains(product),
+            "line {}: the value is in the footer",
+            c.line
+        );
+        let at = chrono::NaiveDate::parse_from_str(c.get("last_viewed_at").trim(), "%Y-%m-%d");
+        let words = match at.map(|d| (today - d).num_days().max(0)) {
+            Ok(0) => ", today".to_string(),
+            Ok(1) => ", 1 day ago".to_string(),
+            Ok(n @ 2..=60) => format!(", {n} days ago"),
+            Ok(n) => format!(", {} months ago", n / 30),
+            Err(_) => String::new(),
+        };
+        dated += usize::from(!words.is_empty());
+        let want = format!("the product you last viewed (from what you browsed{words})");
+        assert!(
+            footer.contains(&want),
+            "line {}: {want} in {footer}",
+            c.line
+        );
+    }
+    assert!(dated > 50, "{dated} dated footers");
     let mut days: Vec<i64> = personalised
         .iter()
         .filter_map(|c| {
