@@ -786,39 +786,25 @@ fn render_random(args: &HashMap<String, tera::Value>) -> tera::Result<tera::Valu
 }
 
 /// Tera's `escape_html`, to the byte (`escape_html_is_teras`), but copying the runs
-/// between the six characters it replaces, 16 bytes checked at a time, instead of pushing
-/// a character at a time: every value an HTML part prints goes through it, a million times
-/// a check.
+/// between the six characters it replaces instead of pushing a character at a time: every
+/// value an HTML part prints goes through it, some twenty times a recipient.
 pub fn escape_html(input: &str) -> String {
-    let b = input.as_bytes();
     let mut out = String::with_capacity(input.len() + input.len() / 8);
-    let (mut from, mut i) = (0, 0);
-    while i < b.len() {
-        // A branch-free test of a whole chunk, which the compiler turns into vector
-        // compares; most chunks of a text hold none of the six.
-        if let Some(chunk) = b.get(i..i + 16)
-            && !chunk.iter().fold(false, |any, c| any | escaped(*c))
-        {
-            i += 16;
-            continue;
-        }
-        let with = match b[i] {
+    let mut from = 0;
+    for (i, b) in input.bytes().enumerate() {
+        let with = match b {
             b'&' => "&amp;",
             b'<' => "&lt;",
             b'>' => "&gt;",
             b'"' => "&quot;",
             b'\'' => "&#x27;",
             b'/' => "&#x2F;",
-            _ => {
-                i += 1;
-                continue;
-            }
+            _ => continue,
         };
         // An ASCII byte is a character of its own: `i` is a character boundary.
         out.push_str(&input[from..i]);
         out.push_str(with);
-        i += 1;
-        from = i;
+        from = i + 1;
     }
     out.push_str(&input[from..]);
     out
