@@ -17,6 +17,8 @@ mod work;
 #[cfg(test)]
 mod bounces_tests;
 #[cfg(test)]
+mod canary_tests;
+#[cfg(test)]
 mod from_csv_tests;
 #[cfg(test)]
 mod screens_tests;
