@@ -814,6 +814,18 @@ pub fn refusal(name: &str, audience: &Path, dir: &Path) -> Option<Error> {
             why,
         });
     }
+    if dir.exists() && !dir.is_dir() {
+        return Some(Error::input(
+            Location::file(dir),
+            "is a file: --dir names the folder the campaign goes in",
+        ));
+    }
+    if audience.is_dir() {
+        return Some(Error::input(
+            Location::file(audience),
+            "is a folder: --audience names the export (a CSV file)",
+        ));
+    }
     let taken = Targets::new(name, audience, dir).taken();
     (!taken.is_empty()).then_some(Error::Exists { paths: taken })
 }

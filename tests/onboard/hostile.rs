@@ -245,3 +245,35 @@ fn a_value_check_would_refuse_is_refused_before_anything_is_written() {
     assert!(!r.all_output().contains("xxxx"), "{}", r.all_output());
     assert!(written(dir.path(), "x", "long.csv").is_empty());
 }
+
+/// `--dir` naming a file, or `--audience` naming a folder: bad usage (exit 2) that names
+/// the path, and nothing written (before, `--dir FILE` failed half-way with exit 1).
+#[test]
+fn a_file_for_a_folder_or_a_folder_for_a_file_is_bad_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("ok.csv"),
+        "email,consent_marketing,consent_at\na@shop.example,yes,2026-11-01\n",
+    )
+    .unwrap();
+    fs::write(dir.path().join("afile"), "x").unwrap();
+    fs::create_dir(dir.path().join("folder.csv")).unwrap();
+    for (args, named) in [
+        (
+            ["new", "x", "--audience", "ok.csv", "--dir", "afile"],
+            "afile",
+        ),
+        (
+            ["new", "x", "--audience", "folder.csv", "--dir", "c"],
+            "folder.csv",
+        ),
+    ] {
+        let mut c = tact(&dir.path().join("state"));
+        c.current_dir(dir.path()).args(args);
+        let r = run(&mut c);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.all_output());
+        assert!(r.stderr.contains(named), "{args:?}: {}", r.stderr);
+    }
+    assert!(!dir.path().join("ok.schema.toml").exists());
+    assert!(!dir.path().join("c").exists());
+}
