@@ -276,6 +276,25 @@ pub fn replace_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// `jane.doe@example.com` → `j***@e***.com`, wherever an address is shown (`bounces parse`,
+/// the composer's audience and preview): the first letter of the local part and of
+/// the domain, and the top-level domain. A custom domain can name a person as well as the
+/// local part can, so both are cut.
+pub fn mask_address(address: &str) -> String {
+    let address = address.trim();
+    let first = |s: &str| s.chars().next().map(String::from).unwrap_or_default();
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            let tld = domain
+                .rsplit_once('.')
+                .map(|(_, t)| format!(".{t}"))
+                .unwrap_or_default();
+            format!("{}***@{}***{tld}", first(local), first(domain))
+        }
+        None => format!("{}***", first(address)),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -287,6 +306,16 @@ mod tests {
         fs::write(&p, content).unwrap();
         let f = find(&p, &Schema::default(), email).unwrap();
         (dir, f)
+    }
+
+    #[test]
+    fn masking_cuts_local_part_and_domain() {
+        assert_eq!(mask_address("jane.doe@example.com"), "j***@e***.com");
+        assert_eq!(mask_address(" j@mail.example.org "), "j***@m***.org");
+        assert_eq!(mask_address("nodomain"), "n***");
+        assert_eq!(mask_address("x@localhost"), "x***@l***");
+        assert_eq!(mask_address(""), "***");
+        assert_eq!(mask_address("élodie@exämple.fr"), "é***@e***.fr");
     }
 
     #[test]

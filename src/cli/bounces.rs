@@ -66,7 +66,7 @@ fn shown(recipient: Option<&str>, reveal: bool) -> Option<String> {
         if reveal {
             r.to_string()
         } else {
-            bounce::mask(r)
+            tact::person::mask_address(r)
         }
     })
 }

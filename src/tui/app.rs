@@ -1284,21 +1284,6 @@ pub fn find(l: &Loaded, query: &str, after: Option<usize>) -> Found {
     }
 }
 
-/// Masks an address for the screen: `n****@example.com`.
-pub fn mask(email: &str) -> String {
-    let email = email.trim();
-    match email.rsplit_once('@') {
-        Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}****@{domain}")
-        }
-        None => {
-            let first: String = email.chars().take(1).collect();
-            format!("{first}****")
-        }
-    }
-}
-
 /// The one place the composer's state changes. Returns a follow-up action, if any.
 pub fn update(app: &mut App, action: Action) -> Option<Action> {
     // "q again leaves without saving" holds only for the very next key.

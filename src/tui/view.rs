@@ -18,9 +18,10 @@ use tact::plan::{Counts, Reason};
 use tact::schema::FieldClass;
 use tact::send::{Provider, ProviderTally};
 
-use super::app::{App, DRY_RUN_BLOCKED, Loaded, MIN_REASON, PromptKind, Tab, mask};
+use super::app::{App, DRY_RUN_BLOCKED, Loaded, MIN_REASON, PromptKind, Tab};
 use super::keys::{KEYS, Scope, active_scopes};
 use super::source;
+use tact::person::mask_address as mask;
 
 /// Every class, in level order, for the Template screen's legend.
 pub const CLASSES: [FieldClass; 8] = [
