@@ -418,6 +418,11 @@ fn row_too_long(path: &Path, format: Format, start: u64, line: u64, names: &[Str
         })
         .unwrap_or(1)
         .max(1);
+    row_past_limit(path, line, column, names)
+}
+
+/// The row at `line` runs on past `MAX_ROW_BYTES` in `column` (1-based).
+pub(crate) fn row_past_limit(path: &Path, line: u64, column: usize, names: &[String]) -> Error {
     Error::input(
         Location::at(path, line as usize, column),
         format!(

@@ -200,6 +200,19 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
                 &names,
             ));
         }
+        if rec.as_slice().len() + rec.len() > crate::audience::MAX_ROW_BYTES as usize {
+            // The column in which the row passes the limit, separators counted.
+            let mut end = 0;
+            let column = rec
+                .iter()
+                .position(|f| {
+                    end += f.len() + 1;
+                    end > crate::audience::MAX_ROW_BYTES as usize
+                })
+                .map_or(rec.len(), |i| i + 1);
+            let line = rec.position().map_or(0, |p| p.line());
+            return Err(crate::audience::row_past_limit(path, line, column, &names));
+        }
         rows += 1;
         if sample.len() < SAMPLE_ROWS {
             sample.push(rec.iter().map(str::to_string).collect());

@@ -277,3 +277,32 @@ fn a_file_for_a_folder_or_a_folder_for_a_file_is_bad_usage() {
     assert!(!dir.path().join("ok.schema.toml").exists());
     assert!(!dir.path().join("c").exists());
 }
+
+/// A row past the 1 MiB `check` reads, made of values each under the value limit: `new`
+/// refuses it as `check` does, by line, before writing.
+#[test]
+fn a_row_check_would_refuse_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let cols: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
+    let mut text = format!("email,consent_marketing,consent_at,{}\n", cols.join(","));
+    for i in 0..5 {
+        text.push_str(&format!(
+            "a{i}@shop.example,yes,2026-11-01,{}\n",
+            vec!["v"; 30].join(",")
+        ));
+    }
+    let big = "y".repeat(40 * 1024);
+    text.push_str(&format!(
+        "z@shop.example,yes,2026-11-01,{}\n",
+        vec![big.as_str(); 30].join(",")
+    ));
+    fs::write(dir.path().join("wide.csv"), text).unwrap();
+    let r = new_in(dir.path(), "x", "wide.csv");
+    assert_eq!(r.code, 2, "{}", r.all_output());
+    assert!(
+        r.stderr.contains("wide.csv:7:") && r.stderr.contains("1 MiB"),
+        "{}",
+        r.stderr
+    );
+    assert!(written(dir.path(), "x", "wide.csv").is_empty());
+}
