@@ -2230,12 +2230,7 @@ mod tests {
 
     #[test]
     fn a_sensitive_value_in_the_body_is_a_caution_counted_per_category() {
-        let r = Fx {
-            txt: body("{{ last_viewed_product }}"),
-            products: PRODUCTS,
-            ..Fx::default()
-        }
-        .report();
+        let r = with_products_in_body("{{ last_viewed_product }}");
         let f = sensitive(&r);
         assert_eq!(f.len(), 1, "{:?}", rules_of(&r));
         assert_eq!(f[0].level, Level::Caution);
@@ -2291,6 +2286,16 @@ mod tests {
         .report()
     }
 
+    /// The report of a campaign whose body shows `fields`, over the same audience.
+    fn with_products_in_body(fields: &str) -> Report {
+        Fx {
+            txt: body(fields),
+            products: PRODUCTS,
+            ..Fx::default()
+        }
+        .report()
+    }
+
     #[test]
     fn a_sensitive_value_that_decides_what_is_shown_counts_where_it_shows() {
         for (subject, why) in [
@@ -2326,12 +2331,9 @@ mod tests {
             assert_no_values(&r);
         }
         // In the body the same branch is a caution.
-        let r = Fx {
-            txt: body("{% if last_viewed_product == \"Rosary beads\" %}Blessings{% endif %}"),
-            products: PRODUCTS,
-            ..Fx::default()
-        }
-        .report();
+        let r = with_products_in_body(
+            "{% if last_viewed_product == \"Rosary beads\" %}Blessings{% endif %}",
+        );
         let f = sensitive(&r);
         assert_eq!(f.len(), 1, "{:?}", rules_of(&r));
         assert_eq!(f[0].level, Level::Caution);
