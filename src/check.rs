@@ -601,34 +601,39 @@ fn typed_canary(ty: FieldType, n: usize) -> Option<String> {
     }
 }
 
-/// The canary numbers printed unescaped in `html`: a raw `<i data-tact-canary` or a raw
-/// quote after the attribute name. Autoescaped, it reads `&lt;i data-tact-canary=&quot;N`;
-/// case is ignored, so `| upper | safe` is still found.
-pub fn unescaped_canaries(html: &str) -> BTreeSet<usize> {
-    const MARK: &str = "data-tact-canary=";
-    let lower = html.to_ascii_lowercase();
-    let mut found = BTreeSet::new();
-    let mut from = 0;
-    while let Some(at) = lower[from..].find(MARK) {
-        let start = from + at;
-        let after = &lower[start + MARK.len()..];
-        let raw_tag = lower[..start].ends_with("<i ");
-        let escaped_value = after.starts_with('&');
-        if raw_tag || !escaped_value || in_tag_markup(&lower, start) {
-            // The quote itself may be raw or escaped (a raw tag with an escaped quote still
-            // opens an element).
+/// The attribute every canary carries, lowercased.
+const CANARY_MARK: &str = "data-tact-canary=";
+
+/// Each canary attribute in `lower` (lowercased HTML): where it starts, and its number,
+/// read past a raw or escaped quote (a raw tag with an escaped quote still opens an
+/// element).
+fn canary_marks(lower: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    lower
+        .match_indices(CANARY_MARK)
+        .filter_map(move |(start, _)| {
+            let after = &lower[start + CANARY_MARK.len()..];
             let unquoted = ["\"", "'", "&quot;", "&#x27;", "&#34;", "&#39;"]
                 .iter()
                 .find_map(|q| after.strip_prefix(q))
                 .unwrap_or(after);
             let digits: String = unquoted.chars().take_while(char::is_ascii_digit).collect();
-            if let Ok(n) = digits.parse() {
-                found.insert(n);
-            }
-        }
-        from = start + MARK.len();
-    }
-    found
+            digits.parse().ok().map(|n| (start, n))
+        })
+}
+
+/// The canary numbers printed unescaped in `html`: a raw `<i data-tact-canary` or a raw
+/// quote after the attribute name. Autoescaped, it reads `&lt;i data-tact-canary=&quot;N`;
+/// case is ignored, so `| upper | safe` is still found.
+pub fn unescaped_canaries(html: &str) -> BTreeSet<usize> {
+    let lower = html.to_ascii_lowercase();
+    canary_marks(&lower)
+        .filter(|(start, _)| {
+            let raw_tag = lower[..*start].ends_with("<i ");
+            let escaped_value = lower[start + CANARY_MARK.len()..].starts_with('&');
+            raw_tag || !escaped_value || in_tag_markup(&lower, *start)
+        })
+        .map(|(_, n)| n)
+        .collect()
 }
 
 /// Whether an escaped canary at `at` (in the lowercased HTML) is part of a tag's markup
@@ -845,50 +850,40 @@ const URL_ATTRIBUTES: [&str; 11] = [
 /// (`href="{{ v }}"`, `src = ' {{ v }}/x.png'`): there the value decides the scheme and the
 /// host, so where the link goes. A canary after our own `https://shop/…` does not count.
 pub fn canaries_starting_links(html: &str) -> BTreeSet<usize> {
-    const MARK: &str = "data-tact-canary=";
     let lower = html.to_ascii_lowercase();
-    let mut found = BTreeSet::new();
-    let mut from = 0;
-    while let Some(at) = lower[from..].find(MARK) {
-        let start = from + at;
-        from = start + MARK.len();
-        let Some(before) = lower[..start]
-            .strip_suffix("&lt;i ")
-            .or_else(|| lower[..start].strip_suffix("<i "))
-        else {
-            continue;
-        };
-        // Browsers drop leading white space from an address, so it decides nothing.
-        let before = before.trim_end();
-        let before = before
-            .strip_suffix('"')
-            .or_else(|| before.strip_suffix('\''))
-            .unwrap_or(before)
-            .trim_end();
-        let Some(before) = before.strip_suffix('=') else {
-            continue;
-        };
-        let before = before.trim_end();
-        let name_len = before
-            .chars()
-            .rev()
-            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_'))
-            .count();
-        let (rest, attr) = before.split_at(before.len() - name_len);
-        if !rest.ends_with(|c: char| c.is_ascii_whitespace()) || !URL_ATTRIBUTES.contains(&attr) {
-            continue;
-        }
-        let after = &lower[start + MARK.len()..];
-        let unquoted = ["\"", "'", "&quot;", "&#x27;", "&#34;", "&#39;"]
-            .iter()
-            .find_map(|q| after.strip_prefix(q))
-            .unwrap_or(after);
-        let digits: String = unquoted.chars().take_while(char::is_ascii_digit).collect();
-        if let Ok(n) = digits.parse() {
-            found.insert(n);
-        }
-    }
-    found
+    canary_marks(&lower)
+        .filter(|(start, _)| starts_a_link(&lower[..*start]))
+        .map(|(_, n)| n)
+        .collect()
+}
+
+/// Whether the text before a canary ends with a URL attribute's `=` and opening quote, so
+/// the canary is the first thing in the address.
+fn starts_a_link(before: &str) -> bool {
+    let Some(before) = before
+        .strip_suffix("&lt;i ")
+        .or_else(|| before.strip_suffix("<i "))
+    else {
+        return false;
+    };
+    // Browsers drop leading white space from an address, so it decides nothing.
+    let before = before.trim_end();
+    let before = before
+        .strip_suffix('"')
+        .or_else(|| before.strip_suffix('\''))
+        .unwrap_or(before)
+        .trim_end();
+    let Some(before) = before.strip_suffix('=') else {
+        return false;
+    };
+    let before = before.trim_end();
+    let name_len = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_'))
+        .count();
+    let (rest, attr) = before.split_at(before.len() - name_len);
+    rest.ends_with(|c: char| c.is_ascii_whitespace()) && URL_ATTRIBUTES.contains(&attr)
 }
 
 /// `field-decides-link`: a customer field begins a link's address. A caution (a shop's own
